@@ -1,0 +1,56 @@
+# Cleave — the two commands: `make run` and `make check`.
+# Everything else (CMake + Ninja) sits behind these targets.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+ARGS       ?=
+
+.PHONY: all build run check check-fast test deps asan tsan bench bench-quick \
+        torture fuzz soak clean format
+
+all: build
+
+deps:
+	@sh scripts/deps.sh build
+
+$(BUILD)/build.ninja:
+	@sh scripts/deps.sh build
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: $(BUILD)/build.ninja
+	@sh scripts/deps.sh build
+	ninja -C $(BUILD)
+
+# Builds, then serves the shop on 127.0.0.1:8080 from ./cleave-data.
+run: build
+	./$(BUILD)/cleave serve $(ARGS)
+
+$(ASAN_BUILD)/build.ninja:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCLEAVE_SANITIZE=ON >/dev/null
+
+asan: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+# Builds (normal and ASan+UBSan), then runs every test in both builds.
+check:
+	@sh scripts/deps.sh build test
+	@$(MAKE) --no-print-directory build asan
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+
+# The normal build's tests only (quick iteration).
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+
+tsan:
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCLEAVE_TSAN=ON >/dev/null
+	ninja -C build-tsan
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-tsan build-fuzz
+
+format:
+	clang-format -i include/*.h src/*/*.[ch] domains/*.[ch] tests/unit/*.[ch]

@@ -1,0 +1,656 @@
+/*
+ * cleave.h — the whole public API of libcleave, a CQRS engine.
+ *
+ * Not in this header, not API.  Everything else in the tree is private.
+ *
+ * The flow:  a caller submits a command (cleave_command_submit); one writer
+ * thread runs a batch of commands, each in its own savepoint, appends their
+ * events to the log in the same transaction, commits once (group commit) and
+ * only then completes the callers.  Projection runners tail the log and apply
+ * events to read stores, writing their checkpoint in the same read-store
+ * transaction.  Queries (cleave_query_run) read only read stores.
+ *
+ * Conventions
+ *  - Functions that act return int: 0 on success, a negative CLEAVE_E* code
+ *    on failure.  Predicates return bool.
+ *  - cleave_errmsg() returns the detail of the calling thread's last failure
+ *    (including the backend's own words); it is valid until the next call
+ *    into libcleave on that thread.
+ *  - Every pointer handed out says how long it lives.  "Borrowed" means the
+ *    caller must not free it.
+ *  - JSON values are cJSON trees (Debian's libcjson).  Input handed to a
+ *    handler has been checked by Cleave first: valid UTF-8, no duplicate
+ *    keys, nesting at most CLEAVE_JSON_MAX_DEPTH, integers exact (|n| <=
+ *    2^53), and the command's declared fields (cleave_field).
+ */
+#ifndef CLEAVE_H
+#define CLEAVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLEAVE_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------
+ * Errors.  One list; codes, names and texts are generated from it.
+ * The name is the stable machine-readable code used in error JSON.
+ * ------------------------------------------------------------------------ */
+#define CLEAVE_ERRNO_MAP(X)                                                  \
+	X(EINVAL, -1, "invalid_argument", "invalid argument")                  \
+	X(ENOTFOUND, -2, "not_found", "not found")                             \
+	X(EEXIST, -3, "already_exists", "already exists")                      \
+	X(ECONFLICT, -4, "conflict", "concurrency conflict")                   \
+	X(EREJECTED, -5, "rejected", "rejected by a business rule")            \
+	X(ETOOBIG, -6, "too_large", "too large")                               \
+	X(EBUSY, -7, "overloaded", "overloaded, retry later")                  \
+	X(ESHUTDOWN, -8, "shutting_down", "shutting down")                     \
+	X(ETIMEDOUT, -9, "timeout", "timed out")                               \
+	X(ENOTSUP, -10, "not_supported", "not supported by this store")        \
+	X(EIO, -11, "io_error", "I/O error")                                   \
+	X(ENOSPC, -12, "no_space", "storage full")                             \
+	X(ENOMEM, -13, "out_of_memory", "out of memory")                       \
+	X(ECORRUPT, -14, "corrupt", "stored data is corrupt")                  \
+	X(EINTERNAL, -15, "internal", "internal error")                        \
+	X(EPARKED, -16, "parked", "projection parked on a failing event")      \
+	X(EREADONLY, -17, "read_only", "read-only transaction")
+
+enum {
+	CLEAVE_OK = 0,
+#define CLEAVE_XX(name, val, code, text) CLEAVE_##name = (val),
+	CLEAVE_ERRNO_MAP(CLEAVE_XX)
+#undef CLEAVE_XX
+};
+
+/* Static English text for an error code ("success" for 0). Never NULL. */
+const char *cleave_strerror(int rc);
+/* Stable snake_case name for an error code, e.g. "not_found". Never NULL. */
+const char *cleave_errname(int rc);
+/* The calling thread's last detailed error message, or "" if none.
+ * Valid until the calling thread's next call into libcleave. */
+const char *cleave_errmsg(void);
+
+/* Limits that are fixed at build time (runtime limits live in
+ * cleave_config). Hitting one is an error that names it, never a crash. */
+#define CLEAVE_JSON_MAX_DEPTH 32      /* nesting of command bodies */
+#define CLEAVE_NAME_MAX 64            /* command, query, projection names */
+#define CLEAVE_STREAM_MAX 256         /* stream id length in bytes */
+#define CLEAVE_KEY_MAX 480            /* read-store key length in bytes */
+#define CLEAVE_IDEMPOTENCY_KEY_MAX 128
+#define CLEAVE_TRACE_ID_MAX 64
+
+typedef struct cleave_engine cleave_engine;
+typedef struct cleave_cmd cleave_cmd;     /* a command being handled */
+typedef struct cleave_rows cleave_rows;   /* a write-side result cursor */
+typedef struct cleave_rtx cleave_rtx;     /* a read-store transaction */
+typedef struct cleave_query cleave_query; /* a query being answered */
+typedef struct cleave_domain cleave_domain;
+
+/* ------------------------------------------------------------------------
+ * Values bound into SQL, on the write side and in SQL read stores.
+ * SQL uses '?' placeholders and a portable dialect: it runs on SQLite
+ * today and PostgreSQL (the '?' are rewritten to $n) to scale.
+ * ------------------------------------------------------------------------ */
+typedef enum cleave_type {
+	CLEAVE_NULL = 0,
+	CLEAVE_INT = 1,
+	CLEAVE_REAL = 2,
+	CLEAVE_TEXT = 3,
+} cleave_type;
+
+typedef struct cleave_value {
+	cleave_type type;
+	int64_t i;
+	double d;
+	const char *s; /* borrowed; need not be NUL-terminated when n set */
+	size_t n;      /* byte length of s */
+} cleave_value;
+
+static inline cleave_value cleave_int(int64_t v)
+{
+	cleave_value x = {CLEAVE_INT, v, 0, NULL, 0};
+	return x;
+}
+static inline cleave_value cleave_real(double v)
+{
+	cleave_value x = {CLEAVE_REAL, 0, v, NULL, 0};
+	return x;
+}
+cleave_value cleave_text(const char *s); /* NULL gives CLEAVE_NULL */
+static inline cleave_value cleave_textn(const char *s, size_t n)
+{
+	cleave_value x = {CLEAVE_TEXT, 0, 0, s, n};
+	return x;
+}
+static inline cleave_value cleave_null(void)
+{
+	cleave_value x = {CLEAVE_NULL, 0, 0, NULL, 0};
+	return x;
+}
+
+/* Row cursors, from cleave_cmd_query() and cleave_rtx_query().
+ * cleave_rows_next() returns 1 with a row, 0 at the end, <0 on error.
+ * Column accessors read the current row; a returned text pointer is valid
+ * until the next cleave_rows_next() or cleave_rows_close(). */
+int cleave_rows_next(cleave_rows *r);
+int cleave_rows_columns(cleave_rows *r);
+bool cleave_rows_is_null(cleave_rows *r, int col);
+int64_t cleave_rows_int(cleave_rows *r, int col);
+double cleave_rows_real(cleave_rows *r, int col);
+const char *cleave_rows_text(cleave_rows *r, int col, size_t *len);
+/* Finishes the cursor; always safe on NULL. */
+void cleave_rows_close(cleave_rows *r);
+
+/* ------------------------------------------------------------------------
+ * Commands: declared fields, handler, and what the handler may do.
+ * ------------------------------------------------------------------------ */
+typedef enum cleave_field_type {
+	CLEAVE_F_STRING = 1, /* JSON string, valid UTF-8, 1..max_len bytes */
+	CLEAVE_F_INT = 2,    /* JSON number that is an integer, min..max */
+	CLEAVE_F_BOOL = 3,
+	CLEAVE_F_OBJECT = 4,
+	CLEAVE_F_ARRAY = 5,
+} cleave_field_type;
+
+/* One declared field of a command body.  The engine checks the body against
+ * the table before the handler runs, on the caller's thread: a missing
+ * required field, a wrong type, a number out of [min,max], a string longer
+ * than max_len (or empty), or a field not in the table is CLEAVE_EINVAL
+ * (HTTP 400) naming the field; nothing is written. */
+typedef struct cleave_field {
+	const char *name;
+	cleave_field_type type;
+	bool required;
+	int64_t min, max;  /* CLEAVE_F_INT; both 0 means any exact integer */
+	size_t max_len;    /* CLEAVE_F_STRING; 0 means 256 */
+	const char *charset; /* CLEAVE_F_STRING: NULL any text; "id" means
+			       [A-Za-z0-9_.:-]; "upper" means [A-Z] */
+} cleave_field;
+
+/* A command handler runs on the writer thread, inside its own savepoint of
+ * the batch transaction.  `in` is the checked body (borrowed, valid during
+ * the call).  Return 0 to commit its writes and events, or the code given to
+ * cleave_cmd_fail() (any negative code) to roll back its savepoint alone.
+ * Handlers must not block on anything but the write transaction. */
+typedef int (*cleave_command_fn)(cleave_cmd *c, const cJSON *in);
+
+typedef struct cleave_command_def {
+	const char *name;            /* e.g. "Checkout"; [A-Za-z0-9_] */
+	cleave_command_fn handle;
+	const cleave_field *fields;  /* terminated by {NULL}; NULL = no body */
+	const char *summary;         /* one line for --help and docs */
+} cleave_command_def;
+
+/* Parameterised SQL on the batch transaction.  `changes` (may be NULL)
+ * receives the number of rows changed.  Errors: CLEAVE_EEXIST on a
+ * uniqueness violation, CLEAVE_EIO/ENOSPC/EINTERNAL from the store (the
+ * handler should return it). */
+int cleave_cmd_exec(cleave_cmd *c, const char *sql, const cleave_value *args,
+		    int nargs, int64_t *changes);
+/* Opens a cursor; close it before the handler returns. */
+int cleave_cmd_query(cleave_cmd *c, const char *sql, const cleave_value *args,
+		     int nargs, cleave_rows **out);
+/* Convenience: first column of the first row as an integer.
+ * CLEAVE_ENOTFOUND when there is no row or it is NULL. */
+int cleave_cmd_query_int(cleave_cmd *c, const char *sql,
+			 const cleave_value *args, int nargs, int64_t *out);
+
+/* Appends an event to `stream` (its next version), in the batch
+ * transaction.  Takes ownership of `data` (a JSON object) in every case.
+ * The first event a command emits is checked against the command's expected
+ * version (If-Match): a mismatch is CLEAVE_ECONFLICT.
+ * Errors: CLEAVE_EINVAL (bad stream/type), CLEAVE_ECONFLICT, store errors. */
+int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
+		    cJSON *data);
+/* Sets the command's result object (the "result" of the answer).  Takes
+ * ownership of `result`; a second call replaces the first. */
+void cleave_cmd_result(cleave_cmd *c, cJSON *result);
+/* Records why the command failed and returns `rc` for the handler to
+ * return.  `code` is the machine-readable error code (e.g. "out_of_stock");
+ * NULL uses cleave_errname(rc). The message is printf-formatted. */
+int cleave_cmd_fail(cleave_cmd *c, int rc, const char *code, const char *fmt,
+		    ...) __attribute__((format(printf, 4, 5)));
+/* The command's timestamp (microseconds since the epoch, UTC), fixed when
+ * the writer took it: use it instead of the clock so replays agree. */
+int64_t cleave_cmd_time_us(const cleave_cmd *c);
+/* Current version of a stream in this transaction; 0 if it has no events. */
+int cleave_cmd_stream_version(cleave_cmd *c, const char *stream,
+			      int64_t *out);
+
+/* ------------------------------------------------------------------------
+ * Events as projections see them.
+ * ------------------------------------------------------------------------ */
+typedef struct cleave_event {
+	int64_t position;       /* global, gapless, commit order, from 1 */
+	const char *stream;
+	int64_t version;        /* per stream, from 1 */
+	const char *type;
+	int schema_version;     /* as stored */
+	const char *data;       /* stored JSON text, NUL-terminated */
+	size_t data_len;
+	const cJSON *json;      /* data parsed and upcast to the current schema */
+	int64_t ts_us;          /* commit-batch time of the command */
+	const char *trace_id;   /* metadata; may be NULL */
+	const char *command_id;
+	const char *idempotency_key;
+	const char *causation_id;
+} cleave_event;
+/* All pointers in a cleave_event are borrowed and valid only during the
+ * callback that receives it. */
+
+/* Turns `data` of (type, from_version) into the shape of from_version+1,
+ * in place.  Return 0, or a negative code if the event cannot be upcast. */
+typedef int (*cleave_upcast_fn)(cJSON *data);
+typedef struct cleave_upcaster {
+	const char *type;
+	int from_version;
+	cleave_upcast_fn upcast;
+} cleave_upcaster;
+
+/* ------------------------------------------------------------------------
+ * Read stores and their transactions.
+ *
+ * A projection owns one store of one kind; queries read it through a
+ * read-only cleave_rtx.  Kinds: "lmdb" (namespaces of keys → bytes, with
+ * sorted sets, counters and lists on top) and "sqlite" (tables the
+ * projection defines, FTS5 available).  A call a store cannot serve returns
+ * CLEAVE_ENOTSUP; a write in a read-only transaction CLEAVE_EREADONLY.
+ * Namespaces ("ns") are short names [a-z0-9_], at most 32 per projection.
+ * Keys are NUL-terminated strings of at most CLEAVE_KEY_MAX bytes.
+ * A value pointer handed out is valid until the transaction ends.
+ * ------------------------------------------------------------------------ */
+int cleave_rtx_get(cleave_rtx *tx, const char *ns, const char *key,
+		   const void **val, size_t *len); /* CLEAVE_ENOTFOUND */
+int cleave_rtx_put(cleave_rtx *tx, const char *ns, const char *key,
+		   const void *val, size_t len);
+int cleave_rtx_del(cleave_rtx *tx, const char *ns, const char *key);
+
+/* Visits keys in [from, to) (NULL from = start, NULL to = end) in byte
+ * order, or descending with CLEAVE_SCAN_REVERSE, at most `limit` keys (0 =
+ * no limit).  The callback returns 0 to go on, 1 to stop, <0 to fail. */
+#define CLEAVE_SCAN_REVERSE 1
+typedef int (*cleave_scan_fn)(void *arg, const char *key, size_t klen,
+			      const void *val, size_t vlen);
+int cleave_rtx_scan(cleave_rtx *tx, const char *ns, const char *from,
+		    const char *to, int flags, size_t limit, cleave_scan_fn fn,
+		    void *arg);
+
+/* Sorted sets: members ordered by score descending, ties by member
+ * ascending (leaderboards).  zincr creates the member at 0 first; a member
+ * whose score becomes 0 stays (use zrem). */
+int cleave_rtx_zincr(cleave_rtx *tx, const char *ns, const char *member,
+		     int64_t delta, int64_t *score_out);
+int cleave_rtx_zscore(cleave_rtx *tx, const char *ns, const char *member,
+		      int64_t *out); /* CLEAVE_ENOTFOUND */
+int cleave_rtx_zrem(cleave_rtx *tx, const char *ns, const char *member);
+typedef int (*cleave_zrange_fn)(void *arg, const char *member, int64_t score);
+/* Visits members from rank `offset` (0 = highest), at most `limit`. */
+int cleave_rtx_zrange(cleave_rtx *tx, const char *ns, size_t offset,
+		      size_t limit, cleave_zrange_fn fn, void *arg);
+
+/* Counters: a key holds `n` int64 fields (n <= 16), all 0 until added to.
+ * Keys built from parts with cleave_key() order by parts, so a scan of one
+ * country's days is a range. */
+#define CLEAVE_COUNTER_MAX 16
+int cleave_rtx_counter_add(cleave_rtx *tx, const char *ns, const char *key,
+			   const int64_t *delta, int n);
+int cleave_rtx_counter_get(cleave_rtx *tx, const char *ns, const char *key,
+			   int64_t *out, int n); /* CLEAVE_ENOTFOUND */
+typedef int (*cleave_counter_fn)(void *arg, const char *key,
+				 const int64_t *vals, int n);
+int cleave_rtx_counter_scan(cleave_rtx *tx, const char *ns, const char *from,
+			    const char *to, size_t limit, cleave_counter_fn fn,
+			    void *arg);
+
+/* Lists: items under a list key ordered by a caller-chosen int64 sequence
+ * (a log position is a good one).  put inserts or replaces the item.
+ * page visits items newest (highest seq) first, starting below `before`
+ * (INT64_MAX for the first page), at most `limit`; use the last seq seen
+ * as the next cursor. */
+int cleave_rtx_list_put(cleave_rtx *tx, const char *ns, const char *list,
+			int64_t seq, const void *val, size_t len);
+int cleave_rtx_list_get(cleave_rtx *tx, const char *ns, const char *list,
+			int64_t seq, const void **val, size_t *len);
+int cleave_rtx_list_del(cleave_rtx *tx, const char *ns, const char *list,
+			int64_t seq);
+typedef int (*cleave_list_fn)(void *arg, int64_t seq, const void *val,
+			      size_t len);
+int cleave_rtx_list_page(cleave_rtx *tx, const char *ns, const char *list,
+			 int64_t before, size_t limit, cleave_list_fn fn,
+			 void *arg);
+
+/* SQL read stores ("sqlite"): parameterised statements on the projection's
+ * own tables.  Statements are prepared once and cached per store. */
+int cleave_rtx_exec(cleave_rtx *tx, const char *sql, const cleave_value *args,
+		    int nargs, int64_t *changes);
+int cleave_rtx_query(cleave_rtx *tx, const char *sql, const cleave_value *args,
+		     int nargs, cleave_rows **out);
+
+/* Builds a composite key "a\x1Fb\x1Fc" from `n` parts into buf (size cap).
+ * Parts must not contain 0x1F. Returns the length, or CLEAVE_ETOOBIG /
+ * CLEAVE_EINVAL. */
+int cleave_key(char *buf, size_t cap, int n, const char *const *parts);
+
+/* ------------------------------------------------------------------------
+ * Projections.
+ * ------------------------------------------------------------------------ */
+typedef enum cleave_poison_policy {
+	CLEAVE_POISON_PARK = 0, /* stop this projection at the event (default) */
+	CLEAVE_POISON_SKIP = 1, /* dead-letter the event and go on */
+} cleave_poison_policy;
+
+/* Applies one event inside the projection's read-store transaction.  Return
+ * 0, or a negative code: the batch is rolled back, the event is retried with
+ * backoff, then the projection's poison policy applies.  Must be a pure
+ * function of the store and the event (rebuilds replay it). */
+typedef int (*cleave_project_fn)(cleave_rtx *tx, const cleave_event *ev);
+/* Creates the store's tables (SQL stores) on a fresh copy; may be NULL. */
+typedef int (*cleave_setup_fn)(cleave_rtx *tx);
+
+typedef struct cleave_projection_def {
+	const char *name;               /* [a-z0-9_] */
+	int version;                    /* bump to rebuild blue-green */
+	const char *store;              /* "lmdb" or "sqlite" */
+	const char *const *event_types; /* NULL-terminated; NULL = all */
+	cleave_setup_fn setup;
+	cleave_project_fn apply;
+	cleave_poison_policy on_poison;
+} cleave_projection_def;
+
+/* ------------------------------------------------------------------------
+ * Queries.
+ * ------------------------------------------------------------------------ */
+/* Answers a query.  Read params with cleave_query_param*, the projections
+ * named in `reads` with cleave_query_rtx (a snapshot each, opened before the
+ * handler runs), answer with cleave_query_reply*, fail with
+ * cleave_query_fail.  Runs on the caller's thread; must not block. */
+typedef int (*cleave_query_fn)(cleave_query *q);
+
+typedef struct cleave_query_def {
+	const char *name;
+	cleave_query_fn handle;
+	const char *const *reads; /* projection names, NULL-terminated */
+	const char *summary;
+} cleave_query_def;
+
+/* The raw parameter (URL-decoded, valid UTF-8) or NULL when absent.
+ * Borrowed; valid during the handler. */
+const char *cleave_query_param(cleave_query *q, const char *name);
+/* Integer parameter: absent gives `def`; not an integer or outside
+ * [min,max] is CLEAVE_EINVAL naming the parameter (already recorded as the
+ * query's failure: return the code). */
+int cleave_query_param_int(cleave_query *q, const char *name, int64_t def,
+			   int64_t min, int64_t max, int64_t *out);
+/* String parameter that must be present (required) or may be absent
+ * (*out = NULL), at most max_len bytes. CLEAVE_EINVAL as above. */
+int cleave_query_param_str(cleave_query *q, const char *name, bool required,
+			   size_t max_len, const char **out);
+/* The read-only snapshot of reads[i]. Valid during the handler. */
+cleave_rtx *cleave_query_rtx(cleave_query *q, int i);
+/* Answer with a JSON value (ownership taken).  When it is an object the
+ * engine adds "position". */
+int cleave_query_reply(cleave_query *q, cJSON *body);
+/* Answer with JSON text copied from `json` (e.g. a stored document); when
+ * it is an object the engine splices "position" in. */
+int cleave_query_reply_raw(cleave_query *q, const char *json, size_t len);
+/* Like cleave_cmd_fail, for queries (CLEAVE_ENOTFOUND → 404, ...). */
+int cleave_query_fail(cleave_query *q, int rc, const char *code,
+		      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* ------------------------------------------------------------------------
+ * Domains: data, not code paths.  The engine never names a domain's parts.
+ * ------------------------------------------------------------------------ */
+typedef struct cleave_event_type {
+	const char *type;
+	int schema_version; /* the version new events are written with */
+} cleave_event_type;
+
+struct cleave_domain {
+	const char *name;                     /* "shop" */
+	const char *const *migrations;        /* write schema, in order;
+						 NULL-terminated; portable SQL */
+	const cleave_command_def *commands;   /* terminated by {NULL} */
+	const cleave_projection_def *projections; /* terminated by {NULL} */
+	const cleave_query_def *queries;      /* terminated by {NULL} */
+	const cleave_event_type *event_types; /* may be NULL: all version 1 */
+	const cleave_upcaster *upcasters;     /* may be NULL; {NULL}-ended */
+};
+
+/* ------------------------------------------------------------------------
+ * The engine.
+ * ------------------------------------------------------------------------ */
+typedef enum cleave_durability {
+	CLEAVE_DURABILITY_FSYNC = 0, /* ack after fdatasync (default) */
+	CLEAVE_DURABILITY_OS = 1,    /* ack after write(); OS crash may lose */
+} cleave_durability;
+
+enum { CLEAVE_LOG_DEBUG, CLEAVE_LOG_INFO, CLEAVE_LOG_WARN, CLEAVE_LOG_ERROR };
+
+/* Log sink. Called from engine threads; must be thread-safe. Strings are
+ * borrowed for the call; ids may be NULL, position < 0 when none. */
+typedef void (*cleave_log_fn)(void *arg, int level, const char *trace_id,
+			      const char *command_id, int64_t position,
+			      const char *msg);
+
+typedef struct cleave_config {
+	const cleave_domain *domain;  /* required */
+	const char *data_dir;         /* default "./cleave-data" */
+	const char *write_store;      /* NULL/"sqlite": data_dir/write.db;
+					 "postgres://…": PostgreSQL */
+	const char *read_store;       /* NULL: embedded (LMDB + SQLite) */
+	cleave_durability durability;
+	int queue_max;        /* queued commands; 0 → 65536 */
+	int batch_max;        /* commands per group commit; 0 → 4096 */
+	int apply_batch_max;  /* events per projection transaction; 0 → 8192 */
+	int ring_events;      /* committed events kept in memory for runners;
+				 0 → 262144 */
+	bool no_projections;  /* open for writing/inspection, run no runners */
+	bool read_only;       /* open the log and stores without writing
+				 (CLI on a data directory) */
+	int poison_retries;   /* attempts before the policy; 0 → 3 */
+	int poison_backoff_ms;/* first backoff, doubled per retry; 0 → 20 */
+	cleave_log_fn log;
+	void *log_arg;
+} cleave_config;
+
+/* Opens (creating when absent) the data directory (mode 0700), the write
+ * store (running the domain's migrations), the read stores, and starts the
+ * writer and the projection runners.
+ * Errors: CLEAVE_EINVAL (bad config or domain table), CLEAVE_EIO,
+ * CLEAVE_ECORRUPT, CLEAVE_ENOSPC, CLEAVE_ENOMEM. *out is NULL on failure. */
+int cleave_engine_open(const cleave_config *cfg, cleave_engine **out);
+/* Stops accepting commands (CLEAVE_ESHUTDOWN), commits and completes every
+ * queued command, stops the runners after their current batch, closes the
+ * stores.  Safe on NULL. */
+void cleave_engine_close(cleave_engine *e);
+/* Begins the shutdown of cleave_engine_close without waiting: new commands
+ * get CLEAVE_ESHUTDOWN.  Thread-safe and async-signal-unsafe. */
+void cleave_engine_stop_accepting(cleave_engine *e);
+const cleave_domain *cleave_engine_domain(const cleave_engine *e);
+
+/* ------------------------------------------------------------------------
+ * Submitting commands.
+ * ------------------------------------------------------------------------ */
+typedef struct cleave_request {
+	const char *command;          /* name */
+	const char *body;             /* JSON text; need not be NUL-ended */
+	size_t body_len;
+	const char *idempotency_key;  /* NULL: none */
+	const char *trace_id;         /* NULL: the engine makes one */
+	const char *causation_id;     /* NULL: none */
+	int64_t expected_version;     /* < 0: none (If-Match) */
+} cleave_request;
+
+/* What a command came to.  Owned by the engine; valid during the done
+ * callback, or until cleave_outcome_free() for cleave_command_run(). */
+typedef struct cleave_outcome {
+	int rc;               /* 0 or a CLEAVE_E* code */
+	int64_t position;     /* of its last event, or the log head; 0 on error */
+	const char *body;     /* the whole answer as JSON text (success shape
+				 or {"error":{…}}), NUL-terminated */
+	size_t body_len;
+	const char *trace_id;
+	const char *command_id;
+	bool replayed;        /* answered from its idempotency key */
+	int64_t latency_us;   /* from submit to durable */
+} cleave_outcome;
+
+typedef void (*cleave_done_fn)(void *arg, const cleave_outcome *out);
+
+/* Checks the request (name, JSON, fields) on the calling thread and queues
+ * it.  On 0, `done` will be called exactly once, from the writer thread,
+ * after the command's batch is durable (or failed).  On error `done` is not
+ * called.  Errors: CLEAVE_ENOTFOUND (unknown command), CLEAVE_EINVAL (bad
+ * JSON or fields, bad key/trace id), CLEAVE_EBUSY (queue full),
+ * CLEAVE_ESHUTDOWN. */
+int cleave_command_submit(cleave_engine *e, const cleave_request *req,
+			  cleave_done_fn done, void *arg);
+/* Submits and waits.  Returns the submit error, or 0 with *out set (check
+ * (*out)->rc); free it with cleave_outcome_free(). */
+int cleave_command_run(cleave_engine *e, const cleave_request *req,
+		       cleave_outcome **out);
+void cleave_outcome_free(cleave_outcome *o);
+
+/* ------------------------------------------------------------------------
+ * Queries.
+ * ------------------------------------------------------------------------ */
+typedef struct cleave_param {
+	const char *name, *value; /* borrowed, NUL-terminated */
+} cleave_param;
+
+typedef struct cleave_answer {
+	int rc;           /* 0 or CLEAVE_E* */
+	int64_t position; /* log position the answer reflects */
+	char *body;       /* JSON text (answer or {"error":…}); caller frees
+			     with cleave_answer_free */
+	size_t body_len;
+} cleave_answer;
+
+/* Runs query `name` against the live read models.  Returns 0 with *out
+ * filled (check out->rc, which is also the return value of a handler's
+ * failure), or CLEAVE_ENOTFOUND (unknown query) / CLEAVE_ENOMEM with
+ * nothing to free. */
+int cleave_query_run(cleave_engine *e, const char *name,
+		     const cleave_param *params, int nparams,
+		     cleave_answer *out);
+void cleave_answer_free(cleave_answer *a);
+/* Position that every projection read by query `name` has applied.
+ * CLEAVE_ENOTFOUND for an unknown query. */
+int cleave_query_position(cleave_engine *e, const char *name, int64_t *out);
+
+/* ------------------------------------------------------------------------
+ * Waiting for positions (read-your-writes).
+ * ------------------------------------------------------------------------ */
+/* Blocks until every projection in `names` (n of them; n == 0 means all)
+ * has applied `position`, or `timeout_ms` passes.  Returns 0,
+ * CLEAVE_ETIMEDOUT, CLEAVE_EPARKED (a projection is parked before it),
+ * CLEAVE_ENOTFOUND (unknown name) or CLEAVE_ESHUTDOWN. */
+int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
+			 int64_t position, int timeout_ms);
+
+/* Non-blocking variant for servers: calls fn(arg, rc) exactly once, from an
+ * engine thread, when the projections read by query `query` reach
+ * `position` (rc 0), at the deadline (CLEAVE_ETIMEDOUT), or at shutdown.
+ * It may call fn before returning when already reached.  Returns 0, or
+ * CLEAVE_ENOTFOUND / CLEAVE_EBUSY (too many watches) without calling fn. */
+typedef void (*cleave_watch_fn)(void *arg, int rc);
+int cleave_watch_position(cleave_engine *e, const char *query,
+			  int64_t position, int timeout_ms, cleave_watch_fn fn,
+			  void *arg);
+
+/* ------------------------------------------------------------------------
+ * The log, projections and operations.
+ * ------------------------------------------------------------------------ */
+/* Position of the last committed event (0 for an empty log). */
+int64_t cleave_log_head(cleave_engine *e);
+
+/* Visits events with position > after (and in `stream` when not NULL) in
+ * order, at most `limit` (0 = no limit), upcast.  fn returns 0 to go on,
+ * 1 to stop, <0 to fail with that code. Reads the write store's log. */
+typedef int (*cleave_event_fn)(void *arg, const cleave_event *ev);
+int cleave_log_read(cleave_engine *e, int64_t after, const char *stream,
+		    size_t limit, cleave_event_fn fn, void *arg);
+/* Visits events whose trace id or command id equals `id`. */
+int cleave_log_trace(cleave_engine *e, const char *id, cleave_event_fn fn,
+		     void *arg);
+
+typedef enum cleave_proj_state {
+	CLEAVE_PROJ_LIVE = 0,
+	CLEAVE_PROJ_REBUILDING = 1, /* live copy serves; a new copy builds */
+	CLEAVE_PROJ_PARKED = 2,
+	CLEAVE_PROJ_CATCHING_UP = 3, /* first build; no older copy to serve */
+} cleave_proj_state;
+const char *cleave_proj_state_name(cleave_proj_state s);
+
+typedef struct cleave_proj_status {
+	const char *name;       /* borrowed from the domain table */
+	int version;            /* of the copy that serves queries */
+	cleave_proj_state state;
+	int64_t position;       /* applied by the serving copy */
+	int64_t lag_events;     /* log head - position */
+	double lag_seconds;     /* age of the oldest unapplied event, 0 if none */
+	double events_per_s;    /* applied recently (10 s window) */
+	int64_t applied_total;  /* since open */
+	int building_version;   /* when rebuilding: the new copy's version */
+	int64_t building_position;
+	int64_t parked_position;/* when parked: the failing event */
+	int64_t dead_letters;   /* skipped events recorded */
+	char last_error[256];
+} cleave_proj_status;
+
+/* Number of projections in the domain. */
+int cleave_projection_count(cleave_engine *e);
+/* Status of projection i (0 <= i < count). */
+int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out);
+/* Index of projection `name`, or CLEAVE_ENOTFOUND. */
+int cleave_projection_find(cleave_engine *e, const char *name);
+/* Starts a blue-green rebuild of `name` (a new copy from position 0; the
+ * live one serves until the new one has caught up, then one atomic switch).
+ * CLEAVE_EBUSY if a rebuild of it is already running. */
+int cleave_projection_rebuild(cleave_engine *e, const char *name);
+/* Resumes a parked projection (retrying the failing event).
+ * CLEAVE_EINVAL when it is not parked. */
+int cleave_projection_resume(cleave_engine *e, const char *name);
+
+/* Counters for metrics.  Histograms use the bucket bounds given (in
+ * microseconds), cumulative counts as in Prometheus. */
+#define CLEAVE_HIST_BUCKETS 16
+typedef struct cleave_hist {
+	uint64_t count;
+	uint64_t sum;  /* microseconds (or units) */
+	uint64_t buckets[CLEAVE_HIST_BUCKETS]; /* counts <= bound[i] */
+} cleave_hist;
+extern const uint64_t cleave_hist_bounds_us[CLEAVE_HIST_BUCKETS];
+extern const uint64_t cleave_hist_bounds_batch[CLEAVE_HIST_BUCKETS];
+
+typedef struct cleave_command_stats {
+	const char *name;  /* borrowed */
+	uint64_t ok, rejected, invalid, conflict, failed, replayed;
+	cleave_hist latency_us;
+} cleave_command_stats;
+
+typedef struct cleave_stats {
+	uint64_t batches, fsyncs, events_appended, commands_total;
+	uint64_t queue_depth, queue_max;
+	int64_t head;
+	cleave_hist batch_size;
+} cleave_stats;
+
+void cleave_stats_get(cleave_engine *e, cleave_stats *out);
+/* Stats of command i (domain order); CLEAVE_ENOTFOUND past the end. */
+int cleave_command_stats(cleave_engine *e, int i, cleave_command_stats *out);
+
+/* Records a value in a histogram (thread-safe, lock-free). */
+void cleave_hist_add(cleave_hist *h, const uint64_t *bounds, uint64_t v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLEAVE_H */

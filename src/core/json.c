@@ -1,0 +1,427 @@
+/*
+ * json.c — the strict scanner in front of cJSON, and field checks.
+ */
+#include "core/json.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+typedef struct scan {
+	const unsigned char *p, *end, *start;
+	int depth, max_depth;
+} scan;
+
+static int fail(scan *s, const char *what)
+{
+	return cl_err(CLEAVE_EINVAL, "malformed JSON at byte %zu: %s",
+		      (size_t)(s->p - s->start), what);
+}
+
+static void skip_ws(scan *s)
+{
+	while (s->p < s->end &&
+	       (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+static int hex4(scan *s, unsigned *out)
+{
+	if (s->end - s->p < 4)
+		return fail(s, "truncated \\u escape");
+	unsigned v = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned char c = s->p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return fail(s, "bad \\u escape");
+	}
+	s->p += 4;
+	*out = v;
+	return 0;
+}
+
+static int scan_string(scan *s)
+{
+	s->p++; /* opening quote */
+	while (s->p < s->end) {
+		unsigned char c = *s->p;
+		if (c == '"') {
+			s->p++;
+			return 0;
+		}
+		if (c < 0x20)
+			return fail(s, c ? "control character in string"
+					 : "NUL byte in string");
+		if (c == '\\') {
+			s->p++;
+			if (s->p >= s->end)
+				break;
+			c = *s->p++;
+			if (c == 'u') {
+				unsigned u;
+				int rc = hex4(s, &u);
+				if (rc)
+					return rc;
+				if (u == 0)
+					return fail(s, "\\u0000 in string");
+				if (u >= 0xDC00 && u <= 0xDFFF)
+					return fail(s, "lone low surrogate");
+				if (u >= 0xD800 && u <= 0xDBFF) {
+					if (s->end - s->p < 6 || s->p[0] != '\\' ||
+					    s->p[1] != 'u')
+						return fail(s, "lone high surrogate");
+					s->p += 2;
+					if ((rc = hex4(s, &u)))
+						return rc;
+					if (u < 0xDC00 || u > 0xDFFF)
+						return fail(s, "bad surrogate pair");
+				}
+			} else if (!strchr("\"\\/bfnrt", c) || c == 0) {
+				return fail(s, "bad escape");
+			}
+			continue;
+		}
+		if (c < 0x80) {
+			s->p++;
+			continue;
+		}
+		/* multi-byte UTF-8: find the sequence length and check it */
+		size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+		if ((size_t)(s->end - s->p) < len ||
+		    !cl_utf8_ok((const char *)s->p, len))
+			return fail(s, "invalid UTF-8");
+		s->p += len;
+	}
+	return fail(s, "unterminated string");
+}
+
+static int scan_number(scan *s)
+{
+	const unsigned char *b = s->p;
+	bool is_int = true;
+	if (*s->p == '-')
+		s->p++;
+	if (s->p >= s->end)
+		return fail(s, "truncated number");
+	if (*s->p == '0') {
+		s->p++;
+	} else if (*s->p >= '1' && *s->p <= '9') {
+		while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+			s->p++;
+	} else {
+		return fail(s, "bad number");
+	}
+	if (s->p < s->end && *s->p == '.') {
+		is_int = false;
+		s->p++;
+		if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+			return fail(s, "bad fraction");
+		while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+			s->p++;
+	}
+	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+		is_int = false;
+		s->p++;
+		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+			s->p++;
+		if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+			return fail(s, "bad exponent");
+		while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+			s->p++;
+	}
+	size_t n = (size_t)(s->p - b);
+	if (n > 40)
+		return fail(s, "number literal too long");
+	char tmp[48];
+	memcpy(tmp, b, n);
+	tmp[n] = 0;
+	if (is_int) {
+		/* exact check: at most 16 digits and |v| <= 2^53 */
+		const char *d = tmp[0] == '-' ? tmp + 1 : tmp;
+		if (strlen(d) > 16 ||
+		    strtoull(d, NULL, 10) > (unsigned long long)CL_JSON_MAX_SAFE_INT)
+			return fail(s, "integer beyond 2^53 cannot be exact");
+	} else {
+		double v = strtod(tmp, NULL);
+		if (!isfinite(v) || fabs(v) > (double)CL_JSON_MAX_SAFE_INT)
+			return fail(s, "number beyond 2^53");
+	}
+	return 0;
+}
+
+static int scan_lit(scan *s, const char *lit)
+{
+	size_t n = strlen(lit);
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n))
+		return fail(s, "unexpected token");
+	s->p += n;
+	return 0;
+}
+
+static int scan_value(scan *s)
+{
+	skip_ws(s);
+	if (s->p >= s->end)
+		return fail(s, "unexpected end");
+	int rc;
+	switch (*s->p) {
+	case '{':
+	case '[': {
+		bool obj = *s->p == '{';
+		char close = obj ? '}' : ']';
+		if (++s->depth > s->max_depth)
+			return fail(s, "nesting too deep");
+		s->p++;
+		skip_ws(s);
+		if (s->p < s->end && *s->p == close) {
+			s->p++;
+			s->depth--;
+			return 0;
+		}
+		for (;;) {
+			if (obj) {
+				skip_ws(s);
+				if (s->p >= s->end || *s->p != '"')
+					return fail(s, "expected key");
+				if ((rc = scan_string(s)))
+					return rc;
+				skip_ws(s);
+				if (s->p >= s->end || *s->p != ':')
+					return fail(s, "expected ':'");
+				s->p++;
+			}
+			if ((rc = scan_value(s)))
+				return rc;
+			skip_ws(s);
+			if (s->p >= s->end)
+				return fail(s, "unexpected end");
+			if (*s->p == ',') {
+				s->p++;
+				continue;
+			}
+			if (*s->p == close) {
+				s->p++;
+				s->depth--;
+				return 0;
+			}
+			return fail(s, obj ? "expected ',' or '}'"
+					   : "expected ',' or ']'");
+		}
+	}
+	case '"':
+		return scan_string(s);
+	case 't':
+		return scan_lit(s, "true");
+	case 'f':
+		return scan_lit(s, "false");
+	case 'n':
+		return scan_lit(s, "null");
+	default:
+		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+			return scan_number(s);
+		return fail(s, "unexpected character");
+	}
+}
+
+int cl_json_check(const char *text, size_t n, int max_depth)
+{
+	scan s = {(const unsigned char *)text, (const unsigned char *)text + n,
+		  (const unsigned char *)text, 0, max_depth};
+	int rc = scan_value(&s);
+	if (rc)
+		return rc;
+	skip_ws(&s);
+	if (s.p != s.end)
+		return fail(&s, "trailing characters");
+	return 0;
+}
+
+/* Duplicate keys: pairwise for small objects, a sorted copy for large. */
+static int cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int check_dups(const cJSON *v)
+{
+	for (const cJSON *c = v->child; c; c = c->next)
+		if (c->child) {
+			int rc = check_dups(c);
+			if (rc)
+				return rc;
+		}
+	if (!cJSON_IsObject(v))
+		return 0;
+	size_t n = 0;
+	for (const cJSON *c = v->child; c; c = c->next)
+		n++;
+	if (n < 2)
+		return 0;
+	if (n <= 16) {
+		for (const cJSON *a = v->child; a; a = a->next)
+			for (const cJSON *b = a->next; b; b = b->next)
+				if (!strcmp(a->string, b->string))
+					return cl_err(CLEAVE_EINVAL,
+						      "duplicate key \"%s\"",
+						      a->string);
+		return 0;
+	}
+	const char **keys = malloc(n * sizeof(*keys));
+	if (!keys)
+		return cl_err(CLEAVE_ENOMEM, "out of memory checking keys");
+	size_t i = 0;
+	for (const cJSON *c = v->child; c; c = c->next)
+		keys[i++] = c->string;
+	qsort(keys, n, sizeof(*keys), cmp_keys);
+	int rc = 0;
+	for (i = 1; i < n; i++)
+		if (!strcmp(keys[i - 1], keys[i])) {
+			rc = cl_err(CLEAVE_EINVAL, "duplicate key \"%s\"",
+				    keys[i]);
+			break;
+		}
+	free(keys);
+	return rc;
+}
+
+int cl_json_parse(const char *s, size_t n, int max_depth, cJSON **out)
+{
+	*out = NULL;
+	int rc = cl_json_check(s, n, max_depth);
+	if (rc)
+		return rc;
+	cJSON *v = cJSON_ParseWithLength(s, n);
+	if (!v)
+		return cl_err(CLEAVE_ENOMEM, "out of memory parsing JSON");
+	if ((rc = check_dups(v))) {
+		cJSON_Delete(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+static const char *type_name(cleave_field_type t)
+{
+	switch (t) {
+	case CLEAVE_F_STRING: return "a string";
+	case CLEAVE_F_INT: return "an integer";
+	case CLEAVE_F_BOOL: return "a boolean";
+	case CLEAVE_F_OBJECT: return "an object";
+	case CLEAVE_F_ARRAY: return "an array";
+	}
+	return "?";
+}
+
+static int check_field(const cleave_field *f, const cJSON *v)
+{
+	switch (f->type) {
+	case CLEAVE_F_STRING: {
+		if (!cJSON_IsString(v))
+			break;
+		size_t len = strlen(v->valuestring);
+		size_t max = f->max_len ? f->max_len : 256;
+		if (len == 0)
+			return cl_err(CLEAVE_EINVAL, "field '%s' is empty",
+				      f->name);
+		if (len > max)
+			return cl_err(CLEAVE_EINVAL,
+				      "field '%s' is longer than %zu bytes",
+				      f->name, max);
+		if (f->charset && !cl_name_ok(v->valuestring, max, f->charset))
+			return cl_err(CLEAVE_EINVAL,
+				      "field '%s' has characters outside "
+				      "the '%s' set",
+				      f->name, f->charset);
+		return 0;
+	}
+	case CLEAVE_F_INT: {
+		if (!cJSON_IsNumber(v))
+			break;
+		double d = v->valuedouble;
+		if (d != floor(d))
+			return cl_err(CLEAVE_EINVAL,
+				      "field '%s' must be an integer",
+				      f->name);
+		int64_t i = (int64_t)d;
+		if ((f->min || f->max) && (i < f->min || i > f->max))
+			return cl_err(CLEAVE_EINVAL,
+				      "field '%s' must be between %lld and "
+				      "%lld",
+				      f->name, (long long)f->min,
+				      (long long)f->max);
+		return 0;
+	}
+	case CLEAVE_F_BOOL:
+		if (cJSON_IsBool(v))
+			return 0;
+		break;
+	case CLEAVE_F_OBJECT:
+		if (cJSON_IsObject(v))
+			return 0;
+		break;
+	case CLEAVE_F_ARRAY:
+		if (cJSON_IsArray(v))
+			return 0;
+		break;
+	}
+	return cl_err(CLEAVE_EINVAL, "field '%s' must be %s", f->name,
+		      type_name(f->type));
+}
+
+int cl_fields_check(const cleave_field *fields, const cJSON *obj)
+{
+	if (!cJSON_IsObject(obj))
+		return cl_err(CLEAVE_EINVAL, "body must be a JSON object");
+	for (const cJSON *c = obj->child; c; c = c->next) {
+		const cleave_field *f = fields;
+		while (f && f->name && strcmp(f->name, c->string))
+			f++;
+		if (!f || !f->name)
+			return cl_err(CLEAVE_EINVAL, "unknown field '%s'",
+				      c->string);
+		if (cJSON_IsNull(c) && !f->required)
+			continue;
+		int rc = check_field(f, c);
+		if (rc)
+			return rc;
+	}
+	for (const cleave_field *f = fields; f && f->name; f++) {
+		if (!f->required)
+			continue;
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, f->name);
+		if (!v || cJSON_IsNull(v))
+			return cl_err(CLEAVE_EINVAL,
+				      "missing required field '%s'", f->name);
+	}
+	return 0;
+}
+
+const char *cl_json_str(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int64_t cl_json_int(const cJSON *obj, const char *key, int64_t dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
+}
+
+char *cl_json_print(const cJSON *v, size_t *len)
+{
+	char *s = cJSON_PrintUnformatted(v);
+	if (s && len)
+		*len = strlen(s);
+	return s;
+}

@@ -1,0 +1,481 @@
+/*
+ * util.c — error messages, buffers, time, hashing, names, files.
+ */
+#include "core/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- errors ------------------------------------------------------------ */
+
+static _Thread_local char errmsg_buf[512];
+
+static const struct {
+	int rc;
+	const char *name, *text;
+} errtab[] = {
+#define CLEAVE_XX(name, val, code, text) {val, code, text},
+	CLEAVE_ERRNO_MAP(CLEAVE_XX)
+#undef CLEAVE_XX
+};
+
+const char *cleave_strerror(int rc)
+{
+	if (rc == 0)
+		return "success";
+	for (size_t i = 0; i < CL_ARRAY_LEN(errtab); i++)
+		if (errtab[i].rc == rc)
+			return errtab[i].text;
+	return "unknown error";
+}
+
+const char *cleave_errname(int rc)
+{
+	if (rc == 0)
+		return "ok";
+	for (size_t i = 0; i < CL_ARRAY_LEN(errtab); i++)
+		if (errtab[i].rc == rc)
+			return errtab[i].name;
+	return "internal";
+}
+
+const char *cleave_errmsg(void)
+{
+	return errmsg_buf;
+}
+
+int cl_verr(int rc, const char *fmt, va_list ap)
+{
+	vsnprintf(errmsg_buf, sizeof(errmsg_buf), fmt, ap);
+	return rc;
+}
+
+int cl_err(int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cl_verr(rc, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+void cl_err_clear(void)
+{
+	errmsg_buf[0] = 0;
+}
+
+cleave_value cleave_text(const char *s)
+{
+	if (!s)
+		return cleave_null();
+	return cleave_textn(s, strlen(s));
+}
+
+/* ---- buffers ----------------------------------------------------------- */
+
+void cl_buf_init(cl_buf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void cl_buf_free(cl_buf *b)
+{
+	free(b->p);
+	cl_buf_init(b);
+}
+
+void cl_buf_reset(cl_buf *b)
+{
+	b->len = 0;
+	b->oom = false;
+	if (b->p)
+		b->p[0] = 0;
+}
+
+bool cl_buf_reserve(cl_buf *b, size_t extra)
+{
+	if (b->oom)
+		return false;
+	if (b->len + extra + 1 <= b->cap)
+		return true;
+	size_t cap = b->cap ? b->cap : 128;
+	while (cap < b->len + extra + 1)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (!p) {
+		b->oom = true;
+		return false;
+	}
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+void cl_buf_add(cl_buf *b, const void *p, size_t n)
+{
+	if (!cl_buf_reserve(b, n))
+		return;
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+void cl_buf_adds(cl_buf *b, const char *s)
+{
+	cl_buf_add(b, s, strlen(s));
+}
+
+void cl_buf_addc(cl_buf *b, char c)
+{
+	if (!cl_buf_reserve(b, 1))
+		return;
+	b->p[b->len++] = c;
+	b->p[b->len] = 0;
+}
+
+void cl_buf_printf(cl_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char tmp[256];
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(tmp)) {
+		cl_buf_add(b, tmp, (size_t)n);
+		return;
+	}
+	if (!cl_buf_reserve(b, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void cl_buf_add_i64(cl_buf *b, int64_t v)
+{
+	char tmp[24], *e = tmp + sizeof(tmp), *p = e;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	cl_buf_add(b, p, (size_t)(e - p));
+}
+
+void cl_buf_add_json_str(cl_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (!cl_buf_reserve(b, n + 2))
+		return;
+	cl_buf_addc(b, '"');
+	size_t run = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		cl_buf_add(b, s + run, i - run);
+		run = i + 1;
+		char esc[6] = {'\\', 0};
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			cl_buf_add(b, esc, 6);
+			continue;
+		}
+		cl_buf_add(b, esc, 2);
+	}
+	cl_buf_add(b, s + run, n - run);
+	cl_buf_addc(b, '"');
+}
+
+char *cl_buf_steal(cl_buf *b, size_t *len)
+{
+	if (!b->p && !b->oom)
+		cl_buf_reserve(b, 0);
+	if (b->oom) {
+		cl_buf_free(b);
+		return NULL;
+	}
+	char *p = b->p;
+	if (len)
+		*len = b->len;
+	cl_buf_init(b);
+	return p;
+}
+
+/* ---- time -------------------------------------------------------------- */
+
+int64_t cl_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t cl_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void cl_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* ---- hashing, ids, strings --------------------------------------------- */
+
+uint64_t cl_hash(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+void cl_random_hex(char *out, size_t nbytes)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[64];
+	if (nbytes > sizeof(raw))
+		nbytes = sizeof(raw);
+	if (getrandom(raw, nbytes, 0) != (ssize_t)nbytes) {
+		/* Never fails for <= 256 bytes once the pool is ready; keep a
+		 * fallback that is unique within the process anyway. */
+		static _Atomic uint64_t ctr;
+		uint64_t v = cl_mono_us() ^ ((uint64_t)getpid() << 40) ^ ++ctr;
+		for (size_t i = 0; i < nbytes; i++)
+			raw[i] = (unsigned char)(v >> ((i % 8) * 8)) ^ (unsigned char)i;
+	}
+	for (size_t i = 0; i < nbytes; i++) {
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 15];
+	}
+	out[2 * nbytes] = 0;
+}
+
+char *cl_strdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+char *cl_strndup(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = 0;
+	}
+	return p;
+}
+
+bool cl_name_ok(const char *s, size_t max, const char *charset)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		bool ok;
+		if (!charset || !strcmp(charset, "id"))
+			ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+			     c == '.' || c == ':';
+		else if (!strcmp(charset, "upper"))
+			ok = c >= 'A' && c <= 'Z';
+		else if (!strcmp(charset, "lower"))
+			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			     c == '_';
+		else if (!strcmp(charset, "word"))
+			ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || c == '_';
+		else
+			ok = false;
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+bool cl_utf8_ok(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+	while (i < n) {
+		unsigned char c = s[i];
+		if (c < 0x80) {
+			if (c == 0)
+				return false;
+			i++;
+			continue;
+		}
+		size_t len;
+		uint32_t cp;
+		if (c >= 0xC2 && c <= 0xDF) {
+			len = 2;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			len = 3;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (i + len > n)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/* Days from civil date (proleptic Gregorian), after H. Hinnant's
+ * well-known derivation, written out here from the arithmetic. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+void cl_day(int64_t unix_s, char out[11])
+{
+	int64_t z = (unix_s >= 0 ? unix_s : unix_s - 86399) / 86400 + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t y = (int64_t)yoe + era * 400;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned d = doy - (153 * mp + 2) / 5 + 1;
+	unsigned m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	if (y < 0 || y > 9999)
+		y = 0;
+	snprintf(out, 11, "%04d-%02u-%02u", (int)y, m, d);
+}
+
+bool cl_day_parse(const char *s, int64_t *unix_s)
+{
+	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	int y = atoi(s);
+	unsigned m = (unsigned)atoi(s + 5), d = (unsigned)atoi(s + 8);
+	static const unsigned mdays[] = {31, 28, 31, 30, 31, 30,
+					 31, 31, 30, 31, 30, 31};
+	if (m < 1 || m > 12 || d < 1)
+		return false;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	unsigned max = mdays[m - 1] + (m == 2 && leap);
+	if (d > max)
+		return false;
+	if (unix_s)
+		*unix_s = days_from_civil(y, m, d) * 86400;
+	return true;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+int cl_mkdirs(const char *path)
+{
+	char tmp[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof(tmp))
+		return cl_err(CLEAVE_EINVAL, "path too long: %s", path);
+	memcpy(tmp, path, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return cl_err(CLEAVE_EIO, "mkdir %s: %s", tmp,
+				      strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST)
+		return cl_err(CLEAVE_EIO, "mkdir %s: %s", tmp, strerror(errno));
+	return 0;
+}
+
+int cl_rmtree(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0
+				       : cl_err(CLEAVE_EIO, "opendir %s: %s",
+						path, strerror(errno));
+	struct dirent *de;
+	char p[4096];
+	int rc = 0;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+		struct stat st;
+		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+			rc = cl_rmtree(p);
+		else if (unlink(p) && errno != ENOENT)
+			rc = cl_err(CLEAVE_EIO, "unlink %s: %s", p,
+				    strerror(errno));
+	}
+	closedir(d);
+	if (rmdir(path) && errno != ENOENT)
+		rc = cl_err(CLEAVE_EIO, "rmdir %s: %s", path, strerror(errno));
+	return rc;
+}
+
+int cl_fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return cl_err(CLEAVE_EIO, "open %s: %s", path, strerror(errno));
+	int rc = fsync(fd) ? cl_err(CLEAVE_EIO, "fsync %s: %s", path,
+				    strerror(errno))
+			   : 0;
+	close(fd);
+	return rc;
+}

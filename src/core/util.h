@@ -1,0 +1,87 @@
+/*
+ * util.h — small shared pieces: error recording, growable buffers, time,
+ * hashing, names.  Private to libcleave and its programs.
+ */
+#ifndef CL_UTIL_H
+#define CL_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cleave.h"
+
+#define CL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define CL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CL_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Records the calling thread's detailed error message (cleave_errmsg) and
+ * returns rc, so a failure reads `return cl_err(CLEAVE_EIO, "...", ...)`. */
+int cl_err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cl_verr(int rc, const char *fmt, va_list ap);
+/* Clears the calling thread's message. */
+void cl_err_clear(void);
+
+/* A growable byte buffer, always NUL-terminated after cl_buf_* calls.
+ * Memory errors are sticky: `oom` is set and further appends are ignored,
+ * so callers check once at the end. */
+typedef struct cl_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+} cl_buf;
+
+void cl_buf_init(cl_buf *b);
+void cl_buf_free(cl_buf *b);
+void cl_buf_reset(cl_buf *b);
+bool cl_buf_reserve(cl_buf *b, size_t extra);
+void cl_buf_add(cl_buf *b, const void *p, size_t n);
+void cl_buf_adds(cl_buf *b, const char *s);
+void cl_buf_addc(cl_buf *b, char c);
+void cl_buf_printf(cl_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void cl_buf_add_i64(cl_buf *b, int64_t v);
+/* Appends s as a JSON string literal (quotes included, escaped). */
+void cl_buf_add_json_str(cl_buf *b, const char *s, size_t n);
+/* Hands the memory to the caller (malloc'd; free()), leaving b empty. */
+char *cl_buf_steal(cl_buf *b, size_t *len);
+
+/* Time. */
+int64_t cl_now_us(void);      /* CLOCK_REALTIME, microseconds */
+int64_t cl_mono_us(void);     /* CLOCK_MONOTONIC, microseconds */
+void cl_sleep_ms(int ms);
+
+/* Hashing (FNV-1a 64). */
+uint64_t cl_hash(const void *p, size_t n);
+static inline uint64_t cl_hash_str(const char *s)
+{
+	return cl_hash(s, strlen(s));
+}
+
+/* Random hex id of 2*nbytes characters into out (size >= 2*nbytes+1). */
+void cl_random_hex(char *out, size_t nbytes);
+
+/* Duplicates (NULL-safe). */
+char *cl_strdup(const char *s);
+char *cl_strndup(const char *s, size_t n);
+
+/* Validation of names and UTF-8. */
+bool cl_name_ok(const char *s, size_t max, const char *charset);
+bool cl_utf8_ok(const char *s, size_t n);
+/* Format a unix time (seconds) as YYYY-MM-DD (UTC) into out[11]. */
+void cl_day(int64_t unix_s, char out[11]);
+/* Parses YYYY-MM-DD strictly; false when not a real date. */
+bool cl_day_parse(const char *s, int64_t *unix_s);
+
+/* Makes directory path and its parents, mode 0700. */
+int cl_mkdirs(const char *path);
+/* Removes a directory tree (files one level deep and the directory). */
+int cl_rmtree(const char *path);
+/* fsync a directory (after renames/creates in it). */
+int cl_fsync_dir(const char *path);
+
+#endif
