@@ -585,7 +585,6 @@ typedef enum cleave_proj_state {
 	CLEAVE_PROJ_LIVE = 0,
 	CLEAVE_PROJ_REBUILDING = 1, /* live copy serves; a new copy builds */
 	CLEAVE_PROJ_PARKED = 2,
-	CLEAVE_PROJ_CATCHING_UP = 3, /* first build; no older copy to serve */
 } cleave_proj_state;
 const char *cleave_proj_state_name(cleave_proj_state s);
 
@@ -618,6 +617,26 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name);
 /* Resumes a parked projection (retrying the failing event).
  * CLEAVE_EINVAL when it is not parked. */
 int cleave_projection_resume(cleave_engine *e, const char *name);
+/* Waits until no rebuild of `name` is running (the switch happened), at
+ * most timeout_ms.  CLEAVE_ETIMEDOUT, CLEAVE_EPARKED (the new copy parked). */
+int cleave_projection_wait_rebuilt(cleave_engine *e, const char *name,
+				   int timeout_ms);
+
+/* Verifies projection `name`: builds a scratch copy from the log up to the
+ * live copy's position, then compares both key by key.  fn (may be NULL) is
+ * called for each difference with what = "missing" (in the rebuild, not
+ * live), "extra" (live only) or "different".  *ndiff gets the count,
+ * *position the position compared at.  Returns 0 even when they differ. */
+typedef int (*cleave_diff_fn)(void *arg, const char *table, const char *key,
+			      size_t klen, const char *what);
+int cleave_projection_verify(cleave_engine *e, const char *name,
+			     cleave_diff_fn fn, void *arg, int64_t *ndiff,
+			     int64_t *position);
+/* When projection i's serving copy applied `position`: 0 with *when_us
+ * (0 when the time is no longer remembered), CLEAVE_ENOTFOUND if it has not
+ * applied it yet. */
+int cleave_projection_applied_at(cleave_engine *e, int i, int64_t position,
+				 int64_t *when_us);
 
 /* Counters for metrics.  Histograms use the bucket bounds given (in
  * microseconds), cumulative counts as in Prometheus. */
@@ -632,7 +651,7 @@ extern const uint64_t cleave_hist_bounds_batch[CLEAVE_HIST_BUCKETS];
 
 typedef struct cleave_command_stats {
 	const char *name;  /* borrowed */
-	uint64_t ok, rejected, invalid, conflict, failed, replayed;
+	uint64_t ok, rejected, invalid, not_found, conflict, failed, replayed;
 	cleave_hist latency_us;
 } cleave_command_stats;
 
@@ -645,7 +664,8 @@ typedef struct cleave_stats {
 
 void cleave_stats_get(cleave_engine *e, cleave_stats *out);
 /* Stats of command i (domain order); CLEAVE_ENOTFOUND past the end. */
-int cleave_command_stats(cleave_engine *e, int i, cleave_command_stats *out);
+int cleave_command_stats_get(cleave_engine *e, int i,
+			     cleave_command_stats *out);
 
 /* Records a value in a histogram (thread-safe, lock-free). */
 void cleave_hist_add(cleave_hist *h, const uint64_t *bounds, uint64_t v);

@@ -393,7 +393,17 @@ void cl_day(int64_t unix_s, char out[11])
 	y += m <= 2;
 	if (y < 0 || y > 9999)
 		y = 0;
-	snprintf(out, 11, "%04d-%02u-%02u", (int)y, m, d);
+	out[0] = (char)('0' + y / 1000);
+	out[1] = (char)('0' + y / 100 % 10);
+	out[2] = (char)('0' + y / 10 % 10);
+	out[3] = (char)('0' + y % 10);
+	out[4] = '-';
+	out[5] = (char)('0' + m / 10);
+	out[6] = (char)('0' + m % 10);
+	out[7] = '-';
+	out[8] = (char)('0' + d / 10);
+	out[9] = (char)('0' + d % 10);
+	out[10] = 0;
 }
 
 bool cl_day_parse(const char *s, int64_t *unix_s)

@@ -1,0 +1,575 @@
+/*
+ * engine.c — opening and closing the engine, the domain's tables, the log
+ * readers, stats and the small containers the core shares.
+ *
+ * Open order: check the domain table, create the data directory (0700),
+ * open the write store and run migrations, open the read stores (catalog),
+ * then start the writer, the runners and the watcher.  Close runs it
+ * backwards: stop accepting, drain and commit the queue, stop the runners
+ * after their batch, fire remaining watches, close the stores.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/engine.h"
+#include "core/json.h"
+
+/* ---- name tables -------------------------------------------------------- */
+
+int cl_nametab_init(cl_nametab *t, size_t n)
+{
+	size_t cap = 16;
+	while (cap < n * 2)
+		cap *= 2;
+	t->names = calloc(cap, sizeof(*t->names));
+	t->index = calloc(cap, sizeof(*t->index));
+	t->cap = cap;
+	if (!t->names || !t->index)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	return 0;
+}
+
+void cl_nametab_free(cl_nametab *t)
+{
+	free(t->names);
+	free(t->index);
+	memset(t, 0, sizeof(*t));
+}
+
+int cl_nametab_put(cl_nametab *t, const char *name, int index)
+{
+	size_t j = cl_hash_str(name) & (t->cap - 1);
+	while (t->names[j]) {
+		if (!strcmp(t->names[j], name))
+			return CLEAVE_EEXIST;
+		j = (j + 1) & (t->cap - 1);
+	}
+	t->names[j] = name;
+	t->index[j] = index;
+	return 0;
+}
+
+int cl_nametab_get(const cl_nametab *t, const char *name)
+{
+	if (!t->cap)
+		return -1;
+	size_t j = cl_hash_str(name) & (t->cap - 1);
+	while (t->names[j]) {
+		if (!strcmp(t->names[j], name))
+			return t->index[j];
+		j = (j + 1) & (t->cap - 1);
+	}
+	return -1;
+}
+
+/* ---- arena -------------------------------------------------------------- */
+
+struct cl_arena_chunk {
+	cl_arena_chunk *next;
+	char data[];
+};
+
+void *cl_arena_alloc(cl_arena *a, size_t n)
+{
+	n = (n + 7) & ~(size_t)7;
+	if (!a->head || a->used + n > a->cap) {
+		size_t cap = n > 16384 ? n : 16384;
+		cl_arena_chunk *c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->next = a->head;
+		a->head = c;
+		a->used = 0;
+		a->cap = cap;
+	}
+	void *p = a->head->data + a->used;
+	a->used += n;
+	return p;
+}
+
+char *cl_arena_strdup(cl_arena *a, const char *s, size_t n)
+{
+	char *p = cl_arena_alloc(a, n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = 0;
+	}
+	return p;
+}
+
+void cl_arena_free(cl_arena *a)
+{
+	for (cl_arena_chunk *c = a->head, *next; c; c = next) {
+		next = c->next;
+		free(c);
+	}
+	memset(a, 0, sizeof(*a));
+}
+
+/* ---- histograms ------------------------------------------------------------ */
+
+const uint64_t cleave_hist_bounds_us[CLEAVE_HIST_BUCKETS] = {
+	50,    100,   250,    500,    1000,    2500,    5000,     10000,
+	25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 10000000};
+const uint64_t cleave_hist_bounds_batch[CLEAVE_HIST_BUCKETS] = {
+	1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+	65536};
+
+void cleave_hist_add(cleave_hist *h, const uint64_t *bounds, uint64_t v)
+{
+	__atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->sum, v, __ATOMIC_RELAXED);
+	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++)
+		if (v <= bounds[i]) {
+			__atomic_fetch_add(&h->buckets[i], 1, __ATOMIC_RELAXED);
+			break;
+		}
+}
+
+/* ---- logging ---------------------------------------------------------------- */
+
+void cl_log(cleave_engine *e, int level, const char *trace_id,
+	    const char *command_id, int64_t position, const char *fmt, ...)
+{
+	if (!e->cfg.log)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e->cfg.log(e->cfg.log_arg, level, trace_id, command_id, position, msg);
+}
+
+/* ---- the domain table ------------------------------------------------------- */
+
+static int check_domain(cleave_engine *e, const cleave_domain *d)
+{
+	int rc;
+	if (!d || !d->name || !d->commands || !d->projections || !d->queries)
+		return cl_err(CLEAVE_EINVAL, "domain table incomplete");
+	for (e->ncmd = 0; d->commands[e->ncmd].name; e->ncmd++) {
+		const cleave_command_def *c = &d->commands[e->ncmd];
+		if (!cl_name_ok(c->name, CLEAVE_NAME_MAX, "word") || !c->handle)
+			return cl_err(CLEAVE_EINVAL, "bad command definition "
+						     "'%s'", c->name);
+	}
+	for (e->nquery = 0; d->queries[e->nquery].name; e->nquery++) {
+		const cleave_query_def *q = &d->queries[e->nquery];
+		if (!cl_name_ok(q->name, CLEAVE_NAME_MAX, "word") || !q->handle)
+			return cl_err(CLEAVE_EINVAL,
+				      "bad query definition '%s'", q->name);
+	}
+	int ndefs = 0;
+	while (d->projections[ndefs].name)
+		ndefs++;
+	if ((rc = cl_nametab_init(&e->cmd_idx, (size_t)e->ncmd)) ||
+	    (rc = cl_nametab_init(&e->query_idx, (size_t)e->nquery)) ||
+	    (rc = cl_nametab_init(&e->proj_idx, (size_t)ndefs)))
+		return rc;
+	for (int i = 0; i < e->ncmd; i++)
+		if (cl_nametab_put(&e->cmd_idx, d->commands[i].name, i))
+			return cl_err(CLEAVE_EINVAL, "command '%s' twice",
+				      d->commands[i].name);
+	for (int i = 0; i < e->nquery; i++)
+		if (cl_nametab_put(&e->query_idx, d->queries[i].name, i))
+			return cl_err(CLEAVE_EINVAL, "query '%s' twice",
+				      d->queries[i].name);
+	/* Projections: one entry per name; several versions of a name may
+	 * be registered (the old one keeps the live copy fed during a
+	 * blue-green rebuild to the new one). */
+	e->proj = calloc((size_t)(ndefs ? ndefs : 1), sizeof(*e->proj));
+	if (!e->proj)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	for (int i = 0; i < ndefs; i++) {
+		const cleave_projection_def *p = &d->projections[i];
+		if (!cl_name_ok(p->name, 48, "lower") || !p->apply ||
+		    p->version < 1 || !p->store || !cl_rstore_find(p->store))
+			return cl_err(CLEAVE_EINVAL,
+				      "bad projection definition '%s' (name "
+				      "[a-z0-9_], version >= 1, store lmdb "
+				      "or sqlite)",
+				      p->name ? p->name : "");
+		int k = cl_nametab_get(&e->proj_idx, p->name);
+		if (k < 0) {
+			k = e->nproj++;
+			cl_nametab_put(&e->proj_idx, p->name, k);
+			e->proj[k].index = k;
+			e->proj[k].e = e;
+		}
+		cl_proj *pr = &e->proj[k];
+		if (pr->ndefs == (int)CL_ARRAY_LEN(pr->defs))
+			return cl_err(CLEAVE_EINVAL, "too many versions of '%s'",
+				      p->name);
+		for (int j = 0; j < pr->ndefs; j++)
+			if (pr->defs[j]->version == p->version)
+				return cl_err(CLEAVE_EINVAL,
+					      "projection %s v%d twice",
+					      p->name, p->version);
+		pr->defs[pr->ndefs++] = p;
+		if (!pr->def || p->version > pr->def->version)
+			pr->def = p;
+	}
+	/* queries: which projections each reads */
+	e->query_maxreads = 1;
+	for (int i = 0; i < e->nquery; i++) {
+		int n = 0;
+		for (const char *const *r = d->queries[i].reads; r && *r; r++)
+			n++;
+		if (n > e->query_maxreads)
+			e->query_maxreads = n;
+	}
+	e->query_reads = calloc((size_t)(e->nquery ? e->nquery : 1) *
+					(size_t)e->query_maxreads,
+				sizeof(int));
+	e->query_nreads = calloc((size_t)(e->nquery ? e->nquery : 1),
+				 sizeof(int));
+	if (!e->query_reads || !e->query_nreads)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	for (int i = 0; i < e->nquery; i++) {
+		int n = 0;
+		for (const char *const *r = d->queries[i].reads; r && *r; r++) {
+			int k = cl_nametab_get(&e->proj_idx, *r);
+			if (k < 0)
+				return cl_err(CLEAVE_EINVAL,
+					      "query '%s' reads unknown "
+					      "projection '%s'",
+					      d->queries[i].name, *r);
+			e->query_reads[i * e->query_maxreads + n++] = k;
+		}
+		e->query_nreads[i] = n;
+	}
+	e->cstats = calloc((size_t)(e->ncmd ? e->ncmd : 1), sizeof(*e->cstats));
+	if (!e->cstats)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* ---- open / close ----------------------------------------------------------- */
+
+static void engine_free(cleave_engine *e)
+{
+	if (!e)
+		return;
+	cl_sync_close(e);
+	for (int i = 0; i < e->nreaders; i++)
+		e->wm->reader_close(e->readers[i]);
+	if (e->ws)
+		e->wm->close(e->ws);
+	cl_ring_free(e->ring);
+	cl_nametab_free(&e->cmd_idx);
+	cl_nametab_free(&e->query_idx);
+	cl_nametab_free(&e->proj_idx);
+	free(e->query_reads);
+	free(e->query_nreads);
+	free(e->cstats);
+	free(e->proj);
+	free(e->watches);
+	free(e->data_dir);
+	free(e->read_dir);
+	pthread_mutex_destroy(&e->qmu);
+	pthread_cond_destroy(&e->qcond);
+	pthread_mutex_destroy(&e->rdmu);
+	pthread_mutex_destroy(&e->advmu);
+	pthread_cond_destroy(&e->advcond);
+	pthread_mutex_destroy(&e->catmu);
+	pthread_mutex_destroy(&e->appmu);
+	pthread_cond_destroy(&e->appcond);
+	free(e);
+}
+
+int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
+{
+	int rc;
+	*out = NULL;
+	cleave_engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	pthread_mutex_init(&e->qmu, NULL);
+	pthread_cond_init(&e->qcond, NULL);
+	pthread_mutex_init(&e->rdmu, NULL);
+	pthread_mutex_init(&e->advmu, NULL);
+	pthread_cond_init(&e->advcond, NULL);
+	pthread_mutex_init(&e->catmu, NULL);
+	pthread_mutex_init(&e->appmu, NULL);
+	pthread_cond_init(&e->appcond, NULL);
+	e->cfg = *cfg;
+	if (!e->cfg.queue_max)
+		e->cfg.queue_max = 65536;
+	if (!e->cfg.batch_max)
+		e->cfg.batch_max = 4096;
+	if (!e->cfg.apply_batch_max)
+		e->cfg.apply_batch_max = 8192;
+	if (!e->cfg.ring_events)
+		e->cfg.ring_events = 262144;
+	if (!e->cfg.poison_retries)
+		e->cfg.poison_retries = 3;
+	if (!e->cfg.poison_backoff_ms)
+		e->cfg.poison_backoff_ms = 20;
+	if (e->cfg.queue_max < 1 || e->cfg.batch_max < 1 ||
+	    e->cfg.apply_batch_max < 1 || e->cfg.ring_events < 1 ||
+	    e->cfg.poison_retries < 1 || e->cfg.poison_backoff_ms < 1) {
+		rc = cl_err(CLEAVE_EINVAL, "limits must be positive");
+		goto fail;
+	}
+	e->dom = cfg->domain;
+	if ((rc = check_domain(e, cfg->domain)))
+		goto fail;
+	e->data_dir = strdup(cfg->data_dir ? cfg->data_dir : "./cleave-data");
+	size_t rl = strlen(e->data_dir) + 8;
+	e->read_dir = malloc(rl);
+	if (!e->data_dir || !e->read_dir) {
+		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+		goto fail;
+	}
+	snprintf(e->read_dir, rl, "%s/read", e->data_dir);
+	if (!cfg->read_only) {
+		if ((rc = cl_mkdirs(e->data_dir)) ||
+		    (rc = cl_mkdirs(e->read_dir)))
+			goto fail;
+		chmod(e->data_dir, 0700);
+	} else {
+		struct stat st;
+		if (stat(e->data_dir, &st)) {
+			rc = cl_err(CLEAVE_ENOTFOUND,
+				    "no data directory at %s", e->data_dir);
+			goto fail;
+		}
+	}
+	e->wm = cl_wstore_find(cfg->write_store);
+	if (!e->wm) {
+		rc = cl_err(CLEAVE_EINVAL, "unknown write store '%s'",
+			    cfg->write_store);
+		goto fail;
+	}
+	cl_wstore_opts wo = {e->data_dir, cfg->write_store, cfg->durability,
+			     cfg->read_only};
+	if ((rc = e->wm->open(&wo, &e->ws)))
+		goto fail;
+	if ((rc = e->wm->migrate(e->ws, e->dom->name, e->dom->migrations)))
+		goto fail;
+	int64_t head;
+	if ((rc = e->wm->head(e->ws, &head)))
+		goto fail;
+	atomic_store(&e->head, head);
+	e->ring = cl_ring_new(e->cfg.ring_events);
+	if (!e->ring) {
+		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = cl_sync_open(e)))
+		goto fail;
+	if (!cfg->read_only) {
+		if ((rc = cl_writer_start(e)))
+			goto fail_stop;
+	}
+	if (!cfg->read_only && !cfg->no_projections) {
+		if ((rc = cl_sync_start(e)))
+			goto fail_stop;
+	}
+	if ((rc = cl_watch_start(e)))
+		goto fail_stop;
+	cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, head,
+	       "engine open: domain %s, data %s, log head %lld", e->dom->name,
+	       e->data_dir, (long long)head);
+	*out = e;
+	return 0;
+fail_stop : {
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
+	cl_writer_stop(e);
+	cl_sync_stop(e);
+	cl_watch_stop(e);
+	cl_err(rc, "%s", msg);
+}
+fail:
+	engine_free(e);
+	return rc;
+}
+
+void cleave_engine_close(cleave_engine *e)
+{
+	if (!e)
+		return;
+	cl_writer_stop(e);
+	cl_sync_stop(e);
+	cl_watch_stop(e);
+	cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, atomic_load(&e->head),
+	       "engine closed");
+	engine_free(e);
+}
+
+const cleave_domain *cleave_engine_domain(const cleave_engine *e)
+{
+	return e->dom;
+}
+
+/* ---- log readers ------------------------------------------------------------ */
+
+cl_wreader *cl_reader_get(cleave_engine *e)
+{
+	cl_wreader *r = NULL;
+	pthread_mutex_lock(&e->rdmu);
+	if (e->nreaders)
+		r = e->readers[--e->nreaders];
+	pthread_mutex_unlock(&e->rdmu);
+	if (!r && e->wm->reader_open(e->ws, &r))
+		return NULL;
+	return r;
+}
+
+void cl_reader_put(cleave_engine *e, cl_wreader *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&e->rdmu);
+	if (e->nreaders < (int)CL_ARRAY_LEN(e->readers)) {
+		e->readers[e->nreaders++] = r;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&e->rdmu);
+	if (r)
+		e->wm->reader_close(r);
+}
+
+int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
+			 cleave_event *ev)
+{
+	ev->position = s->position;
+	ev->stream = s->stream;
+	ev->version = s->version;
+	ev->type = s->type;
+	ev->schema_version = s->schema_version;
+	ev->data = s->data;
+	ev->data_len = s->data_len;
+	ev->ts_us = s->ts_us;
+	ev->trace_id = s->trace_id;
+	ev->command_id = s->command_id;
+	ev->idempotency_key = s->idem_key;
+	ev->causation_id = s->causation_id;
+	cJSON *j = cJSON_ParseWithLength(s->data, s->data_len);
+	if (!j)
+		return cl_err(CLEAVE_ECORRUPT,
+			      "event %lld: data is not JSON",
+			      (long long)s->position);
+	/* Upcast step by step to the type's current schema version. */
+	int v = s->schema_version;
+	for (;;) {
+		const cleave_upcaster *u = e->dom->upcasters;
+		while (u && u->type &&
+		       (u->from_version != v || strcmp(u->type, s->type)))
+			u++;
+		if (!u || !u->type)
+			break;
+		int rc = u->upcast(j);
+		if (rc) {
+			cJSON_Delete(j);
+			return cl_err(rc < 0 ? rc : CLEAVE_EINTERNAL,
+				      "event %lld: upcasting %s v%d failed",
+				      (long long)s->position, s->type, v);
+		}
+		v++;
+	}
+	ev->json = j;
+	return 0;
+}
+
+/* ---- the log ---------------------------------------------------------------- */
+
+int64_t cleave_log_head(cleave_engine *e)
+{
+	return atomic_load(&e->head);
+}
+
+typedef struct read_ctx {
+	cleave_engine *e;
+	cleave_event_fn fn;
+	void *arg;
+	int rc;
+} read_ctx;
+
+static int read_one(void *arg, const cl_stored_event *s)
+{
+	read_ctx *x = arg;
+	cleave_event ev;
+	int rc = cl_event_from_stored(x->e, s, &ev);
+	if (rc)
+		return rc;
+	rc = x->fn(x->arg, &ev);
+	cJSON_Delete((cJSON *)ev.json);
+	return rc;
+}
+
+int cleave_log_read(cleave_engine *e, int64_t after, const char *stream,
+		    size_t limit, cleave_event_fn fn, void *arg)
+{
+	cl_wreader *r = cl_reader_get(e);
+	if (!r)
+		return cl_err(CLEAVE_EIO, "cannot open a log reader: %s",
+			      cleave_errmsg());
+	read_ctx x = {e, fn, arg, 0};
+	int rc = e->wm->read(r, after, stream, limit, read_one, &x);
+	cl_reader_put(e, r);
+	return rc;
+}
+
+int cleave_log_trace(cleave_engine *e, const char *id, cleave_event_fn fn,
+		     void *arg)
+{
+	if (!cl_name_ok(id, CLEAVE_TRACE_ID_MAX, "id"))
+		return cl_err(CLEAVE_EINVAL, "bad trace or command id");
+	cl_wreader *r = cl_reader_get(e);
+	if (!r)
+		return cl_err(CLEAVE_EIO, "cannot open a log reader: %s",
+			      cleave_errmsg());
+	read_ctx x = {e, fn, arg, 0};
+	int rc = e->wm->trace(r, id, read_one, &x);
+	cl_reader_put(e, r);
+	return rc;
+}
+
+/* ---- stats ------------------------------------------------------------------- */
+
+void cleave_stats_get(cleave_engine *e, cleave_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->batches = e->batches;
+	out->fsyncs = e->fsyncs;
+	out->events_appended = e->events_appended;
+	out->commands_total = e->commands_total;
+	pthread_mutex_lock(&e->qmu);
+	out->queue_depth = (uint64_t)e->qlen;
+	pthread_mutex_unlock(&e->qmu);
+	out->queue_max = (uint64_t)e->cfg.queue_max;
+	out->head = atomic_load(&e->head);
+	out->batch_size = e->batch_size;
+}
+
+int cleave_command_stats_get(cleave_engine *e, int i, cleave_command_stats *out)
+{
+	if (i < 0 || i >= e->ncmd)
+		return CLEAVE_ENOTFOUND;
+	cl_cmd_stats *s = &e->cstats[i];
+	out->name = e->dom->commands[i].name;
+	out->ok = s->ok;
+	out->rejected = s->rejected;
+	out->invalid = s->invalid;
+	out->not_found = s->not_found;
+	out->conflict = s->conflict;
+	out->failed = s->failed;
+	out->replayed = s->replayed;
+	out->latency_us = s->latency;
+	return 0;
+}
+
+const cl_wstore_methods *cl_wstore_find(const char *uri)
+{
+	if (!uri || !*uri || !strcmp(uri, "sqlite"))
+		return &cl_wstore_sqlite;
+	if (!strncmp(uri, "postgres://", 11) ||
+	    !strncmp(uri, "postgresql://", 13))
+		return &cl_wstore_pg;
+	return NULL;
+}

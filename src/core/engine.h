@@ -1,0 +1,255 @@
+/*
+ * engine.h — the engine's private state, shared by the files of the core:
+ * engine.c (open/close, tables), write/command.c (queue, writer, group
+ * commit), sync/ring.c (committed events in memory), sync/runner.c
+ * (projection runners, copies, rebuilds), sync/wait.c (positions, waits),
+ * read/query.c (queries).
+ */
+#ifndef CL_ENGINE_H
+#define CL_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "cleave.h"
+#include "core/util.h"
+#include "read/rstore.h"
+#include "write/wstore.h"
+
+/* ---- name tables ----------------------------------------------------- */
+
+typedef struct cl_nametab {
+	const char **names; /* open addressing, NULL = empty */
+	int *index;
+	size_t cap;
+} cl_nametab;
+
+int cl_nametab_init(cl_nametab *t, size_t n);
+void cl_nametab_free(cl_nametab *t);
+int cl_nametab_put(cl_nametab *t, const char *name, int index);
+int cl_nametab_get(const cl_nametab *t, const char *name); /* -1 absent */
+
+/* ---- memory arena: chunked, pointers stay put ------------------------ */
+
+typedef struct cl_arena_chunk cl_arena_chunk;
+typedef struct cl_arena {
+	cl_arena_chunk *head;
+	size_t used, cap;
+} cl_arena;
+
+void *cl_arena_alloc(cl_arena *a, size_t n);
+char *cl_arena_strdup(cl_arena *a, const char *s, size_t n);
+void cl_arena_free(cl_arena *a);
+
+/* ---- committed events in memory (the ring) --------------------------- */
+
+/* One group commit's events.  Immutable once published; shared by the
+ * runners through a reference count. */
+typedef struct cl_evbatch {
+	atomic_int refs;
+	int64_t first, last; /* positions */
+	int n;
+	cleave_event *ev;    /* n events; ev[i].json is owned (cJSON) */
+	cl_arena arena;      /* strings of the events */
+	int64_t commit_us;
+} cl_evbatch;
+
+typedef struct cl_ring cl_ring;
+
+cl_ring *cl_ring_new(int max_events);
+void cl_ring_free(cl_ring *r);
+/* Publishes a batch (the ring takes the caller's reference). */
+void cl_ring_push(cl_ring *r, cl_evbatch *b);
+/* The batch holding `position`, with a reference taken, or NULL when the
+ * position is not in memory (older than the ring, or not committed). */
+cl_evbatch *cl_ring_find(cl_ring *r, int64_t position);
+/* Commit time of the event at `position` if in memory, else 0. */
+int64_t cl_ring_ts(cl_ring *r, int64_t position);
+void cl_evbatch_unref(cl_evbatch *b);
+
+/* ---- projections ------------------------------------------------------ */
+
+typedef struct cl_proj cl_proj;
+
+/* One generation of a projection's read model. */
+typedef struct cl_copy {
+	cl_proj *proj;
+	const cleave_projection_def *def; /* NULL: frozen (no handler) */
+	int version, gen;
+	cl_rstore *store;
+	atomic_int_fast64_t applied;      /* checkpoint, mirrored */
+	atomic_int refs;
+	bool retired;                     /* drop when refs reach 0 */
+	bool building;                    /* the new copy of a rebuild */
+	pthread_t thread;
+	bool has_thread;
+	atomic_bool stop;
+	/* parked state (guarded by proj->mu) */
+	bool parked;
+	int64_t parked_position;
+	char last_error[256];
+	int64_t dead_letters;
+	/* recent commits: (last position, time) for trace */
+	int64_t hist_pos[256], hist_us[256];
+	unsigned hist_n;
+	int64_t pending_ts;               /* ts of the oldest unapplied event */
+	uint64_t applied_total;
+	uint64_t rate_events[10];         /* per second slots */
+	int64_t rate_sec[10];
+} cl_copy;
+
+struct cl_proj {
+	cleave_engine *e;
+	int index;
+	const cleave_projection_def *def;  /* highest registered version */
+	const cleave_projection_def *defs[8]; /* every registered version */
+	int ndefs;
+	const char **types;                /* subscribed types or NULL */
+	pthread_mutex_t mu;
+	pthread_cond_t resume;
+	cl_copy *live;
+	cl_copy *build;
+	int next_gen;
+};
+
+/* ---- commands --------------------------------------------------------- */
+
+typedef struct cl_cmd_stats {
+	atomic_uint_fast64_t ok, rejected, invalid, not_found, conflict, failed,
+		replayed;
+	cleave_hist latency;
+} cl_cmd_stats;
+
+/* A pending event of the command being handled (before commit). */
+typedef struct cl_wbatch {
+	cl_arena arena;
+	cleave_event *ev;
+	int n, cap;
+	int64_t next_pos;
+} cl_wbatch;
+
+struct cleave_cmd {
+	cleave_engine *e;
+	struct cleave_cmd *next;
+	int def_index;
+	const cleave_command_def *def;
+	cJSON *input;
+	char *idem_key, *trace_id, *causation_id;
+	char command_id[33];
+	char req_hash[17];
+	int64_t expected_version;
+	cleave_done_fn done;
+	void *arg;
+	int64_t submit_us; /* monotonic */
+	int64_t ts_us;     /* wall clock, fixed by the writer */
+	/* while handled */
+	cl_wbatch *wb;
+	int ev_start;
+	bool emitted;
+	cJSON *result;
+	int fail_rc;
+	char fail_code[64];
+	char fail_msg[512];
+	/* outcome */
+	cleave_outcome out;
+	char *body;
+};
+
+/* ---- watches (async min_position) -------------------------------------- */
+
+typedef struct cl_watch {
+	int query;
+	int64_t position;
+	int64_t deadline_us; /* monotonic */
+	cleave_watch_fn fn;
+	void *arg;
+} cl_watch;
+
+/* ---- the engine ------------------------------------------------------- */
+
+struct cleave_engine {
+	cleave_config cfg;
+	const cleave_domain *dom;
+	char *data_dir, *read_dir;
+	int ncmd, nproj, nquery;
+	cl_nametab cmd_idx, proj_idx, query_idx;
+	int *query_reads;          /* nquery * max_reads projection indexes */
+	int *query_nreads;
+	int query_maxreads;
+
+	/* write side */
+	const cl_wstore_methods *wm;
+	cl_wstore *ws;
+	pthread_mutex_t qmu;
+	pthread_cond_t qcond;
+	cleave_cmd *qhead, *qtail;
+	int qlen;
+	bool accepting, stopping;
+	pthread_t writer, maint;
+	bool writer_running, maint_running;
+	atomic_int_fast64_t head;
+	int64_t head_ts;
+
+	/* log readers (pool) */
+	pthread_mutex_t rdmu;
+	cl_wreader *readers[16];
+	int nreaders;
+
+	/* sync */
+	cl_ring *ring;
+	pthread_mutex_t advmu;
+	pthread_cond_t advcond;  /* the log advanced, or stop */
+	uint64_t adv_seq;
+	cl_proj *proj;
+	pthread_mutex_t catmu;   /* the catalog file */
+	pthread_mutex_t appmu;
+	pthread_cond_t appcond;  /* a projection applied more, or state */
+	uint64_t app_seq;
+	bool sync_stopping;
+
+	/* watches */
+	cl_watch *watches;
+	int nwatches, capwatches;
+	pthread_t watcher;
+	bool watcher_running;
+
+	/* stats */
+	cl_cmd_stats *cstats;
+	atomic_uint_fast64_t batches, fsyncs, events_appended, commands_total;
+	cleave_hist batch_size;
+};
+
+/* engine.c */
+void cl_log(cleave_engine *e, int level, const char *trace_id,
+	    const char *command_id, int64_t position, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+cl_wreader *cl_reader_get(cleave_engine *e);
+void cl_reader_put(cleave_engine *e, cl_wreader *r);
+/* Turns a stored row into an event (parsing and upcasting data).  The
+ * event's json must be freed with cJSON_Delete. */
+int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
+			 cleave_event *ev);
+
+/* write/command.c */
+int cl_writer_start(cleave_engine *e);
+void cl_writer_stop(cleave_engine *e);
+
+/* sync/runner.c */
+int cl_sync_open(cleave_engine *e);
+int cl_sync_start(cleave_engine *e);
+void cl_sync_stop(cleave_engine *e);
+void cl_sync_close(cleave_engine *e);
+/* Wakes runners after the log advanced. */
+void cl_sync_notify(cleave_engine *e);
+/* The serving copy with a reference taken (cl_copy_unref), or NULL. */
+cl_copy *cl_copy_acquire(cl_proj *p);
+void cl_copy_unref(cl_copy *c);
+int64_t cl_proj_position(cl_proj *p);
+
+/* sync/wait.c */
+int cl_watch_start(cleave_engine *e);
+void cl_watch_stop(cleave_engine *e);
+/* Called by runners after a commit or a state change. */
+void cl_applied_notify(cleave_engine *e);
+
+#endif

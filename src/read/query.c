@@ -1,0 +1,242 @@
+/*
+ * query.c — answering queries from read models only.
+ *
+ * A query names the projections it reads.  Before its handler runs, the
+ * engine takes the serving copy of each (a reference, so a blue-green
+ * switch cannot drop it underneath) and opens one read transaction on it:
+ * the handler sees a snapshot, and the answer's position is the smallest
+ * checkpoint read in those same snapshots — the data and the position it
+ * states always agree.  The write store is never touched.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+
+#define MAX_READS 8
+
+struct cleave_query {
+	cleave_engine *e;
+	const cleave_query_def *def;
+	const cleave_param *params;
+	int nparams;
+	cl_copy *copy[MAX_READS];
+	cleave_rtx *tx[MAX_READS];
+	int n;
+	int64_t position;
+	int fail_rc;
+	char fail_code[64];
+	char fail_msg[512];
+	char *body;
+	size_t body_len;
+};
+
+const char *cleave_query_param(cleave_query *q, const char *name)
+{
+	for (int i = 0; i < q->nparams; i++)
+		if (!strcmp(q->params[i].name, name))
+			return q->params[i].value;
+	return NULL;
+}
+
+int cleave_query_fail(cleave_query *q, int rc, const char *code,
+		      const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q->fail_msg, sizeof(q->fail_msg), fmt, ap);
+	va_end(ap);
+	snprintf(q->fail_code, sizeof(q->fail_code), "%s",
+		 code ? code : cleave_errname(rc));
+	q->fail_rc = rc ? rc : CLEAVE_EINTERNAL;
+	return q->fail_rc;
+}
+
+int cleave_query_param_int(cleave_query *q, const char *name, int64_t def,
+			   int64_t min, int64_t max, int64_t *out)
+{
+	const char *v = cleave_query_param(q, name);
+	if (!v || !*v) {
+		*out = def;
+		return 0;
+	}
+	const char *d = v[0] == '-' ? v + 1 : v;
+	size_t n = strlen(d);
+	bool ok = n > 0 && n <= 18;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = d[i] >= '0' && d[i] <= '9';
+	long long x = ok ? strtoll(v, NULL, 10) : 0;
+	if (!ok || x < min || x > max)
+		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
+					 "parameter '%s' must be an integer "
+					 "between %lld and %lld",
+					 name, (long long)min, (long long)max);
+	*out = x;
+	return 0;
+}
+
+int cleave_query_param_str(cleave_query *q, const char *name, bool required,
+			   size_t max_len, const char **out)
+{
+	const char *v = cleave_query_param(q, name);
+	*out = NULL;
+	if (!v || !*v) {
+		if (required)
+			return cleave_query_fail(q, CLEAVE_EINVAL,
+						 "missing_parameter",
+						 "missing parameter '%s'",
+						 name);
+		return 0;
+	}
+	if (strlen(v) > max_len)
+		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
+					 "parameter '%s' is longer than %zu "
+					 "bytes",
+					 name, max_len);
+	*out = v;
+	return 0;
+}
+
+cleave_rtx *cleave_query_rtx(cleave_query *q, int i)
+{
+	return i >= 0 && i < q->n ? q->tx[i] : NULL;
+}
+
+/* Puts "position":P first in an object's text, or returns it as is. */
+static int with_position(cleave_query *q, const char *json, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (json[i] == ' ' || json[i] == '\n' ||
+			   json[i] == '\t' || json[i] == '\r'))
+		i++;
+	cl_buf b;
+	cl_buf_init(&b);
+	if (i < len && json[i] == '{') {
+		size_t j = i + 1;
+		while (j < len && (json[j] == ' ' || json[j] == '\n' ||
+				   json[j] == '\t' || json[j] == '\r'))
+			j++;
+		cl_buf_reserve(&b, len + 32);
+		cl_buf_adds(&b, "{\"position\":");
+		cl_buf_add_i64(&b, q->position);
+		if (j < len && json[j] != '}')
+			cl_buf_addc(&b, ',');
+		cl_buf_add(&b, json + j, len - j);
+	} else {
+		cl_buf_add(&b, json, len);
+	}
+	free(q->body);
+	q->body = cl_buf_steal(&b, &q->body_len);
+	return q->body ? 0 : cl_err(CLEAVE_ENOMEM, "out of memory");
+}
+
+int cleave_query_reply_raw(cleave_query *q, const char *json, size_t len)
+{
+	return with_position(q, json, len);
+}
+
+int cleave_query_reply(cleave_query *q, cJSON *body)
+{
+	char *s = cJSON_PrintUnformatted(body);
+	cJSON_Delete(body);
+	if (!s)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	int rc = with_position(q, s, strlen(s));
+	free(s);
+	return rc;
+}
+
+static void error_answer(cleave_answer *a, int rc, const char *code,
+			 const char *msg)
+{
+	cl_buf b;
+	cl_buf_init(&b);
+	cl_buf_adds(&b, "{\"error\":{\"code\":");
+	cl_buf_add_json_str(&b, code, strlen(code));
+	cl_buf_adds(&b, ",\"message\":");
+	cl_buf_add_json_str(&b, msg, strlen(msg));
+	cl_buf_adds(&b, "}}");
+	a->rc = rc;
+	a->body = cl_buf_steal(&b, &a->body_len);
+}
+
+int cleave_query_run(cleave_engine *e, const char *name,
+		     const cleave_param *params, int nparams,
+		     cleave_answer *out)
+{
+	memset(out, 0, sizeof(*out));
+	int qi = name ? cl_nametab_get(&e->query_idx, name) : -1;
+	if (qi < 0)
+		return cl_err(CLEAVE_ENOTFOUND, "unknown query '%s'",
+			      name ? name : "");
+	cleave_query q = {0};
+	q.e = e;
+	q.def = &e->dom->queries[qi];
+	q.params = params;
+	q.nparams = nparams;
+	q.position = INT64_MAX;
+	int rc = 0;
+	const int *idx = &e->query_reads[qi * e->query_maxreads];
+	int nreads = CL_MIN(e->query_nreads[qi], MAX_READS);
+	for (int i = 0; i < nreads; i++) {
+		cl_copy *c = cl_copy_acquire(&e->proj[idx[i]]);
+		q.copy[q.n] = c;
+		rc = c->store->m->begin(c->store, false, &q.tx[q.n]);
+		if (rc) {
+			q.tx[q.n] = NULL;
+			q.n++;
+			break;
+		}
+		q.n++;
+		int64_t pos;
+		if ((rc = c->store->m->checkpoint_get(q.tx[q.n - 1], &pos)))
+			break;
+		if (pos < q.position)
+			q.position = pos;
+	}
+	if (q.position == INT64_MAX)
+		q.position = atomic_load(&e->head);
+	out->position = q.position;
+	if (rc) {
+		error_answer(out, rc, cleave_errname(rc), cleave_errmsg());
+	} else {
+		cl_err_clear();
+		rc = q.def->handle(&q);
+		if (q.fail_rc)
+			rc = q.fail_rc;
+		if (rc)
+			error_answer(out, rc,
+				     q.fail_rc ? q.fail_code : cleave_errname(rc),
+				     q.fail_rc ? q.fail_msg
+					       : (*cleave_errmsg()
+							  ? cleave_errmsg()
+							  : cleave_strerror(rc)));
+		else if (!q.body)
+			rc = with_position(&q, "{}", 2);
+		if (!rc) {
+			out->rc = 0;
+			out->body = q.body;
+			out->body_len = q.body_len;
+			q.body = NULL;
+		}
+	}
+	for (int i = 0; i < q.n; i++) {
+		if (q.tx[i])
+			q.copy[i]->store->m->abort(q.tx[i]);
+		cl_copy_unref(q.copy[i]);
+	}
+	free(q.body);
+	if (!out->body)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	return 0;
+}
+
+void cleave_answer_free(cleave_answer *a)
+{
+	if (a) {
+		free(a->body);
+		a->body = NULL;
+	}
+}

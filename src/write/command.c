@@ -1,0 +1,716 @@
+/*
+ * command.c — the command pipeline: a bounded queue, one writer thread,
+ * group commit.
+ *
+ * Callers check a request on their own thread (JSON, declared fields) and
+ * queue it.  The writer takes every queued command (up to batch_max), opens
+ * one transaction, runs each command in its own savepoint (a failing one
+ * rolls back alone), appends the events of the successful ones in the same
+ * transaction, commits once — one fsync for the whole batch — and only then
+ * completes the callers.  Positions are assigned here, by the one writer,
+ * in commit order; a rolled-back savepoint gives its positions back, so
+ * the committed log has no gaps.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "core/json.h"
+
+/* ---- outcome bodies ---------------------------------------------------- */
+
+static void error_body(cl_buf *b, const char *code, const char *msg)
+{
+	cl_buf_adds(b, "{\"error\":{\"code\":");
+	cl_buf_add_json_str(b, code, strlen(code));
+	cl_buf_adds(b, ",\"message\":");
+	cl_buf_add_json_str(b, msg, strlen(msg));
+	cl_buf_adds(b, "}}");
+}
+
+static void set_failure(cleave_cmd *c, int rc, const char *code,
+			const char *msg)
+{
+	cl_buf b;
+	cl_buf_init(&b);
+	error_body(&b, code ? code : cleave_errname(rc), msg);
+	free(c->body);
+	c->out.rc = rc;
+	c->out.position = 0;
+	c->out.replayed = false;
+	c->body = cl_buf_steal(&b, &c->out.body_len);
+}
+
+static int build_success(cleave_cmd *c, int64_t position)
+{
+	cl_wbatch *wb = c->wb;
+	cl_buf b;
+	cl_buf_init(&b);
+	cl_buf_adds(&b, "{\"position\":");
+	cl_buf_add_i64(&b, position);
+	cl_buf_adds(&b, ",\"events\":[");
+	for (int i = c->ev_start; i < wb->n; i++) {
+		const cleave_event *ev = &wb->ev[i];
+		if (i > c->ev_start)
+			cl_buf_addc(&b, ',');
+		cl_buf_adds(&b, "{\"type\":");
+		cl_buf_add_json_str(&b, ev->type, strlen(ev->type));
+		cl_buf_adds(&b, ",\"stream\":");
+		cl_buf_add_json_str(&b, ev->stream, strlen(ev->stream));
+		cl_buf_adds(&b, ",\"version\":");
+		cl_buf_add_i64(&b, ev->version);
+		cl_buf_adds(&b, ",\"position\":");
+		cl_buf_add_i64(&b, ev->position);
+		cl_buf_addc(&b, '}');
+	}
+	cl_buf_adds(&b, "],\"result\":");
+	if (c->result) {
+		char *r = cJSON_PrintUnformatted(c->result);
+		if (!r)
+			b.oom = true;
+		else
+			cl_buf_adds(&b, r);
+		free(r);
+	} else {
+		cl_buf_adds(&b, "{}");
+	}
+	cl_buf_adds(&b, ",\"trace_id\":");
+	cl_buf_add_json_str(&b, c->trace_id, strlen(c->trace_id));
+	cl_buf_adds(&b, ",\"command_id\":");
+	cl_buf_add_json_str(&b, c->command_id, strlen(c->command_id));
+	cl_buf_addc(&b, '}');
+	free(c->body);
+	c->body = cl_buf_steal(&b, &c->out.body_len);
+	if (!c->body)
+		return cl_err(CLEAVE_ENOMEM, "out of memory building answer");
+	c->out.rc = 0;
+	c->out.position = position;
+	return 0;
+}
+
+/* ---- the handler's API --------------------------------------------------- */
+
+int cleave_cmd_exec(cleave_cmd *c, const char *sql, const cleave_value *args,
+		    int nargs, int64_t *changes)
+{
+	return c->e->wm->exec(c->e->ws, sql, args, nargs, changes);
+}
+
+int cleave_cmd_query(cleave_cmd *c, const char *sql, const cleave_value *args,
+		     int nargs, cleave_rows **out)
+{
+	return c->e->wm->query(c->e->ws, sql, args, nargs, out);
+}
+
+int cleave_cmd_query_int(cleave_cmd *c, const char *sql,
+			 const cleave_value *args, int nargs, int64_t *out)
+{
+	cleave_rows *r;
+	int rc = cleave_cmd_query(c, sql, args, nargs, &r);
+	if (rc)
+		return rc;
+	rc = cleave_rows_next(r);
+	if (rc == 1 && !cleave_rows_is_null(r, 0)) {
+		*out = cleave_rows_int(r, 0);
+		rc = 0;
+	} else if (rc >= 0) {
+		rc = CLEAVE_ENOTFOUND;
+	}
+	cleave_rows_close(r);
+	return rc;
+}
+
+int cleave_cmd_stream_version(cleave_cmd *c, const char *stream, int64_t *out)
+{
+	return c->e->wm->stream_version(c->e->ws, stream, out);
+}
+
+int64_t cleave_cmd_time_us(const cleave_cmd *c)
+{
+	return c->ts_us;
+}
+
+void cleave_cmd_result(cleave_cmd *c, cJSON *result)
+{
+	cJSON_Delete(c->result);
+	c->result = result;
+}
+
+int cleave_cmd_fail(cleave_cmd *c, int rc, const char *code, const char *fmt,
+		    ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
+	va_end(ap);
+	snprintf(c->fail_code, sizeof(c->fail_code), "%s",
+		 code ? code : cleave_errname(rc));
+	c->fail_rc = rc ? rc : CLEAVE_EINTERNAL;
+	return c->fail_rc;
+}
+
+static int schema_version_of(cleave_engine *e, const char *type)
+{
+	const cleave_event_type *t = e->dom->event_types;
+	for (; t && t->type; t++)
+		if (!strcmp(t->type, type))
+			return t->schema_version > 0 ? t->schema_version : 1;
+	return 1;
+}
+
+static int wb_push(cl_wbatch *wb, const cleave_event *ev)
+{
+	if (wb->n == wb->cap) {
+		int cap = wb->cap ? wb->cap * 2 : 256;
+		cleave_event *p = realloc(wb->ev, (size_t)cap * sizeof(*p));
+		if (!p)
+			return cl_err(CLEAVE_ENOMEM, "out of memory");
+		wb->ev = p;
+		wb->cap = cap;
+	}
+	wb->ev[wb->n++] = *ev;
+	return 0;
+}
+
+int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
+		    cJSON *data)
+{
+	cleave_engine *e = c->e;
+	cl_wbatch *wb = c->wb;
+	char *text = NULL;
+	int rc;
+	size_t slen = stream ? strlen(stream) : 0;
+	if (!wb) {
+		rc = cl_err(CLEAVE_EINVAL, "emit outside a command handler");
+		goto out;
+	}
+	if (slen == 0 || slen > CLEAVE_STREAM_MAX || !cl_utf8_ok(stream, slen)) {
+		rc = cl_err(CLEAVE_EINVAL, "bad stream id");
+		goto out;
+	}
+	if (!cl_name_ok(type, CLEAVE_NAME_MAX, "word")) {
+		rc = cl_err(CLEAVE_EINVAL, "bad event type");
+		goto out;
+	}
+	if (!cJSON_IsObject(data)) {
+		rc = cl_err(CLEAVE_EINVAL, "event data must be a JSON object");
+		goto out;
+	}
+	int64_t ver;
+	if ((rc = e->wm->stream_version(e->ws, stream, &ver)))
+		goto out;
+	if (!c->emitted && c->expected_version >= 0 &&
+	    ver != c->expected_version) {
+		rc = cleave_cmd_fail(c, CLEAVE_ECONFLICT, "version_conflict",
+				     "stream %s is at version %lld, "
+				     "expected %lld",
+				     stream, (long long)ver,
+				     (long long)c->expected_version);
+		goto out;
+	}
+	c->emitted = true;
+	size_t tlen;
+	text = cl_json_print(data, &tlen);
+	if (!text) {
+		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+		goto out;
+	}
+	cl_stored_event se = {
+		.position = wb->next_pos,
+		.version = ver + 1,
+		.ts_us = c->ts_us,
+		.schema_version = schema_version_of(e, type),
+		.stream = stream,
+		.type = type,
+		.data = text,
+		.data_len = tlen,
+		.trace_id = c->trace_id,
+		.command_id = c->command_id,
+		.idem_key = c->idem_key,
+		.causation_id = c->causation_id,
+	};
+	if ((rc = e->wm->append(e->ws, &se)))
+		goto out;
+	cl_arena *a = &wb->arena;
+	cleave_event ev = {
+		.position = se.position,
+		.stream = cl_arena_strdup(a, stream, slen),
+		.version = se.version,
+		.type = cl_arena_strdup(a, type, strlen(type)),
+		.schema_version = se.schema_version,
+		.data = cl_arena_strdup(a, text, tlen),
+		.data_len = tlen,
+		.json = data,
+		.ts_us = c->ts_us,
+		.trace_id = c->trace_id ? cl_arena_strdup(a, c->trace_id,
+							 strlen(c->trace_id))
+					: NULL,
+		.command_id = cl_arena_strdup(a, c->command_id,
+					      strlen(c->command_id)),
+		.idempotency_key =
+			c->idem_key ? cl_arena_strdup(a, c->idem_key,
+						      strlen(c->idem_key))
+				    : NULL,
+		.causation_id = c->causation_id
+					? cl_arena_strdup(a, c->causation_id,
+							  strlen(c->causation_id))
+					: NULL,
+	};
+	if (!ev.stream || !ev.type || !ev.data || !ev.command_id) {
+		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = wb_push(wb, &ev)))
+		goto out;
+	data = NULL; /* owned by the batch now */
+	wb->next_pos++;
+out:
+	free(text);
+	cJSON_Delete(data);
+	return rc;
+}
+
+/* ---- the writer --------------------------------------------------------- */
+
+static void wb_truncate(cl_wbatch *wb, int n)
+{
+	while (wb->n > n) {
+		wb->n--;
+		cJSON_Delete((cJSON *)wb->ev[wb->n].json);
+	}
+}
+
+static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
+{
+	const cl_wstore_methods *m = e->wm;
+	int rc;
+	c->ts_us = cl_now_us();
+	if (c->idem_key) {
+		cl_idem_rec rec;
+		rc = m->idem_get(e->ws, c->idem_key, &rec);
+		if (rc == 0) {
+			if (strcmp(rec.request_hash, c->req_hash)) {
+				set_failure(c, CLEAVE_ECONFLICT,
+					    "idempotency_key_reused",
+					    "Idempotency-Key was used before "
+					    "with a different command or body");
+				return;
+			}
+			free(c->body);
+			c->body = cl_strndup(rec.response, rec.response_len);
+			c->out.body_len = rec.response_len;
+			c->out.rc = rec.rc;
+			c->out.position = rec.position;
+			c->out.replayed = true;
+			if (!c->body)
+				set_failure(c, CLEAVE_ENOMEM, NULL,
+					    "out of memory");
+			return;
+		}
+		if (rc != CLEAVE_ENOTFOUND) {
+			set_failure(c, rc, NULL, cleave_errmsg());
+			return;
+		}
+	}
+	if ((rc = m->savepoint(e->ws))) {
+		set_failure(c, rc, NULL, cleave_errmsg());
+		return;
+	}
+	int64_t pos0 = wb->next_pos;
+	c->wb = wb;
+	c->ev_start = wb->n;
+	c->fail_rc = 0;
+	cl_err_clear();
+	rc = c->def->handle(c, c->input);
+	if (c->fail_rc)
+		rc = c->fail_rc;
+	if (rc == 0)
+		rc = build_success(c, wb->next_pos - 1);
+	if (rc == 0 && c->idem_key) {
+		cl_idem_rec rec = {c->out.position, 0, c->req_hash, c->body,
+				   c->out.body_len};
+		rc = m->idem_put(e->ws, c->idem_key, &rec);
+	}
+	if (rc == 0)
+		rc = m->release(e->ws);
+	if (rc == 0)
+		return;
+	/* roll this command back alone */
+	if (!c->fail_rc) {
+		c->fail_rc = rc;
+		snprintf(c->fail_msg, sizeof(c->fail_msg), "%s",
+			 *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
+		snprintf(c->fail_code, sizeof(c->fail_code), "%s",
+			 cleave_errname(rc));
+	}
+	m->rollback_to(e->ws);
+	wb_truncate(wb, c->ev_start);
+	wb->next_pos = pos0;
+	set_failure(c, c->fail_rc, c->fail_code, c->fail_msg);
+}
+
+static void count_outcome(cleave_engine *e, cleave_cmd *c)
+{
+	cl_cmd_stats *s = &e->cstats[c->def_index];
+	if (c->out.replayed)
+		s->replayed++;
+	else
+		switch (c->out.rc) {
+		case 0: s->ok++; break;
+		case CLEAVE_EREJECTED: s->rejected++; break;
+		case CLEAVE_EINVAL: s->invalid++; break;
+		case CLEAVE_ENOTFOUND: s->not_found++; break;
+		case CLEAVE_ECONFLICT:
+		case CLEAVE_EEXIST: s->conflict++; break;
+		default: s->failed++;
+		}
+	cleave_hist_add(&s->latency, cleave_hist_bounds_us,
+			(uint64_t)c->out.latency_us);
+}
+
+static void cmd_free(cleave_cmd *c)
+{
+	cJSON_Delete(c->input);
+	cJSON_Delete(c->result);
+	free(c->idem_key);
+	free(c->trace_id);
+	free(c->causation_id);
+	free(c->body);
+	free(c);
+}
+
+static void complete(cleave_engine *e, cleave_cmd *c)
+{
+	c->out.body = c->body ? c->body : "";
+	c->out.trace_id = c->trace_id;
+	c->out.command_id = c->command_id;
+	c->out.latency_us = cl_mono_us() - c->submit_us;
+	count_outcome(e, c);
+	if (c->out.rc && c->out.rc != CLEAVE_EREJECTED &&
+	    c->out.rc != CLEAVE_ENOTFOUND && c->out.rc != CLEAVE_EEXIST &&
+	    c->out.rc != CLEAVE_ECONFLICT && c->out.rc != CLEAVE_EINVAL)
+		cl_log(e, CLEAVE_LOG_ERROR, c->trace_id, c->command_id, -1,
+		       "command %s failed: %s", c->def->name, c->body);
+	c->done(c->arg, &c->out);
+	cmd_free(c);
+}
+
+static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
+{
+	const cl_wstore_methods *m = e->wm;
+	cl_wbatch wb = {0};
+	wb.next_pos = atomic_load(&e->head) + 1;
+	int rc = m->begin(e->ws);
+	if (rc == 0) {
+		for (cleave_cmd *c = list; c; c = c->next)
+			run_one(e, &wb, c);
+		rc = m->commit(e->ws);
+	}
+	if (rc) {
+		/* Nothing of the batch is durable: every caller hears so. */
+		char msg[512];
+		snprintf(msg, sizeof(msg), "commit failed: %s",
+			 cleave_errmsg());
+		m->rollback(e->ws);
+		cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1, "group of %d %s", n,
+		       msg);
+		for (cleave_cmd *c = list; c; c = c->next)
+			set_failure(c, rc, NULL, msg);
+		wb_truncate(&wb, 0);
+		free(wb.ev);
+		cl_arena_free(&wb.arena);
+	} else {
+		e->batches++;
+		if (e->cfg.durability == CLEAVE_DURABILITY_FSYNC && wb.n)
+			e->fsyncs++;
+		e->events_appended += (uint64_t)wb.n;
+		cleave_hist_add(&e->batch_size, cleave_hist_bounds_batch,
+				(uint64_t)n);
+		if (wb.n) {
+			cl_evbatch *b = calloc(1, sizeof(*b));
+			if (!b) {
+				/* the ring is an accelerator: runners read
+				 * the store instead */
+				wb_truncate(&wb, 0);
+				free(wb.ev);
+				cl_arena_free(&wb.arena);
+			} else {
+				atomic_init(&b->refs, 1);
+				b->first = wb.ev[0].position;
+				b->last = wb.ev[wb.n - 1].position;
+				b->n = wb.n;
+				b->ev = wb.ev;
+				b->arena = wb.arena;
+				b->commit_us = cl_now_us();
+				cl_ring_push(e->ring, b);
+			}
+			atomic_store(&e->head, wb.next_pos - 1);
+			cl_sync_notify(e);
+		}
+	}
+	e->commands_total += (uint64_t)n;
+	for (cleave_cmd *c = list, *next; c; c = next) {
+		next = c->next;
+		complete(e, c);
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	cleave_engine *e = arg;
+	int max = e->cfg.batch_max;
+	for (;;) {
+		pthread_mutex_lock(&e->qmu);
+		while (!e->qhead && !e->stopping)
+			pthread_cond_wait(&e->qcond, &e->qmu);
+		if (!e->qhead) {
+			pthread_mutex_unlock(&e->qmu);
+			break;
+		}
+		cleave_cmd *list = e->qhead, *last = list;
+		int n = 1;
+		while (last->next && n < max) {
+			last = last->next;
+			n++;
+		}
+		e->qhead = last->next;
+		if (!e->qhead)
+			e->qtail = NULL;
+		last->next = NULL;
+		e->qlen -= n;
+		pthread_mutex_unlock(&e->qmu);
+		run_batch(e, list, n);
+	}
+	return NULL;
+}
+
+static void *maint_main(void *arg)
+{
+	cleave_engine *e = arg;
+	pthread_mutex_lock(&e->qmu);
+	while (!e->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&e->qcond, &e->qmu, &ts);
+		if (e->stopping)
+			break;
+		pthread_mutex_unlock(&e->qmu);
+		if (e->wm->maintain(e->ws))
+			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+			       "write store upkeep: %s", cleave_errmsg());
+		pthread_mutex_lock(&e->qmu);
+	}
+	pthread_mutex_unlock(&e->qmu);
+	return NULL;
+}
+
+int cl_writer_start(cleave_engine *e)
+{
+	e->accepting = true;
+	if (pthread_create(&e->writer, NULL, writer_main, e))
+		return cl_err(CLEAVE_EINTERNAL, "cannot start writer thread");
+	e->writer_running = true;
+	if (pthread_create(&e->maint, NULL, maint_main, e))
+		return cl_err(CLEAVE_EINTERNAL, "cannot start upkeep thread");
+	e->maint_running = true;
+	return 0;
+}
+
+void cleave_engine_stop_accepting(cleave_engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->qmu);
+	e->accepting = false;
+	pthread_mutex_unlock(&e->qmu);
+}
+
+void cl_writer_stop(cleave_engine *e)
+{
+	pthread_mutex_lock(&e->qmu);
+	e->accepting = false;
+	e->stopping = true;
+	pthread_cond_broadcast(&e->qcond);
+	pthread_mutex_unlock(&e->qmu);
+	if (e->writer_running)
+		pthread_join(e->writer, NULL);
+	if (e->maint_running)
+		pthread_join(e->maint, NULL);
+	e->writer_running = e->maint_running = false;
+}
+
+/* ---- submitting --------------------------------------------------------- */
+
+static bool header_token_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+int cleave_command_submit(cleave_engine *e, const cleave_request *req,
+			  cleave_done_fn done, void *arg)
+{
+	int rc;
+	int idx = req->command ? cl_nametab_get(&e->cmd_idx, req->command) : -1;
+	if (idx < 0)
+		return cl_err(CLEAVE_ENOTFOUND, "unknown command '%s'",
+			      req->command ? req->command : "");
+	const cleave_command_def *def = &e->dom->commands[idx];
+	if (req->idempotency_key &&
+	    !header_token_ok(req->idempotency_key, CLEAVE_IDEMPOTENCY_KEY_MAX))
+		return cl_err(CLEAVE_EINVAL,
+			      "Idempotency-Key must be 1 to %d visible ASCII "
+			      "characters",
+			      CLEAVE_IDEMPOTENCY_KEY_MAX);
+	if (req->trace_id &&
+	    !cl_name_ok(req->trace_id, CLEAVE_TRACE_ID_MAX, "id"))
+		return cl_err(CLEAVE_EINVAL,
+			      "trace id must be 1 to %d characters of "
+			      "[A-Za-z0-9_.:-]",
+			      CLEAVE_TRACE_ID_MAX);
+	if (req->causation_id &&
+	    !cl_name_ok(req->causation_id, CLEAVE_TRACE_ID_MAX, "id"))
+		return cl_err(CLEAVE_EINVAL, "bad causation id");
+	cJSON *in = NULL;
+	size_t blen = req->body ? req->body_len : 0;
+	const char *body = blen ? req->body : "{}";
+	if (!blen)
+		blen = 2;
+	if ((rc = cl_json_parse(body, blen, CLEAVE_JSON_MAX_DEPTH, &in)))
+		return rc;
+	if (def->fields)
+		rc = cl_fields_check(def->fields, in);
+	else if (!cJSON_IsObject(in))
+		rc = cl_err(CLEAVE_EINVAL, "body must be a JSON object");
+	if (rc) {
+		cJSON_Delete(in);
+		return rc;
+	}
+	cleave_cmd *c = calloc(1, sizeof(*c));
+	if (!c) {
+		cJSON_Delete(in);
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	}
+	c->e = e;
+	c->def_index = idx;
+	c->def = def;
+	c->input = in;
+	c->done = done;
+	c->arg = arg;
+	c->expected_version = req->expected_version;
+	c->submit_us = cl_mono_us();
+	cl_random_hex(c->command_id, 16);
+	c->idem_key = cl_strdup(req->idempotency_key);
+	c->causation_id = cl_strdup(req->causation_id);
+	if (req->trace_id) {
+		c->trace_id = cl_strdup(req->trace_id);
+	} else {
+		c->trace_id = malloc(33);
+		if (c->trace_id)
+			cl_random_hex(c->trace_id, 16);
+	}
+	if (!c->trace_id || (req->idempotency_key && !c->idem_key) ||
+	    (req->causation_id && !c->causation_id)) {
+		cmd_free(c);
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	}
+	/* what the idempotency key stands for: this command with this body */
+	uint64_t h = cl_hash(def->name, strlen(def->name)) ^
+		     cl_hash(body, blen) * 31;
+	snprintf(c->req_hash, sizeof(c->req_hash), "%016llx",
+		 (unsigned long long)h);
+
+	pthread_mutex_lock(&e->qmu);
+	if (!e->accepting) {
+		pthread_mutex_unlock(&e->qmu);
+		cmd_free(c);
+		return cl_err(CLEAVE_ESHUTDOWN, "shutting down: not accepting "
+						"commands");
+	}
+	if (e->qlen >= e->cfg.queue_max) {
+		pthread_mutex_unlock(&e->qmu);
+		cmd_free(c);
+		return cl_err(CLEAVE_EBUSY,
+			      "command queue full (queue_max=%d); retry later",
+			      e->cfg.queue_max);
+	}
+	if (e->qtail)
+		e->qtail->next = c;
+	else
+		e->qhead = c;
+	e->qtail = c;
+	if (e->qlen++ == 0)
+		pthread_cond_signal(&e->qcond);
+	pthread_mutex_unlock(&e->qmu);
+	return 0;
+}
+
+/* ---- running synchronously -------------------------------------------- */
+
+typedef struct sync_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	bool done;
+	cleave_outcome *out;
+} sync_wait;
+
+static void sync_done(void *arg, const cleave_outcome *o)
+{
+	sync_wait *w = arg;
+	size_t tl = strlen(o->trace_id), cl = strlen(o->command_id);
+	cleave_outcome *c = malloc(sizeof(*c) + o->body_len + tl + cl + 3);
+	if (c) {
+		*c = *o;
+		char *p = (char *)(c + 1);
+		memcpy(p, o->body, o->body_len + 1);
+		c->body = p;
+		p += o->body_len + 1;
+		memcpy(p, o->trace_id, tl + 1);
+		c->trace_id = p;
+		p += tl + 1;
+		memcpy(p, o->command_id, cl + 1);
+		c->command_id = p;
+	}
+	pthread_mutex_lock(&w->mu);
+	w->out = c;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int cleave_command_run(cleave_engine *e, const cleave_request *req,
+		       cleave_outcome **out)
+{
+	sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+		       false, NULL};
+	*out = NULL;
+	int rc = cleave_command_submit(e, req, sync_done, &w);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.mu);
+	if (!w.out)
+		return cl_err(CLEAVE_ENOMEM, "out of memory copying outcome");
+	*out = w.out;
+	return 0;
+}
+
+void cleave_outcome_free(cleave_outcome *o)
+{
+	free(o);
+}
