@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/engine.h"
 #include "core/json.h"
@@ -249,6 +253,37 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 
 /* ---- open / close ----------------------------------------------------------- */
 
+/* One engine writes a data directory at a time: a second one would be a
+ * second writer of the log and of the catalog.  The lock is an flock on
+ * data/LOCK, released by the kernel when the process dies. */
+static int lock_data_dir(cleave_engine *e)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/LOCK", e->data_dir);
+	e->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (e->lock_fd < 0)
+		return cl_err(CLEAVE_EIO, "open %s: %s", path, strerror(errno));
+	if (flock(e->lock_fd, LOCK_EX | LOCK_NB)) {
+		char pid[32] = "?";
+		ssize_t n = pread(e->lock_fd, pid, sizeof(pid) - 1, 0);
+		if (n > 0)
+			pid[n] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		close(e->lock_fd);
+		e->lock_fd = -1;
+		return cl_err(CLEAVE_EBUSY,
+			      "data directory %s is in use by another cleave "
+			      "process (pid %s); stop it or use --server URL",
+			      e->data_dir, pid);
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(e->lock_fd, 0) == 0 &&
+	    pwrite(e->lock_fd, pid, (size_t)n, 0) != n)
+		return cl_err(CLEAVE_EIO, "write %s: %s", path, strerror(errno));
+	return 0;
+}
+
 static void engine_free(cleave_engine *e)
 {
 	if (!e)
@@ -269,8 +304,11 @@ static void engine_free(cleave_engine *e)
 	free(e->watches);
 	free(e->data_dir);
 	free(e->read_dir);
+	if (e->lock_fd > 0)
+		close(e->lock_fd);
 	pthread_mutex_destroy(&e->qmu);
 	pthread_cond_destroy(&e->qcond);
+	pthread_cond_destroy(&e->maintcond);
 	pthread_mutex_destroy(&e->rdmu);
 	pthread_mutex_destroy(&e->advmu);
 	pthread_cond_destroy(&e->advcond);
@@ -289,6 +327,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	pthread_mutex_init(&e->qmu, NULL);
 	pthread_cond_init(&e->qcond, NULL);
+	pthread_cond_init(&e->maintcond, NULL);
 	pthread_mutex_init(&e->rdmu, NULL);
 	pthread_mutex_init(&e->advmu, NULL);
 	pthread_cond_init(&e->advcond, NULL);
@@ -296,6 +335,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	pthread_mutex_init(&e->appmu, NULL);
 	pthread_cond_init(&e->appcond, NULL);
 	e->cfg = *cfg;
+	e->lock_fd = -1;
 	if (!e->cfg.queue_max)
 		e->cfg.queue_max = 65536;
 	if (!e->cfg.batch_max)
@@ -330,6 +370,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 		    (rc = cl_mkdirs(e->read_dir)))
 			goto fail;
 		chmod(e->data_dir, 0700);
+		if ((rc = lock_data_dir(e)))
+			goto fail;
 	} else {
 		struct stat st;
 		if (stat(e->data_dir, &st)) {

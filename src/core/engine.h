@@ -171,6 +171,7 @@ struct cleave_engine {
 	cleave_config cfg;
 	const cleave_domain *dom;
 	char *data_dir, *read_dir;
+	int lock_fd;
 	int ncmd, nproj, nquery;
 	cl_nametab cmd_idx, proj_idx, query_idx;
 	int *query_reads;          /* nquery * max_reads projection indexes */
@@ -181,7 +182,8 @@ struct cleave_engine {
 	const cl_wstore_methods *wm;
 	cl_wstore *ws;
 	pthread_mutex_t qmu;
-	pthread_cond_t qcond;
+	pthread_cond_t qcond;     /* the writer's: work queued or stop */
+	pthread_cond_t maintcond; /* the upkeep thread's: stop */
 	cleave_cmd *qhead, *qtail;
 	int qlen;
 	bool accepting, stopping;

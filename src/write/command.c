@@ -497,7 +497,7 @@ static void *maint_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&e->qcond, &e->qmu, &ts);
+		pthread_cond_timedwait(&e->maintcond, &e->qmu, &ts);
 		if (e->stopping)
 			break;
 		pthread_mutex_unlock(&e->qmu);
@@ -537,6 +537,7 @@ void cl_writer_stop(cleave_engine *e)
 	e->accepting = false;
 	e->stopping = true;
 	pthread_cond_broadcast(&e->qcond);
+	pthread_cond_broadcast(&e->maintcond);
 	pthread_mutex_unlock(&e->qmu);
 	if (e->writer_running)
 		pthread_join(e->writer, NULL);
