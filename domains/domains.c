@@ -3,9 +3,12 @@
  */
 #include <string.h>
 
+#include "dom.h"
 #include "domains.h"
 
 const cleave_domain *const cleave_domains[] = {
+	&dom_shop,
+	&dom_bank,
 	NULL,
 };
 

@@ -1,0 +1,207 @@
+/*
+ * dom.c — helpers shared by the domain modules (see dom.h).
+ */
+#include "dom.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- JSON ------------------------------------------------------------- */
+
+cJSON *dom_int_item(int64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	return cJSON_CreateRaw(buf);
+}
+
+cJSON *dom_add_int(cJSON *obj, const char *name, int64_t v)
+{
+	cJSON *it = dom_int_item(v);
+	if (!it)
+		return NULL;
+	if (!cJSON_AddItemToObject(obj, name, it)) {
+		cJSON_Delete(it);
+		return NULL;
+	}
+	return it;
+}
+
+char *dom_print(const cJSON *v, size_t *len)
+{
+	char *s = cJSON_PrintUnformatted(v);
+	if (s && len)
+		*len = strlen(s);
+	return s;
+}
+
+int dom_get_int(const cJSON *obj, const char *name, int64_t *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+	    fabs(v->valuedouble) > (double)DOM_EXACT_MAX)
+		return CLEAVE_ECORRUPT;
+	*out = (int64_t)v->valuedouble;
+	return 0;
+}
+
+int dom_get_str(const cJSON *obj, const char *name, const char **out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!cJSON_IsString(v) || !v->valuestring[0])
+		return CLEAVE_ECORRUPT;
+	*out = v->valuestring;
+	return 0;
+}
+
+const char *dom_opt_str(const cJSON *obj, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- days --------------------------------------------------------------- */
+
+/* Civil calendar <-> day numbers (proleptic Gregorian), after the
+ * well-known era/year-of-era method: exact for every year 0..9999. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+int64_t dom_day_number(int64_t unix_s)
+{
+	return (unix_s >= 0 ? unix_s : unix_s - 86399) / 86400;
+}
+
+void dom_day_format(int64_t day, char out[11])
+{
+	int64_t z = day + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t y = (int64_t)yoe + era * 400;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned d = doy - (153 * mp + 2) / 5 + 1;
+	unsigned m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	if (y < 0 || y > 9999)
+		y = 0;
+	out[0] = (char)('0' + y / 1000);
+	out[1] = (char)('0' + y / 100 % 10);
+	out[2] = (char)('0' + y / 10 % 10);
+	out[3] = (char)('0' + y % 10);
+	out[4] = '-';
+	out[5] = (char)('0' + m / 10);
+	out[6] = (char)('0' + m % 10);
+	out[7] = '-';
+	out[8] = (char)('0' + d / 10);
+	out[9] = (char)('0' + d % 10);
+	out[10] = 0;
+}
+
+bool dom_day_parse(const char *s, int64_t *day)
+{
+	static const unsigned mdays[] = {31, 28, 31, 30, 31, 30,
+					 31, 31, 30, 31, 30, 31};
+	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
+		(s[3] - '0');
+	unsigned m = (unsigned)((s[5] - '0') * 10 + (s[6] - '0'));
+	unsigned d = (unsigned)((s[8] - '0') * 10 + (s[9] - '0'));
+	if (y < 1 || m < 1 || m > 12 || d < 1)
+		return false;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (d > mdays[m - 1] + (m == 2 && leap))
+		return false;
+	*day = days_from_civil(y, m, d);
+	return true;
+}
+
+/* ---- query parameters --------------------------------------------------- */
+
+int dom_param_bool(cleave_query *q, const char *name, int *out)
+{
+	const char *v = cleave_query_param(q, name);
+	*out = -1;
+	if (!v || !*v)
+		return 0;
+	if (!strcmp(v, "true") || !strcmp(v, "1"))
+		*out = 1;
+	else if (!strcmp(v, "false") || !strcmp(v, "0"))
+		*out = 0;
+	else
+		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
+					 "parameter '%s' must be true, false, "
+					 "1 or 0",
+					 name);
+	return 0;
+}
+
+int dom_param_seq_cursor(cleave_query *q, const char *name, int64_t *out)
+{
+	const char *v = cleave_query_param(q, name);
+	*out = INT64_MAX;
+	if (!v || !*v)
+		return 0;
+	size_t n = strlen(v);
+	bool ok = n <= 18 && v[0] != '0';
+	for (size_t i = 0; ok && i < n; i++)
+		ok = v[i] >= '0' && v[i] <= '9';
+	if (!ok)
+		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_cursor",
+					 "parameter '%s' is not a cursor this "
+					 "query gave out",
+					 name);
+	*out = strtoll(v, NULL, 10);
+	return 0;
+}
+
+void dom_hex_encode(const char *s, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[(unsigned char)s[i] >> 4];
+		out[2 * i + 1] = hex[(unsigned char)s[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+bool dom_hex_decode(const char *hex, char *out, size_t cap)
+{
+	size_t n = strlen(hex);
+	if (n % 2 || n / 2 + 1 > cap)
+		return false;
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (char)(hi << 4 | lo);
+		if (!out[i])
+			return false;
+	}
+	out[n / 2] = 0;
+	return true;
+}

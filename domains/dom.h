@@ -1,0 +1,73 @@
+/*
+ * dom.h — what the domain modules share (private to domains/): the domain
+ * tables, and small helpers built only on the public API and cJSON.
+ *
+ * Numbers in answers.  cJSON holds numbers as doubles and prints large
+ * integers in exponent form ("1e+15"), which clients may read as floats.
+ * Answers and stored documents therefore carry integers as raw decimal
+ * text (dom_add_int), exact for every int64.  Event data keeps plain cJSON
+ * numbers — a projection receives the emitted tree itself when the event is
+ * still in memory, and must see the same types as when it is parsed from
+ * the log — and the domains bound every number in an event below 2^53, so
+ * the double is exact.
+ */
+#ifndef CL_DOM_H
+#define CL_DOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cleave.h"
+
+extern const cleave_domain dom_shop;
+extern const cleave_domain dom_bank;
+
+/* Largest integer a double (and so a JSON reader) holds exactly. */
+#define DOM_EXACT_MAX ((int64_t)1 << 53)
+
+/* ---- JSON ------------------------------------------------------------- */
+
+/* Adds `v` to `obj` as an exact integer literal.  Returns the item or NULL
+ * when out of memory (cJSON_Add* convention: the caller checks once). */
+cJSON *dom_add_int(cJSON *obj, const char *name, int64_t v);
+/* An exact integer literal item for arrays. */
+cJSON *dom_int_item(int64_t v);
+/* Prints `v` without spaces into a malloc'd string (free()); NULL on OOM. */
+char *dom_print(const cJSON *v, size_t *len);
+
+/* Reads an integer member of event data: 0, or CLEAVE_ECORRUPT naming the
+ * member when absent or not an integer (a projection returns it: the event
+ * is poison). */
+int dom_get_int(const cJSON *obj, const char *name, int64_t *out);
+/* Reads a non-empty string member: 0 or CLEAVE_ECORRUPT. Borrowed. */
+int dom_get_str(const cJSON *obj, const char *name, const char **out);
+/* The string member or NULL when absent, null or not a string. */
+const char *dom_opt_str(const cJSON *obj, const char *name);
+
+/* ---- days --------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a unix time (floor division). */
+int64_t dom_day_number(int64_t unix_s);
+/* Formats day number `day` as YYYY-MM-DD (years 0000..9999) into out[11]. */
+void dom_day_format(int64_t day, char out[11]);
+/* Parses YYYY-MM-DD strictly (a real date, year 0001..9999) into a day
+ * number; false otherwise. */
+bool dom_day_parse(const char *s, int64_t *day);
+
+/* ---- query parameters --------------------------------------------------- */
+
+/* An optional boolean parameter: absent → *out = -1; "true"/"1" → 1;
+ * "false"/"0" → 0; anything else fails the query with 400. */
+int dom_param_bool(cleave_query *q, const char *name, int *out);
+/* A list cursor: absent → *out = INT64_MAX (the first page); else a
+ * decimal position 1..INT64_MAX, or the query fails with 400. */
+int dom_param_seq_cursor(cleave_query *q, const char *name, int64_t *out);
+
+/* Cursors that carry text are hex-encoded so they are opaque and safe in a
+ * URL.  encode writes 2*n+1 bytes; decode fails (false) on bad hex or when
+ * the text does not fit in cap-1 bytes, and NUL-terminates. */
+void dom_hex_encode(const char *s, size_t n, char *out);
+bool dom_hex_decode(const char *hex, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,474 @@
+/*
+ * shop_projections.c — the shop's read models, each shaped for its query.
+ *
+ * Every handler is a pure function of (store, event): it reads only what
+ * the event and its own store hold.  The engine applies each event exactly
+ * once, in log order, so handlers add and subtract without guards.  An
+ * event that does not fit the model (a product the store never saw, a
+ * field missing) is CLEAVE_ECORRUPT: the projection parks on it.
+ *
+ *  catalog (lmdb)
+ *    cards     productId → the product card, the exact text `product`
+ *                          serves (shop_card_text)
+ *  search (sqlite)
+ *    products      one flat row per product (filters, sorts, cards)
+ *    products_fts  FTS5 over name, description, category (external
+ *                  content: the text lives in products; rowid = rid)
+ *  orders (lmdb)
+ *    orders    orderId → the order document `order` serves
+ *    placed    orderId → position of its OrderPlaced (decimal), the seq of
+ *                        its item in the user's list
+ *    by_user   list per userId, seq = OrderPlaced position →
+ *              {orderId, status, total_cents, placed_at}
+ *  revenue (lmdb)
+ *    daily     counter (country, YYYY-MM-DD of placed_at) →
+ *              [orders, revenue_cents]; a cancellation subtracts from the
+ *              day the order was placed
+ *  bestsellers (lmdb)
+ *    sold      sorted set productId → units sold net of cancellations
+ *              (members leave the set when they fall back to 0)
+ *    names     productId → product name
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dom.h"
+#include "shop.h"
+
+#define IS(ev, t) (!strcmp((ev)->type, (t)))
+
+/* One line of OrderPlaced / OrderCancelled. */
+typedef struct ev_line {
+	const char *product_id;
+	int64_t quantity, price_cents, stock_after;
+} ev_line;
+
+/* Calls fn for each line of the event's "lines". */
+static int each_line(const cleave_event *ev,
+		     int (*fn)(cleave_rtx *, const ev_line *, int sign,
+			       void *),
+		     cleave_rtx *tx, int sign, void *arg)
+{
+	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(ev->json,
+							      "lines");
+	const cJSON *l;
+	if (!cJSON_IsArray(lines))
+		return CLEAVE_ECORRUPT;
+	cJSON_ArrayForEach(l, lines)
+	{
+		ev_line x;
+		int rc;
+		if ((rc = dom_get_str(l, "productId", &x.product_id)) ||
+		    (rc = dom_get_int(l, "quantity", &x.quantity)) ||
+		    (rc = dom_get_int(l, "price_cents", &x.price_cents)) ||
+		    (rc = dom_get_int(l, "stock_after", &x.stock_after)) ||
+		    (rc = fn(tx, &x, sign, arg)))
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- catalog ------------------------------------------------------------- */
+
+static const char *const catalog_types[] = {
+	"ProductAdded",	  "PriceChanged",   "ProductRestocked",
+	"OrderPlaced",	  "OrderCancelled", NULL,
+};
+
+static int card_put(cleave_rtx *tx, const shop_card *card)
+{
+	size_t len;
+	char *text = shop_card_text(card, &len);
+	if (!text)
+		return CLEAVE_ENOMEM;
+	int rc = cleave_rtx_put(tx, "cards", card->product_id, text, len);
+	free(text);
+	return rc;
+}
+
+/* Rewrites a stored card: price and stock when >= 0, sold + sold_delta. */
+static int card_update(cleave_rtx *tx, const char *id, int64_t price,
+		       int64_t stock, int64_t sold_delta)
+{
+	const void *v;
+	size_t len;
+	int rc = cleave_rtx_get(tx, "cards", id, &v, &len);
+	if (rc)
+		return rc == CLEAVE_ENOTFOUND ? CLEAVE_ECORRUPT : rc;
+	cJSON *o = cJSON_ParseWithLength(v, len);
+	if (!o)
+		return CLEAVE_ECORRUPT;
+	shop_card c = {id, NULL, NULL, 0, 0, 0};
+	if ((rc = dom_get_str(o, "name", &c.name)) ||
+	    (rc = dom_get_str(o, "category", &c.category)) ||
+	    (rc = dom_get_int(o, "price_cents", &c.price_cents)) ||
+	    (rc = dom_get_int(o, "stock", &c.stock)) ||
+	    (rc = dom_get_int(o, "sold", &c.sold)))
+		goto out;
+	if (price >= 0)
+		c.price_cents = price;
+	if (stock >= 0)
+		c.stock = stock;
+	c.sold += sold_delta;
+	rc = card_put(tx, &c);
+out:
+	cJSON_Delete(o);
+	return rc;
+}
+
+static int catalog_line(cleave_rtx *tx, const ev_line *l, int sign,
+			void *arg)
+{
+	return card_update(tx, l->product_id, -1, l->stock_after,
+			   sign * l->quantity);
+}
+
+static int catalog_apply(cleave_rtx *tx, const cleave_event *ev)
+{
+	const cJSON *d = ev->json;
+	const char *id;
+	int64_t n;
+	int rc;
+	if (IS(ev, "OrderPlaced"))
+		return each_line(ev, catalog_line, tx, 1, NULL);
+	if (IS(ev, "OrderCancelled"))
+		return each_line(ev, catalog_line, tx, -1, NULL);
+	if ((rc = dom_get_str(d, "productId", &id)))
+		return rc;
+	if (IS(ev, "ProductAdded")) {
+		shop_card c = {id, NULL, NULL, 0, 0, 0};
+		if ((rc = dom_get_str(d, "name", &c.name)) ||
+		    (rc = dom_get_str(d, "category", &c.category)) ||
+		    (rc = dom_get_int(d, "price_cents", &c.price_cents)) ||
+		    (rc = dom_get_int(d, "stock", &c.stock)))
+			return rc;
+		return card_put(tx, &c);
+	}
+	if (IS(ev, "PriceChanged")) {
+		if ((rc = dom_get_int(d, "price_cents", &n)))
+			return rc;
+		return card_update(tx, id, n, -1, 0);
+	}
+	if (IS(ev, "ProductRestocked")) {
+		if ((rc = dom_get_int(d, "stock", &n)))
+			return rc;
+		return card_update(tx, id, -1, n, 0);
+	}
+	return 0;
+}
+
+/* ---- search -------------------------------------------------------------- */
+
+/* Runs each time a copy opens: everything is IF NOT EXISTS. */
+static int search_setup(cleave_rtx *tx)
+{
+	static const char *const ddl[] = {
+		"CREATE TABLE IF NOT EXISTS products ("
+		" rid INTEGER PRIMARY KEY,"
+		" product_id TEXT NOT NULL UNIQUE,"
+		" name TEXT NOT NULL,"
+		" category TEXT NOT NULL,"
+		" description TEXT NOT NULL,"
+		" price_cents INTEGER NOT NULL,"
+		" stock INTEGER NOT NULL,"
+		" sold INTEGER NOT NULL)",
+		"CREATE INDEX IF NOT EXISTS products_by_price"
+		" ON products (price_cents, product_id)",
+		"CREATE INDEX IF NOT EXISTS products_by_sold"
+		" ON products (sold, product_id)",
+		"CREATE INDEX IF NOT EXISTS products_by_category"
+		" ON products (category, price_cents, product_id)",
+		"CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5("
+		" name, description, category,"
+		" content='products', content_rowid='rid',"
+		" tokenize='unicode61 remove_diacritics 2')",
+		NULL,
+	};
+	for (int i = 0; ddl[i]; i++) {
+		int rc = cleave_rtx_exec(tx, ddl[i], NULL, 0, NULL);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static const char *const search_types[] = {
+	"ProductAdded",	  "PriceChanged",   "ProductRestocked",
+	"OrderPlaced",	  "OrderCancelled", NULL,
+};
+
+/* Runs an UPDATE that must touch exactly one product row. */
+static int update_one(cleave_rtx *tx, const char *sql, const cleave_value *a,
+		      int n)
+{
+	int64_t changes = 0;
+	int rc = cleave_rtx_exec(tx, sql, a, n, &changes);
+	if (rc)
+		return rc;
+	return changes == 1 ? 0 : CLEAVE_ECORRUPT;
+}
+
+static int search_line(cleave_rtx *tx, const ev_line *l, int sign, void *arg)
+{
+	cleave_value a[] = {cleave_int(l->stock_after),
+			    cleave_int(sign * l->quantity),
+			    cleave_text(l->product_id)};
+	return update_one(tx,
+			  "UPDATE products SET stock = ?, sold = sold + ?"
+			  " WHERE product_id = ?",
+			  a, 3);
+}
+
+static int search_apply(cleave_rtx *tx, const cleave_event *ev)
+{
+	const cJSON *d = ev->json;
+	const char *id;
+	int64_t n;
+	int rc;
+	if (IS(ev, "OrderPlaced"))
+		return each_line(ev, search_line, tx, 1, NULL);
+	if (IS(ev, "OrderCancelled"))
+		return each_line(ev, search_line, tx, -1, NULL);
+	if ((rc = dom_get_str(d, "productId", &id)))
+		return rc;
+	if (IS(ev, "ProductAdded")) {
+		const char *name, *cat, *desc = dom_opt_str(d, "description");
+		int64_t price, stock;
+		if ((rc = dom_get_str(d, "name", &name)) ||
+		    (rc = dom_get_str(d, "category", &cat)) ||
+		    (rc = dom_get_int(d, "price_cents", &price)) ||
+		    (rc = dom_get_int(d, "stock", &stock)))
+			return rc;
+		cleave_value a[] = {cleave_text(id),	  cleave_text(name),
+				    cleave_text(cat),	  cleave_text(desc ? desc : ""),
+				    cleave_int(price),	  cleave_int(stock)};
+		if ((rc = cleave_rtx_exec(tx,
+					  "INSERT INTO products (product_id,"
+					  " name, category, description,"
+					  " price_cents, stock, sold)"
+					  " VALUES (?, ?, ?, ?, ?, ?, 0)",
+					  a, 6, NULL)))
+			return rc;
+		cleave_value b[] = {cleave_text(id)};
+		return update_one(tx,
+				  "INSERT INTO products_fts (rowid, name,"
+				  " description, category) SELECT rid, name,"
+				  " description, category FROM products"
+				  " WHERE product_id = ?",
+				  b, 1);
+	}
+	if (IS(ev, "PriceChanged") || IS(ev, "ProductRestocked")) {
+		bool price = IS(ev, "PriceChanged");
+		if ((rc = dom_get_int(d, price ? "price_cents" : "stock", &n)))
+			return rc;
+		cleave_value a[] = {cleave_int(n), cleave_text(id)};
+		return update_one(tx,
+				  price ? "UPDATE products SET price_cents = ?"
+					  " WHERE product_id = ?"
+					: "UPDATE products SET stock = ?"
+					  " WHERE product_id = ?",
+				  a, 2);
+	}
+	return 0;
+}
+
+/* ---- orders -------------------------------------------------------------- */
+
+static const char *const orders_types[] = {"OrderPlaced", "OrderCancelled",
+					   NULL};
+
+/* The order document, from OrderPlaced or OrderCancelled data (both carry
+ * every field): orderId, userId, cartId, country, status, lines
+ * [{productId, name, quantity, price_cents, line_total_cents}],
+ * subtotal_cents, discount_cents, total_cents, promoCode (or null),
+ * placed_at, cancelled_at (or null). */
+static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
+{
+	const char *id, *user, *cart, *country, *promo;
+	int64_t sub, disc, total, placed, cancelled_at = 0;
+	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(d, "lines");
+	const cJSON *l;
+	char *text = NULL;
+	if (dom_get_str(d, "orderId", &id) || dom_get_str(d, "userId", &user) ||
+	    dom_get_str(d, "cartId", &cart) ||
+	    dom_get_str(d, "country", &country) ||
+	    dom_get_int(d, "subtotal_cents", &sub) ||
+	    dom_get_int(d, "discount_cents", &disc) ||
+	    dom_get_int(d, "total_cents", &total) ||
+	    dom_get_int(d, "placed_at", &placed) || !cJSON_IsArray(lines) ||
+	    (cancelled && dom_get_int(d, "cancelled_at", &cancelled_at)))
+		return NULL;
+	promo = dom_opt_str(d, "promoCode");
+	cJSON *o = cJSON_CreateObject(), *arr;
+	bool ok = o && cJSON_AddStringToObject(o, "orderId", id) &&
+		  cJSON_AddStringToObject(o, "userId", user) &&
+		  cJSON_AddStringToObject(o, "cartId", cart) &&
+		  cJSON_AddStringToObject(o, "country", country) &&
+		  cJSON_AddStringToObject(o, "status",
+					  cancelled ? "cancelled" : "placed") &&
+		  (arr = cJSON_AddArrayToObject(o, "lines"));
+	cJSON_ArrayForEach(l, lines)
+	{
+		const char *pid, *name;
+		int64_t q, p;
+		cJSON *x;
+		if (!ok)
+			break;
+		ok = !dom_get_str(l, "productId", &pid) &&
+		     !dom_get_str(l, "name", &name) &&
+		     !dom_get_int(l, "quantity", &q) &&
+		     !dom_get_int(l, "price_cents", &p) &&
+		     (x = cJSON_CreateObject()) &&
+		     cJSON_AddItemToArray(arr, x) &&
+		     cJSON_AddStringToObject(x, "productId", pid) &&
+		     cJSON_AddStringToObject(x, "name", name) &&
+		     dom_add_int(x, "quantity", q) &&
+		     dom_add_int(x, "price_cents", p) &&
+		     dom_add_int(x, "line_total_cents", q * p);
+	}
+	ok = ok && dom_add_int(o, "subtotal_cents", sub) &&
+	     dom_add_int(o, "discount_cents", disc) &&
+	     dom_add_int(o, "total_cents", total) &&
+	     (promo ? cJSON_AddStringToObject(o, "promoCode", promo)
+		    : cJSON_AddNullToObject(o, "promoCode")) &&
+	     dom_add_int(o, "placed_at", placed) &&
+	     (cancelled ? dom_add_int(o, "cancelled_at", cancelled_at)
+			: cJSON_AddNullToObject(o, "cancelled_at"));
+	if (ok)
+		text = dom_print(o, len);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* The user-list item: {orderId, status, total_cents, placed_at}. */
+static char *order_item(const cJSON *d, bool cancelled, size_t *len)
+{
+	const char *id;
+	int64_t total, placed;
+	char *text = NULL;
+	if (dom_get_str(d, "orderId", &id) ||
+	    dom_get_int(d, "total_cents", &total) ||
+	    dom_get_int(d, "placed_at", &placed))
+		return NULL;
+	cJSON *o = cJSON_CreateObject();
+	if (o && cJSON_AddStringToObject(o, "orderId", id) &&
+	    cJSON_AddStringToObject(o, "status",
+				    cancelled ? "cancelled" : "placed") &&
+	    dom_add_int(o, "total_cents", total) &&
+	    dom_add_int(o, "placed_at", placed))
+		text = dom_print(o, len);
+	cJSON_Delete(o);
+	return text;
+}
+
+static int orders_apply(cleave_rtx *tx, const cleave_event *ev)
+{
+	const cJSON *d = ev->json;
+	const char *id, *user;
+	bool cancelled = IS(ev, "OrderCancelled");
+	char seqbuf[24];
+	int64_t seq = ev->position;
+	size_t dlen = 0, ilen = 0;
+	char *doc = NULL, *item = NULL;
+	int rc;
+	if ((rc = dom_get_str(d, "orderId", &id)) ||
+	    (rc = dom_get_str(d, "userId", &user)))
+		return rc;
+	if (cancelled) {
+		const void *v;
+		size_t n;
+		if ((rc = cleave_rtx_get(tx, "placed", id, &v, &n)))
+			return rc == CLEAVE_ENOTFOUND ? CLEAVE_ECORRUPT : rc;
+		if (n == 0 || n >= sizeof(seqbuf))
+			return CLEAVE_ECORRUPT;
+		memcpy(seqbuf, v, n);
+		seqbuf[n] = 0;
+		seq = strtoll(seqbuf, NULL, 10);
+	} else {
+		int n = snprintf(seqbuf, sizeof(seqbuf), "%" PRId64, seq);
+		if ((rc = cleave_rtx_put(tx, "placed", id, seqbuf,
+					 (size_t)n)))
+			return rc;
+	}
+	doc = order_doc(d, cancelled, &dlen);
+	item = order_item(d, cancelled, &ilen);
+	if (!doc || !item)
+		rc = CLEAVE_ECORRUPT;
+	else if (!(rc = cleave_rtx_put(tx, "orders", id, doc, dlen)))
+		rc = cleave_rtx_list_put(tx, "by_user", user, seq, item, ilen);
+	free(doc);
+	free(item);
+	return rc;
+}
+
+/* ---- revenue ------------------------------------------------------------- */
+
+static const char *const revenue_types[] = {"OrderPlaced", "OrderCancelled",
+					    NULL};
+
+static int revenue_apply(cleave_rtx *tx, const cleave_event *ev)
+{
+	const char *country;
+	int64_t total, placed;
+	char day[11], key[64];
+	int rc;
+	if ((rc = dom_get_str(ev->json, "country", &country)) ||
+	    (rc = dom_get_int(ev->json, "total_cents", &total)) ||
+	    (rc = dom_get_int(ev->json, "placed_at", &placed)))
+		return rc;
+	dom_day_format(dom_day_number(placed), day);
+	const char *parts[] = {country, day};
+	if ((rc = cleave_key(key, sizeof(key), 2, parts)) < 0)
+		return CLEAVE_ECORRUPT;
+	int64_t sign = IS(ev, "OrderPlaced") ? 1 : -1;
+	int64_t delta[2] = {sign, sign * total};
+	return cleave_rtx_counter_add(tx, "daily", key, delta, 2);
+}
+
+/* ---- bestsellers --------------------------------------------------------- */
+
+static const char *const bestsellers_types[] = {
+	"ProductAdded", "OrderPlaced", "OrderCancelled", NULL};
+
+static int bestsellers_line(cleave_rtx *tx, const ev_line *l, int sign,
+			    void *arg)
+{
+	int64_t score;
+	int rc = cleave_rtx_zincr(tx, "sold", l->product_id,
+				  sign * l->quantity, &score);
+	if (rc)
+		return rc;
+	return score == 0 ? cleave_rtx_zrem(tx, "sold", l->product_id) : 0;
+}
+
+static int bestsellers_apply(cleave_rtx *tx, const cleave_event *ev)
+{
+	if (IS(ev, "OrderPlaced"))
+		return each_line(ev, bestsellers_line, tx, 1, NULL);
+	if (IS(ev, "OrderCancelled"))
+		return each_line(ev, bestsellers_line, tx, -1, NULL);
+	const char *id, *name;
+	int rc;
+	if ((rc = dom_get_str(ev->json, "productId", &id)) ||
+	    (rc = dom_get_str(ev->json, "name", &name)))
+		return rc;
+	return cleave_rtx_put(tx, "names", id, name, strlen(name));
+}
+
+/* ---- the table ------------------------------------------------------------- */
+
+const cleave_projection_def shop_projections[] = {
+	{"catalog", 1, "lmdb", catalog_types, NULL, catalog_apply,
+	 CLEAVE_POISON_PARK},
+	{"search", 1, "sqlite", search_types, search_setup, search_apply,
+	 CLEAVE_POISON_PARK},
+	{"orders", 1, "lmdb", orders_types, NULL, orders_apply,
+	 CLEAVE_POISON_PARK},
+	{"revenue", 1, "lmdb", revenue_types, NULL, revenue_apply,
+	 CLEAVE_POISON_PARK},
+	{"bestsellers", 1, "lmdb", bestsellers_types, NULL, bestsellers_apply,
+	 CLEAVE_POISON_PARK},
+	{NULL},
+};
