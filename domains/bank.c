@@ -76,70 +76,31 @@
 #include "dom.h"
 #include "iso.h"
 
-#define BANK_ID_MAX 64
-#define BANK_OWNER_MAX 200
-#define BANK_AMOUNT_MAX 1000000000000LL     /* 10^12 */
+#define BANK_ID_MAX      64
+#define BANK_OWNER_MAX   200
+#define BANK_AMOUNT_MAX  1000000000000LL    /* 10^12 */
 #define BANK_BALANCE_MAX 1000000000000000LL /* 10^15 */
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
-#define TOTALS_ALL "*"
+#define TOTALS_ALL       "*"
 
 static const char *const bank_migrations[] = {
-	"CREATE TABLE accounts ("
-	"  account_id TEXT PRIMARY KEY,"
-	"  owner TEXT NOT NULL,"
-	"  currency TEXT NOT NULL CHECK (length(currency) = 3),"
-	"  balance_cents BIGINT NOT NULL CHECK (balance_cents >= 0),"
-	"  opened_at BIGINT NOT NULL);"
-	"CREATE TABLE transfers ("
-	"  transfer_id TEXT PRIMARY KEY,"
-	"  from_account TEXT NOT NULL REFERENCES accounts (account_id),"
-	"  to_account TEXT NOT NULL REFERENCES accounts (account_id),"
-	"  amount_cents BIGINT NOT NULL CHECK (amount_cents > 0),"
-	"  currency TEXT NOT NULL,"
-	"  created_at BIGINT NOT NULL,"
-	"  CHECK (from_account <> to_account));",
-	NULL,
+    "CREATE TABLE accounts ("
+    "  account_id TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  currency TEXT NOT NULL CHECK (length(currency) = 3),"
+    "  balance_cents BIGINT NOT NULL CHECK (balance_cents >= 0),"
+    "  opened_at BIGINT NOT NULL);"
+    "CREATE TABLE transfers ("
+    "  transfer_id TEXT PRIMARY KEY,"
+    "  from_account TEXT NOT NULL REFERENCES accounts (account_id),"
+    "  to_account TEXT NOT NULL REFERENCES accounts (account_id),"
+    "  amount_cents BIGINT NOT NULL CHECK (amount_cents > 0),"
+    "  currency TEXT NOT NULL,"
+    "  created_at BIGINT NOT NULL,"
+    "  CHECK (from_account <> to_account));",
+    NULL,
 };
 
-/* ---- command helpers ----------------------------------------------------- */
-
-static int oom(cleave_cmd *c)
-{
-	return cleave_cmd_fail(c, CLEAVE_ENOMEM, NULL, "out of memory");
-}
-
-static const char *in_str(const cJSON *in, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, name);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int64_t in_int(const cJSON *in, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, name);
-	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-}
-
-static int64_t now_s(const cleave_cmd *c)
-{
-	int64_t us = cleave_cmd_time_us(c);
-	return (us >= 0 ? us : us - 999999) / 1000000;
-}
-
-/* Emits `data` (owned in every case) on "<prefix>-<id>"; `built` false
- * means building it ran out of memory. */
-static int emit(cleave_cmd *c, const char *prefix, const char *id,
-		const char *type, cJSON *data, bool built)
-{
-	char stream[16 + BANK_ID_MAX];
-	if (!built) {
-		cJSON_Delete(data);
-		return oom(c);
-	}
-	snprintf(stream, sizeof(stream), "%s-%s", prefix, id);
-	return cleave_cmd_emit(c, stream, type, data);
-}
+/* ---- command helpers ---------------------------------------------------- */
 
 typedef struct acct_row {
 	char currency[4];
@@ -149,14 +110,14 @@ typedef struct acct_row {
 /* Reads an account: 0, or the 404 failure naming `role` ("account",
  * "from account", ...). */
 static int account_get(cleave_cmd *c, const char *id, const char *role,
-		       acct_row *a)
+                       acct_row *a)
 {
 	cleave_rows *r;
 	cleave_value arg[] = {cleave_text(id)};
 	int rc = cleave_cmd_query(c,
-				  "SELECT currency, balance_cents FROM accounts"
-				  " WHERE account_id = ?",
-				  arg, 1, &r);
+	                          "SELECT currency, balance_cents FROM accounts"
+	                          " WHERE account_id = ?",
+	                          arg, 1, &r);
 	if (rc)
 		return rc;
 	rc = cleave_rows_next(r);
@@ -174,7 +135,7 @@ static int account_get(cleave_cmd *c, const char *id, const char *role,
 		return rc;
 	if (rc == 0)
 		return cleave_cmd_fail(c, CLEAVE_ENOTFOUND, "account_not_found",
-				       "no %s '%s'", role, id);
+		                       "no %s '%s'", role, id);
 	return 0;
 }
 
@@ -182,9 +143,9 @@ static int balance_set(cleave_cmd *c, const char *id, int64_t balance)
 {
 	cleave_value a[] = {cleave_int(balance), cleave_text(id)};
 	return cleave_cmd_exec(c,
-			       "UPDATE accounts SET balance_cents = ?"
-			       " WHERE account_id = ?",
-			       a, 2, NULL);
+	                       "UPDATE accounts SET balance_cents = ?"
+	                       " WHERE account_id = ?",
+	                       a, 2, NULL);
 }
 
 static int result_balance(cleave_cmd *c, const char *id, int64_t balance)
@@ -193,91 +154,91 @@ static int result_balance(cleave_cmd *c, const char *id, int64_t balance)
 	if (!r || !cJSON_AddStringToObject(r, "accountId", id) ||
 	    !dom_add_int(r, "balance_cents", balance)) {
 		cJSON_Delete(r);
-		return oom(c);
+		return dom_oom(c);
 	}
 	cleave_cmd_result(c, r);
 	return 0;
 }
 
-/* ---- commands ------------------------------------------------------------ */
+/* ---- commands ----------------------------------------------------------- */
 
 static const cleave_field open_account_fields[] = {
-	{"accountId", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
-	{"owner", CLEAVE_F_STRING, true, 0, 0, BANK_OWNER_MAX, NULL},
-	{"currency", CLEAVE_F_STRING, true, 0, 0, 3, "upper"},
-	{NULL},
+    {"accountId", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
+    {"owner", CLEAVE_F_STRING, true, 0, 0, BANK_OWNER_MAX, NULL},
+    {"currency", CLEAVE_F_STRING, true, 0, 0, 3, "upper"},
+    {NULL},
 };
 
 static int open_account(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = in_str(in, "accountId"), *owner = in_str(in, "owner");
-	const char *cur = in_str(in, "currency");
-	int64_t now = now_s(c);
+	const char *id = dom_in_str(in, "accountId"),
+	           *owner = dom_in_str(in, "owner");
+	const char *cur = dom_in_str(in, "currency");
+	int64_t now = dom_now_s(c);
 	if (!iso_currency_ok(cur))
 		return cleave_cmd_fail(c, CLEAVE_EINVAL, "invalid_currency",
-				       "field 'currency' must be an ISO 4217 "
-				       "currency code; '%s' is not one",
-				       cur);
+		                       "field 'currency' must be an ISO 4217 "
+		                       "currency code; '%s' is not one",
+		                       cur);
 	cleave_value a[] = {cleave_text(id), cleave_text(owner),
-			    cleave_text(cur), cleave_int(now)};
+	                    cleave_text(cur), cleave_int(now)};
 	int rc = cleave_cmd_exec(c,
-				 "INSERT INTO accounts (account_id, owner,"
-				 " currency, balance_cents, opened_at)"
-				 " VALUES (?, ?, ?, 0, ?)",
-				 a, 4, NULL);
+	                         "INSERT INTO accounts (account_id, owner,"
+	                         " currency, balance_cents, opened_at)"
+	                         " VALUES (?, ?, ?, 0, ?)",
+	                         a, 4, NULL);
 	if (rc == CLEAVE_EEXIST)
 		return cleave_cmd_fail(c, rc, "account_exists",
-				       "account '%s' already exists", id);
+		                       "account '%s' already exists", id);
 	if (rc)
 		return rc;
 	cJSON *d = cJSON_CreateObject();
 	bool ok = d && cJSON_AddStringToObject(d, "accountId", id) &&
-		  cJSON_AddStringToObject(d, "owner", owner) &&
-		  cJSON_AddStringToObject(d, "currency", cur) &&
-		  cJSON_AddNumberToObject(d, "opened_at", (double)now);
-	if ((rc = emit(c, "account", id, "AccountOpened", d, ok)))
+	          cJSON_AddStringToObject(d, "owner", owner) &&
+	          cJSON_AddStringToObject(d, "currency", cur) &&
+	          cJSON_AddNumberToObject(d, "opened_at", (double)now);
+	if ((rc = dom_emit(c, "account", id, "AccountOpened", d, ok)))
 		return rc;
 	return result_balance(c, id, 0);
 }
 
 static const cleave_field amount_fields[] = {
-	{"accountId", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
-	{"amount_cents", CLEAVE_F_INT, true, 1, BANK_AMOUNT_MAX, 0, NULL},
-	{NULL},
+    {"accountId", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
+    {"amount_cents", CLEAVE_F_INT, true, 1, BANK_AMOUNT_MAX, 0, NULL},
+    {NULL},
 };
 
 /* Deposit (sign 1) and Withdraw (sign -1). */
 static int move_money(cleave_cmd *c, const cJSON *in, int sign)
 {
-	const char *id = in_str(in, "accountId");
-	int64_t amount = in_int(in, "amount_cents");
+	const char *id = dom_in_str(in, "accountId");
+	int64_t amount = dom_in_int(in, "amount_cents");
 	acct_row a;
 	int rc = account_get(c, id, "account", &a);
 	if (rc)
 		return rc;
 	if (sign < 0 && a.balance < amount)
-		return cleave_cmd_fail(c, CLEAVE_EREJECTED,
-				       "insufficient_funds",
-				       "account '%s' holds %" PRId64
-				       " cents, %" PRId64 " asked",
-				       id, a.balance, amount);
+		return cleave_cmd_fail(
+		    c, CLEAVE_EREJECTED, "insufficient_funds",
+		    "account '%s' holds %" PRId64 " cents, %" PRId64 " asked",
+		    id, a.balance, amount);
 	if (sign > 0 && a.balance + amount > BANK_BALANCE_MAX)
 		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "balance_limit",
-				       "account '%s' would hold more than "
-				       "%lld cents",
-				       id, BANK_BALANCE_MAX);
+		                       "account '%s' would hold more than "
+		                       "%lld cents",
+		                       id, BANK_BALANCE_MAX);
 	a.balance += sign * amount;
 	if ((rc = balance_set(c, id, a.balance)))
 		return rc;
 	cJSON *d = cJSON_CreateObject();
-	bool ok = d && cJSON_AddStringToObject(d, "accountId", id) &&
-		  cJSON_AddStringToObject(d, "currency", a.currency) &&
-		  cJSON_AddNumberToObject(d, "amount_cents", (double)amount) &&
-		  cJSON_AddNumberToObject(d, "balance_cents",
-					  (double)a.balance) &&
-		  cJSON_AddNumberToObject(d, "at", (double)now_s(c));
-	if ((rc = emit(c, "account", id, sign > 0 ? "Deposited" : "Withdrawn",
-		       d, ok)))
+	bool ok =
+	    d && cJSON_AddStringToObject(d, "accountId", id) &&
+	    cJSON_AddStringToObject(d, "currency", a.currency) &&
+	    cJSON_AddNumberToObject(d, "amount_cents", (double)amount) &&
+	    cJSON_AddNumberToObject(d, "balance_cents", (double)a.balance) &&
+	    cJSON_AddNumberToObject(d, "at", (double)dom_now_s(c));
+	if ((rc = dom_emit(c, "account", id,
+	                   sign > 0 ? "Deposited" : "Withdrawn", d, ok)))
 		return rc;
 	return result_balance(c, id, a.balance);
 }
@@ -293,107 +254,106 @@ static int withdraw(cleave_cmd *c, const cJSON *in)
 }
 
 static const cleave_field transfer_fields[] = {
-	{"transferId", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
-	{"from", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
-	{"to", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
-	{"amount_cents", CLEAVE_F_INT, true, 1, BANK_AMOUNT_MAX, 0, NULL},
-	{NULL},
+    {"transferId", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
+    {"from", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
+    {"to", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
+    {"amount_cents", CLEAVE_F_INT, true, 1, BANK_AMOUNT_MAX, 0, NULL},
+    {NULL},
 };
 
 static int transfer(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = in_str(in, "transferId");
-	const char *from = in_str(in, "from"), *to = in_str(in, "to");
-	int64_t amount = in_int(in, "amount_cents"), v, now = now_s(c);
+	const char *id = dom_in_str(in, "transferId");
+	const char *from = dom_in_str(in, "from"), *to = dom_in_str(in, "to");
+	int64_t amount = dom_in_int(in, "amount_cents"), v, now = dom_now_s(c);
 	acct_row fa, ta;
 	cleave_value ai[] = {cleave_text(id)};
 	int rc = cleave_cmd_query_int(
-		c, "SELECT 1 FROM transfers WHERE transfer_id = ?", ai, 1, &v);
+	    c, "SELECT 1 FROM transfers WHERE transfer_id = ?", ai, 1, &v);
 	if (rc == 0)
 		return cleave_cmd_fail(c, CLEAVE_EEXIST, "transfer_exists",
-				       "transfer '%s' already exists", id);
+		                       "transfer '%s' already exists", id);
 	if (rc != CLEAVE_ENOTFOUND)
 		return rc;
 	if (!strcmp(from, to))
 		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "same_account",
-				       "a transfer needs two distinct "
-				       "accounts; 'from' and 'to' are both "
-				       "'%s'",
-				       from);
+		                       "a transfer needs two distinct "
+		                       "accounts; 'from' and 'to' are both "
+		                       "'%s'",
+		                       from);
 	if ((rc = account_get(c, from, "from account", &fa)) ||
 	    (rc = account_get(c, to, "to account", &ta)))
 		return rc;
 	if (strcmp(fa.currency, ta.currency))
 		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "currency_mismatch",
-				       "account '%s' holds %s, account '%s' "
-				       "holds %s",
-				       from, fa.currency, to, ta.currency);
+		                       "account '%s' holds %s, account '%s' "
+		                       "holds %s",
+		                       from, fa.currency, to, ta.currency);
 	if (fa.balance < amount)
-		return cleave_cmd_fail(c, CLEAVE_EREJECTED,
-				       "insufficient_funds",
-				       "account '%s' holds %" PRId64
-				       " cents, %" PRId64 " asked",
-				       from, fa.balance, amount);
+		return cleave_cmd_fail(
+		    c, CLEAVE_EREJECTED, "insufficient_funds",
+		    "account '%s' holds %" PRId64 " cents, %" PRId64 " asked",
+		    from, fa.balance, amount);
 	if (ta.balance + amount > BANK_BALANCE_MAX)
 		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "balance_limit",
-				       "account '%s' would hold more than "
-				       "%lld cents",
-				       to, BANK_BALANCE_MAX);
+		                       "account '%s' would hold more than "
+		                       "%lld cents",
+		                       to, BANK_BALANCE_MAX);
 	fa.balance -= amount;
 	ta.balance += amount;
-	cleave_value at[] = {cleave_text(id),	  cleave_text(from),
-			     cleave_text(to),	  cleave_int(amount),
-			     cleave_text(fa.currency), cleave_int(now)};
+	cleave_value at[] = {cleave_text(id),          cleave_text(from),
+	                     cleave_text(to),          cleave_int(amount),
+	                     cleave_text(fa.currency), cleave_int(now)};
 	if ((rc = balance_set(c, from, fa.balance)) ||
 	    (rc = balance_set(c, to, ta.balance)) ||
 	    (rc = cleave_cmd_exec(c,
-				  "INSERT INTO transfers (transfer_id,"
-				  " from_account, to_account, amount_cents,"
-				  " currency, created_at)"
-				  " VALUES (?, ?, ?, ?, ?, ?)",
-				  at, 6, NULL)))
+	                          "INSERT INTO transfers (transfer_id,"
+	                          " from_account, to_account, amount_cents,"
+	                          " currency, created_at)"
+	                          " VALUES (?, ?, ?, ?, ?, ?)",
+	                          at, 6, NULL)))
 		return rc;
 	cJSON *d = cJSON_CreateObject();
 	bool ok = d && cJSON_AddStringToObject(d, "transferId", id) &&
-		  cJSON_AddStringToObject(d, "from", from) &&
-		  cJSON_AddStringToObject(d, "to", to) &&
-		  cJSON_AddNumberToObject(d, "amount_cents", (double)amount) &&
-		  cJSON_AddStringToObject(d, "currency", fa.currency) &&
-		  cJSON_AddNumberToObject(d, "from_balance_cents",
-					  (double)fa.balance) &&
-		  cJSON_AddNumberToObject(d, "to_balance_cents",
-					  (double)ta.balance) &&
-		  cJSON_AddNumberToObject(d, "at", (double)now);
-	if ((rc = emit(c, "transfer", id, "TransferCompleted", d, ok)))
+	          cJSON_AddStringToObject(d, "from", from) &&
+	          cJSON_AddStringToObject(d, "to", to) &&
+	          cJSON_AddNumberToObject(d, "amount_cents", (double)amount) &&
+	          cJSON_AddStringToObject(d, "currency", fa.currency) &&
+	          cJSON_AddNumberToObject(d, "from_balance_cents",
+	                                  (double)fa.balance) &&
+	          cJSON_AddNumberToObject(d, "to_balance_cents",
+	                                  (double)ta.balance) &&
+	          cJSON_AddNumberToObject(d, "at", (double)now);
+	if ((rc = dom_emit(c, "transfer", id, "TransferCompleted", d, ok)))
 		return rc;
 	cJSON *r = cJSON_CreateObject();
 	if (!r || !cJSON_AddStringToObject(r, "transferId", id) ||
 	    !dom_add_int(r, "from_balance_cents", fa.balance) ||
 	    !dom_add_int(r, "to_balance_cents", ta.balance)) {
 		cJSON_Delete(r);
-		return oom(c);
+		return dom_oom(c);
 	}
 	cleave_cmd_result(c, r);
 	return 0;
 }
 
 static const cleave_command_def bank_commands[] = {
-	{"OpenAccount", open_account, open_account_fields,
-	 "open an account (accountId, owner, ISO 4217 currency)"},
-	{"Deposit", deposit, amount_fields, "add money to an account"},
-	{"Withdraw", withdraw, amount_fields,
-	 "take money from an account (no overdraft)"},
-	{"Transfer", transfer, transfer_fields,
-	 "move money between two accounts of one currency"},
-	{NULL},
+    {"OpenAccount", open_account, open_account_fields,
+     "open an account (accountId, owner, ISO 4217 currency)"},
+    {"Deposit", deposit, amount_fields, "add money to an account"},
+    {"Withdraw", withdraw, amount_fields,
+     "take money from an account (no overdraft)"},
+    {"Transfer", transfer, transfer_fields,
+     "move money between two accounts of one currency"},
+    {NULL},
 };
 
-/* ---- projection: accounts ------------------------------------------------ */
+/* ---- projection: accounts ----------------------------------------------- */
 
 #define IS(ev, t) (!strcmp((ev)->type, (t)))
 
 static int account_doc_put(cleave_rtx *tx, const char *id, const char *owner,
-			   const char *currency, int64_t balance)
+                           const char *currency, int64_t balance)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *text = NULL;
@@ -412,8 +372,7 @@ static int account_doc_put(cleave_rtx *tx, const char *id, const char *owner,
 }
 
 /* Sets a stored account's balance (the event's balance after). */
-static int account_doc_balance(cleave_rtx *tx, const char *id,
-			       int64_t balance)
+static int account_doc_balance(cleave_rtx *tx, const char *id, int64_t balance)
 {
 	const void *v;
 	size_t len;
@@ -433,7 +392,7 @@ static int account_doc_balance(cleave_rtx *tx, const char *id,
 
 /* Adds to the totals of every account and of `currency`. */
 static int totals_add(cleave_rtx *tx, const char *currency,
-		      const int64_t delta[4])
+                      const int64_t delta[4])
 {
 	int rc = cleave_rtx_counter_add(tx, "totals", TOTALS_ALL, delta, 4);
 	if (!rc)
@@ -442,7 +401,7 @@ static int totals_add(cleave_rtx *tx, const char *currency,
 }
 
 static const char *const accounts_types[] = {
-	"AccountOpened", "Deposited", "Withdrawn", "TransferCompleted", NULL};
+    "AccountOpened", "Deposited", "Withdrawn", "TransferCompleted", NULL};
 
 static int accounts_apply(cleave_rtx *tx, const cleave_event *ev)
 {
@@ -481,11 +440,11 @@ static int accounts_apply(cleave_rtx *tx, const cleave_event *ev)
 	return totals_add(tx, cur, delta);
 }
 
-/* ---- projection: statements ---------------------------------------------- */
+/* ---- projection: statements --------------------------------------------- */
 
 static int entry_put(cleave_rtx *tx, const char *account, int64_t pos,
-		     const char *kind, int64_t amount, int64_t balance,
-		     const char *transfer, const char *counterparty)
+                     const char *kind, int64_t amount, int64_t balance,
+                     const char *transfer, const char *counterparty)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *text = NULL;
@@ -520,27 +479,27 @@ static int statements_apply(cleave_rtx *tx, const cleave_event *ev)
 		    (rc = dom_get_int(d, "from_balance_cents", &balance)) ||
 		    (rc = dom_get_int(d, "to_balance_cents", &to_balance)) ||
 		    (rc = entry_put(tx, id, ev->position, "transfer_out",
-				    -amount, balance, tid, to)))
+		                    -amount, balance, tid, to)))
 			return rc;
 		return entry_put(tx, to, ev->position, "transfer_in", amount,
-				 to_balance, tid, id);
+		                 to_balance, tid, id);
 	}
 	if ((rc = dom_get_str(d, "accountId", &id)))
 		return rc;
 	if (IS(ev, "AccountOpened"))
 		return entry_put(tx, id, ev->position, "open", 0, 0, NULL,
-				 NULL);
+		                 NULL);
 	if ((rc = dom_get_int(d, "amount_cents", &amount)) ||
 	    (rc = dom_get_int(d, "balance_cents", &balance)))
 		return rc;
 	if (IS(ev, "Deposited"))
 		return entry_put(tx, id, ev->position, "deposit", amount,
-				 balance, NULL, NULL);
+		                 balance, NULL, NULL);
 	return entry_put(tx, id, ev->position, "withdrawal", -amount, balance,
-			 NULL, NULL);
+	                 NULL, NULL);
 }
 
-/* ---- projection: volume -------------------------------------------------- */
+/* ---- projection: volume ------------------------------------------------- */
 
 static const char *const volume_types[] = {"TransferCompleted", NULL};
 
@@ -564,16 +523,15 @@ static int volume_apply(cleave_rtx *tx, const cleave_event *ev)
 }
 
 static const cleave_projection_def bank_projections[] = {
-	{"accounts", 1, "lmdb", accounts_types, NULL, accounts_apply,
-	 CLEAVE_POISON_PARK},
-	{"statements", 1, "lmdb", accounts_types, NULL, statements_apply,
-	 CLEAVE_POISON_PARK},
-	{"volume", 1, "lmdb", volume_types, NULL, volume_apply,
-	 CLEAVE_POISON_PARK},
-	{NULL},
+    {"accounts", 1, "lmdb", accounts_types, NULL, accounts_apply,
+     CLEAVE_POISON_PARK},
+    {"statements", 1, "lmdb", accounts_types, NULL, statements_apply,
+     CLEAVE_POISON_PARK},
+    {"volume", 1, "lmdb", volume_types, NULL, volume_apply, CLEAVE_POISON_PARK},
+    {NULL},
 };
 
-/* ---- queries ------------------------------------------------------------- */
+/* ---- queries ------------------------------------------------------------ */
 
 static int q_oom(cleave_query *q)
 {
@@ -591,83 +549,20 @@ static int q_balance(cleave_query *q)
 	rc = cleave_rtx_get(cleave_query_rtx(q, 0), "acct", id, &v, &len);
 	if (rc == CLEAVE_ENOTFOUND)
 		return cleave_query_fail(q, rc, "account_not_found",
-					 "no account '%s'", id);
+		                         "no account '%s'", id);
 	if (rc)
 		return rc;
 	return cleave_query_reply_raw(q, v, len);
 }
 
-typedef struct page {
-	cJSON *items;
-	int64_t want, count, last_seq;
-	bool more, oom;
-} page;
-
-static int page_item(void *arg, int64_t seq, const void *val, size_t len)
-{
-	page *p = arg;
-	if (p->count == p->want) {
-		p->more = true;
-		return 1;
-	}
-	char *text = malloc(len + 1);
-	cJSON *it = NULL;
-	if (text) {
-		memcpy(text, val, len);
-		text[len] = 0;
-		it = cJSON_CreateRaw(text);
-		free(text);
-	}
-	if (!it || !cJSON_AddItemToArray(p->items, it)) {
-		cJSON_Delete(it);
-		p->oom = true;
-		return CLEAVE_ENOMEM;
-	}
-	p->count++;
-	p->last_seq = seq;
-	return 0;
-}
-
 static int q_statement(cleave_query *q)
 {
 	const char *id;
-	int64_t before;
-	page p = {0};
-	char cursor[24];
-	int rc;
-	if ((rc = cleave_query_param_str(q, "accountId", true, BANK_ID_MAX,
-					 &id)) ||
-	    (rc = cleave_query_param_int(q, "limit", PAGE_DEFAULT, 1, PAGE_MAX,
-					 &p.want)) ||
-	    (rc = dom_param_seq_cursor(q, "cursor", &before)))
+	int rc = cleave_query_param_str(q, "accountId", true, BANK_ID_MAX, &id);
+	if (rc)
 		return rc;
-	if (!(p.items = cJSON_CreateArray()))
-		return q_oom(q);
-	rc = cleave_rtx_list_page(cleave_query_rtx(q, 0), "stmt", id, before,
-				  (size_t)p.want + 1, page_item, &p);
-	if (rc < 0) {
-		cJSON_Delete(p.items);
-		return p.oom ? q_oom(q) : rc;
-	}
-	if (p.count == 0 && before == INT64_MAX) {
-		cJSON_Delete(p.items);
-		return cleave_query_fail(q, CLEAVE_ENOTFOUND,
-					 "account_not_found",
-					 "no account '%s'", id);
-	}
-	cJSON *o = cJSON_CreateObject();
-	if (!o || !cJSON_AddItemToObject(o, "items", p.items)) {
-		cJSON_Delete(o);
-		cJSON_Delete(p.items);
-		return q_oom(q);
-	}
-	snprintf(cursor, sizeof(cursor), "%" PRId64, p.last_seq);
-	if (!(p.more ? cJSON_AddStringToObject(o, "next_cursor", cursor)
-		     : cJSON_AddNullToObject(o, "next_cursor"))) {
-		cJSON_Delete(o);
-		return q_oom(q);
-	}
-	return cleave_query_reply(q, o);
+	return dom_reply_list_page(q, cleave_query_rtx(q, 0), "stmt", id,
+	                           "account_not_found", "account");
 }
 
 static int currency_param(cleave_query *q, bool required, const char **out)
@@ -677,8 +572,8 @@ static int currency_param(cleave_query *q, bool required, const char **out)
 		return rc;
 	if (*out && !iso_currency_ok(*out))
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_currency",
-					 "parameter 'currency' must be an ISO "
-					 "4217 currency code");
+		                         "parameter 'currency' must be an ISO "
+		                         "4217 currency code");
 	return 0;
 }
 
@@ -693,14 +588,14 @@ static int q_daily_volume(cleave_query *q)
 		return rc;
 	if (!dom_day_parse(day_s, &day))
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
-					 "parameter 'day' must be a date "
-					 "YYYY-MM-DD");
+		                         "parameter 'day' must be a date "
+		                         "YYYY-MM-DD");
 	const char *parts[] = {cur, day_s};
 	if (cleave_key(key, sizeof(key), 2, parts) < 0)
 		return cleave_query_fail(q, CLEAVE_EINTERNAL, NULL,
-					 "cannot build the key");
+		                         "cannot build the key");
 	rc = cleave_rtx_counter_get(cleave_query_rtx(q, 0), "daily", key, vals,
-				    2);
+	                            2);
 	if (rc && rc != CLEAVE_ENOTFOUND)
 		return rc;
 	cJSON *o = cJSON_CreateObject();
@@ -722,7 +617,7 @@ static int q_totals(cleave_query *q)
 	if (rc)
 		return rc;
 	rc = cleave_rtx_counter_get(cleave_query_rtx(q, 0), "totals",
-				    cur ? cur : TOTALS_ALL, vals, 4);
+	                            cur ? cur : TOTALS_ALL, vals, 4);
 	if (rc && rc != CLEAVE_ENOTFOUND)
 		return rc;
 	cJSON *o = cJSON_CreateObject();
@@ -742,23 +637,23 @@ static const char *const reads_statements[] = {"statements", NULL};
 static const char *const reads_volume[] = {"volume", NULL};
 
 static const cleave_query_def bank_queries[] = {
-	{"balance", q_balance, reads_accounts,
-	 "an account's owner, currency and balance"},
-	{"statement", q_statement, reads_statements,
-	 "an account's entries, newest first, in cursor pages"},
-	{"daily_volume", q_daily_volume, reads_volume,
-	 "transfers and volume of one currency on one UTC day"},
-	{"totals", q_totals, reads_accounts,
-	 "accounts, balances, deposits and withdrawals in one snapshot"},
-	{NULL},
+    {"balance", q_balance, reads_accounts,
+     "an account's owner, currency and balance"},
+    {"statement", q_statement, reads_statements,
+     "an account's entries, newest first, in cursor pages"},
+    {"daily_volume", q_daily_volume, reads_volume,
+     "transfers and volume of one currency on one UTC day"},
+    {"totals", q_totals, reads_accounts,
+     "accounts, balances, deposits and withdrawals in one snapshot"},
+    {NULL},
 };
 
 const cleave_domain dom_bank = {
-	.name = "bank",
-	.migrations = bank_migrations,
-	.commands = bank_commands,
-	.projections = bank_projections,
-	.queries = bank_queries,
-	.event_types = NULL,
-	.upcasters = NULL,
+    .name = "bank",
+    .migrations = bank_migrations,
+    .commands = bank_commands,
+    .projections = bank_projections,
+    .queries = bank_queries,
+    .event_types = NULL,
+    .upcasters = NULL,
 };

@@ -9,7 +9,62 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- JSON ------------------------------------------------------------- */
+/* ---- command handlers --------------------------------------------------- */
+
+int dom_oom(cleave_cmd *c)
+{
+	return cleave_cmd_fail(c, CLEAVE_ENOMEM, NULL, "out of memory");
+}
+
+const char *dom_in_str(const cJSON *in, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, name);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int64_t dom_in_int(const cJSON *in, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, name);
+	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+int64_t dom_now_s(const cleave_cmd *c)
+{
+	int64_t us = cleave_cmd_time_us(c);
+	return (us >= 0 ? us : us - 999999) / 1000000;
+}
+
+void dom_rows_text(cleave_rows *r, int col, char *out, size_t cap)
+{
+	size_t n = 0;
+	const char *s = cleave_rows_text(r, col, &n);
+	if (!s)
+		n = 0;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, s ? s : "", n);
+	out[n] = 0;
+}
+
+int dom_emit(cleave_cmd *c, const char *prefix, const char *id,
+             const char *type, cJSON *data, bool built)
+{
+	char stream[CLEAVE_STREAM_MAX + 1];
+	if (!built) {
+		cJSON_Delete(data);
+		return dom_oom(c);
+	}
+	if ((size_t)snprintf(stream, sizeof(stream), "%s-%s", prefix, id) >=
+	    sizeof(stream)) {
+		cJSON_Delete(data);
+		return cleave_cmd_fail(c, CLEAVE_EINTERNAL, NULL,
+		                       "stream name %s-%s is too long", prefix,
+		                       id);
+	}
+	return cleave_cmd_emit(c, stream, type, data);
+}
+
+/* ---- JSON --------------------------------------------------------------- */
 
 cJSON *dom_int_item(int64_t v)
 {
@@ -112,14 +167,14 @@ void dom_day_format(int64_t day, char out[11])
 bool dom_day_parse(const char *s, int64_t *day)
 {
 	static const unsigned mdays[] = {31, 28, 31, 30, 31, 30,
-					 31, 31, 30, 31, 30, 31};
+	                                 31, 31, 30, 31, 30, 31};
 	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
 		return false;
 	for (int i = 0; i < 10; i++)
 		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
 			return false;
 	int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
-		(s[3] - '0');
+	        (s[3] - '0');
 	unsigned m = (unsigned)((s[5] - '0') * 10 + (s[6] - '0'));
 	unsigned d = (unsigned)((s[8] - '0') * 10 + (s[9] - '0'));
 	if (y < 1 || m < 1 || m > 12 || d < 1)
@@ -145,9 +200,9 @@ int dom_param_bool(cleave_query *q, const char *name, int *out)
 		*out = 0;
 	else
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
-					 "parameter '%s' must be true, false, "
-					 "1 or 0",
-					 name);
+		                         "parameter '%s' must be true, false, "
+		                         "1 or 0",
+		                         name);
 	return 0;
 }
 
@@ -163,9 +218,9 @@ int dom_param_seq_cursor(cleave_query *q, const char *name, int64_t *out)
 		ok = v[i] >= '0' && v[i] <= '9';
 	if (!ok)
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_cursor",
-					 "parameter '%s' is not a cursor this "
-					 "query gave out",
-					 name);
+		                         "parameter '%s' is not a cursor this "
+		                         "query gave out",
+		                         name);
 	*out = strtoll(v, NULL, 10);
 	return 0;
 }
@@ -204,4 +259,79 @@ bool dom_hex_decode(const char *hex, char *out, size_t cap)
 	}
 	out[n / 2] = 0;
 	return true;
+}
+
+/* ---- list pages --------------------------------------------------------- */
+
+typedef struct page {
+	cJSON *items;
+	int64_t want, count, last_seq;
+	bool more, oom;
+} page;
+
+static int page_item(void *arg, int64_t seq, const void *val, size_t len)
+{
+	page *p = arg;
+	if (p->count == p->want) {
+		p->more = true; /* one item past the page: there is a next */
+		return 1;
+	}
+	char *text = malloc(len + 1);
+	cJSON *it = NULL;
+	if (text) {
+		memcpy(text, val, len);
+		text[len] = 0;
+		it = cJSON_CreateRaw(text);
+		free(text);
+	}
+	if (!it || !cJSON_AddItemToArray(p->items, it)) {
+		cJSON_Delete(it);
+		p->oom = true;
+		return CLEAVE_ENOMEM;
+	}
+	p->count++;
+	p->last_seq = seq;
+	return 0;
+}
+
+int dom_reply_list_page(cleave_query *q, cleave_rtx *tx, const char *ns,
+                        const char *list, const char *missing_code,
+                        const char *what)
+{
+	int64_t before;
+	page p = {0};
+	char cursor[24];
+	int rc;
+	if ((rc = cleave_query_param_int(q, "limit", DOM_PAGE_DEFAULT, 1,
+	                                 DOM_PAGE_MAX, &p.want)) ||
+	    (rc = dom_param_seq_cursor(q, "cursor", &before)))
+		return rc;
+	cJSON *o = cJSON_CreateObject();
+	p.items = o ? cJSON_AddArrayToObject(o, "items") : NULL;
+	if (!p.items) {
+		cJSON_Delete(o);
+		return cleave_query_fail(q, CLEAVE_ENOMEM, NULL,
+		                         "out of memory");
+	}
+	rc = cleave_rtx_list_page(tx, ns, list, before, (size_t)p.want + 1,
+	                          page_item, &p);
+	if (rc < 0) {
+		cJSON_Delete(o);
+		return p.oom ? cleave_query_fail(q, CLEAVE_ENOMEM, NULL,
+		                                 "out of memory")
+		             : rc;
+	}
+	if (missing_code && p.count == 0 && before == INT64_MAX) {
+		cJSON_Delete(o);
+		return cleave_query_fail(q, CLEAVE_ENOTFOUND, missing_code,
+		                         "no %s '%s'", what, list);
+	}
+	snprintf(cursor, sizeof(cursor), "%" PRId64, p.last_seq);
+	if (!(p.more ? cJSON_AddStringToObject(o, "next_cursor", cursor)
+	             : cJSON_AddNullToObject(o, "next_cursor"))) {
+		cJSON_Delete(o);
+		return cleave_query_fail(q, CLEAVE_ENOMEM, NULL,
+		                         "out of memory");
+	}
+	return cleave_query_reply(q, o);
 }

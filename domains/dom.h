@@ -26,7 +26,25 @@ extern const cleave_domain dom_bank;
 /* Largest integer a double (and so a JSON reader) holds exactly. */
 #define DOM_EXACT_MAX ((int64_t)1 << 53)
 
-/* ---- JSON ------------------------------------------------------------- */
+/* ---- command handlers --------------------------------------------------- */
+
+/* Fails the command with CLEAVE_ENOMEM and returns the code. */
+int dom_oom(cleave_cmd *c);
+/* A declared field of the checked body: the string (borrowed) or NULL when
+ * absent or null; the integer or 0 when absent. */
+const char *dom_in_str(const cJSON *in, const char *name);
+int64_t dom_in_int(const cJSON *in, const char *name);
+/* The command's timestamp in unix seconds (floor). */
+int64_t dom_now_s(const cleave_cmd *c);
+/* Copies a text column of the current row into out (truncated to cap-1
+ * bytes, "" for NULL). */
+void dom_rows_text(cleave_rows *r, int col, char *out, size_t cap);
+/* Emits `data` (owned in every case) on stream "<prefix>-<id>"; `built`
+ * false means building it ran out of memory (the command fails 500). */
+int dom_emit(cleave_cmd *c, const char *prefix, const char *id,
+             const char *type, cJSON *data, bool built);
+
+/* ---- JSON --------------------------------------------------------------- */
 
 /* Adds `v` to `obj` as an exact integer literal.  Returns the item or NULL
  * when out of memory (cJSON_Add* convention: the caller checks once). */
@@ -63,6 +81,18 @@ int dom_param_bool(cleave_query *q, const char *name, int *out);
 /* A list cursor: absent → *out = INT64_MAX (the first page); else a
  * decimal position 1..INT64_MAX, or the query fails with 400. */
 int dom_param_seq_cursor(cleave_query *q, const char *name, int64_t *out);
+
+/* Answers a page of list `list` in namespace `ns` of tx, newest first:
+ * {"items": [stored item texts], "next_cursor": string or null}, with
+ * parameters limit (1..DOM_PAGE_MAX, default DOM_PAGE_DEFAULT) and cursor
+ * (dom_param_seq_cursor).  next_cursor is null on the last page, also when
+ * it is exactly full.  When missing_code is not NULL, an empty first page
+ * is a 404 with that code ("no <what> '<list>'"). */
+#define DOM_PAGE_DEFAULT 20
+#define DOM_PAGE_MAX     100
+int dom_reply_list_page(cleave_query *q, cleave_rtx *tx, const char *ns,
+                        const char *list, const char *missing_code,
+                        const char *what);
 
 /* Cursors that carry text are hex-encoded so they are opaque and safe in a
  * URL.  encode writes 2*n+1 bytes; decode fails (false) on bad hex or when

@@ -7,9 +7,9 @@
 #include "domains.h"
 
 const cleave_domain *const cleave_domains[] = {
-	&dom_shop,
-	&dom_bank,
-	NULL,
+    &dom_shop,
+    &dom_bank,
+    NULL,
 };
 
 const cleave_domain *cleave_domain_find(const char *name)

@@ -47,12 +47,11 @@ typedef struct ev_line {
 
 /* Calls fn for each line of the event's "lines". */
 static int each_line(const cleave_event *ev,
-		     int (*fn)(cleave_rtx *, const ev_line *, int sign,
-			       void *),
-		     cleave_rtx *tx, int sign, void *arg)
+                     int (*fn)(cleave_rtx *, const ev_line *, int sign, void *),
+                     cleave_rtx *tx, int sign, void *arg)
 {
-	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(ev->json,
-							      "lines");
+	const cJSON *lines =
+	    cJSON_GetObjectItemCaseSensitive(ev->json, "lines");
 	const cJSON *l;
 	if (!cJSON_IsArray(lines))
 		return CLEAVE_ECORRUPT;
@@ -70,11 +69,11 @@ static int each_line(const cleave_event *ev,
 	return 0;
 }
 
-/* ---- catalog ------------------------------------------------------------- */
+/* ---- catalog ------------------------------------------------------------ */
 
 static const char *const catalog_types[] = {
-	"ProductAdded",	  "PriceChanged",   "ProductRestocked",
-	"OrderPlaced",	  "OrderCancelled", NULL,
+    "ProductAdded", "PriceChanged",   "ProductRestocked",
+    "OrderPlaced",  "OrderCancelled", NULL,
 };
 
 static int card_put(cleave_rtx *tx, const shop_card *card)
@@ -90,7 +89,7 @@ static int card_put(cleave_rtx *tx, const shop_card *card)
 
 /* Rewrites a stored card: price and stock when >= 0, sold + sold_delta. */
 static int card_update(cleave_rtx *tx, const char *id, int64_t price,
-		       int64_t stock, int64_t sold_delta)
+                       int64_t stock, int64_t sold_delta)
 {
 	const void *v;
 	size_t len;
@@ -118,11 +117,10 @@ out:
 	return rc;
 }
 
-static int catalog_line(cleave_rtx *tx, const ev_line *l, int sign,
-			void *arg)
+static int catalog_line(cleave_rtx *tx, const ev_line *l, int sign, void *arg)
 {
 	return card_update(tx, l->product_id, -1, l->stock_after,
-			   sign * l->quantity);
+	                   sign * l->quantity);
 }
 
 static int catalog_apply(cleave_rtx *tx, const cleave_event *ev)
@@ -159,32 +157,32 @@ static int catalog_apply(cleave_rtx *tx, const cleave_event *ev)
 	return 0;
 }
 
-/* ---- search -------------------------------------------------------------- */
+/* ---- search ------------------------------------------------------------- */
 
 /* Runs each time a copy opens: everything is IF NOT EXISTS. */
 static int search_setup(cleave_rtx *tx)
 {
 	static const char *const ddl[] = {
-		"CREATE TABLE IF NOT EXISTS products ("
-		" rid INTEGER PRIMARY KEY,"
-		" product_id TEXT NOT NULL UNIQUE,"
-		" name TEXT NOT NULL,"
-		" category TEXT NOT NULL,"
-		" description TEXT NOT NULL,"
-		" price_cents INTEGER NOT NULL,"
-		" stock INTEGER NOT NULL,"
-		" sold INTEGER NOT NULL)",
-		"CREATE INDEX IF NOT EXISTS products_by_price"
-		" ON products (price_cents, product_id)",
-		"CREATE INDEX IF NOT EXISTS products_by_sold"
-		" ON products (sold, product_id)",
-		"CREATE INDEX IF NOT EXISTS products_by_category"
-		" ON products (category, price_cents, product_id)",
-		"CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5("
-		" name, description, category,"
-		" content='products', content_rowid='rid',"
-		" tokenize='unicode61 remove_diacritics 2')",
-		NULL,
+	    "CREATE TABLE IF NOT EXISTS products ("
+	    " rid INTEGER PRIMARY KEY,"
+	    " product_id TEXT NOT NULL UNIQUE,"
+	    " name TEXT NOT NULL,"
+	    " category TEXT NOT NULL,"
+	    " description TEXT NOT NULL,"
+	    " price_cents INTEGER NOT NULL,"
+	    " stock INTEGER NOT NULL,"
+	    " sold INTEGER NOT NULL)",
+	    "CREATE INDEX IF NOT EXISTS products_by_price"
+	    " ON products (price_cents, product_id)",
+	    "CREATE INDEX IF NOT EXISTS products_by_sold"
+	    " ON products (sold, product_id)",
+	    "CREATE INDEX IF NOT EXISTS products_by_category"
+	    " ON products (category, price_cents, product_id)",
+	    "CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5("
+	    " name, description, category,"
+	    " content='products', content_rowid='rid',"
+	    " tokenize='unicode61 remove_diacritics 2')",
+	    NULL,
 	};
 	for (int i = 0; ddl[i]; i++) {
 		int rc = cleave_rtx_exec(tx, ddl[i], NULL, 0, NULL);
@@ -195,13 +193,13 @@ static int search_setup(cleave_rtx *tx)
 }
 
 static const char *const search_types[] = {
-	"ProductAdded",	  "PriceChanged",   "ProductRestocked",
-	"OrderPlaced",	  "OrderCancelled", NULL,
+    "ProductAdded", "PriceChanged",   "ProductRestocked",
+    "OrderPlaced",  "OrderCancelled", NULL,
 };
 
 /* Runs an UPDATE that must touch exactly one product row. */
 static int update_one(cleave_rtx *tx, const char *sql, const cleave_value *a,
-		      int n)
+                      int n)
 {
 	int64_t changes = 0;
 	int rc = cleave_rtx_exec(tx, sql, a, n, &changes);
@@ -213,12 +211,12 @@ static int update_one(cleave_rtx *tx, const char *sql, const cleave_value *a,
 static int search_line(cleave_rtx *tx, const ev_line *l, int sign, void *arg)
 {
 	cleave_value a[] = {cleave_int(l->stock_after),
-			    cleave_int(sign * l->quantity),
-			    cleave_text(l->product_id)};
+	                    cleave_int(sign * l->quantity),
+	                    cleave_text(l->product_id)};
 	return update_one(tx,
-			  "UPDATE products SET stock = ?, sold = sold + ?"
-			  " WHERE product_id = ?",
-			  a, 3);
+	                  "UPDATE products SET stock = ?, sold = sold + ?"
+	                  " WHERE product_id = ?",
+	                  a, 3);
 }
 
 static int search_apply(cleave_rtx *tx, const cleave_event *ev)
@@ -241,23 +239,24 @@ static int search_apply(cleave_rtx *tx, const cleave_event *ev)
 		    (rc = dom_get_int(d, "price_cents", &price)) ||
 		    (rc = dom_get_int(d, "stock", &stock)))
 			return rc;
-		cleave_value a[] = {cleave_text(id),	  cleave_text(name),
-				    cleave_text(cat),	  cleave_text(desc ? desc : ""),
-				    cleave_int(price),	  cleave_int(stock)};
+		cleave_value a[] = {
+		    cleave_text(id),   cleave_text(name),
+		    cleave_text(cat),  cleave_text(desc ? desc : ""),
+		    cleave_int(price), cleave_int(stock)};
 		if ((rc = cleave_rtx_exec(tx,
-					  "INSERT INTO products (product_id,"
-					  " name, category, description,"
-					  " price_cents, stock, sold)"
-					  " VALUES (?, ?, ?, ?, ?, ?, 0)",
-					  a, 6, NULL)))
+		                          "INSERT INTO products (product_id,"
+		                          " name, category, description,"
+		                          " price_cents, stock, sold)"
+		                          " VALUES (?, ?, ?, ?, ?, ?, 0)",
+		                          a, 6, NULL)))
 			return rc;
 		cleave_value b[] = {cleave_text(id)};
 		return update_one(tx,
-				  "INSERT INTO products_fts (rowid, name,"
-				  " description, category) SELECT rid, name,"
-				  " description, category FROM products"
-				  " WHERE product_id = ?",
-				  b, 1);
+		                  "INSERT INTO products_fts (rowid, name,"
+		                  " description, category) SELECT rid, name,"
+		                  " description, category FROM products"
+		                  " WHERE product_id = ?",
+		                  b, 1);
 	}
 	if (IS(ev, "PriceChanged") || IS(ev, "ProductRestocked")) {
 		bool price = IS(ev, "PriceChanged");
@@ -265,19 +264,19 @@ static int search_apply(cleave_rtx *tx, const cleave_event *ev)
 			return rc;
 		cleave_value a[] = {cleave_int(n), cleave_text(id)};
 		return update_one(tx,
-				  price ? "UPDATE products SET price_cents = ?"
-					  " WHERE product_id = ?"
-					: "UPDATE products SET stock = ?"
-					  " WHERE product_id = ?",
-				  a, 2);
+		                  price ? "UPDATE products SET price_cents = ?"
+		                          " WHERE product_id = ?"
+		                        : "UPDATE products SET stock = ?"
+		                          " WHERE product_id = ?",
+		                  a, 2);
 	}
 	return 0;
 }
 
-/* ---- orders -------------------------------------------------------------- */
+/* ---- orders ------------------------------------------------------------- */
 
 static const char *const orders_types[] = {"OrderPlaced", "OrderCancelled",
-					   NULL};
+                                           NULL};
 
 /* The order document, from OrderPlaced or OrderCancelled data (both carry
  * every field): orderId, userId, cartId, country, status, lines
@@ -303,12 +302,12 @@ static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
 	promo = dom_opt_str(d, "promoCode");
 	cJSON *o = cJSON_CreateObject(), *arr;
 	bool ok = o && cJSON_AddStringToObject(o, "orderId", id) &&
-		  cJSON_AddStringToObject(o, "userId", user) &&
-		  cJSON_AddStringToObject(o, "cartId", cart) &&
-		  cJSON_AddStringToObject(o, "country", country) &&
-		  cJSON_AddStringToObject(o, "status",
-					  cancelled ? "cancelled" : "placed") &&
-		  (arr = cJSON_AddArrayToObject(o, "lines"));
+	          cJSON_AddStringToObject(o, "userId", user) &&
+	          cJSON_AddStringToObject(o, "cartId", cart) &&
+	          cJSON_AddStringToObject(o, "country", country) &&
+	          cJSON_AddStringToObject(o, "status",
+	                                  cancelled ? "cancelled" : "placed") &&
+	          (arr = cJSON_AddArrayToObject(o, "lines"));
 	cJSON_ArrayForEach(l, lines)
 	{
 		const char *pid, *name;
@@ -332,10 +331,10 @@ static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
 	     dom_add_int(o, "discount_cents", disc) &&
 	     dom_add_int(o, "total_cents", total) &&
 	     (promo ? cJSON_AddStringToObject(o, "promoCode", promo)
-		    : cJSON_AddNullToObject(o, "promoCode")) &&
+	            : cJSON_AddNullToObject(o, "promoCode")) &&
 	     dom_add_int(o, "placed_at", placed) &&
 	     (cancelled ? dom_add_int(o, "cancelled_at", cancelled_at)
-			: cJSON_AddNullToObject(o, "cancelled_at"));
+	                : cJSON_AddNullToObject(o, "cancelled_at"));
 	if (ok)
 		text = dom_print(o, len);
 	cJSON_Delete(o);
@@ -355,7 +354,7 @@ static char *order_item(const cJSON *d, bool cancelled, size_t *len)
 	cJSON *o = cJSON_CreateObject();
 	if (o && cJSON_AddStringToObject(o, "orderId", id) &&
 	    cJSON_AddStringToObject(o, "status",
-				    cancelled ? "cancelled" : "placed") &&
+	                            cancelled ? "cancelled" : "placed") &&
 	    dom_add_int(o, "total_cents", total) &&
 	    dom_add_int(o, "placed_at", placed))
 		text = dom_print(o, len);
@@ -388,8 +387,7 @@ static int orders_apply(cleave_rtx *tx, const cleave_event *ev)
 		seq = strtoll(seqbuf, NULL, 10);
 	} else {
 		int n = snprintf(seqbuf, sizeof(seqbuf), "%" PRId64, seq);
-		if ((rc = cleave_rtx_put(tx, "placed", id, seqbuf,
-					 (size_t)n)))
+		if ((rc = cleave_rtx_put(tx, "placed", id, seqbuf, (size_t)n)))
 			return rc;
 	}
 	doc = order_doc(d, cancelled, &dlen);
@@ -403,10 +401,10 @@ static int orders_apply(cleave_rtx *tx, const cleave_event *ev)
 	return rc;
 }
 
-/* ---- revenue ------------------------------------------------------------- */
+/* ---- revenue ------------------------------------------------------------ */
 
 static const char *const revenue_types[] = {"OrderPlaced", "OrderCancelled",
-					    NULL};
+                                            NULL};
 
 static int revenue_apply(cleave_rtx *tx, const cleave_event *ev)
 {
@@ -427,17 +425,17 @@ static int revenue_apply(cleave_rtx *tx, const cleave_event *ev)
 	return cleave_rtx_counter_add(tx, "daily", key, delta, 2);
 }
 
-/* ---- bestsellers --------------------------------------------------------- */
+/* ---- bestsellers -------------------------------------------------------- */
 
-static const char *const bestsellers_types[] = {
-	"ProductAdded", "OrderPlaced", "OrderCancelled", NULL};
+static const char *const bestsellers_types[] = {"ProductAdded", "OrderPlaced",
+                                                "OrderCancelled", NULL};
 
 static int bestsellers_line(cleave_rtx *tx, const ev_line *l, int sign,
-			    void *arg)
+                            void *arg)
 {
 	int64_t score;
-	int rc = cleave_rtx_zincr(tx, "sold", l->product_id,
-				  sign * l->quantity, &score);
+	int rc = cleave_rtx_zincr(tx, "sold", l->product_id, sign * l->quantity,
+	                          &score);
 	if (rc)
 		return rc;
 	return score == 0 ? cleave_rtx_zrem(tx, "sold", l->product_id) : 0;
@@ -457,18 +455,17 @@ static int bestsellers_apply(cleave_rtx *tx, const cleave_event *ev)
 	return cleave_rtx_put(tx, "names", id, name, strlen(name));
 }
 
-/* ---- the table ------------------------------------------------------------- */
+/* ---- the table ---------------------------------------------------------- */
 
 const cleave_projection_def shop_projections[] = {
-	{"catalog", 1, "lmdb", catalog_types, NULL, catalog_apply,
-	 CLEAVE_POISON_PARK},
-	{"search", 1, "sqlite", search_types, search_setup, search_apply,
-	 CLEAVE_POISON_PARK},
-	{"orders", 1, "lmdb", orders_types, NULL, orders_apply,
-	 CLEAVE_POISON_PARK},
-	{"revenue", 1, "lmdb", revenue_types, NULL, revenue_apply,
-	 CLEAVE_POISON_PARK},
-	{"bestsellers", 1, "lmdb", bestsellers_types, NULL, bestsellers_apply,
-	 CLEAVE_POISON_PARK},
-	{NULL},
+    {"catalog", 1, "lmdb", catalog_types, NULL, catalog_apply,
+     CLEAVE_POISON_PARK},
+    {"search", 1, "sqlite", search_types, search_setup, search_apply,
+     CLEAVE_POISON_PARK},
+    {"orders", 1, "lmdb", orders_types, NULL, orders_apply, CLEAVE_POISON_PARK},
+    {"revenue", 1, "lmdb", revenue_types, NULL, revenue_apply,
+     CLEAVE_POISON_PARK},
+    {"bestsellers", 1, "lmdb", bestsellers_types, NULL, bestsellers_apply,
+     CLEAVE_POISON_PARK},
+    {NULL},
 };

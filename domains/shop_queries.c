@@ -49,9 +49,8 @@
 #include "iso.h"
 #include "shop.h"
 
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
-#define Q_MAX 200
+#define PAGE_MAX    DOM_PAGE_MAX
+#define Q_MAX       200
 #define Q_WORDS_MAX 16
 
 static int q_oom(cleave_query *q)
@@ -69,7 +68,7 @@ static int reply_page(cleave_query *q, cJSON *items, const char *cursor)
 		return q_oom(q);
 	}
 	if (!(cursor ? cJSON_AddStringToObject(o, "next_cursor", cursor)
-		     : cJSON_AddNullToObject(o, "next_cursor"))) {
+	             : cJSON_AddNullToObject(o, "next_cursor"))) {
 		cJSON_Delete(o);
 		return q_oom(q);
 	}
@@ -78,7 +77,7 @@ static int reply_page(cleave_query *q, cJSON *items, const char *cursor)
 
 /* Serves a stored document by key, or 404 with `code`. */
 static int reply_doc(cleave_query *q, const char *param, const char *ns,
-		     const char *code, const char *what)
+                     const char *code, const char *what)
 {
 	const char *id;
 	const void *v;
@@ -94,12 +93,12 @@ static int reply_doc(cleave_query *q, const char *param, const char *ns,
 	return cleave_query_reply_raw(q, v, len);
 }
 
-/* ---- product, order ------------------------------------------------------ */
+/* ---- product, order ----------------------------------------------------- */
 
 static int q_product(cleave_query *q)
 {
 	return reply_doc(q, "productId", "cards", "product_not_found",
-			 "product");
+	                 "product");
 }
 
 static int q_order(cleave_query *q)
@@ -107,7 +106,7 @@ static int q_order(cleave_query *q)
 	return reply_doc(q, "orderId", "orders", "order_not_found", "order");
 }
 
-/* ---- search_products ----------------------------------------------------- */
+/* ---- search_products ---------------------------------------------------- */
 
 enum sort { SORT_RELEVANCE, SORT_PRICE, SORT_PRICE_DESC, SORT_SOLD, SORT_ID };
 static const char sort_codes[] = "rpdsi";
@@ -121,7 +120,7 @@ typedef struct search {
 	int in_stock;
 	enum sort sort;
 	bool has_cursor;
-	int64_t cur_value;        /* price, sold or offset */
+	int64_t cur_value; /* price, sold or offset */
 	char cur_id[SHOP_ID_MAX + 1];
 } search;
 
@@ -148,10 +147,10 @@ static int fts_query(search *s, const char *q)
 			j++;
 		if (++words > Q_WORDS_MAX)
 			return cleave_query_fail(s->q, CLEAVE_EINVAL,
-						 "invalid_parameter",
-						 "parameter 'q' has more than "
-						 "%d words",
-						 Q_WORDS_MAX);
+			                         "invalid_parameter",
+			                         "parameter 'q' has more than "
+			                         "%d words",
+			                         Q_WORDS_MAX);
 		if (o)
 			s->fts[o++] = ' ';
 		s->fts[o++] = '"';
@@ -171,9 +170,9 @@ static int parse_sort(search *s)
 		const char *name;
 		enum sort sort;
 	} sorts[] = {{"relevance", SORT_RELEVANCE},
-		     {"price", SORT_PRICE},
-		     {"-price", SORT_PRICE_DESC},
-		     {"sold", SORT_SOLD}};
+	             {"price", SORT_PRICE},
+	             {"-price", SORT_PRICE_DESC},
+	             {"sold", SORT_SOLD}};
 	const char *v = cleave_query_param(s->q, "sort");
 	if (!v || !*v) {
 		s->sort = s->has_q ? SORT_RELEVANCE : SORT_PRICE;
@@ -184,9 +183,9 @@ static int parse_sort(search *s)
 				break;
 		if (i == sizeof(sorts) / sizeof(*sorts))
 			return cleave_query_fail(
-				s->q, CLEAVE_EINVAL, "invalid_parameter",
-				"parameter 'sort' must be relevance, price, "
-				"-price or sold");
+			    s->q, CLEAVE_EINVAL, "invalid_parameter",
+			    "parameter 'sort' must be relevance, price, "
+			    "-price or sold");
 		s->sort = sorts[i].sort;
 	}
 	if (s->sort == SORT_RELEVANCE && !s->has_q)
@@ -201,8 +200,8 @@ static int parse_cursor(search *s)
 	char text[128], *p, *end;
 	if (!v || !*v)
 		return 0;
-	if (!dom_hex_decode(v, text, sizeof(text)) || text[0] != sort_codes[s->sort] ||
-	    text[1] != '|')
+	if (!dom_hex_decode(v, text, sizeof(text)) ||
+	    text[0] != sort_codes[s->sort] || text[1] != '|')
 		goto bad;
 	p = text + 2;
 	long long val = strtoll(p, &end, 10);
@@ -217,19 +216,19 @@ static int parse_cursor(search *s)
 	return 0;
 bad:
 	return cleave_query_fail(s->q, CLEAVE_EINVAL, "invalid_cursor",
-				 "parameter 'cursor' is not a cursor this "
-				 "query gave out for sort '%s'",
-				 cleave_query_param(s->q, "sort")
-					 ? cleave_query_param(s->q, "sort")
-					 : "(default)");
+	                         "parameter 'cursor' is not a cursor this "
+	                         "query gave out for sort '%s'",
+	                         cleave_query_param(s->q, "sort")
+	                             ? cleave_query_param(s->q, "sort")
+	                             : "(default)");
 }
 
 static void make_cursor(const search *s, int64_t value, const char *id,
-			char *out)
+                        char *out)
 {
 	char text[128];
 	int n = snprintf(text, sizeof(text), "%c|%" PRId64 "|%s",
-			 sort_codes[s->sort], value, id);
+	                 sort_codes[s->sort], value, id);
 	dom_hex_encode(text, (size_t)n, out);
 }
 
@@ -239,14 +238,14 @@ static int search_params(search *s)
 	int rc;
 	if ((rc = cleave_query_param_str(s->q, "q", false, Q_MAX, &qp)) ||
 	    (rc = cleave_query_param_str(s->q, "category", false,
-					 SHOP_CATEGORY_MAX, &s->category)) ||
+	                                 SHOP_CATEGORY_MAX, &s->category)) ||
 	    (rc = cleave_query_param_int(s->q, "min_price", -1, 0,
-					 DOM_EXACT_MAX, &s->min_price)) ||
+	                                 DOM_EXACT_MAX, &s->min_price)) ||
 	    (rc = cleave_query_param_int(s->q, "max_price", -1, 0,
-					 DOM_EXACT_MAX, &s->max_price)) ||
+	                                 DOM_EXACT_MAX, &s->max_price)) ||
 	    (rc = dom_param_bool(s->q, "in_stock", &s->in_stock)) ||
-	    (rc = cleave_query_param_int(s->q, "limit", PAGE_DEFAULT, 1,
-					 PAGE_MAX, &s->limit)))
+	    (rc = cleave_query_param_int(s->q, "limit", DOM_PAGE_DEFAULT, 1,
+	                                 PAGE_MAX, &s->limit)))
 		return rc;
 	s->has_q = qp != NULL;
 	if (qp && (rc = fts_query(s, qp)))
@@ -258,11 +257,12 @@ static int search_params(search *s)
 
 /* Builds the SQL and its arguments: the filters, the keyset, the order. */
 static int search_sql(search *s, char *sql, size_t cap, cleave_value *a,
-		      int *na)
+                      int *na)
 {
 	int n = 0;
 	size_t o = 0;
-#define ADD(str) o += (size_t)snprintf(sql + o, o < cap ? cap - o : 0, "%s", str)
+#define ADD(str)                                                               \
+	o += (size_t)snprintf(sql + o, o < cap ? cap - o : 0, "%s", str)
 	ADD("SELECT p.product_id, p.name, p.category, p.price_cents,"
 	    " p.stock, p.sold");
 	if (s->has_q) {
@@ -293,14 +293,14 @@ static int search_sql(search *s, char *sql, size_t cap, cleave_value *a,
 		if (s->sort == SORT_ID) {
 			ADD(" AND p.product_id > ?");
 		} else {
-			const char *col = s->sort == SORT_SOLD ? "p.sold"
-							       : "p.price_cents";
+			const char *col =
+			    s->sort == SORT_SOLD ? "p.sold" : "p.price_cents";
 			const char *cmp = s->sort == SORT_PRICE ? ">" : "<";
 			char k[160];
 			snprintf(k, sizeof(k),
-				 " AND (%s %s ? OR (%s = ? AND"
-				 " p.product_id > ?))",
-				 col, cmp, col);
+			         " AND (%s %s ? OR (%s = ? AND"
+			         " p.product_id > ?))",
+			         col, cmp, col);
 			ADD(k);
 			a[n++] = cleave_int(s->cur_value);
 			a[n++] = cleave_int(s->cur_value);
@@ -398,65 +398,19 @@ static int q_search_products(cleave_query *q)
 	return reply_page(q, items, more ? cursor : NULL);
 }
 
-/* ---- user_orders --------------------------------------------------------- */
-
-typedef struct page {
-	cJSON *items;
-	int64_t want, count, last_seq;
-	bool more, oom;
-} page;
-
-static int page_item(void *arg, int64_t seq, const void *val, size_t len)
-{
-	page *p = arg;
-	if (p->count == p->want) {
-		p->more = true;
-		return 1;
-	}
-	char *text = malloc(len + 1);
-	cJSON *it = NULL;
-	if (text) {
-		memcpy(text, val, len);
-		text[len] = 0;
-		it = cJSON_CreateRaw(text);
-		free(text);
-	}
-	if (!it || !cJSON_AddItemToArray(p->items, it)) {
-		cJSON_Delete(it);
-		p->oom = true;
-		return CLEAVE_ENOMEM;
-	}
-	p->count++;
-	p->last_seq = seq;
-	return 0;
-}
+/* ---- user_orders -------------------------------------------------------- */
 
 static int q_user_orders(cleave_query *q)
 {
 	const char *user;
-	int64_t before;
-	page p = {0};
-	char cursor[24];
-	int rc;
-	if ((rc = cleave_query_param_str(q, "userId", true, SHOP_ID_MAX,
-					 &user)) ||
-	    (rc = cleave_query_param_int(q, "limit", PAGE_DEFAULT, 1, PAGE_MAX,
-					 &p.want)) ||
-	    (rc = dom_param_seq_cursor(q, "cursor", &before)))
+	int rc = cleave_query_param_str(q, "userId", true, SHOP_ID_MAX, &user);
+	if (rc)
 		return rc;
-	if (!(p.items = cJSON_CreateArray()))
-		return q_oom(q);
-	rc = cleave_rtx_list_page(cleave_query_rtx(q, 0), "by_user", user,
-				  before, (size_t)p.want + 1, page_item, &p);
-	if (rc < 0) {
-		cJSON_Delete(p.items);
-		return p.oom ? q_oom(q) : rc;
-	}
-	snprintf(cursor, sizeof(cursor), "%" PRId64, p.last_seq);
-	return reply_page(q, p.items, p.more ? cursor : NULL);
+	return dom_reply_list_page(q, cleave_query_rtx(q, 0), "by_user", user,
+	                           NULL, NULL);
 }
 
-/* ---- revenue_daily ------------------------------------------------------- */
+/* ---- revenue_daily ------------------------------------------------------ */
 
 typedef struct days {
 	cJSON *arr;
@@ -496,22 +450,22 @@ static int q_revenue_daily(cleave_query *q)
 		return rc;
 	if (!iso_country_ok(country))
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_country",
-					 "parameter 'country' must be an ISO "
-					 "3166-1 alpha-2 code");
+		                         "parameter 'country' must be an ISO "
+		                         "3166-1 alpha-2 code");
 	if (!dom_day_parse(from_s, &from) || !dom_day_parse(to_s, &to))
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
-					 "parameters 'from' and 'to' must be "
-					 "dates YYYY-MM-DD");
+		                         "parameters 'from' and 'to' must be "
+		                         "dates YYYY-MM-DD");
 	if (from > to || to - from >= 366)
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
-					 "'from' must not be after 'to', and "
-					 "the range must be at most 366 days");
+		                         "'from' must not be after 'to', and "
+		                         "the range must be at most 366 days");
 	dom_day_format(to + 1, end_day);
 	const char *fp[] = {country, from_s}, *tp[] = {country, end_day};
 	if (cleave_key(from_key, sizeof(from_key), 2, fp) < 0 ||
 	    cleave_key(to_key, sizeof(to_key), 2, tp) < 0)
 		return cleave_query_fail(q, CLEAVE_EINTERNAL, NULL,
-					 "cannot build the range keys");
+		                         "cannot build the range keys");
 	days d = {cJSON_CreateArray(), false};
 	cJSON *o = cJSON_CreateObject();
 	if (!d.arr || !o || !cJSON_AddItemToObject(o, "days", d.arr)) {
@@ -520,7 +474,7 @@ static int q_revenue_daily(cleave_query *q)
 		return q_oom(q);
 	}
 	rc = cleave_rtx_counter_scan(cleave_query_rtx(q, 0), "daily", from_key,
-				     to_key, 0, day_row, &d);
+	                             to_key, 0, day_row, &d);
 	if (rc < 0) {
 		cJSON_Delete(o);
 		return d.oom ? q_oom(q) : rc;
@@ -528,7 +482,7 @@ static int q_revenue_daily(cleave_query *q)
 	return cleave_query_reply(q, o);
 }
 
-/* ---- top_products -------------------------------------------------------- */
+/* ---- top_products ------------------------------------------------------- */
 
 typedef struct top {
 	char ids[PAGE_MAX][SHOP_ID_MAX + 1];
@@ -556,7 +510,7 @@ static int q_top_products(cleave_query *q)
 		return rc;
 	t.n = 0;
 	if ((rc = cleave_rtx_zrange(tx, "sold", 0, (size_t)limit, top_member,
-				    &t)) < 0)
+	                            &t)) < 0)
 		return rc;
 	cJSON *o = cJSON_CreateObject();
 	cJSON *items = o ? cJSON_AddArrayToObject(o, "items") : NULL;
@@ -591,7 +545,7 @@ static int q_top_products(cleave_query *q)
 	return cleave_query_reply(q, o);
 }
 
-/* ---- the table --------------------------------------------------------- */
+/* ---- the table ---------------------------------------------------------- */
 
 static const char *const reads_catalog[] = {"catalog", NULL};
 static const char *const reads_search[] = {"search", NULL};
@@ -600,15 +554,15 @@ static const char *const reads_revenue[] = {"revenue", NULL};
 static const char *const reads_bestsellers[] = {"bestsellers", NULL};
 
 const cleave_query_def shop_queries[] = {
-	{"product", q_product, reads_catalog, "a product card by productId"},
-	{"search_products", q_search_products, reads_search,
-	 "full-text search with filters, sorts and cursor pages"},
-	{"order", q_order, reads_orders, "an order with lines and totals"},
-	{"user_orders", q_user_orders, reads_orders,
-	 "a user's orders, newest first, in cursor pages"},
-	{"revenue_daily", q_revenue_daily, reads_revenue,
-	 "a country's orders and revenue per UTC day"},
-	{"top_products", q_top_products, reads_bestsellers,
-	 "best sellers by units sold net of cancellations"},
-	{NULL},
+    {"product", q_product, reads_catalog, "a product card by productId"},
+    {"search_products", q_search_products, reads_search,
+     "full-text search with filters, sorts and cursor pages"},
+    {"order", q_order, reads_orders, "an order with lines and totals"},
+    {"user_orders", q_user_orders, reads_orders,
+     "a user's orders, newest first, in cursor pages"},
+    {"revenue_daily", q_revenue_daily, reads_revenue,
+     "a country's orders and revenue per UTC day"},
+    {"top_products", q_top_products, reads_bestsellers,
+     "best sellers by units sold net of cancellations"},
+    {NULL},
 };

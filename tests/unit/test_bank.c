@@ -14,7 +14,7 @@
 #include "domains.h"
 #include "testutil.h"
 
-/* ---- harness ------------------------------------------------------------- */
+/* ---- harness ------------------------------------------------------------ */
 
 static char *g_dir;
 static cleave_engine *g_e;
@@ -51,13 +51,13 @@ static void note_error(const cJSON *body)
 	const cJSON *code = cJSON_GetObjectItem(err, "code");
 	const cJSON *msg = cJSON_GetObjectItem(err, "message");
 	snprintf(g_code, sizeof(g_code), "%s",
-		 cJSON_IsString(code) ? code->valuestring : "");
+	         cJSON_IsString(code) ? code->valuestring : "");
 	snprintf(g_msg, sizeof(g_msg), "%s",
-		 cJSON_IsString(msg) ? msg->valuestring : "");
+	         cJSON_IsString(msg) ? msg->valuestring : "");
 }
 
 static int runf(const char *name, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int runf(const char *name, const char *fmt, ...)
 {
 	char body[2048];
@@ -90,33 +90,32 @@ static int runf(const char *name, const char *fmt, ...)
 	return rc;
 }
 
-#define OK(name, ...)                                                        \
-	do {                                                                 \
-		int rc_ = runf(name, __VA_ARGS__);                           \
-		if (rc_)                                                     \
-			fail_msg("%s -> %d %s: %s", name, rc_, g_code,       \
-				 g_msg);                                     \
+#define OK(name, ...)                                                          \
+	do {                                                                   \
+		int rc_ = runf(name, __VA_ARGS__);                             \
+		if (rc_)                                                       \
+			fail_msg("%s -> %d %s: %s", name, rc_, g_code, g_msg); \
 	} while (0)
 
-#define FAILS(want_rc, want_code, name, ...)                                 \
-	do {                                                                 \
-		int rc_ = runf(name, __VA_ARGS__);                           \
-		if (rc_ != (want_rc))                                        \
-			fail_msg("%s: want %d, got %d %s: %s", name,         \
-				 want_rc, rc_, g_code, g_msg);               \
-		if (strcmp(g_code, want_code))                               \
-			fail_msg("%s: want code '%s', got '%s' (%s)", name,  \
-				 want_code, g_code, g_msg);                  \
+#define FAILS(want_rc, want_code, name, ...)                                   \
+	do {                                                                   \
+		int rc_ = runf(name, __VA_ARGS__);                             \
+		if (rc_ != (want_rc))                                          \
+			fail_msg("%s: want %d, got %d %s: %s", name, want_rc,  \
+			         rc_, g_code, g_msg);                          \
+		if (strcmp(g_code, want_code))                                 \
+			fail_msg("%s: want code '%s', got '%s' (%s)", name,    \
+			         want_code, g_code, g_msg);                    \
 	} while (0)
 
 /* 400 from the field checks, before the handler: the message names the
  * field. */
-#define BAD(field, name, ...)                                                \
-	do {                                                                 \
-		int rc_ = runf(name, __VA_ARGS__);                           \
-		if (rc_ != CLEAVE_EINVAL || !strstr(g_msg, field))           \
-			fail_msg("%s: want 400 naming %s, got %d: %s", name, \
-				 field, rc_, g_msg);                         \
+#define BAD(field, name, ...)                                                  \
+	do {                                                                   \
+		int rc_ = runf(name, __VA_ARGS__);                             \
+		if (rc_ != CLEAVE_EINVAL || !strstr(g_msg, field))             \
+			fail_msg("%s: want 400 naming %s, got %d: %s", name,   \
+			         field, rc_, g_msg);                           \
 	} while (0)
 
 static const cJSON *result(void)
@@ -184,7 +183,7 @@ static void utc_today(char out[11])
 	strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
-/* ---- accounts ---------------------------------------------------------------- */
+/* ---- accounts ----------------------------------------------------------- */
 
 static void test_open_account(void **state)
 {
@@ -210,7 +209,8 @@ static void test_open_account(void **state)
 	    "{\"accountId\":\"a2\",\"owner\":\"B\",\"currency\":\"EURO\"}");
 	BAD("currency", "OpenAccount",
 	    "{\"accountId\":\"a2\",\"owner\":\"B\",\"currency\":7}");
-	BAD("owner", "OpenAccount", "{\"accountId\":\"a2\",\"currency\":\"EUR\"}");
+	BAD("owner", "OpenAccount",
+	    "{\"accountId\":\"a2\",\"currency\":\"EUR\"}");
 	BAD("owner", "OpenAccount",
 	    "{\"accountId\":\"a2\",\"owner\":\"\",\"currency\":\"EUR\"}");
 	BAD("accountId", "OpenAccount",
@@ -219,9 +219,9 @@ static void test_open_account(void **state)
 	    "{\"accountId\":\"a2\",\"owner\":\"B\",\"currency\":\"EUR\","
 	    "\"color\":\"red\"}");
 	OK("OpenAccount", "{\"accountId\":\"a2\",\"owner\":\"B\","
-			  "\"currency\":\"JPY\"}");
+	                  "\"currency\":\"JPY\"}");
 	assert_int_equal(query("balance", "accountId", "nope", NULL),
-			 CLEAVE_ENOTFOUND);
+	                 CLEAVE_ENOTFOUND);
 	assert_string_equal(g_code, "account_not_found");
 	assert_int_equal(query("balance", NULL), CLEAVE_EINVAL);
 	assert_int_equal(query("totals", NULL), 0);
@@ -229,7 +229,7 @@ static void test_open_account(void **state)
 	assert_int_equal(query("totals", "currency", "JPY", NULL), 0);
 	assert_int_equal(jint(g_ans, "accounts"), 1);
 	assert_int_equal(query("totals", "currency", "ABC", NULL),
-			 CLEAVE_EINVAL);
+	                 CLEAVE_EINVAL);
 }
 
 static void test_deposit_withdraw(void **state)
@@ -240,15 +240,16 @@ static void test_deposit_withdraw(void **state)
 	      "{\"accountId\":\"zz\",\"amount_cents\":5}");
 	FAILS(CLEAVE_ENOTFOUND, "account_not_found", "Withdraw",
 	      "{\"accountId\":\"zz\",\"amount_cents\":5}");
-	BAD("amount_cents", "Deposit", "{\"accountId\":\"a1\",\"amount_cents\":0}");
+	BAD("amount_cents", "Deposit",
+	    "{\"accountId\":\"a1\",\"amount_cents\":0}");
 	BAD("amount_cents", "Deposit",
 	    "{\"accountId\":\"a1\",\"amount_cents\":-3}");
 	BAD("amount_cents", "Deposit",
 	    "{\"accountId\":\"a1\",\"amount_cents\":1000000000001}");
 	/* beyond 2^53: the JSON reader refuses it before the field check */
 	assert_int_equal(runf("Deposit", "{\"accountId\":\"a1\","
-					 "\"amount_cents\":1e300}"),
-			 CLEAVE_EINVAL);
+	                                 "\"amount_cents\":1e300}"),
+	                 CLEAVE_EINVAL);
 	BAD("amount_cents", "Deposit",
 	    "{\"accountId\":\"a1\",\"amount_cents\":2.5}");
 	BAD("amount_cents", "Withdraw", "{\"accountId\":\"a1\"}");
@@ -279,7 +280,7 @@ static void test_deposit_withdraw(void **state)
 	assert_int_equal(query("totals", NULL), 0);
 	assert_int_equal(jint(g_ans, "balance_cents"), 1000000000000000LL);
 	assert_int_equal(jint(g_ans, "deposits_cents"),
-			 1000000000000000LL + 1000);
+	                 1000000000000000LL + 1000);
 	assert_int_equal(jint(g_ans, "withdrawals_cents"), 1000);
 }
 
@@ -287,11 +288,11 @@ static void test_transfer_rules(void **state)
 {
 	char today[11];
 	OK("OpenAccount", "{\"accountId\":\"a\",\"owner\":\"A\","
-			  "\"currency\":\"EUR\"}");
+	                  "\"currency\":\"EUR\"}");
 	OK("OpenAccount", "{\"accountId\":\"b\",\"owner\":\"B\","
-			  "\"currency\":\"EUR\"}");
+	                  "\"currency\":\"EUR\"}");
 	OK("OpenAccount", "{\"accountId\":\"u\",\"owner\":\"U\","
-			  "\"currency\":\"USD\"}");
+	                  "\"currency\":\"USD\"}");
 	OK("Deposit", "{\"accountId\":\"a\",\"amount_cents\":1000}");
 	OK("Deposit", "{\"accountId\":\"u\",\"amount_cents\":1000}");
 	FAILS(CLEAVE_EREJECTED, "same_account", "Transfer",
@@ -317,7 +318,7 @@ static void test_transfer_rules(void **state)
 	BAD("transferId", "Transfer",
 	    "{\"from\":\"a\",\"to\":\"b\",\"amount_cents\":5}");
 	OK("Transfer", "{\"transferId\":\"t1\",\"from\":\"a\",\"to\":\"b\","
-		       "\"amount_cents\":300}");
+	               "\"amount_cents\":300}");
 	assert_int_equal(jint(result(), "from_balance_cents"), 700);
 	assert_int_equal(jint(result(), "to_balance_cents"), 300);
 	int64_t t1_pos = g_pos;
@@ -328,7 +329,7 @@ static void test_transfer_rules(void **state)
 	      "{\"transferId\":\"t1\",\"from\":\"b\",\"to\":\"a\","
 	      "\"amount_cents\":1}");
 	OK("Transfer", "{\"transferId\":\"t2\",\"from\":\"b\",\"to\":\"a\","
-		       "\"amount_cents\":50}");
+	               "\"amount_cents\":50}");
 	assert_int_equal(balance("a"), 750);
 	assert_int_equal(balance("b"), 250);
 	assert_int_equal(balance("u"), 1000);
@@ -354,52 +355,50 @@ static void test_transfer_rules(void **state)
 	items = cJSON_GetObjectItem(g_ans, "items");
 	assert_int_equal(cJSON_GetArraySize(items), 4);
 	assert_string_equal(jstr(cJSON_GetArrayItem(items, 1), "kind"),
-			    "transfer_out");
+	                    "transfer_out");
 	assert_int_equal(jint(cJSON_GetArrayItem(items, 1), "position"),
-			 t1_pos);
+	                 t1_pos);
 	assert_string_equal(jstr(cJSON_GetArrayItem(items, 2), "kind"),
-			    "deposit");
+	                    "deposit");
 	assert_int_equal(query("statement", "accountId", "nope", NULL),
-			 CLEAVE_ENOTFOUND);
-	assert_int_equal(query("statement", "accountId", "a", "cursor", "-4",
-			       NULL),
-			 CLEAVE_EINVAL);
-	assert_int_equal(query("statement", "accountId", "a", "limit", "101",
-			       NULL),
-			 CLEAVE_EINVAL);
+	                 CLEAVE_ENOTFOUND);
+	assert_int_equal(
+	    query("statement", "accountId", "a", "cursor", "-4", NULL),
+	    CLEAVE_EINVAL);
+	assert_int_equal(
+	    query("statement", "accountId", "a", "limit", "101", NULL),
+	    CLEAVE_EINVAL);
 
 	/* daily volume */
 	utc_today(today);
-	assert_int_equal(query("daily_volume", "currency", "EUR", "day", today,
-			       NULL),
-			 0);
+	assert_int_equal(
+	    query("daily_volume", "currency", "EUR", "day", today, NULL), 0);
 	assert_string_equal(jstr(g_ans, "currency"), "EUR");
 	assert_string_equal(jstr(g_ans, "day"), today);
 	assert_int_equal(jint(g_ans, "transfers"), 2);
 	assert_int_equal(jint(g_ans, "volume_cents"), 350);
-	assert_int_equal(query("daily_volume", "currency", "USD", "day", today,
-			       NULL),
-			 0);
+	assert_int_equal(
+	    query("daily_volume", "currency", "USD", "day", today, NULL), 0);
 	assert_int_equal(jint(g_ans, "transfers"), 0);
-	assert_int_equal(query("daily_volume", "currency", "EUR", "day",
-			       "2001-01-01", NULL),
-			 0);
+	assert_int_equal(
+	    query("daily_volume", "currency", "EUR", "day", "2001-01-01", NULL),
+	    0);
 	assert_int_equal(jint(g_ans, "volume_cents"), 0);
-	assert_int_equal(query("daily_volume", "currency", "EUR", "day",
-			       "2001-13-01", NULL),
-			 CLEAVE_EINVAL);
-	assert_int_equal(query("daily_volume", "currency", "QQQ", "day",
-			       today, NULL),
-			 CLEAVE_EINVAL);
+	assert_int_equal(
+	    query("daily_volume", "currency", "EUR", "day", "2001-13-01", NULL),
+	    CLEAVE_EINVAL);
+	assert_int_equal(
+	    query("daily_volume", "currency", "QQQ", "day", today, NULL),
+	    CLEAVE_EINVAL);
 	assert_int_equal(query("daily_volume", "currency", "EUR", NULL),
-			 CLEAVE_EINVAL);
+	                 CLEAVE_EINVAL);
 	/* totals: transfers move money, they do not make it */
 	assert_int_equal(query("totals", "currency", "EUR", NULL), 0);
 	assert_int_equal(jint(g_ans, "balance_cents"), 1000);
 	assert_int_equal(jint(g_ans, "deposits_cents"), 1000);
 }
 
-/* ---- conservation ------------------------------------------------------------- */
+/* ---- conservation ------------------------------------------------------- */
 
 #define NACC 12
 #define NOPS 3000
@@ -442,7 +441,7 @@ static void *check_totals(void *arg)
 		int rc = cleave_query_run(g_e, "totals", NULL, 0, &a);
 		if (rc || a.rc) {
 			snprintf(c->failure, sizeof(c->failure),
-				 "totals failed: %d %d", rc, rc ? 0 : a.rc);
+			         "totals failed: %d %d", rc, rc ? 0 : a.rc);
 			if (!rc)
 				cleave_answer_free(&a);
 			break;
@@ -453,10 +452,10 @@ static void *check_totals(void *arg)
 		int64_t w = num(j, "withdrawals_cents");
 		if (!j || b < 0 || b != d - w)
 			snprintf(c->failure, sizeof(c->failure),
-				 "at position %lld: balances %lld != deposits "
-				 "%lld - withdrawals %lld",
-				 (long long)a.position, (long long)b,
-				 (long long)d, (long long)w);
+			         "at position %lld: balances %lld != deposits "
+			         "%lld - withdrawals %lld",
+			         (long long)a.position, (long long)b,
+			         (long long)d, (long long)w);
 		cJSON_Delete(j);
 		cleave_answer_free(&a);
 		c->answers++;
@@ -487,17 +486,19 @@ static void test_conservation(void **state)
 		snprintf(id2, sizeof(id2), "acc%d", b);
 		int rc;
 		if (op < 3) {
-			rc = runf("Deposit",
-				  "{\"accountId\":\"%s\",\"amount_cents\":%lld}",
-				  id, (long long)amt);
+			rc =
+			    runf("Deposit",
+			         "{\"accountId\":\"%s\",\"amount_cents\":%lld}",
+			         id, (long long)amt);
 			assert_int_equal(rc, 0);
 			m.bal[a] += amt;
 			m.deposits += amt;
 			m.entries[a]++;
 		} else if (op < 5) {
-			rc = runf("Withdraw",
-				  "{\"accountId\":\"%s\",\"amount_cents\":%lld}",
-				  id, (long long)amt);
+			rc =
+			    runf("Withdraw",
+			         "{\"accountId\":\"%s\",\"amount_cents\":%lld}",
+			         id, (long long)amt);
 			bool can = m.bal[a] >= amt;
 			assert_int_equal(rc, can ? 0 : CLEAVE_EREJECTED);
 			if (can) {
@@ -507,9 +508,9 @@ static void test_conservation(void **state)
 			}
 		} else {
 			rc = runf("Transfer",
-				  "{\"transferId\":\"t%d\",\"from\":\"%s\","
-				  "\"to\":\"%s\",\"amount_cents\":%lld}",
-				  n, id, id2, (long long)amt);
+			          "{\"transferId\":\"t%d\",\"from\":\"%s\","
+			          "\"to\":\"%s\",\"amount_cents\":%lld}",
+			          n, id, id2, (long long)amt);
 			bool same_cur = (a < NACC - 2) == (b < NACC - 2);
 			bool can = a != b && same_cur && m.bal[a] >= amt;
 			assert_int_equal(rc, can ? 0 : CLEAVE_EREJECTED);
@@ -552,30 +553,29 @@ static void test_conservation(void **state)
 		char cursor[32] = "";
 		int seen = 0;
 		int64_t total = 0, prev_pos = INT64_MAX, newer_after = -1,
-			newer_amount = 0;
+		        newer_amount = 0;
 		snprintf(id, sizeof(id), "acc%d", i);
 		for (;;) {
 			if (cursor[0])
 				assert_int_equal(query("statement", "accountId",
-						       id, "limit", "37",
-						       "cursor", cursor, NULL),
-						 0);
+				                       id, "limit", "37",
+				                       "cursor", cursor, NULL),
+				                 0);
 			else
 				assert_int_equal(query("statement", "accountId",
-						       id, "limit", "37", NULL),
-						 0);
+				                       id, "limit", "37", NULL),
+				                 0);
 			const cJSON *it;
-			cJSON_ArrayForEach(it, cJSON_GetObjectItem(g_ans,
-								   "items"))
+			cJSON_ArrayForEach(it,
+			                   cJSON_GetObjectItem(g_ans, "items"))
 			{
 				int64_t pos = jint(it, "position");
 				int64_t amt = jint(it, "amount_cents");
 				int64_t after = jint(it, "balance_after_cents");
 				assert_true(pos < prev_pos);
 				if (newer_after >= 0)
-					assert_int_equal(newer_after -
-								 newer_amount,
-							 after);
+					assert_int_equal(
+					    newer_after - newer_amount, after);
 				else
 					assert_int_equal(after, m.bal[i]);
 				prev_pos = pos;
@@ -584,24 +584,22 @@ static void test_conservation(void **state)
 				total += amt;
 				seen++;
 			}
-			const cJSON *nc = cJSON_GetObjectItem(g_ans,
-							      "next_cursor");
+			const cJSON *nc =
+			    cJSON_GetObjectItem(g_ans, "next_cursor");
 			if (cJSON_IsNull(nc))
 				break;
-			snprintf(cursor, sizeof(cursor), "%s",
-				 nc->valuestring);
+			snprintf(cursor, sizeof(cursor), "%s", nc->valuestring);
 		}
 		assert_int_equal(seen, m.entries[i]);
 		assert_int_equal(total, m.bal[i]);
 	}
 
 	/* a rebuilt copy agrees key by key */
-	static const char *const projs[] = {"accounts", "statements",
-					    "volume"};
+	static const char *const projs[] = {"accounts", "statements", "volume"};
 	for (int i = 0; i < 3; i++) {
 		int64_t ndiff = -1, at = 0;
 		TU_OK(cleave_projection_verify(g_e, projs[i], NULL, NULL,
-					       &ndiff, &at));
+		                               &ndiff, &at));
 		assert_int_equal(ndiff, 0);
 	}
 }
@@ -609,14 +607,12 @@ static void test_conservation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_account, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_deposit_withdraw, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_transfer_rules, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_conservation, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(test_open_account, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deposit_withdraw, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_rules, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_conservation, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
