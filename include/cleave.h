@@ -76,6 +76,12 @@ const char *cleave_errname(int rc);
  * Valid until the calling thread's next call into libcleave. */
 const char *cleave_errmsg(void);
 
+/* Records `fmt` as the calling thread's detailed message (cleave_errmsg)
+ * and returns rc: handlers use it to explain a failure, e.g. a projection
+ * handler's error becomes the parked projection's last_error. */
+int cleave_error(int rc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Limits that are fixed at build time (runtime limits live in
  * cleave_config). Hitting one is an error that names it, never a crash. */
 #define CLEAVE_JSON_MAX_DEPTH 32      /* nesting of command bodies */

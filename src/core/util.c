@@ -66,6 +66,15 @@ int cl_err(int rc, const char *fmt, ...)
 	return rc;
 }
 
+int cleave_error(int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cl_verr(rc, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
 void cl_err_clear(void)
 {
 	errmsg_buf[0] = 0;

@@ -161,10 +161,22 @@ int64_t cl_proj_position(cl_proj *p)
 
 /* ---- the catalog --------------------------------------------------------- */
 
+static int catalog_save_locked(cleave_engine *e);
+
+/* Writers of the catalog (the switch on a runner thread, a rebuild request,
+ * open) serialise here: one snapshot of every projection, one rename. */
 static int catalog_save(cleave_engine *e)
 {
 	if (e->cfg.read_only)
 		return 0;
+	pthread_mutex_lock(&e->catmu);
+	int rc = catalog_save_locked(e);
+	pthread_mutex_unlock(&e->catmu);
+	return rc;
+}
+
+static int catalog_save_locked(cleave_engine *e)
+{
 	cJSON *root = cJSON_CreateObject(), *ps = cJSON_CreateObject();
 	cJSON_AddNumberToObject(root, "format", 1);
 	cJSON_AddItemToObject(root, "projections", ps);
