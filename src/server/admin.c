@@ -1,0 +1,258 @@
+/*
+ * admin.c — the operator's routes: GET /events, GET /projections,
+ * POST /projections/<name>/rebuild and /resume, GET /health.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/http.h"
+#include "server/log.h"
+
+#define EVENTS_DEFAULT 100
+#define EVENTS_MAX 1000
+
+static void add_opt_str(cl_sbuf *b, const char *key, const char *v,
+			bool null_when_absent)
+{
+	if (!v && !null_when_absent)
+		return;
+	cl_sbuf_addc(b, ',');
+	cl_sbuf_add_jstr(b, key, strlen(key));
+	cl_sbuf_addc(b, ':');
+	if (v)
+		cl_sbuf_add_jstr(b, v, strlen(v));
+	else
+		cl_sbuf_adds(b, "null");
+}
+
+typedef struct events_ctx {
+	cl_sbuf *b;
+	int n;
+	int64_t last;
+} events_ctx;
+
+static int add_event(void *arg, const cleave_event *ev)
+{
+	events_ctx *x = arg;
+	cl_sbuf *b = x->b;
+	if (x->n++)
+		cl_sbuf_addc(b, ',');
+	cl_sbuf_adds(b, "{\"position\":");
+	cl_sbuf_add_i64(b, ev->position);
+	cl_sbuf_adds(b, ",\"stream\":");
+	cl_sbuf_add_jstr(b, ev->stream, strlen(ev->stream));
+	cl_sbuf_adds(b, ",\"version\":");
+	cl_sbuf_add_i64(b, ev->version);
+	cl_sbuf_adds(b, ",\"type\":");
+	cl_sbuf_add_jstr(b, ev->type, strlen(ev->type));
+	cl_sbuf_adds(b, ",\"schema_version\":");
+	cl_sbuf_add_i64(b, ev->schema_version);
+	/* the stored JSON text as is, with the stored schema_version */
+	cl_sbuf_adds(b, ",\"data\":");
+	if (ev->data && ev->data_len)
+		cl_sbuf_add(b, ev->data, ev->data_len);
+	else
+		cl_sbuf_adds(b, "{}");
+	cl_sbuf_adds(b, ",\"ts_us\":");
+	cl_sbuf_add_i64(b, ev->ts_us);
+	add_opt_str(b, "trace_id", ev->trace_id, true);
+	add_opt_str(b, "command_id", ev->command_id, true);
+	add_opt_str(b, "idempotency_key", ev->idempotency_key, false);
+	add_opt_str(b, "causation_id", ev->causation_id, false);
+	cl_sbuf_addc(b, '}');
+	x->last = ev->position;
+	return b->oom ? CLEAVE_ENOMEM : 0;
+}
+
+enum MHD_Result cl_h_events(cl_req *r)
+{
+	cl_srv *s = r->s;
+	enum MHD_Result ret;
+	int64_t from, limit;
+	if (!cl_parse_params(r, &ret) ||
+	    !cl_param_int(r, "from", 0, 0, INT64_C(1) << 53, &from, &ret) ||
+	    !cl_param_int(r, "limit", EVENTS_DEFAULT, 1, INT64_C(1) << 53,
+			  &limit, &ret))
+		return ret;
+	if (limit > EVENTS_MAX)
+		limit = EVENTS_MAX;
+	const char *stream = cl_param(r, "stream");
+	if (stream && (!*stream || strlen(stream) > CLEAVE_STREAM_MAX))
+		return cl_send_error(r, MHD_HTTP_BAD_REQUEST,
+				     "invalid_parameter",
+				     "parameter 'stream' must be 1 to %d "
+				     "bytes",
+				     CLEAVE_STREAM_MAX);
+	int64_t head = cleave_log_head(s->e);
+	cl_sbuf b;
+	cl_sbuf_init(&b);
+	cl_sbuf_adds(&b, "{\"events\":[");
+	events_ctx x = {&b, 0, from};
+	int rc = cleave_log_read(s->e, from, stream, (size_t)limit, add_event,
+				 &x);
+	if (rc < 0) {
+		cl_sbuf_free(&b);
+		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
+				     "reading the log: %s", cleave_errmsg());
+	}
+	cl_sbuf_adds(&b, "],\"next\":");
+	cl_sbuf_add_i64(&b, x.last);
+	cl_sbuf_adds(&b, ",\"head\":");
+	cl_sbuf_add_i64(&b, head > x.last ? head : x.last);
+	cl_sbuf_addc(&b, '}');
+	size_t len;
+	char *body = cl_sbuf_steal(&b, &len);
+	if (!body)
+		return cl_send_error(r, 500, "out_of_memory", "out of memory");
+	return cl_send_json(r, MHD_HTTP_OK, body, len);
+}
+
+static void add_status(cl_sbuf *b, const cleave_proj_status *st)
+{
+	cl_sbuf_adds(b, "{\"name\":");
+	cl_sbuf_add_jstr(b, st->name, strlen(st->name));
+	cl_sbuf_addf(b, ",\"version\":%d,\"state\":\"%s\",\"position\":%lld,"
+			"\"lag_events\":%lld,\"lag_seconds\":%.3f,"
+			"\"events_per_s\":%.1f",
+		     st->version, cleave_proj_state_name(st->state),
+		     (long long)st->position, (long long)st->lag_events,
+		     st->lag_seconds, st->events_per_s);
+	if (st->state == CLEAVE_PROJ_REBUILDING)
+		cl_sbuf_addf(b,
+			     ",\"building_version\":%d,"
+			     "\"building_position\":%lld",
+			     st->building_version,
+			     (long long)st->building_position);
+	if (st->state == CLEAVE_PROJ_PARKED)
+		cl_sbuf_addf(b, ",\"parked_position\":%lld",
+			     (long long)st->parked_position);
+	cl_sbuf_addf(b, ",\"dead_letters\":%lld,\"last_error\":",
+		     (long long)st->dead_letters);
+	if (st->last_error[0])
+		cl_sbuf_add_jstr(b, st->last_error,
+				 strnlen(st->last_error,
+					 sizeof(st->last_error)));
+	else
+		cl_sbuf_adds(b, "null");
+	cl_sbuf_addc(b, '}');
+}
+
+enum MHD_Result cl_h_projections(cl_req *r)
+{
+	cl_srv *s = r->s;
+	cl_sbuf b;
+	cl_sbuf_init(&b);
+	cl_sbuf_adds(&b, "{\"projections\":[");
+	int n = cleave_projection_count(s->e);
+	for (int i = 0; i < n; i++) {
+		cleave_proj_status st;
+		if (cleave_projection_status(s->e, i, &st))
+			continue;
+		if (i)
+			cl_sbuf_addc(&b, ',');
+		add_status(&b, &st);
+	}
+	cl_sbuf_adds(&b, "],\"head\":");
+	cl_sbuf_add_i64(&b, cleave_log_head(s->e));
+	cl_sbuf_addc(&b, '}');
+	size_t len;
+	char *body = cl_sbuf_steal(&b, &len);
+	if (!body)
+		return cl_send_error(r, 500, "out_of_memory", "out of memory");
+	return cl_send_json(r, MHD_HTTP_OK, body, len);
+}
+
+static enum MHD_Result status_answer(cl_req *r, unsigned code,
+				     const char *key)
+{
+	cl_srv *s = r->s;
+	int i = cleave_projection_find(s->e, r->name);
+	cleave_proj_status st;
+	cl_sbuf b;
+	cl_sbuf_init(&b);
+	cl_sbuf_addc(&b, '{');
+	cl_sbuf_add_jstr(&b, key, strlen(key));
+	cl_sbuf_addc(&b, ':');
+	cl_sbuf_add_jstr(&b, r->name, strlen(r->name));
+	if (i >= 0 && cleave_projection_status(s->e, i, &st) == 0) {
+		cl_sbuf_adds(&b, ",\"projection\":");
+		add_status(&b, &st);
+	}
+	cl_sbuf_addc(&b, '}');
+	size_t len;
+	char *body = cl_sbuf_steal(&b, &len);
+	if (!body)
+		return cl_send_error(r, 500, "out_of_memory", "out of memory");
+	return cl_send_json(r, code, body, len);
+}
+
+enum MHD_Result cl_h_rebuild(cl_req *r)
+{
+	cl_srv *s = r->s;
+	if (cleave_projection_find(s->e, r->name) < 0)
+		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+				     "unknown projection '%s'", r->name);
+	int rc = cleave_projection_rebuild(s->e, r->name);
+	if (rc == CLEAVE_EBUSY)
+		return cl_send_error(r, MHD_HTTP_CONFLICT, "already_rebuilding",
+				     "a rebuild of '%s' is already running",
+				     r->name);
+	if (rc)
+		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
+				     "rebuild of '%s': %s", r->name,
+				     cleave_errmsg());
+	cl_logf(CLEAVE_LOG_INFO, r->trace_id, NULL, -1,
+		"rebuild of projection %s started", r->name);
+	return status_answer(r, MHD_HTTP_ACCEPTED, "rebuilding");
+}
+
+enum MHD_Result cl_h_resume(cl_req *r)
+{
+	cl_srv *s = r->s;
+	if (cleave_projection_find(s->e, r->name) < 0)
+		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+				     "unknown projection '%s'", r->name);
+	int rc = cleave_projection_resume(s->e, r->name);
+	if (rc == CLEAVE_EINVAL)
+		return cl_send_error(r, MHD_HTTP_CONFLICT, "not_parked",
+				     "projection '%s' is not parked", r->name);
+	if (rc)
+		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
+				     "resume of '%s': %s", r->name,
+				     cleave_errmsg());
+	cl_logf(CLEAVE_LOG_INFO, r->trace_id, NULL, -1,
+		"projection %s resumed", r->name);
+	return status_answer(r, MHD_HTTP_OK, "resumed");
+}
+
+enum MHD_Result cl_h_health(cl_req *r)
+{
+	cl_srv *s = r->s;
+	if (atomic_load(&s->stopping))
+		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+				     "shutting_down", "shutting down");
+	int n = cleave_projection_count(s->e), live = 0, parked = 0,
+	    rebuilding = 0;
+	for (int i = 0; i < n; i++) {
+		cleave_proj_status st;
+		if (cleave_projection_status(s->e, i, &st))
+			continue;
+		if (st.state == CLEAVE_PROJ_PARKED)
+			parked++;
+		else
+			live++; /* a rebuilding projection still serves */
+		if (st.state == CLEAVE_PROJ_REBUILDING)
+			rebuilding++;
+	}
+	char *body = NULL;
+	int len = asprintf(&body,
+			   "{\"status\":\"%s\",\"head\":%lld,\"projections\":{"
+			   "\"live\":%d,\"parked\":%d,\"rebuilding\":%d}}",
+			   parked ? "degraded" : "ok",
+			   (long long)cleave_log_head(s->e), live, parked,
+			   rebuilding);
+	if (len < 0)
+		return MHD_NO;
+	return cl_send_json(r, MHD_HTTP_OK, body, (size_t)len);
+}

@@ -1,0 +1,232 @@
+/*
+ * http.h — the server's private core: the server, a request's context,
+ * the route table, and the helpers handlers answer with.
+ *
+ * A request's life (see http.c): MHD's URI callback creates its cl_req
+ * (with the raw URI), the access handler routes it, collects a body
+ * (bounded), then runs the route's handler.  A handler either queues an
+ * answer at once or suspends the connection and hands the request to the
+ * engine (a command, or a watch for min_position); the engine's callback
+ * records the result and resumes the connection, and the access handler
+ * runs the handler's continuation (`cont`) to answer.
+ *
+ * Ownership: a cl_req is reference-counted.  MHD holds one reference
+ * until its request-completed callback; each pending engine callback holds
+ * one.  The connection is resumed at most once per suspension: whoever
+ * wins the exchange on `resumed` (the engine's callback or the shutdown
+ * sweep) resumes it and records the result.
+ */
+#ifndef CL_SERVER_HTTP_H
+#define CL_SERVER_HTTP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "cleave.h"
+#include "server/buf.h"
+#include "server/config.h"
+
+#define CL_MAX_PARAMS 32      /* query-string parameters per request */
+#define CL_MAX_PARAM_VALUE 4096 /* bytes of one decoded value */
+#define CL_MAX_PARAM_NAME 64
+
+typedef struct cl_srv cl_srv;
+typedef struct cl_req cl_req;
+typedef struct cl_conn cl_conn;
+typedef enum MHD_Result (*cl_handler_fn)(cl_req *r);
+
+enum { CL_M_GET = 1, CL_M_POST = 2, CL_M_HEAD = 4, CL_M_OTHER = 8 };
+
+/* Route flags. */
+enum {
+	CL_R_BODY = 1,  /* collect a request body (bounded by --max-body) */
+	CL_R_ADMIN = 2, /* needs the token when one is configured */
+	CL_R_QUERY = 4, /* needs the token with --auth-queries */
+};
+
+typedef struct cl_route {
+	unsigned methods;    /* CL_M_* */
+	const char *pattern; /* "/projections/{}/rebuild": {} is one segment */
+	cl_handler_fn handle;
+	unsigned flags;
+} cl_route;
+
+/* Finds the route for `path`.  On a match returns it and copies the
+ * captured segment (decoded) to cap.  When the path matches but not the
+ * method, returns NULL with *allow set to the methods it takes (for 405);
+ * no path match: NULL with *allow = 0. A captured segment longer than
+ * capsz-1 bytes does not match. */
+const cl_route *cl_route_find(const char *path, unsigned method, char *cap,
+			      size_t capsz, unsigned *allow);
+
+enum cl_phase {
+	CL_P_NEW = 0,   /* headers read, not routed yet */
+	CL_P_BODY,      /* collecting the body */
+	CL_P_SUSPENDED, /* waiting for the engine */
+	CL_P_DONE,      /* answer queued */
+};
+
+struct cl_req {
+	cl_srv *s;
+	struct MHD_Connection *conn;
+	cl_conn *track;      /* the connection's deadline record */
+	const cl_route *route;
+	unsigned method;
+	enum cl_phase phase;
+	char *uri;           /* raw request target, owned */
+	unsigned allow;      /* methods the path takes when route is NULL */
+	const char *early_error; /* static text of a path error, or NULL */
+	unsigned early_status;
+	const char *qs;      /* raw query string inside uri, or NULL */
+	char name[CLEAVE_NAME_MAX + 1]; /* the route's captured segment */
+	char trace_id[CLEAVE_TRACE_ID_MAX + 1];
+	int64_t t0_us;       /* monotonic, when routed */
+
+	/* body */
+	char *body;
+	size_t body_len, body_cap, discarded;
+	bool body_too_big;
+
+	/* decoded query parameters (point into pbuf) */
+	cleave_param params[CL_MAX_PARAMS];
+	int nparams;
+	char *pbuf;
+
+	/* async */
+	atomic_int refs;
+	atomic_bool resumed;
+	pthread_mutex_t mu;  /* orders submit+suspend before the callback */
+	cl_handler_fn cont;  /* run when resumed */
+	int async_rc;
+
+	/* a command's outcome, copied from the writer's callback */
+	int out_rc;
+	int64_t out_pos;
+	char *out_body;
+	size_t out_len;
+	bool out_replayed;
+	char out_cmd_id[CLEAVE_TRACE_ID_MAX + 1];
+
+	/* a query waiting for min_position */
+	int qindex;
+	int64_t min_pos;
+	int wait_ms;
+	cl_req *wprev, *wnext;
+	bool waiting;
+};
+
+/* Per-command counters the engine cannot see: submits refused on the
+ * caller's thread (bad JSON or fields, queue full, shutting down). */
+typedef struct cl_cmd_counts {
+	atomic_uint_fast64_t invalid, overloaded, shutting_down, other;
+} cl_cmd_counts;
+
+struct cl_srv {
+	const cl_server_config *cfg;
+	cleave_engine *e;
+	const cleave_domain *dom;
+	struct MHD_Daemon *d;
+	unsigned port;
+	atomic_bool stopping;
+
+	/* metrics */
+	atomic_uint_fast64_t http_codes[600];
+	int nqueries, ncmds;
+	cleave_hist *qhist;       /* per query, latency in µs */
+	cl_cmd_counts *cmd_counts;
+
+	/* shutdown accounting */
+	atomic_int inflight_cmds; /* submitted, callback not yet run */
+	atomic_int live_reqs;     /* cl_req alive on the MHD side */
+
+	/* queries waiting for a position (the shutdown sweep answers them) */
+	pthread_mutex_t wmu;
+	cl_req *waiters;
+	bool waiters_closed;
+
+	/* connection deadlines (slow clients) */
+	pthread_mutex_t cmu;
+	cl_conn *conns;
+	int64_t header_deadline_us;
+};
+
+/* ---- answering (http.c) ----------------------------------------------- */
+
+/* A response over `body` (len bytes).  own: MHD frees it with free().
+ * Adds Content-Type when ctype is not NULL. NULL when out of memory. */
+struct MHD_Response *cl_resp(const char *ctype, char *body, size_t len,
+			     bool own);
+/* Queues `resp` (destroying our reference), counts the status, adds
+ * "Connection: close" while shutting down, logs 5xx. */
+enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp);
+/* Queues a JSON body copied from... owned text (own=true) with status. */
+enum MHD_Result cl_send_json(cl_req *r, unsigned status, char *body,
+			     size_t len);
+/* Queues {"error":{"code","message"}} with status; the message is
+ * printf-formatted. Adds Retry-After: 1 to 503s. */
+enum MHD_Result cl_send_error(cl_req *r, unsigned status, const char *code,
+			      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* The same, with X-Cleave-Position: pos (pos >= 0). */
+enum MHD_Result cl_send_error_pos(cl_req *r, unsigned status,
+				  const char *code, int64_t pos,
+				  const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* A response carrying {"error":…}; for handlers that add headers. */
+struct MHD_Response *cl_error_resp(const char *code, const char *msg);
+
+/* HTTP status for a CLEAVE_E* code (0 → 200). */
+unsigned cl_status_of(int rc);
+
+const char *cl_header(cl_req *r, const char *name);
+int64_t cl_mono_now_us(void);
+
+/* Reference counting of requests. */
+void cl_req_ref(cl_req *r);
+void cl_req_unref(cl_req *r);
+/* Resumes r's connection once (see the header comment).  Returns true
+ * when this call won and must record the result first: call with
+ * record != NULL to set r->async_rc = rc before resuming. */
+bool cl_req_resume(cl_req *r, int rc);
+/* Marks r suspended with continuation `cont` and suspends its
+ * connection. Call from the access handler. */
+void cl_req_suspend(cl_req *r, cl_handler_fn cont);
+
+/* Parses r->qs strictly into r->params (percent-escapes, '+' as space,
+ * valid UTF-8, no NUL, at most CL_MAX_PARAMS, no duplicates).  On error
+ * queues a 400 and returns false with *ret set. */
+bool cl_parse_params(cl_req *r, enum MHD_Result *ret);
+/* The decoded value of parameter `name`, or NULL. */
+const char *cl_param(cl_req *r, const char *name);
+/* Removes parameter `name` from r->params (server-side parameters such as
+ * min_position are not passed to queries). */
+void cl_param_drop(cl_req *r, const char *name);
+/* Integer parameter in [min,max]; absent → def.  Malformed → queues 400
+ * naming it and returns false. */
+bool cl_param_int(cl_req *r, const char *name, int64_t def, int64_t min,
+		  int64_t max, int64_t *out, enum MHD_Result *ret);
+
+/* Waiting-query registry (shutdown sweep). Returns false when shutting
+ * down (nothing registered). */
+bool cl_waiter_add(cl_srv *s, cl_req *r);
+void cl_waiter_del(cl_srv *s, cl_req *r);
+
+/* ---- handlers --------------------------------------------------------- */
+
+enum MHD_Result cl_h_command(cl_req *r);
+enum MHD_Result cl_h_query(cl_req *r);
+enum MHD_Result cl_h_events(cl_req *r);
+enum MHD_Result cl_h_projections(cl_req *r);
+enum MHD_Result cl_h_rebuild(cl_req *r);
+enum MHD_Result cl_h_resume(cl_req *r);
+enum MHD_Result cl_h_metrics(cl_req *r);
+enum MHD_Result cl_h_health(cl_req *r);
+
+/* Query index of `name` in the domain, or -1. */
+int cl_query_index(cl_srv *s, const char *name);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * queries.c — GET /queries/<name>?…, with read-your-writes.
+ *
+ * min_position=P asks for an answer reflecting at least log position P.
+ * When the query's projections are behind, the connection is suspended and
+ * an engine watch resumes it when they reach P, at the deadline (wait_ms,
+ * default 1000, clamped to --wait-max-ms) or at shutdown; no thread waits.
+ * The suspension comes before the watch is placed, so a watch that fires at
+ * once (even on this thread) finds the connection suspended.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/http.h"
+#include "server/log.h"
+
+int cl_query_index(cl_srv *s, const char *name)
+{
+	for (int i = 0; i < s->nqueries; i++)
+		if (!strcmp(s->dom->queries[i].name, name))
+			return i;
+	return -1;
+}
+
+static void free_answer_body(void *p)
+{
+	cleave_answer a = {0};
+	a.body = p;
+	cleave_answer_free(&a);
+}
+
+static enum MHD_Result run_query(cl_req *r)
+{
+	cl_srv *s = r->s;
+	cleave_answer a;
+	int64_t t0 = cl_mono_now_us();
+	int rc = cleave_query_run(s->e, r->name, r->params, r->nparams, &a);
+	if (rc)
+		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
+				     "%s",
+				     *cleave_errmsg() ? cleave_errmsg()
+						      : cleave_strerror(rc));
+	cleave_hist_add(&s->qhist[r->qindex], cleave_hist_bounds_us,
+			(uint64_t)(cl_mono_now_us() - t0));
+	unsigned status = cl_status_of(a.rc);
+	struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(
+		a.body_len, a.body, free_answer_body);
+	if (!resp) {
+		cleave_answer_free(&a);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	char p[24];
+	snprintf(p, sizeof(p), "%lld", (long long)a.position);
+	MHD_add_response_header(resp, "X-Cleave-Position", p);
+	if (status >= 500)
+		cl_logf(CLEAVE_LOG_ERROR, r->trace_id, NULL, a.position,
+			"query %s failed: %u %.*s", r->name, status,
+			(int)(a.body_len > 400 ? 400 : a.body_len), a.body);
+	return cl_send(r, status, resp);
+}
+
+static int64_t current_position(cl_req *r)
+{
+	int64_t pos = -1;
+	if (cleave_query_position(r->s->e, r->name, &pos))
+		pos = -1;
+	return pos;
+}
+
+/* Resumed: the watch fired (or the shutdown sweep answered for it). */
+static enum MHD_Result after_wait(cl_req *r)
+{
+	cl_waiter_del(r->s, r);
+	int rc = r->async_rc;
+	if (rc == 0)
+		return run_query(r);
+	int64_t now = current_position(r);
+	switch (rc) {
+	case CLEAVE_ETIMEDOUT:
+		return cl_send_error_pos(
+			r, MHD_HTTP_GATEWAY_TIMEOUT, cleave_errname(rc), now,
+			"min_position %lld not reached within %d ms; current "
+			"position %lld",
+			(long long)r->min_pos, r->wait_ms, (long long)now);
+	case CLEAVE_EPARKED:
+		return cl_send_error_pos(
+			r, MHD_HTTP_SERVICE_UNAVAILABLE, cleave_errname(rc),
+			now,
+			"a projection this query reads is parked before "
+			"position %lld (see GET /projections); current "
+			"position %lld",
+			(long long)r->min_pos, (long long)now);
+	case CLEAVE_ESHUTDOWN:
+		return cl_send_error_pos(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+					 cleave_errname(rc), now,
+					 "shutting down; current position "
+					 "%lld",
+					 (long long)now);
+	default:
+		return cl_send_error_pos(r, cl_status_of(rc),
+					 cleave_errname(rc), now,
+					 "waiting for position %lld: %s",
+					 (long long)r->min_pos,
+					 cleave_strerror(rc));
+	}
+}
+
+/* An engine thread (maybe this one, inside cleave_watch_position). */
+static void watch_done(void *arg, int rc)
+{
+	cl_req *r = arg;
+	cl_req_resume(r, rc);
+	cl_req_unref(r);
+}
+
+enum MHD_Result cl_h_query(cl_req *r)
+{
+	cl_srv *s = r->s;
+	enum MHD_Result ret;
+	r->qindex = cl_query_index(s, r->name);
+	if (r->qindex < 0)
+		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+				     "unknown query '%s'", r->name);
+	if (!cl_parse_params(r, &ret))
+		return ret;
+	int64_t min_pos, wait_ms;
+	if (!cl_param_int(r, "min_position", -1, 0, INT64_C(1) << 53,
+			  &min_pos, &ret) ||
+	    !cl_param_int(r, "wait_ms", 1000, 0, INT32_MAX, &wait_ms, &ret))
+		return ret;
+	cl_param_drop(r, "min_position");
+	cl_param_drop(r, "wait_ms");
+	if (wait_ms > s->cfg->wait_max_ms)
+		wait_ms = s->cfg->wait_max_ms;
+	r->min_pos = min_pos;
+	r->wait_ms = (int)wait_ms;
+	if (min_pos < 0 || current_position(r) >= min_pos)
+		return run_query(r);
+
+	if (!cl_waiter_add(s, r))
+		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+				     "shutting_down", "shutting down");
+	cl_req_suspend(r, after_wait);
+	cl_req_ref(r);
+	int rc = cleave_watch_position(s->e, r->name, min_pos, r->wait_ms,
+				       watch_done, r);
+	if (rc) {
+		cl_req_resume(r, rc);
+		cl_req_unref(r);
+	}
+	return MHD_YES;
+}
