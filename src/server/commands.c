@@ -74,6 +74,18 @@ static enum MHD_Result cmd_answer(cl_req *r)
 	return cl_send(r, status, resp);
 }
 
+/* A replay's outcome carries a fresh command id, but its body is the
+ * first answer: X-Command-Id names the command that had the effect. */
+static void replayed_command_id(cl_req *r)
+{
+	cJSON *j = cJSON_ParseWithLength(r->out_body, r->out_len);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "command_id");
+	if (cJSON_IsString(id))
+		snprintf(r->out_cmd_id, sizeof(r->out_cmd_id), "%s",
+			 id->valuestring);
+	cJSON_Delete(j);
+}
+
 /* The writer thread, after the command's batch is durable (or failed). */
 static void cmd_done(void *arg, const cleave_outcome *o)
 {
@@ -95,6 +107,8 @@ static void cmd_done(void *arg, const cleave_outcome *o)
 	if (o->command_id)
 		snprintf(r->out_cmd_id, sizeof(r->out_cmd_id), "%s",
 			 o->command_id);
+	if (o->replayed && r->out_body)
+		replayed_command_id(r);
 	if (o->trace_id)
 		snprintf(r->trace_id, sizeof(r->trace_id), "%s", o->trace_id);
 	cl_req_resume(r, o->rc);
@@ -114,11 +128,13 @@ enum MHD_Result cl_h_command(cl_req *r)
 	q.trace_id = r->trace_id;
 	q.expected_version = -1;
 	const char *im = cl_header(r, MHD_HTTP_HEADER_IF_MATCH);
-	if (im && !parse_if_match(im, &q.expected_version))
+	if (im && !parse_if_match(im, &q.expected_version)) {
+		count_submit_error(s, r->name, CLEAVE_EINVAL);
 		return cl_send_error(r, MHD_HTTP_BAD_REQUEST,
 				     "invalid_argument",
 				     "If-Match must be a quoted stream "
 				     "version, e.g. If-Match: \"3\"");
+	}
 
 	pthread_mutex_lock(&r->mu);
 	cl_req_ref(r);

@@ -722,9 +722,11 @@ static void allow_list(unsigned allow, char *out, size_t n)
 
 /* First call of a request (headers read).  MHD 0.9.75 gives up keep-alive
  * for any answer queued on this first call, so only a body that is too
- * large by its Content-Length is answered here (the connection closes
- * without reading it); everything else is answered once the (bounded)
- * body has been read, in finish(). */
+ * large by its Content-Length is answered here, without reading it, when
+ * the client waits for "100 Continue" or the excess is past
+ * CL_BODY_DRAIN_MAX (the connection then closes); everything else is
+ * answered once the body has been read (and, past --max-body, dropped),
+ * in finish(). */
 static enum MHD_Result begin(cl_req *r, const char *method)
 {
 	cl_srv *s = r->s;
@@ -753,7 +755,15 @@ static enum MHD_Result begin(cl_req *r, const char *method)
 	if (cl) {
 		char *end;
 		unsigned long long n = strtoull(cl, &end, 10);
-		if (*end || end == cl || n > s->cfg->max_body) {
+		const char *ex = cl_header(r, MHD_HTTP_HEADER_EXPECT);
+		bool waits = ex && !strcasecmp(ex, "100-continue");
+		if (!*end && end != cl && n > s->cfg->max_body && !waits &&
+		    n - s->cfg->max_body <= CL_BODY_DRAIN_MAX) {
+			/* read and drop it, then answer: a client that writes
+			 * its whole body before reading would otherwise see
+			 * the connection reset instead of the 413 */
+			r->body_too_big = true;
+		} else if (*end || end == cl || n > s->cfg->max_body) {
 			random_hex32(r->trace_id);
 			return cl_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
 					     "too_large",
@@ -761,7 +771,8 @@ static enum MHD_Result begin(cl_req *r, const char *method)
 					     "limit of %zu bytes (--max-body)",
 					     s->cfg->max_body);
 		}
-		if (n && r->route && (r->route->flags & CL_R_BODY)) {
+		if (n && !r->body_too_big && r->route &&
+		    (r->route->flags & CL_R_BODY)) {
 			r->body = malloc((size_t)n + 1);
 			if (!r->body)
 				return MHD_NO;
@@ -826,8 +837,8 @@ static enum MHD_Result finish(cl_req *r)
 }
 
 /* Appends a body chunk, bounded by --max-body.  Past the limit the rest
- * is read and dropped (MHD cannot answer mid-body) up to one more limit's
- * worth; beyond that the connection is closed. */
+ * is read and dropped (MHD cannot answer mid-body) up to
+ * CL_BODY_DRAIN_MAX bytes; beyond that the connection is closed. */
 static enum MHD_Result body_chunk(cl_req *r, const char *data, size_t n)
 {
 	size_t max = r->s->cfg->max_body;
@@ -839,7 +850,7 @@ static enum MHD_Result body_chunk(cl_req *r, const char *data, size_t n)
 	if (r->body_too_big || r->body_len + n > max) {
 		r->body_too_big = true;
 		r->discarded += n;
-		return r->discarded > max + (1u << 20) ? MHD_NO : MHD_YES;
+		return r->discarded > CL_BODY_DRAIN_MAX ? MHD_NO : MHD_YES;
 	}
 	if (r->body_len + n + 1 > r->body_cap) {
 		size_t cap = r->body_cap ? r->body_cap : 4096;

@@ -33,6 +33,9 @@
 #define CL_MAX_PARAMS 32      /* query-string parameters per request */
 #define CL_MAX_PARAM_VALUE 4096 /* bytes of one decoded value */
 #define CL_MAX_PARAM_NAME 64
+/* An oversized body is read and dropped (so simple clients see the 413)
+ * up to this many bytes; a larger one is refused at once, unread. */
+#define CL_BODY_DRAIN_MAX (16u << 20)
 
 typedef struct cl_srv cl_srv;
 typedef struct cl_req cl_req;

@@ -1,0 +1,251 @@
+"""Shared helpers for the end-to-end tests: start the real `cleave serve`
+on a free port in a temporary data directory, talk HTTP/1.1 keep-alive to
+it, stop it with SIGTERM (a non-zero exit status fails the test).
+
+Environment: CLEAVE_BIN (the binary, default ../../build/cleave) and
+CLEAVE_TEST_TMP (where data directories go, default the system temp dir).
+Standard library only.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("CLEAVE_BIN") or os.path.join(HERE, "..", "..", "build",
+                                                    "cleave")
+TMP = os.environ.get("CLEAVE_TEST_TMP") or tempfile.gettempdir()
+
+
+def tmpdir(prefix):
+    os.makedirs(TMP, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix + "-", dir=TMP)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:300])
+
+
+class Client:
+    """One keep-alive connection; reconnects when the server closed it."""
+
+    def __init__(self, port, timeout=30):
+        self.port = port
+        self.timeout = timeout
+        self.conn = None
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method, path, body=None, headers=None):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        hdrs = dict(headers or {})
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=hdrs)
+                r = self.conn.getresponse()
+                data = r.read()
+                h = {k.lower(): v for k, v in r.getheaders()}
+                if h.get("connection", "").lower() == "close":
+                    self.close()
+                return Response(r.status, h, data)
+            except (http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError, http.client.CannotSendRequest):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, headers=headers)
+
+    def post(self, path, body=None, headers=None):
+        return self.request("POST", path, body=body if body is not None
+                            else b"", headers=headers)
+
+    def command(self, name, body, headers=None):
+        return self.post("/commands/" + name, body, headers)
+
+
+class Server:
+    """`cleave serve` on 127.0.0.1:0 with --port-file; use as a context
+    manager or call start()/stop()."""
+
+    def __init__(self, *args, data=None, env=None, name="srv"):
+        self.args = list(args)
+        self.data = data or tmpdir(name)
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.log_path = os.path.join(self.data + ".log")
+        self.clients = []
+
+    def start(self, wait=True):
+        port_file = self.data + ".port"
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        env = dict(os.environ)
+        env.update(self.env or {})
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--listen", "127.0.0.1:0", "--port-file",
+             port_file, "--data", self.data] + self.args,
+            stdout=self.log, stderr=self.log, env=env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("cleave serve exited with %s:\n%s" %
+                                     (self.proc.returncode, self.logs()))
+            if os.path.exists(port_file):
+                with open(port_file) as f:
+                    txt = f.read().strip()
+                if txt:
+                    self.port = int(txt)
+                    break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("no port file after 30 s:\n" + self.logs())
+        if wait:
+            c = self.client()
+            while time.time() < deadline:
+                try:
+                    if c.get("/health").status == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            else:
+                raise AssertionError("not healthy:\n" + self.logs())
+        return self
+
+    def client(self, timeout=30):
+        c = Client(self.port, timeout)
+        self.clients.append(c)
+        return c
+
+    def logs(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_lines(self):
+        out = []
+        for line in self.logs().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=60, expect=0):
+        if not self.proc:
+            return None
+        for c in self.clients:
+            c.close()
+        self.clients = []
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("no exit %d s after SIGTERM:\n%s" %
+                                 (timeout, self.logs()))
+        self.log.close()
+        self.proc = None
+        if expect is not None and rc != expect:
+            raise AssertionError("cleave serve exited %s (want %s):\n%s" %
+                                 (rc, expect, self.logs()[-4000:]))
+        return rc
+
+    def cleanup(self):
+        shutil.rmtree(self.data, ignore_errors=True)
+        for suffix in (".port", ".log"):
+            try:
+                os.unlink(self.data + suffix)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop(expect=None if exc[0] else 0)
+        if not exc[0]:
+            self.cleanup()
+
+
+def raw_socket(port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def parse_prometheus(text):
+    """{(name, frozenset(labels.items())): value}; raises on bad lines."""
+    out = {}
+    types = {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            types[name] = typ
+            continue
+        if line.startswith("#"):
+            continue
+        if "{" in line:
+            name, rest = line.split("{", 1)
+            labels_txt, value = rest.rsplit("} ", 1)
+            labels = {}
+            i = 0
+            while i < len(labels_txt):
+                eq = labels_txt.index("=", i)
+                key = labels_txt[i:eq]
+                assert labels_txt[eq + 1] == '"', line
+                j = eq + 2
+                val = ""
+                while labels_txt[j] != '"':
+                    if labels_txt[j] == "\\":
+                        j += 1
+                    val += labels_txt[j]
+                    j += 1
+                labels[key] = val
+                i = j + 1
+                if i < len(labels_txt) and labels_txt[i] == ",":
+                    i += 1
+        else:
+            name, value = line.split(" ", 1)
+            labels = {}
+        out[(name, frozenset(labels.items()))] = float(value)
+    return out, types
