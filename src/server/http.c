@@ -696,6 +696,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn,
 		cl_logf(CLEAVE_LOG_DEBUG, r->trace_id, NULL, -1,
 			"request ended early (MHD code %d)", (int)toe);
 	atomic_fetch_sub(&s->live_reqs, 1);
+	if (r->busy)
+		atomic_fetch_sub(&s->busy_reqs, 1);
 	cl_req_unref(r);
 }
 
@@ -727,11 +729,34 @@ static void allow_list(unsigned allow, char *out, size_t n)
  * CL_BODY_DRAIN_MAX (the connection then closes); everything else is
  * answered once the body has been read (and, past --max-body, dropped),
  * in finish(). */
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
+					const char *key, const char *value)
+{
+	size_t *n = cls;
+	(void)kind;
+	*n += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
 static enum MHD_Result begin(cl_req *r, const char *method)
 {
 	cl_srv *s = r->s;
 	r->t0_us = cl_mono_now_us();
 	r->method = method_of(method);
+	/* --max-header: MHD's own limit (its memory pool, a little larger)
+	 * answers without our error JSON, so we check the real figure */
+	size_t hsize = strlen(method) + strlen(r->uri) + 12;
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_header_size,
+				  &hsize);
+	if (hsize > s->cfg->max_header) {
+		random_hex32(r->trace_id);
+		return cl_send_error(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+				     "too_large",
+				     "request line and headers are larger "
+				     "than the limit of %zu bytes "
+				     "(--max-header)",
+				     s->cfg->max_header);
+	}
 	/* split the raw target into path and query string */
 	char *q = strchr(r->uri, '?');
 	size_t plen = q ? (size_t)(q - r->uri) : strlen(r->uri);
@@ -790,6 +815,8 @@ static enum MHD_Result finish(cl_req *r)
 	cl_srv *s = r->s;
 	enum MHD_Result ret;
 	conn_receiving(r->track, false);
+	r->busy = true;
+	atomic_fetch_add(&s->busy_reqs, 1);
 	if (!take_trace_id(r, &ret))
 		return ret;
 	if (r->early_error)

@@ -88,6 +88,7 @@ struct cl_req {
 	char name[CLEAVE_NAME_MAX + 1]; /* the route's captured segment */
 	char trace_id[CLEAVE_TRACE_ID_MAX + 1];
 	int64_t t0_us;       /* monotonic, when routed */
+	bool busy;           /* received whole, being answered */
 
 	/* body */
 	char *body;
@@ -145,6 +146,9 @@ struct cl_srv {
 	/* shutdown accounting */
 	atomic_int inflight_cmds; /* submitted, callback not yet run */
 	atomic_int live_reqs;     /* cl_req alive on the MHD side */
+	atomic_int busy_reqs;     /* of those, received whole (shutdown
+				     waits for these, not for requests
+				     still arriving) */
 
 	/* queries waiting for a position (the shutdown sweep answers them) */
 	pthread_mutex_t wmu;

@@ -130,9 +130,10 @@ static bool signalled(int sfd, int ms)
 
 /* Waits until *counter is 0.  limit_ms < 0: no limit.  A second signal
  * ends the process. */
-static bool drain(int sfd, atomic_int *counter, int limit_ms,
+static bool drain(cl_srv *s, int sfd, atomic_int *counter, int limit_ms,
 		  const char *what)
 {
+	int64_t reaped = 0;
 	int64_t t0 = cl_mono_now_us(), last_log = t0;
 	while (atomic_load(counter) > 0) {
 		int64_t now = cl_mono_now_us();
@@ -143,6 +144,10 @@ static bool drain(int sfd, atomic_int *counter, int limit_ms,
 				"shutdown: %d %s still in flight",
 				atomic_load(counter), what);
 			last_log = now;
+		}
+		if (now - reaped > 200000) {
+			cl_conns_reap(s);
+			reaped = now;
 		}
 		if (signalled(sfd, 5)) {
 			cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
@@ -267,17 +272,18 @@ int cl_server_run(const cl_server_config *cfg)
 	cl_logf(CLEAVE_LOG_INFO, NULL, NULL, cleave_log_head(s.e),
 		"shutting down: no new connections; finishing %d command(s) "
 		"and %d request(s) in flight",
-		atomic_load(&s.inflight_cmds), atomic_load(&s.live_reqs));
+		atomic_load(&s.inflight_cmds), atomic_load(&s.busy_reqs));
 	atomic_store(&s.stopping, true);
 	MHD_socket lsock = MHD_quiesce_daemon(s.d);
 	cleave_engine_stop_accepting(s.e);
 	cl_waiters_close(&s);
-	drain(sfd, &s.inflight_cmds, -1, "command(s)");
-	if (!drain(sfd, &s.live_reqs, cfg->shutdown_grace_ms, "request(s)"))
+	drain(&s, sfd, &s.inflight_cmds, -1, "command(s)");
+	if (!drain(&s, sfd, &s.busy_reqs, cfg->shutdown_grace_ms,
+		   "request(s)"))
 		cl_logf(CLEAVE_LOG_WARN, NULL, NULL, -1,
 			"shutdown: closing %d request(s) still open after "
 			"%d ms",
-			atomic_load(&s.live_reqs), cfg->shutdown_grace_ms);
+			atomic_load(&s.busy_reqs), cfg->shutdown_grace_ms);
 	MHD_stop_daemon(s.d);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);

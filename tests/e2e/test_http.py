@@ -88,6 +88,12 @@ class HttpApi(unittest.TestCase):
         r = self.c.request("PUT", "/projections/catalog/rebuild")
         assert_error(self, r, 405)
 
+    def test_431_headers_too_large(self):
+        r = self.c.get("/health", headers={"X-Big": "a" * 40000})
+        err = assert_error(self, r, 431)
+        self.assertIn("--max-header", err["message"])
+        self.assertEqual(self.c.get("/health").status, 200)
+
     def test_keep_alive(self):
         c = self.srv.client()
         for _ in range(20):
