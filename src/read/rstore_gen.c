@@ -1,0 +1,429 @@
+/*
+ * rstore_gen.c — sorted sets, counters and lists over a store's key/value
+ * methods, for backends without native ones.
+ *
+ * Layouts (a namespace should hold one kind of structure; mixing plain keys
+ * into a structure's namespace breaks it):
+ *
+ *  sorted set "ns":
+ *    "ns"      member                      → score, int64 little-endian
+ *    "~z:ns"   rank(score) member          → empty
+ *              rank(s) = 16 lowercase hex digits of ~(s ^ 2^63), so byte
+ *              order is score descending, then member ascending.
+ *  counter "ns":
+ *    "ns"      key → n int64 fields, little-endian, 1 <= n <= 16
+ *  list "ns":
+ *    "ns"      len list seqhex             → item
+ *              len = 3 decimal digits of strlen(list); seqhex = 16
+ *              lowercase hex digits of seq ^ 2^63.  The length prefix keeps
+ *              the items of one list contiguous even when list keys are
+ *              composite (contain 0x1F) or prefixes of one another.
+ *
+ * Every internal key is NUL-free text, so the string-key methods carry it.
+ * Deleting what is absent (zrem, list_del) succeeds: projections replay.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "read/rstore_int.h"
+
+#define BIAS            ((uint64_t)1 << 63)
+#define HEX16           16
+#define LIST_LEN_DIGITS 3
+
+static const char hexd[] = "0123456789abcdef";
+
+static void put_hex16(char *out, uint64_t v)
+{
+	for (int i = HEX16 - 1; i >= 0; i--) {
+		out[i] = hexd[v & 15];
+		v >>= 4;
+	}
+}
+
+static bool get_hex16(const char *p, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < HEX16; i++) {
+		char c = p[i];
+		unsigned d;
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else
+			return false;
+		v = (v << 4) | d;
+	}
+	*out = v;
+	return true;
+}
+
+static void put_le64(unsigned char *p, int64_t v)
+{
+	uint64_t u = (uint64_t)v;
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(u >> (8 * i));
+}
+
+static int64_t get_le64(const unsigned char *p)
+{
+	uint64_t u = 0;
+	for (int i = 7; i >= 0; i--)
+		u = (u << 8) | p[i];
+	return (int64_t)u;
+}
+
+static int need_kv(const cleave_rtx *tx, const char *op)
+{
+	const cl_rstore_methods *m = tx->m;
+	if (m->get && m->put && m->del && m->scan)
+		return 0;
+	return cl_err(CLEAVE_ENOTSUP,
+	              "%s: not supported by the %s read store (no key/value "
+	              "access)",
+	              op, m->kind);
+}
+
+/* ---- sorted sets --------------------------------------------------------- */
+
+static void zset_ns(char out[CL_NS_IMAX + 1], const char *ns)
+{
+	snprintf(out, CL_NS_IMAX + 1, CL_ZSET_PREFIX "%s", ns);
+}
+
+/* Index key for (score, member) into out (HEX16 + mlen + 1 bytes). */
+static void zset_key(char *out, int64_t score, const char *member, size_t mlen)
+{
+	put_hex16(out, ~((uint64_t)score ^ BIAS));
+	memcpy(out + HEX16, member, mlen);
+	out[HEX16 + mlen] = 0;
+}
+
+/* The stored score of member: 0 and *found, ENOTFOUND, or an error. */
+static int zset_score(cleave_rtx *tx, const char *ns, const char *member,
+                      int64_t *score)
+{
+	const void *v;
+	size_t vlen;
+	int rc = tx->m->get(tx, ns, member, &v, &vlen);
+	if (rc)
+		return rc;
+	if (vlen != 8)
+		return cl_err(CLEAVE_ECORRUPT,
+		              "sorted set %s: member \"%s\" has a %zu-byte "
+		              "score (want 8)",
+		              ns, member, vlen);
+	*score = get_le64(v);
+	return 0;
+}
+
+int cl_gen_zincr(cleave_rtx *tx, const char *ns, const char *member,
+                 int64_t delta, int64_t *score_out)
+{
+	char zns[CL_NS_IMAX + 1], ik[HEX16 + CLEAVE_KEY_MAX + 1];
+	unsigned char sv[8];
+	size_t mlen = strlen(member);
+	int64_t old = 0, now;
+	bool had = true;
+	int rc = need_kv(tx, "zincr");
+	if (rc)
+		return rc;
+	rc = zset_score(tx, ns, member, &old);
+	if (rc == CLEAVE_ENOTFOUND)
+		had = false, old = 0;
+	else if (rc)
+		return rc;
+	if (__builtin_add_overflow(old, delta, &now))
+		return cl_err(CLEAVE_EINVAL,
+		              "zincr %s: score of \"%s\" overflows int64", ns,
+		              member);
+	if (had && now == old)
+		goto out;
+	zset_ns(zns, ns);
+	if (had) {
+		zset_key(ik, old, member, mlen);
+		if ((rc = tx->m->del(tx, zns, ik)))
+			return rc;
+	}
+	zset_key(ik, now, member, mlen);
+	if ((rc = tx->m->put(tx, zns, ik, "", 0)))
+		return rc;
+	put_le64(sv, now);
+	if ((rc = tx->m->put(tx, ns, member, sv, sizeof(sv))))
+		return rc;
+out:
+	if (score_out)
+		*score_out = now;
+	return 0;
+}
+
+int cl_gen_zscore(cleave_rtx *tx, const char *ns, const char *member,
+                  int64_t *out)
+{
+	int rc = need_kv(tx, "zscore");
+	if (rc)
+		return rc;
+	return zset_score(tx, ns, member, out);
+}
+
+int cl_gen_zrem(cleave_rtx *tx, const char *ns, const char *member)
+{
+	char zns[CL_NS_IMAX + 1], ik[HEX16 + CLEAVE_KEY_MAX + 1];
+	int64_t score;
+	int rc = need_kv(tx, "zrem");
+	if (rc)
+		return rc;
+	rc = zset_score(tx, ns, member, &score);
+	if (rc == CLEAVE_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	zset_ns(zns, ns);
+	zset_key(ik, score, member, strlen(member));
+	if ((rc = tx->m->del(tx, zns, ik)))
+		return rc;
+	return tx->m->del(tx, ns, member);
+}
+
+struct zrange_ctx {
+	const char *ns;
+	size_t skip;
+	cleave_zrange_fn fn;
+	void *arg;
+};
+
+static int zrange_visit(void *arg, const char *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+	struct zrange_ctx *z = arg;
+	char member[CLEAVE_KEY_MAX + 1];
+	uint64_t rank;
+	if (z->skip) {
+		z->skip--;
+		return 0;
+	}
+	if (klen <= HEX16 || klen - HEX16 > CLEAVE_KEY_MAX ||
+	    !get_hex16(key, &rank))
+		return cl_err(CLEAVE_ECORRUPT,
+		              "sorted set %s: malformed index key (%zu bytes)",
+		              z->ns, klen);
+	memcpy(member, key + HEX16, klen - HEX16);
+	member[klen - HEX16] = 0;
+	return z->fn(z->arg, member, (int64_t)(~rank ^ BIAS));
+}
+
+int cl_gen_zrange(cleave_rtx *tx, const char *ns, size_t offset, size_t limit,
+                  cleave_zrange_fn fn, void *arg)
+{
+	char zns[CL_NS_IMAX + 1];
+	struct zrange_ctx z = {ns, offset, fn, arg};
+	size_t n = 0;
+	int rc = need_kv(tx, "zrange");
+	if (rc)
+		return rc;
+	/* The index has no rank counts, so an offset costs a walk over the
+	 * skipped members; leaderboards page near the top. */
+	if (limit && __builtin_add_overflow(offset, limit, &n))
+		n = 0;
+	zset_ns(zns, ns);
+	return tx->m->scan(tx, zns, NULL, NULL, 0, n, zrange_visit, &z);
+}
+
+/* ---- counters ------------------------------------------------------------ */
+
+/* Decodes a stored counter into vals[CLEAVE_COUNTER_MAX] (zero-filled);
+ * returns the stored field count or CLEAVE_ECORRUPT. */
+static int counter_decode(const char *ns, const char *key, size_t klen,
+                          const void *v, size_t vlen, int64_t *vals)
+{
+	size_t m = vlen / 8;
+	if (vlen % 8 || m < 1 || m > CLEAVE_COUNTER_MAX)
+		return cl_err(CLEAVE_ECORRUPT,
+		              "counter %s/%.*s: stored value of %zu bytes is "
+		              "not 1..%d int64 fields",
+		              ns, (int)CL_MIN(klen, 64), key, vlen,
+		              CLEAVE_COUNTER_MAX);
+	memset(vals, 0, CLEAVE_COUNTER_MAX * sizeof(*vals));
+	for (size_t i = 0; i < m; i++)
+		vals[i] = get_le64((const unsigned char *)v + 8 * i);
+	return (int)m;
+}
+
+int cl_gen_counter_add(cleave_rtx *tx, const char *ns, const char *key,
+                       const int64_t *delta, int n)
+{
+	int64_t vals[CLEAVE_COUNTER_MAX] = {0};
+	unsigned char buf[8 * CLEAVE_COUNTER_MAX];
+	const void *v;
+	size_t vlen;
+	int m = 0;
+	int rc = need_kv(tx, "counter_add");
+	if (rc)
+		return rc;
+	rc = tx->m->get(tx, ns, key, &v, &vlen);
+	if (rc == 0) {
+		m = counter_decode(ns, key, strlen(key), v, vlen, vals);
+		if (m < 0)
+			return m;
+	} else if (rc != CLEAVE_ENOTFOUND) {
+		return rc;
+	}
+	for (int i = 0; i < n; i++)
+		if (__builtin_add_overflow(vals[i], delta[i], &vals[i]))
+			return cl_err(CLEAVE_EINVAL,
+			              "counter_add %s/%s: field %d overflows "
+			              "int64",
+			              ns, key, i);
+	m = CL_MAX(m, n);
+	for (int i = 0; i < m; i++)
+		put_le64(buf + 8 * i, vals[i]);
+	return tx->m->put(tx, ns, key, buf, 8 * (size_t)m);
+}
+
+int cl_gen_counter_get(cleave_rtx *tx, const char *ns, const char *key,
+                       int64_t *out, int n)
+{
+	int64_t vals[CLEAVE_COUNTER_MAX];
+	const void *v;
+	size_t vlen;
+	int rc = need_kv(tx, "counter_get");
+	if (rc)
+		return rc;
+	rc = tx->m->get(tx, ns, key, &v, &vlen);
+	if (rc)
+		return rc;
+	rc = counter_decode(ns, key, strlen(key), v, vlen, vals);
+	if (rc < 0)
+		return rc;
+	memcpy(out, vals, (size_t)n * sizeof(*out));
+	return 0;
+}
+
+struct counter_ctx {
+	const char *ns;
+	cleave_counter_fn fn;
+	void *arg;
+};
+
+static int counter_visit(void *arg, const char *key, size_t klen,
+                         const void *val, size_t vlen)
+{
+	struct counter_ctx *c = arg;
+	int64_t vals[CLEAVE_COUNTER_MAX];
+	char k[CLEAVE_KEY_MAX + 1];
+	if (klen > CLEAVE_KEY_MAX)
+		return cl_err(CLEAVE_ECORRUPT,
+		              "counter %s: stored key of %zu bytes", c->ns,
+		              klen);
+	int m = counter_decode(c->ns, key, klen, val, vlen, vals);
+	if (m < 0)
+		return m;
+	memcpy(k, key, klen);
+	k[klen] = 0;
+	return c->fn(c->arg, k, vals, m);
+}
+
+int cl_gen_counter_scan(cleave_rtx *tx, const char *ns, const char *from,
+                        const char *to, size_t limit, cleave_counter_fn fn,
+                        void *arg)
+{
+	struct counter_ctx c = {ns, fn, arg};
+	int rc = need_kv(tx, "counter_scan");
+	if (rc)
+		return rc;
+	return tx->m->scan(tx, ns, from, to, 0, limit, counter_visit, &c);
+}
+
+/* ---- lists --------------------------------------------------------------- */
+
+#define LIST_KEY_MAX (LIST_LEN_DIGITS + CLEAVE_KEY_MAX + HEX16)
+
+/* Writes the prefix of list's items into out (LIST_KEY_MAX + 1 bytes);
+ * returns its length.  list is at most CLEAVE_KEY_MAX bytes (checked). */
+static size_t list_prefix(char *out, const char *list)
+{
+	size_t n = strlen(list);
+	out[0] = (char)('0' + n / 100);
+	out[1] = (char)('0' + n / 10 % 10);
+	out[2] = (char)('0' + n % 10);
+	memcpy(out + LIST_LEN_DIGITS, list, n);
+	out[LIST_LEN_DIGITS + n] = 0;
+	return LIST_LEN_DIGITS + n;
+}
+
+static void list_key(char *out, const char *list, int64_t seq)
+{
+	size_t p = list_prefix(out, list);
+	put_hex16(out + p, (uint64_t)seq ^ BIAS);
+	out[p + HEX16] = 0;
+}
+
+int cl_gen_list_put(cleave_rtx *tx, const char *ns, const char *list,
+                    int64_t seq, const void *val, size_t len)
+{
+	char k[LIST_KEY_MAX + 1];
+	int rc = need_kv(tx, "list_put");
+	if (rc)
+		return rc;
+	list_key(k, list, seq);
+	return tx->m->put(tx, ns, k, val, len);
+}
+
+int cl_gen_list_get(cleave_rtx *tx, const char *ns, const char *list,
+                    int64_t seq, const void **val, size_t *len)
+{
+	char k[LIST_KEY_MAX + 1];
+	int rc = need_kv(tx, "list_get");
+	if (rc)
+		return rc;
+	list_key(k, list, seq);
+	return tx->m->get(tx, ns, k, val, len);
+}
+
+int cl_gen_list_del(cleave_rtx *tx, const char *ns, const char *list,
+                    int64_t seq)
+{
+	char k[LIST_KEY_MAX + 1];
+	int rc = need_kv(tx, "list_del");
+	if (rc)
+		return rc;
+	list_key(k, list, seq);
+	return tx->m->del(tx, ns, k);
+}
+
+struct list_ctx {
+	const char *ns;
+	size_t plen;
+	cleave_list_fn fn;
+	void *arg;
+};
+
+static int list_visit(void *arg, const char *key, size_t klen, const void *val,
+                      size_t vlen)
+{
+	struct list_ctx *l = arg;
+	uint64_t u;
+	/* Only the items of this list lie in the scanned range; a key of
+	 * another shape means someone wrote plain keys into the namespace. */
+	if (klen != l->plen + HEX16 || !get_hex16(key + l->plen, &u))
+		return cl_err(CLEAVE_ECORRUPT,
+		              "list %s: malformed item key (%zu bytes)", l->ns,
+		              klen);
+	return l->fn(l->arg, (int64_t)(u ^ BIAS), val, vlen);
+}
+
+int cl_gen_list_page(cleave_rtx *tx, const char *ns, const char *list,
+                     int64_t before, size_t limit, cleave_list_fn fn, void *arg)
+{
+	char from[LIST_KEY_MAX + 1], to[LIST_KEY_MAX + 1];
+	struct list_ctx l = {ns, 0, fn, arg};
+	int rc = need_kv(tx, "list_page");
+	if (rc)
+		return rc;
+	l.plen = list_prefix(from, list);
+	list_key(to, list, before);
+	return tx->m->scan(tx, ns, from, to, CLEAVE_SCAN_REVERSE, limit,
+	                   list_visit, &l);
+}

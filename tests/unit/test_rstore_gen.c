@@ -1,0 +1,310 @@
+/*
+ * test_rstore_gen.c — the generic sorted sets, counters and lists
+ * (rstore_gen.c) and cleave_key(), through the public calls on an "lmdb"
+ * store.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "core/util.h"
+#include "read/rstore.h"
+
+static cl_rstore *open_store(const char *dir)
+{
+	cl_rstore_opts o = {.nosync = true};
+	cl_rstore *s = NULL;
+	TU_OK(cl_rstore_lmdb.open(dir, &o, &s));
+	assert_non_null(s);
+	return s;
+}
+
+static cleave_rtx *begin(cl_rstore *s, bool write)
+{
+	cleave_rtx *tx = NULL;
+	TU_OK(s->m->begin(s, write, &tx));
+	assert_non_null(tx);
+	return tx;
+}
+
+static void test_cleave_key(void **state)
+{
+	char buf[CLEAVE_KEY_MAX + 1], small[8];
+	const char *p2[] = {"us", "2024-01-02"};
+	assert_int_equal(cleave_key(buf, sizeof(buf), 2, p2), 13);
+	assert_memory_equal(buf,
+	                    "us\x1f"
+	                    "2024-01-02",
+	                    14);
+	const char *p1[] = {"solo"};
+	assert_int_equal(cleave_key(buf, sizeof(buf), 1, p1), 4);
+	assert_string_equal(buf, "solo");
+	const char *bad[] = {"a\x1f"
+	                     "b",
+	                     "c"};
+	assert_int_equal(cleave_key(buf, sizeof(buf), 2, bad), CLEAVE_EINVAL);
+	const char *nul[] = {"a", NULL};
+	assert_int_equal(cleave_key(buf, sizeof(buf), 2, nul), CLEAVE_EINVAL);
+	assert_int_equal(cleave_key(small, sizeof(small), 2, p2),
+	                 CLEAVE_ETOOBIG);
+	assert_int_equal(cleave_key(buf, sizeof(buf), 0, p2), CLEAVE_EINVAL);
+	char big[CLEAVE_KEY_MAX];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	const char *pb[] = {big, "yy"};
+	char huge[2 * CLEAVE_KEY_MAX];
+	assert_int_equal(cleave_key(huge, sizeof(huge), 2, pb), CLEAVE_ETOOBIG);
+}
+
+/* ---- sorted sets --------------------------------------------------------- */
+
+static int zcollect(void *arg, const char *member, int64_t score)
+{
+	cl_buf *b = arg;
+	cl_buf_printf(b, "%s:%lld;", member, (long long)score);
+	return 0;
+}
+
+static const char *zrange_str(cleave_rtx *tx, const char *ns, size_t off,
+                              size_t lim, cl_buf *b)
+{
+	cl_buf_reset(b);
+	cl_buf_adds(b, "");
+	TU_OK(cleave_rtx_zrange(tx, ns, off, lim, zcollect, b));
+	return b->p;
+}
+
+static void test_zset(void **state)
+{
+	char *dir = tu_tmpdir("rstore");
+	cl_rstore *s = open_store(dir);
+	cleave_rtx *tx = begin(s, true);
+	cl_buf b;
+	int64_t sc;
+	cl_buf_init(&b);
+
+	TU_OK(cleave_rtx_zincr(tx, "top", "p3", 5, &sc));
+	assert_int_equal(sc, 5);
+	TU_OK(cleave_rtx_zincr(tx, "top", "p1", 5, NULL));
+	TU_OK(cleave_rtx_zincr(tx, "top", "p2", -3, NULL));
+	TU_OK(cleave_rtx_zincr(tx, "top", "p4", 0, NULL)); /* created at 0 */
+	TU_OK(cleave_rtx_zincr(tx, "top", "p5", INT64_MIN, NULL));
+	TU_OK(cleave_rtx_zincr(tx, "top", "p6", INT64_MAX, NULL));
+	assert_string_equal(zrange_str(tx, "top", 0, 0, &b),
+	                    "p6:9223372036854775807;p1:5;p3:5;p4:0;p2:-3;"
+	                    "p5:-9223372036854775808;");
+	assert_int_equal(cleave_rtx_zincr(tx, "top", "p6", 1, NULL),
+	                 CLEAVE_EINVAL);
+	TU_OK(cleave_rtx_zrem(tx, "top", "p6"));
+	TU_OK(cleave_rtx_zrem(tx, "top", "p5"));
+	TU_OK(cleave_rtx_zrem(tx, "top", "never")); /* absent: fine */
+	/* Increment an existing member past others; back to a tie. */
+	TU_OK(cleave_rtx_zincr(tx, "top", "p2", 10, &sc));
+	assert_int_equal(sc, 7);
+	assert_string_equal(zrange_str(tx, "top", 0, 0, &b),
+	                    "p2:7;p1:5;p3:5;p4:0;");
+	TU_OK(cleave_rtx_zincr(tx, "top", "p2", -2, &sc));
+	assert_string_equal(zrange_str(tx, "top", 0, 0, &b),
+	                    "p1:5;p2:5;p3:5;p4:0;");
+	TU_OK(cleave_rtx_zincr(tx, "top", "p4", -5, NULL)); /* 0 → -5 */
+	TU_OK(s->m->commit(tx));
+
+	tx = begin(s, false);
+	assert_string_equal(zrange_str(tx, "top", 0, 2, &b), "p1:5;p2:5;");
+	assert_string_equal(zrange_str(tx, "top", 2, 2, &b), "p3:5;p4:-5;");
+	assert_string_equal(zrange_str(tx, "top", 3, 10, &b), "p4:-5;");
+	assert_string_equal(zrange_str(tx, "top", 4, 10, &b), "");
+	assert_string_equal(zrange_str(tx, "empty", 0, 10, &b), "");
+	TU_OK(cleave_rtx_zscore(tx, "top", "p3", &sc));
+	assert_int_equal(sc, 5);
+	assert_int_equal(cleave_rtx_zscore(tx, "top", "p6", &sc),
+	                 CLEAVE_ENOTFOUND);
+	s->m->abort(tx);
+	cl_buf_free(&b);
+	s->m->close(s);
+	tu_rmdir(dir);
+}
+
+/* ---- counters ------------------------------------------------------------ */
+
+static int ccollect(void *arg, const char *key, const int64_t *vals, int n)
+{
+	cl_buf *b = arg;
+	for (const char *p = key; *p; p++)
+		cl_buf_addc(b, *p == 0x1f ? '|' : *p);
+	for (int i = 0; i < n; i++)
+		cl_buf_printf(b, "%c%lld", i ? ',' : '=', (long long)vals[i]);
+	cl_buf_addc(b, ';');
+	return 0;
+}
+
+static void day_key(char *buf, const char *country, const char *day)
+{
+	const char *parts[] = {country, day};
+	assert_true(cleave_key(buf, CLEAVE_KEY_MAX + 1, 2, parts) > 0);
+}
+
+static void test_counters(void **state)
+{
+	char *dir = tu_tmpdir("rstore");
+	cl_rstore *s = open_store(dir);
+	cleave_rtx *tx = begin(s, true);
+	char k[CLEAVE_KEY_MAX + 1], from[CLEAVE_KEY_MAX + 1],
+	    to[CLEAVE_KEY_MAX + 1];
+	int64_t out[4];
+	cl_buf b;
+	cl_buf_init(&b);
+
+	/* Orders placed (1, +total) and cancelled (-1, -total). */
+	const struct {
+		const char *c, *d;
+		int64_t n, cents;
+	} ev[] = {
+	    {"us", "2024-01-02", 1, 1000},  {"us", "2024-01-01", 1, 500},
+	    {"usa", "2024-01-01", 1, 7},    {"de", "2024-01-01", 1, 300},
+	    {"us", "2024-01-02", 1, 250},   {"us", "2024-01-03", 1, 99},
+	    {"us", "2024-01-02", -1, -250}, {"us", "2024-01-05", 1, 1},
+	};
+	for (size_t i = 0; i < CL_ARRAY_LEN(ev); i++) {
+		int64_t d[2] = {ev[i].n, ev[i].cents};
+		day_key(k, ev[i].c, ev[i].d);
+		TU_OK(cleave_rtx_counter_add(tx, "rev", k, d, 2));
+	}
+	/* A wider add extends the stored fields with zeros. */
+	day_key(k, "de", "2024-01-01");
+	int64_t d3[3] = {0, 0, 5};
+	TU_OK(cleave_rtx_counter_add(tx, "rev", k, d3, 3));
+	int64_t d1[1] = {INT64_MAX};
+	assert_int_equal(cleave_rtx_counter_add(tx, "rev", k, d1, 1),
+	                 CLEAVE_EINVAL);
+	TU_OK(s->m->commit(tx));
+
+	tx = begin(s, false);
+	day_key(k, "us", "2024-01-02");
+	TU_OK(cleave_rtx_counter_get(tx, "rev", k, out, 4));
+	assert_int_equal(out[0], 1);
+	assert_int_equal(out[1], 1000);
+	assert_int_equal(out[2], 0); /* beyond the stored fields */
+	assert_int_equal(out[3], 0);
+	TU_OK(cleave_rtx_counter_get(tx, "rev", k, out, 1));
+	day_key(k, "us", "2023-12-31");
+	assert_int_equal(cleave_rtx_counter_get(tx, "rev", k, out, 2),
+	                 CLEAVE_ENOTFOUND);
+
+	/* One country's days in [from, to): "us" never picks up "usa". */
+	day_key(from, "us", "2024-01-01");
+	day_key(to, "us", "2024-01-04");
+	TU_OK(cleave_rtx_counter_scan(tx, "rev", from, to, 0, ccollect, &b));
+	assert_string_equal(b.p, "us|2024-01-01=1,500;us|2024-01-02=1,1000;"
+	                         "us|2024-01-03=1,99;");
+	cl_buf_reset(&b);
+	TU_OK(cleave_rtx_counter_scan(tx, "rev", from, to, 1, ccollect, &b));
+	assert_string_equal(b.p, "us|2024-01-01=1,500;");
+	cl_buf_reset(&b);
+	TU_OK(cleave_rtx_counter_scan(tx, "rev", NULL, "u", 0, ccollect, &b));
+	assert_string_equal(b.p, "de|2024-01-01=1,300,5;");
+	s->m->abort(tx);
+	cl_buf_free(&b);
+	s->m->close(s);
+	tu_rmdir(dir);
+}
+
+/* ---- lists --------------------------------------------------------------- */
+
+struct page {
+	cl_buf b;
+	int64_t last;
+};
+
+static int lcollect(void *arg, int64_t seq, const void *val, size_t len)
+{
+	struct page *p = arg;
+	cl_buf_printf(&p->b, "%lld=", (long long)seq);
+	cl_buf_add(&p->b, val, len);
+	cl_buf_addc(&p->b, ';');
+	p->last = seq;
+	return 0;
+}
+
+static const char *page_str(cleave_rtx *tx, const char *ns, const char *list,
+                            int64_t before, size_t limit, struct page *p)
+{
+	cl_buf_reset(&p->b);
+	cl_buf_adds(&p->b, "");
+	TU_OK(cleave_rtx_list_page(tx, ns, list, before, limit, lcollect, p));
+	return p->b.p;
+}
+
+static void test_lists(void **state)
+{
+	char *dir = tu_tmpdir("rstore");
+	cl_rstore *s = open_store(dir);
+	cleave_rtx *tx = begin(s, true);
+	struct page p = {0};
+	char comp[64];
+	const char *parts[] = {"u1", "x"};
+	cl_buf_init(&p.b);
+
+	/* Lists whose keys are prefixes of one another or composite must
+	 * not leak into each other. */
+	assert_true(cleave_key(comp, sizeof(comp), 2, parts) > 0);
+	const int64_t seqs[] = {5, -3, 100, 7, 42, 0};
+	for (size_t i = 0; i < CL_ARRAY_LEN(seqs); i++) {
+		char v[32];
+		snprintf(v, sizeof(v), "o%lld", (long long)seqs[i]);
+		TU_OK(cleave_rtx_list_put(tx, "orders", "u1", seqs[i], v,
+		                          strlen(v)));
+	}
+	TU_OK(cleave_rtx_list_put(tx, "orders", "u", 6, "X", 1));
+	TU_OK(cleave_rtx_list_put(tx, "orders", "u10", 6, "Y", 1));
+	TU_OK(cleave_rtx_list_put(tx, "orders", comp, 6, "Z", 1));
+	TU_OK(cleave_rtx_list_put(tx, "orders", "u1", 7, "o7b", 3));
+	TU_OK(cleave_rtx_list_put(tx, "orders", "u1", INT64_MIN, "min", 3));
+	TU_OK(s->m->commit(tx));
+
+	tx = begin(s, false);
+	assert_string_equal(page_str(tx, "orders", "u1", INT64_MAX, 3, &p),
+	                    "100=o100;42=o42;7=o7b;");
+	assert_string_equal(page_str(tx, "orders", "u1", p.last, 3, &p),
+	                    "5=o5;0=o0;-3=o-3;");
+	assert_string_equal(page_str(tx, "orders", "u1", p.last, 3, &p),
+	                    "-9223372036854775808=min;");
+	assert_string_equal(page_str(tx, "orders", "u1", p.last, 3, &p), "");
+	assert_string_equal(page_str(tx, "orders", "u", INT64_MAX, 0, &p),
+	                    "6=X;");
+	assert_string_equal(page_str(tx, "orders", comp, INT64_MAX, 0, &p),
+	                    "6=Z;");
+	assert_string_equal(page_str(tx, "orders", "nobody", INT64_MAX, 0, &p),
+	                    "");
+	const void *v;
+	size_t n;
+	TU_OK(cleave_rtx_list_get(tx, "orders", "u1", 42, &v, &n));
+	assert_int_equal(n, 3);
+	assert_memory_equal(v, "o42", 3);
+	assert_int_equal(cleave_rtx_list_get(tx, "orders", "u1", 43, &v, &n),
+	                 CLEAVE_ENOTFOUND);
+	s->m->abort(tx);
+
+	tx = begin(s, true);
+	TU_OK(cleave_rtx_list_del(tx, "orders", "u1", 42));
+	TU_OK(cleave_rtx_list_del(tx, "orders", "u1", 43));
+	assert_string_equal(page_str(tx, "orders", "u1", 100, 2, &p),
+	                    "7=o7b;5=o5;");
+	TU_OK(s->m->commit(tx));
+	cl_buf_free(&p.b);
+	s->m->close(s);
+	tu_rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cleave_key),
+	    cmocka_unit_test(test_zset),
+	    cmocka_unit_test(test_counters),
+	    cmocka_unit_test(test_lists),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
