@@ -10,10 +10,10 @@
 #include "server/log.h"
 
 #define EVENTS_DEFAULT 100
-#define EVENTS_MAX 1000
+#define EVENTS_MAX     1000
 
 static void add_opt_str(cl_sbuf *b, const char *key, const char *v,
-			bool null_when_absent)
+                        bool null_when_absent)
 {
 	if (!v && !null_when_absent)
 		return;
@@ -73,28 +73,28 @@ enum MHD_Result cl_h_events(cl_req *r)
 	if (!cl_parse_params(r, &ret) ||
 	    !cl_param_int(r, "from", 0, 0, INT64_C(1) << 53, &from, &ret) ||
 	    !cl_param_int(r, "limit", EVENTS_DEFAULT, 1, INT64_C(1) << 53,
-			  &limit, &ret))
+	                  &limit, &ret))
 		return ret;
 	if (limit > EVENTS_MAX)
 		limit = EVENTS_MAX;
 	const char *stream = cl_param(r, "stream");
 	if (stream && (!*stream || strlen(stream) > CLEAVE_STREAM_MAX))
 		return cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-				     "invalid_parameter",
-				     "parameter 'stream' must be 1 to %d "
-				     "bytes",
-				     CLEAVE_STREAM_MAX);
+		                     "invalid_parameter",
+		                     "parameter 'stream' must be 1 to %d "
+		                     "bytes",
+		                     CLEAVE_STREAM_MAX);
 	int64_t head = cleave_log_head(s->e);
 	cl_sbuf b;
 	cl_sbuf_init(&b);
 	cl_sbuf_adds(&b, "{\"events\":[");
 	events_ctx x = {&b, 0, from};
-	int rc = cleave_log_read(s->e, from, stream, (size_t)limit, add_event,
-				 &x);
+	int rc =
+	    cleave_log_read(s->e, from, stream, (size_t)limit, add_event, &x);
 	if (rc < 0) {
 		cl_sbuf_free(&b);
 		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
-				     "reading the log: %s", cleave_errmsg());
+		                     "reading the log: %s", cleave_errmsg());
 	}
 	cl_sbuf_adds(&b, "],\"next\":");
 	cl_sbuf_add_i64(&b, x.last);
@@ -112,27 +112,28 @@ static void add_status(cl_sbuf *b, const cleave_proj_status *st)
 {
 	cl_sbuf_adds(b, "{\"name\":");
 	cl_sbuf_add_jstr(b, st->name, strlen(st->name));
-	cl_sbuf_addf(b, ",\"version\":%d,\"state\":\"%s\",\"position\":%lld,"
-			"\"lag_events\":%lld,\"lag_seconds\":%.3f,"
-			"\"events_per_s\":%.1f",
-		     st->version, cleave_proj_state_name(st->state),
-		     (long long)st->position, (long long)st->lag_events,
-		     st->lag_seconds, st->events_per_s);
+	cl_sbuf_addf(b,
+	             ",\"version\":%d,\"state\":\"%s\",\"position\":%lld,"
+	             "\"lag_events\":%lld,\"lag_seconds\":%.3f,"
+	             "\"events_per_s\":%.1f",
+	             st->version, cleave_proj_state_name(st->state),
+	             (long long)st->position, (long long)st->lag_events,
+	             st->lag_seconds, st->events_per_s);
 	if (st->state == CLEAVE_PROJ_REBUILDING)
 		cl_sbuf_addf(b,
-			     ",\"building_version\":%d,"
-			     "\"building_position\":%lld",
-			     st->building_version,
-			     (long long)st->building_position);
+		             ",\"building_version\":%d,"
+		             "\"building_position\":%lld",
+		             st->building_version,
+		             (long long)st->building_position);
 	if (st->state == CLEAVE_PROJ_PARKED)
 		cl_sbuf_addf(b, ",\"parked_position\":%lld",
-			     (long long)st->parked_position);
+		             (long long)st->parked_position);
 	cl_sbuf_addf(b, ",\"dead_letters\":%lld,\"last_error\":",
-		     (long long)st->dead_letters);
+	             (long long)st->dead_letters);
 	if (st->last_error[0])
-		cl_sbuf_add_jstr(b, st->last_error,
-				 strnlen(st->last_error,
-					 sizeof(st->last_error)));
+		cl_sbuf_add_jstr(
+		    b, st->last_error,
+		    strnlen(st->last_error, sizeof(st->last_error)));
 	else
 		cl_sbuf_adds(b, "null");
 	cl_sbuf_addc(b, '}');
@@ -163,8 +164,7 @@ enum MHD_Result cl_h_projections(cl_req *r)
 	return cl_send_json(r, MHD_HTTP_OK, body, len);
 }
 
-static enum MHD_Result status_answer(cl_req *r, unsigned code,
-				     const char *key)
+static enum MHD_Result status_answer(cl_req *r, unsigned code, const char *key)
 {
 	cl_srv *s = r->s;
 	int i = cleave_projection_find(s->e, r->name);
@@ -192,18 +192,18 @@ enum MHD_Result cl_h_rebuild(cl_req *r)
 	cl_srv *s = r->s;
 	if (cleave_projection_find(s->e, r->name) < 0)
 		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-				     "unknown projection '%s'", r->name);
+		                     "unknown projection '%s'", r->name);
 	int rc = cleave_projection_rebuild(s->e, r->name);
 	if (rc == CLEAVE_EBUSY)
 		return cl_send_error(r, MHD_HTTP_CONFLICT, "already_rebuilding",
-				     "a rebuild of '%s' is already running",
-				     r->name);
+		                     "a rebuild of '%s' is already running",
+		                     r->name);
 	if (rc)
 		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
-				     "rebuild of '%s': %s", r->name,
-				     cleave_errmsg());
+		                     "rebuild of '%s': %s", r->name,
+		                     cleave_errmsg());
 	cl_logf(CLEAVE_LOG_INFO, r->trace_id, NULL, -1,
-		"rebuild of projection %s started", r->name);
+	        "rebuild of projection %s started", r->name);
 	return status_answer(r, MHD_HTTP_ACCEPTED, "rebuilding");
 }
 
@@ -212,17 +212,17 @@ enum MHD_Result cl_h_resume(cl_req *r)
 	cl_srv *s = r->s;
 	if (cleave_projection_find(s->e, r->name) < 0)
 		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-				     "unknown projection '%s'", r->name);
+		                     "unknown projection '%s'", r->name);
 	int rc = cleave_projection_resume(s->e, r->name);
 	if (rc == CLEAVE_EINVAL)
 		return cl_send_error(r, MHD_HTTP_CONFLICT, "not_parked",
-				     "projection '%s' is not parked", r->name);
+		                     "projection '%s' is not parked", r->name);
 	if (rc)
 		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
-				     "resume of '%s': %s", r->name,
-				     cleave_errmsg());
-	cl_logf(CLEAVE_LOG_INFO, r->trace_id, NULL, -1,
-		"projection %s resumed", r->name);
+		                     "resume of '%s': %s", r->name,
+		                     cleave_errmsg());
+	cl_logf(CLEAVE_LOG_INFO, r->trace_id, NULL, -1, "projection %s resumed",
+	        r->name);
 	return status_answer(r, MHD_HTTP_OK, "resumed");
 }
 
@@ -231,7 +231,7 @@ enum MHD_Result cl_h_health(cl_req *r)
 	cl_srv *s = r->s;
 	if (atomic_load(&s->stopping))
 		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-				     "shutting_down", "shutting down");
+		                     "shutting_down", "shutting down");
 	int n = cleave_projection_count(s->e), live = 0, parked = 0,
 	    rebuilding = 0;
 	for (int i = 0; i < n; i++) {
@@ -247,11 +247,11 @@ enum MHD_Result cl_h_health(cl_req *r)
 	}
 	char *body = NULL;
 	int len = asprintf(&body,
-			   "{\"status\":\"%s\",\"head\":%lld,\"projections\":{"
-			   "\"live\":%d,\"parked\":%d,\"rebuilding\":%d}}",
-			   parked ? "degraded" : "ok",
-			   (long long)cleave_log_head(s->e), live, parked,
-			   rebuilding);
+	                   "{\"status\":\"%s\",\"head\":%lld,\"projections\":{"
+	                   "\"live\":%d,\"parked\":%d,\"rebuilding\":%d}}",
+	                   parked ? "degraded" : "ok",
+	                   (long long)cleave_log_head(s->e), live, parked,
+	                   rebuilding);
 	if (len < 0)
 		return MHD_NO;
 	return cl_send_json(r, MHD_HTTP_OK, body, (size_t)len);

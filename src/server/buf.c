@@ -154,8 +154,8 @@ void cl_sbuf_add_jstr(cl_sbuf *b, const char *s, size_t n)
 			cl_sbuf_add(b, e, 2);
 			i++;
 		} else if (c < 0x20) {
-			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4],
-				     hex[c & 15]};
+			char e[6] = {'\\', 'u',         '0',
+			             '0',  hex[c >> 4], hex[c & 15]};
 			if (c == '\n')
 				cl_sbuf_add(b, "\\n", 2);
 			else if (c == '\t')

@@ -24,7 +24,7 @@ void cl_sbuf_add(cl_sbuf *b, const void *s, size_t n);
 void cl_sbuf_adds(cl_sbuf *b, const char *s);
 void cl_sbuf_addc(cl_sbuf *b, char c);
 void cl_sbuf_addf(cl_sbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void cl_sbuf_add_i64(cl_sbuf *b, int64_t v);
 void cl_sbuf_add_u64(cl_sbuf *b, uint64_t v);
 /* A JSON string literal, quotes included; invalid UTF-8 bytes become

@@ -36,12 +36,12 @@ static void count_submit_error(cl_srv *s, const char *name, int rc)
 	for (int i = 0; i < s->ncmds; i++)
 		if (!strcmp(d[i].name, name)) {
 			cl_cmd_counts *c = &s->cmd_counts[i];
-			atomic_fetch_add(rc == CLEAVE_EINVAL ? &c->invalid
-					 : rc == CLEAVE_EBUSY ? &c->overloaded
-					 : rc == CLEAVE_ESHUTDOWN
-						 ? &c->shutting_down
-						 : &c->other,
-					 1);
+			atomic_fetch_add(rc == CLEAVE_EINVAL  ? &c->invalid
+			                 : rc == CLEAVE_EBUSY ? &c->overloaded
+			                 : rc == CLEAVE_ESHUTDOWN
+			                     ? &c->shutting_down
+			                     : &c->other,
+			                 1);
 			return;
 		}
 }
@@ -51,13 +51,13 @@ static enum MHD_Result cmd_answer(cl_req *r)
 	unsigned status = cl_status_of(r->out_rc);
 	if (status >= 500)
 		cl_logf(status == 503 ? CLEAVE_LOG_WARN : CLEAVE_LOG_ERROR,
-			r->trace_id, r->out_cmd_id, -1,
-			"command %s failed: %u %s: %.*s", r->name, status,
-			cleave_errname(r->out_rc),
-			(int)(r->out_len > 400 ? 400 : r->out_len),
-			r->out_body ? r->out_body : "");
+		        r->trace_id, r->out_cmd_id, -1,
+		        "command %s failed: %u %s: %.*s", r->name, status,
+		        cleave_errname(r->out_rc),
+		        (int)(r->out_len > 400 ? 400 : r->out_len),
+		        r->out_body ? r->out_body : "");
 	struct MHD_Response *resp =
-		cl_resp("application/json", r->out_body, r->out_len, true);
+	    cl_resp("application/json", r->out_body, r->out_len, true);
 	r->out_body = NULL; /* the response owns it now */
 	if (!resp)
 		return MHD_NO;
@@ -82,7 +82,7 @@ static void replayed_command_id(cl_req *r)
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "command_id");
 	if (cJSON_IsString(id))
 		snprintf(r->out_cmd_id, sizeof(r->out_cmd_id), "%s",
-			 id->valuestring);
+		         id->valuestring);
 	cJSON_Delete(j);
 }
 
@@ -106,7 +106,7 @@ static void cmd_done(void *arg, const cleave_outcome *o)
 	}
 	if (o->command_id)
 		snprintf(r->out_cmd_id, sizeof(r->out_cmd_id), "%s",
-			 o->command_id);
+		         o->command_id);
 	if (o->replayed && r->out_body)
 		replayed_command_id(r);
 	if (o->trace_id)
@@ -131,9 +131,9 @@ enum MHD_Result cl_h_command(cl_req *r)
 	if (im && !parse_if_match(im, &q.expected_version)) {
 		count_submit_error(s, r->name, CLEAVE_EINVAL);
 		return cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-				     "invalid_argument",
-				     "If-Match must be a quoted stream "
-				     "version, e.g. If-Match: \"3\"");
+		                     "invalid_argument",
+		                     "If-Match must be a quoted stream "
+		                     "version, e.g. If-Match: \"3\"");
 	}
 
 	pthread_mutex_lock(&r->mu);
@@ -147,7 +147,7 @@ enum MHD_Result cl_h_command(cl_req *r)
 	}
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s",
-		 *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
+	         *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
 	pthread_mutex_unlock(&r->mu);
 	atomic_fetch_sub(&s->inflight_cmds, 1);
 	cl_req_unref(r);
@@ -158,7 +158,7 @@ enum MHD_Result cl_h_command(cl_req *r)
 	unsigned status = cl_status_of(rc);
 	if (status >= 500)
 		cl_logf(CLEAVE_LOG_WARN, r->trace_id, NULL, -1,
-			"command %s refused: %u %s: %s", r->name, status,
-			cleave_errname(rc), msg);
+		        "command %s refused: %u %s: %s", r->name, status,
+		        cleave_errname(rc), msg);
 	return cl_send(r, status, resp);
 }

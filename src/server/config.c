@@ -23,78 +23,67 @@ typedef enum flag_type {
 } flag_type;
 
 typedef struct flag {
-	const char *name;  /* long option without "--" */
-	const char *env;   /* CLEAVE_… */
+	const char *name; /* long option without "--" */
+	const char *env;  /* CLEAVE_… */
 	flag_type type;
 	size_t off;
 	unsigned scope;
 	long long min, max;
 	const char *metavar;
 	const char *help;
-	const char *def;   /* shown in --help */
+	const char *def; /* shown in --help */
 } flag;
 
 #define OFF(f) offsetof(cl_server_config, f)
-#define S CL_CFG_SERVE
-#define C CL_CFG_CLIENT
+#define S      CL_CFG_SERVE
+#define C      CL_CFG_CLIENT
 
 static const flag flags[] = {
-	{"data", "CLEAVE_DATA", F_STR, OFF(data_dir), S | C, 0, 0, "DIR",
-	 "data directory (write.db and read/ live here)", "./cleave-data"},
-	{"domain", "CLEAVE_DOMAIN", F_STR, OFF(domain), S | C, 0, 0, "NAME",
-	 "the system to serve: shop or bank", "shop"},
-	{"server", "CLEAVE_SERVER", F_STR, OFF(server_url), C, 0, 0, "URL",
-	 "talk to a running server instead of --data", NULL},
-	{"listen", "CLEAVE_LISTEN", F_STR, OFF(listen), S, 0, 0, "HOST:PORT",
-	 "address to serve HTTP on; port 0 picks a free one",
-	 "127.0.0.1:8080"},
-	{"write-store", "CLEAVE_WRITE_STORE", F_STR, OFF(write_store), S, 0,
-	 0, "URI", "write store: sqlite (DIR/write.db) or postgres://…",
-	 "sqlite"},
-	{"read-store", "CLEAVE_READ_STORE", F_STR, OFF(read_store), S, 0, 0,
-	 "URI", "read stores: embedded (LMDB + SQLite in DIR/read)",
-	 "embedded"},
-	{"durability", "CLEAVE_DURABILITY", F_DUR, OFF(durability), S, 0, 0,
-	 "MODE",
-	 "fsync (ack after fdatasync) or os (ack after write)",
-	 "fsync"},
-	{"http-threads", "CLEAVE_HTTP_THREADS", F_INT, OFF(http_threads), S,
-	 1, 256, "N", "HTTP worker threads (epoll each)", "2"},
-	{"max-body", "CLEAVE_MAX_BODY", F_SIZE, OFF(max_body), S, 2,
-	 1LL << 30, "BYTES", "largest command body (413 beyond)", "1MiB"},
-	{"max-header", "CLEAVE_MAX_HEADER", F_SIZE, OFF(max_header), S, 1024,
-	 1 << 20, "BYTES", "largest request line + headers (431 beyond)",
-	 "32KiB"},
-	{"max-connections", "CLEAVE_MAX_CONNECTIONS", F_INT,
-	 OFF(max_connections), S, 1, 1000000, "N",
-	 "open HTTP connections at most", "10000"},
-	{"idle-timeout", "CLEAVE_IDLE_TIMEOUT", F_INT, OFF(idle_timeout), S,
-	 1, 86400, "SECONDS",
-	 "close a connection idle (or trickling) this long", "30"},
-	{"queue-max", "CLEAVE_QUEUE_MAX", F_INT, OFF(queue_max), S, 1,
-	 1 << 24, "N", "queued commands at most (503 beyond)", "65536"},
-	{"batch-max", "CLEAVE_BATCH_MAX", F_INT, OFF(batch_max), S, 1,
-	 1 << 20, "N", "commands per group commit at most", "4096"},
-	{"wait-max-ms", "CLEAVE_WAIT_MAX_MS", F_INT, OFF(wait_max_ms), S, 0,
-	 10000, "MS", "cap on a query's wait_ms (larger ones are clamped)",
-	 "10000"},
-	{"shutdown-grace-ms", "CLEAVE_SHUTDOWN_GRACE_MS", F_INT,
-	 OFF(shutdown_grace_ms), S, 0, 600000, "MS",
-	 "on SIGTERM, time given to answer requests in flight", "10000"},
-	{"log-level", "CLEAVE_LOG_LEVEL", F_LEVEL, OFF(log_level), S, 0, 0,
-	 "LEVEL", "debug, info, warn or error", "info"},
-	{"port-file", "CLEAVE_PORT_FILE", F_STR, OFF(port_file), S, 0, 0,
-	 "PATH", "write the bound port here once listening", NULL},
-	{"auth-token", "CLEAVE_AUTH_TOKEN", F_STR, OFF(auth_token), S, 0, 0,
-	 "TOKEN",
-	 "require 'Authorization: Bearer TOKEN' on writes",
-	 NULL},
-	{"auth-token-file", "CLEAVE_AUTH_TOKEN_FILE", F_STR,
-	 OFF(auth_token_file), S, 0, 0, "PATH",
-	 "read the token from a file (first line)", NULL},
-	{"auth-queries", "CLEAVE_AUTH_QUERIES", F_BOOL, OFF(auth_queries), S,
-	 0, 0, NULL, "require the token on queries too", NULL},
-	{NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
+    {"data", "CLEAVE_DATA", F_STR, OFF(data_dir), S | C, 0, 0, "DIR",
+     "data directory (write.db and read/ live here)", "./cleave-data"},
+    {"domain", "CLEAVE_DOMAIN", F_STR, OFF(domain), S | C, 0, 0, "NAME",
+     "the system to serve: shop or bank", "shop"},
+    {"server", "CLEAVE_SERVER", F_STR, OFF(server_url), C, 0, 0, "URL",
+     "talk to a running server instead of --data", NULL},
+    {"listen", "CLEAVE_LISTEN", F_STR, OFF(listen), S, 0, 0, "HOST:PORT",
+     "address to serve HTTP on; port 0 picks a free one", "127.0.0.1:8080"},
+    {"write-store", "CLEAVE_WRITE_STORE", F_STR, OFF(write_store), S, 0, 0,
+     "URI", "write store: sqlite (DIR/write.db) or postgres://…", "sqlite"},
+    {"read-store", "CLEAVE_READ_STORE", F_STR, OFF(read_store), S, 0, 0, "URI",
+     "read stores: embedded (LMDB + SQLite in DIR/read)", "embedded"},
+    {"durability", "CLEAVE_DURABILITY", F_DUR, OFF(durability), S, 0, 0, "MODE",
+     "fsync (ack after fdatasync) or os (ack after write)", "fsync"},
+    {"http-threads", "CLEAVE_HTTP_THREADS", F_INT, OFF(http_threads), S, 1, 256,
+     "N", "HTTP worker threads (epoll each)", "2"},
+    {"max-body", "CLEAVE_MAX_BODY", F_SIZE, OFF(max_body), S, 2, 1LL << 30,
+     "BYTES", "largest command body (413 beyond)", "1MiB"},
+    {"max-header", "CLEAVE_MAX_HEADER", F_SIZE, OFF(max_header), S, 1024,
+     1 << 20, "BYTES", "largest request line + headers (431 beyond)", "32KiB"},
+    {"max-connections", "CLEAVE_MAX_CONNECTIONS", F_INT, OFF(max_connections),
+     S, 1, 1000000, "N", "open HTTP connections at most", "10000"},
+    {"idle-timeout", "CLEAVE_IDLE_TIMEOUT", F_INT, OFF(idle_timeout), S, 1,
+     86400, "SECONDS", "close a connection idle (or trickling) this long",
+     "30"},
+    {"queue-max", "CLEAVE_QUEUE_MAX", F_INT, OFF(queue_max), S, 1, 1 << 24, "N",
+     "queued commands at most (503 beyond)", "65536"},
+    {"batch-max", "CLEAVE_BATCH_MAX", F_INT, OFF(batch_max), S, 1, 1 << 20, "N",
+     "commands per group commit at most", "4096"},
+    {"wait-max-ms", "CLEAVE_WAIT_MAX_MS", F_INT, OFF(wait_max_ms), S, 0, 10000,
+     "MS", "cap on a query's wait_ms (larger ones are clamped)", "10000"},
+    {"shutdown-grace-ms", "CLEAVE_SHUTDOWN_GRACE_MS", F_INT,
+     OFF(shutdown_grace_ms), S, 0, 600000, "MS",
+     "on SIGTERM, time given to answer requests in flight", "10000"},
+    {"log-level", "CLEAVE_LOG_LEVEL", F_LEVEL, OFF(log_level), S, 0, 0, "LEVEL",
+     "debug, info, warn or error", "info"},
+    {"port-file", "CLEAVE_PORT_FILE", F_STR, OFF(port_file), S, 0, 0, "PATH",
+     "write the bound port here once listening", NULL},
+    {"auth-token", "CLEAVE_AUTH_TOKEN", F_STR, OFF(auth_token), S, 0, 0,
+     "TOKEN", "require 'Authorization: Bearer TOKEN' on writes", NULL},
+    {"auth-token-file", "CLEAVE_AUTH_TOKEN_FILE", F_STR, OFF(auth_token_file),
+     S, 0, 0, "PATH", "read the token from a file (first line)", NULL},
+    {"auth-queries", "CLEAVE_AUTH_QUERIES", F_BOOL, OFF(auth_queries), S, 0, 0,
+     NULL, "require the token on queries too", NULL},
+    {NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
 #undef S
@@ -127,11 +116,12 @@ static int parse_size(const char *v, long long *out)
 		static const struct {
 			const char *s;
 			unsigned long long m;
-		} units[] = {{"k", 1024}, {"K", 1024}, {"KiB", 1024},
-			     {"KB", 1024}, {"m", 1 << 20}, {"M", 1 << 20},
-			     {"MiB", 1 << 20}, {"MB", 1 << 20},
-			     {"g", 1 << 30}, {"G", 1 << 30}, {"GiB", 1 << 30},
-			     {"GB", 1 << 30}, {"B", 1}};
+		} units[] = {
+		    {"k", 1024},      {"K", 1024},      {"KiB", 1024},
+		    {"KB", 1024},     {"m", 1 << 20},   {"M", 1 << 20},
+		    {"MiB", 1 << 20}, {"MB", 1 << 20},  {"g", 1 << 30},
+		    {"G", 1 << 30},   {"GiB", 1 << 30}, {"GB", 1 << 30},
+		    {"B", 1}};
 		size_t i;
 		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
 			if (!strcmp(end, units[i].s))
@@ -165,7 +155,7 @@ static int parse_bool(const char *v, bool *out)
 
 /* Sets flag f from text v; `from` names the source for messages. */
 static int set_flag(cl_server_config *c, const flag *f, const char *v,
-		    const char *from)
+                    const char *from)
 {
 	char *base = (char *)c;
 	long long x;
@@ -173,7 +163,7 @@ static int set_flag(cl_server_config *c, const flag *f, const char *v,
 	case F_STR:
 		if (!v || !*v) {
 			fprintf(stderr, "cleave: %s: --%s needs a value\n",
-				from, f->name);
+			        from, f->name);
 			return CL_CFG_USAGE;
 		}
 		*(const char **)(base + f->off) = v;
@@ -181,9 +171,9 @@ static int set_flag(cl_server_config *c, const flag *f, const char *v,
 	case F_INT:
 		if (parse_ll(v, &x) || x < f->min || x > f->max) {
 			fprintf(stderr,
-				"cleave: %s: --%s must be an integer from "
-				"%lld to %lld, not '%s'\n",
-				from, f->name, f->min, f->max, v ? v : "");
+			        "cleave: %s: --%s must be an integer from "
+			        "%lld to %lld, not '%s'\n",
+			        from, f->name, f->min, f->max, v ? v : "");
 			return CL_CFG_USAGE;
 		}
 		*(int *)(base + f->off) = (int)x;
@@ -191,10 +181,10 @@ static int set_flag(cl_server_config *c, const flag *f, const char *v,
 	case F_SIZE:
 		if (parse_size(v, &x) || x < f->min || x > f->max) {
 			fprintf(stderr,
-				"cleave: %s: --%s must be a size in bytes "
-				"from %lld to %lld (suffixes KiB, MiB, GiB), "
-				"not '%s'\n",
-				from, f->name, f->min, f->max, v ? v : "");
+			        "cleave: %s: --%s must be a size in bytes "
+			        "from %lld to %lld (suffixes KiB, MiB, GiB), "
+			        "not '%s'\n",
+			        from, f->name, f->min, f->max, v ? v : "");
 			return CL_CFG_USAGE;
 		}
 		*(size_t *)(base + f->off) = (size_t)x;
@@ -205,9 +195,9 @@ static int set_flag(cl_server_config *c, const flag *f, const char *v,
 			b = true;
 		else if (parse_bool(v, &b)) {
 			fprintf(stderr,
-				"cleave: %s: --%s takes true or false, not "
-				"'%s'\n",
-				from, f->name, v);
+			        "cleave: %s: --%s takes true or false, not "
+			        "'%s'\n",
+			        from, f->name, v);
 			return CL_CFG_USAGE;
 		}
 		*(bool *)(base + f->off) = b;
@@ -216,14 +206,14 @@ static int set_flag(cl_server_config *c, const flag *f, const char *v,
 	case F_DUR:
 		if (v && !strcmp(v, "fsync"))
 			*(cleave_durability *)(base + f->off) =
-				CLEAVE_DURABILITY_FSYNC;
+			    CLEAVE_DURABILITY_FSYNC;
 		else if (v && !strcmp(v, "os"))
 			*(cleave_durability *)(base + f->off) =
-				CLEAVE_DURABILITY_OS;
+			    CLEAVE_DURABILITY_OS;
 		else {
 			fprintf(stderr,
-				"cleave: %s: --%s is fsync or os, not '%s'\n",
-				from, f->name, v ? v : "");
+			        "cleave: %s: --%s is fsync or os, not '%s'\n",
+			        from, f->name, v ? v : "");
 			return CL_CFG_USAGE;
 		}
 		return CL_CFG_RUN;
@@ -231,9 +221,9 @@ static int set_flag(cl_server_config *c, const flag *f, const char *v,
 		int l = v ? cl_log_level_parse(v) : -1;
 		if (l < 0) {
 			fprintf(stderr,
-				"cleave: %s: --%s is debug, info, warn or "
-				"error, not '%s'\n",
-				from, f->name, v ? v : "");
+			        "cleave: %s: --%s is debug, info, warn or "
+			        "error, not '%s'\n",
+			        from, f->name, v ? v : "");
 			return CL_CFG_USAGE;
 		}
 		*(int *)(base + f->off) = l;
@@ -290,7 +280,7 @@ void cl_server_config_usage(FILE *out, unsigned scope)
 			continue;
 		char left[64];
 		snprintf(left, sizeof(left), "--%s%s%s", f->name,
-			 f->metavar ? " " : "", f->metavar ? f->metavar : "");
+		         f->metavar ? " " : "", f->metavar ? f->metavar : "");
 		fprintf(out, "  %-26s %s\n", left, f->help);
 		fprintf(out, "  %-26s env %s", "", f->env);
 		if (f->def)
@@ -306,7 +296,7 @@ static int load_token_file(cl_server_config *c)
 	FILE *f = fopen(c->auth_token_file, "r");
 	if (!f) {
 		fprintf(stderr, "cleave: --auth-token-file %s: %s\n",
-			c->auth_token_file, strerror(errno));
+		        c->auth_token_file, strerror(errno));
 		return CL_CFG_USAGE;
 	}
 	char line[1024];
@@ -316,7 +306,7 @@ static int load_token_file(cl_server_config *c)
 	line[strcspn(line, "\r\n")] = 0;
 	if (!line[0]) {
 		fprintf(stderr, "cleave: --auth-token-file %s is empty\n",
-			c->auth_token_file);
+		        c->auth_token_file);
 		return CL_CFG_USAGE;
 	}
 	free(c->owned_token);
@@ -328,7 +318,7 @@ static int load_token_file(cl_server_config *c)
 }
 
 int cl_server_config_parse(cl_server_config *c, unsigned scope, int argc,
-			   char **argv)
+                           char **argv)
 {
 	const char *cmd = argc > 0 ? argv[0] : "cleave";
 	for (int i = 1; i < argc; i++) {
@@ -350,9 +340,9 @@ int cl_server_config_parse(cl_server_config *c, unsigned scope, int argc,
 		if (strncmp(a, "--", 2)) {
 			if (a[0] == '-' && a[1]) {
 				fprintf(stderr,
-					"cleave %s: unknown option '%s' (try "
-					"--help)\n",
-					cmd, a);
+				        "cleave %s: unknown option '%s' (try "
+				        "--help)\n",
+				        cmd, a);
 				return CL_CFG_USAGE;
 			}
 			if (c->nargs == CL_CFG_MAX_ARGS)
@@ -365,17 +355,17 @@ int cl_server_config_parse(cl_server_config *c, unsigned scope, int argc,
 		const flag *f = find_flag(name, n, scope);
 		if (!f) {
 			fprintf(stderr,
-				"cleave %s: unknown option '--%.*s' (try "
-				"--help)\n",
-				cmd, (int)n, name);
+			        "cleave %s: unknown option '--%.*s' (try "
+			        "--help)\n",
+			        cmd, (int)n, name);
 			return CL_CFG_USAGE;
 		}
 		const char *v = eq ? eq + 1 : NULL;
 		if (!v && f->type != F_BOOL) {
 			if (i + 1 >= argc) {
 				fprintf(stderr,
-					"cleave %s: --%s needs a value\n", cmd,
-					f->name);
+				        "cleave %s: --%s needs a value\n", cmd,
+				        f->name);
 				return CL_CFG_USAGE;
 			}
 			v = argv[++i];
@@ -389,7 +379,7 @@ int cl_server_config_parse(cl_server_config *c, unsigned scope, int argc,
 	return CL_CFG_RUN;
 too_many:
 	fprintf(stderr, "cleave %s: too many arguments (max %d)\n", cmd,
-		CL_CFG_MAX_ARGS);
+	        CL_CFG_MAX_ARGS);
 	return CL_CFG_USAGE;
 }
 

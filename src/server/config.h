@@ -34,27 +34,27 @@ enum {
 
 typedef struct cl_server_config {
 	/* shared by every subcommand */
-	const char *data_dir;    /* --data, default "./cleave-data" */
-	const char *domain;      /* --domain, default "shop" */
-	const char *server_url;  /* --server URL (client scope), or NULL */
+	const char *data_dir;   /* --data, default "./cleave-data" */
+	const char *domain;     /* --domain, default "shop" */
+	const char *server_url; /* --server URL (client scope), or NULL */
 	/* serve */
 	const char *listen;      /* --listen HOST:PORT, "127.0.0.1:8080" */
 	const char *write_store; /* --write-store, NULL = embedded SQLite */
 	const char *read_store;  /* --read-store, NULL = embedded */
 	cleave_durability durability; /* --durability fsync|os */
-	int http_threads;        /* --http-threads, 2 */
-	size_t max_body;         /* --max-body bytes, 1 MiB */
-	size_t max_header;       /* --max-header bytes, 32 KiB */
-	int max_connections;     /* --max-connections, 10000 */
-	int idle_timeout;        /* --idle-timeout seconds, 30 */
-	int queue_max;           /* --queue-max, 65536 */
-	int batch_max;           /* --batch-max, 4096 */
-	int wait_max_ms;         /* --wait-max-ms, 10000 */
-	int shutdown_grace_ms;   /* --shutdown-grace-ms, 10000 */
-	int log_level;           /* --log-level, CLEAVE_LOG_INFO */
-	const char *port_file;   /* --port-file PATH, or NULL */
-	const char *auth_token;  /* --auth-token or --auth-token-file */
-	bool auth_queries;       /* --auth-queries */
+	int http_threads;             /* --http-threads, 2 */
+	size_t max_body;              /* --max-body bytes, 1 MiB */
+	size_t max_header;            /* --max-header bytes, 32 KiB */
+	int max_connections;          /* --max-connections, 10000 */
+	int idle_timeout;             /* --idle-timeout seconds, 30 */
+	int queue_max;                /* --queue-max, 65536 */
+	int batch_max;                /* --batch-max, 4096 */
+	int wait_max_ms;              /* --wait-max-ms, 10000 */
+	int shutdown_grace_ms;        /* --shutdown-grace-ms, 10000 */
+	int log_level;                /* --log-level, CLEAVE_LOG_INFO */
+	const char *port_file;        /* --port-file PATH, or NULL */
+	const char *auth_token;       /* --auth-token or --auth-token-file */
+	bool auth_queries;            /* --auth-queries */
 	/* positional arguments (client scope), borrowed from argv */
 	const char *args[CL_CFG_MAX_ARGS];
 	int nargs;
@@ -71,7 +71,7 @@ int cl_server_config_init(cl_server_config *c, unsigned scope);
  * Accepts --flag VALUE and --flag=VALUE; --help, -h and --version.
  * Returns CL_CFG_RUN, CL_CFG_EXIT or CL_CFG_USAGE. */
 int cl_server_config_parse(cl_server_config *c, unsigned scope, int argc,
-			   char **argv);
+                           char **argv);
 /* Prints the flag table of `scope` (with environment names and defaults). */
 void cl_server_config_usage(FILE *f, unsigned scope);
 void cl_server_config_free(cl_server_config *c);

@@ -27,8 +27,7 @@ int64_t cl_mono_now_us(void)
 
 /* ---- requests ----------------------------------------------------------- */
 
-static cl_req *req_new(cl_srv *s, const char *uri,
-		       struct MHD_Connection *conn)
+static cl_req *req_new(cl_srv *s, const char *uri, struct MHD_Connection *conn)
 {
 	cl_req *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -82,114 +81,35 @@ bool cl_req_resume(cl_req *r, int rc)
 	return true;
 }
 
-/* ---- connection deadlines ------------------------------------------------ */
-
-/* MHD's idle timeout restarts on every byte, so a client trickling its
- * headers a byte at a time would hold a connection forever.  We also give
- * each request a deadline: its headers and body must arrive within
- * --idle-timeout of the connection opening or the previous answer.  A
- * reaper thread shuts down the socket of a request past it; MHD then sees
- * the connection end and cleans up.  MHD calls the CLOSED notification
- * before it closes the descriptor, and both sides hold cmu, so the reaper
- * never touches a descriptor that was closed and reused. */
-struct cl_conn {
-	cl_conn *prev, *next;
-	int fd;
-	atomic_bool receiving;
-	_Atomic int64_t since_us;
-	bool cut;
-};
-
-static void conn_receiving(cl_conn *c, bool on)
-{
-	if (!c)
-		return;
-	if (on)
-		atomic_store(&c->since_us, cl_mono_now_us());
-	atomic_store(&c->receiving, on);
-}
-
-static void notify_connection(void *cls, struct MHD_Connection *conn,
-			      void **socket_context,
-			      enum MHD_ConnectionNotificationCode toe)
-{
-	cl_srv *s = cls;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		cl_conn *c = calloc(1, sizeof(*c));
-		*socket_context = c;
-		if (!c)
-			return;
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-			conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-		c->fd = ci ? ci->connect_fd : -1;
-		atomic_init(&c->since_us, cl_mono_now_us());
-		atomic_init(&c->receiving, true);
-		pthread_mutex_lock(&s->cmu);
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
-		pthread_mutex_unlock(&s->cmu);
-	} else {
-		cl_conn *c = *socket_context;
-		if (!c)
-			return;
-		pthread_mutex_lock(&s->cmu);
-		if (c->prev)
-			c->prev->next = c->next;
-		else
-			s->conns = c->next;
-		if (c->next)
-			c->next->prev = c->prev;
-		pthread_mutex_unlock(&s->cmu);
-		free(c);
-		*socket_context = NULL;
-	}
-}
-
-/* One pass of the reaper; returns how many connections it cut. */
-int cl_conns_reap(cl_srv *s);
-int cl_conns_reap(cl_srv *s)
-{
-	int n = 0;
-	int64_t now = cl_mono_now_us();
-	pthread_mutex_lock(&s->cmu);
-	for (cl_conn *c = s->conns; c; c = c->next) {
-		if (c->cut || c->fd < 0 || !atomic_load(&c->receiving))
-			continue;
-		if (now - atomic_load(&c->since_us) < s->header_deadline_us)
-			continue;
-		shutdown(c->fd, SHUT_RDWR);
-		c->cut = true;
-		n++;
-	}
-	pthread_mutex_unlock(&s->cmu);
-	if (n)
-		cl_logf(CLEAVE_LOG_INFO, NULL, NULL, -1,
-			"closed %d connection(s) that sent no complete "
-			"request within the idle timeout (%d s)",
-			n, s->cfg->idle_timeout);
-	return n;
-}
-
-/* ---- answers --------------------------------------------------------------- */
+/* ---- answers ---------------------------------------------------------------
+ */
 
 unsigned cl_status_of(int rc)
 {
 	switch (rc) {
-	case 0: return MHD_HTTP_OK;
-	case CLEAVE_EINVAL: return MHD_HTTP_BAD_REQUEST;
-	case CLEAVE_ENOTFOUND: return MHD_HTTP_NOT_FOUND;
+	case 0:
+		return MHD_HTTP_OK;
+	case CLEAVE_EINVAL:
+		return MHD_HTTP_BAD_REQUEST;
+	case CLEAVE_ENOTFOUND:
+		return MHD_HTTP_NOT_FOUND;
 	case CLEAVE_EEXIST:
-	case CLEAVE_ECONFLICT: return MHD_HTTP_CONFLICT;
-	case CLEAVE_ETOOBIG: return MHD_HTTP_CONTENT_TOO_LARGE;
-	case CLEAVE_EREJECTED: return MHD_HTTP_UNPROCESSABLE_CONTENT;
+	case CLEAVE_ECONFLICT:
+		return MHD_HTTP_CONFLICT;
+	case CLEAVE_ETOOBIG:
+		return MHD_HTTP_CONTENT_TOO_LARGE;
+	case CLEAVE_EREJECTED:
+		return MHD_HTTP_UNPROCESSABLE_CONTENT;
 	case CLEAVE_EBUSY:
 	case CLEAVE_ESHUTDOWN:
-	case CLEAVE_EPARKED: return MHD_HTTP_SERVICE_UNAVAILABLE;
-	case CLEAVE_ETIMEDOUT: return MHD_HTTP_GATEWAY_TIMEOUT;
-	case CLEAVE_ENOSPC: return MHD_HTTP_INSUFFICIENT_STORAGE;
-	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	case CLEAVE_EPARKED:
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	case CLEAVE_ETIMEDOUT:
+		return MHD_HTTP_GATEWAY_TIMEOUT;
+	case CLEAVE_ENOSPC:
+		return MHD_HTTP_INSUFFICIENT_STORAGE;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
 
@@ -199,10 +119,10 @@ const char *cl_header(cl_req *r, const char *name)
 }
 
 struct MHD_Response *cl_resp(const char *ctype, char *body, size_t len,
-			     bool own)
+                             bool own)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		len, body, own ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	    len, body, own ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		if (own)
 			free(body);
@@ -210,14 +130,16 @@ struct MHD_Response *cl_resp(const char *ctype, char *body, size_t len,
 	}
 	if (ctype)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-					ctype);
+		                        ctype);
 	return resp;
 }
 
 static const char *method_name(unsigned m)
 {
-	return m == CL_M_GET ? "GET" : m == CL_M_POST ? "POST"
-			     : m == CL_M_HEAD ? "HEAD" : "OTHER";
+	return m == CL_M_GET    ? "GET"
+	       : m == CL_M_POST ? "POST"
+	       : m == CL_M_HEAD ? "HEAD"
+	                        : "OTHER";
 }
 
 enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
@@ -227,11 +149,10 @@ enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
 		return MHD_NO; /* out of memory: MHD closes the connection */
 	if (atomic_load(&s->stopping))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
-					"close");
+		                        "close");
 	if (status == MHD_HTTP_SERVICE_UNAVAILABLE &&
 	    !MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER))
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER,
-					"1");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (r->route && r->route->handle == cl_h_query && r->qindex >= 0 &&
 	    !MHD_get_response_header(resp, "X-Cleave-Position")) {
 		int64_t pos;
@@ -243,9 +164,9 @@ enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
 	}
 	if (status < 600)
 		atomic_fetch_add_explicit(&s->http_codes[status], 1,
-					  memory_order_relaxed);
+		                          memory_order_relaxed);
 	r->phase = CL_P_DONE;
-	conn_receiving(r->track, false);
+	cl_conn_receiving(r->track, false);
 	enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
 	MHD_destroy_response(resp);
 	if (cl_log_level() <= CLEAVE_LOG_DEBUG) {
@@ -253,17 +174,15 @@ enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
 		char path[256];
 		snprintf(path, sizeof(path), "%s", r->uri);
 		cl_logf(CLEAVE_LOG_DEBUG, r->trace_id, NULL, -1,
-			"%s %s %u %.3f ms", method_name(r->method), path,
-			status, (double)us / 1000.0);
+		        "%s %s %u %.3f ms", method_name(r->method), path,
+		        status, (double)us / 1000.0);
 	}
 	return ret;
 }
 
-enum MHD_Result cl_send_json(cl_req *r, unsigned status, char *body,
-			     size_t len)
+enum MHD_Result cl_send_json(cl_req *r, unsigned status, char *body, size_t len)
 {
-	return cl_send(r, status,
-		       cl_resp("application/json", body, len, true));
+	return cl_send(r, status, cl_resp("application/json", body, len, true));
 }
 
 static char *error_json(const char *code, const char *msg, size_t *len)
@@ -285,9 +204,8 @@ struct MHD_Response *cl_error_resp(const char *code, const char *msg)
 	return body ? cl_resp("application/json", body, len, true) : NULL;
 }
 
-static enum MHD_Result send_errorv(cl_req *r, unsigned status,
-				   const char *code, int64_t pos,
-				   const char *fmt, va_list ap)
+static enum MHD_Result send_errorv(cl_req *r, unsigned status, const char *code,
+                                   int64_t pos, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -299,13 +217,13 @@ static enum MHD_Result send_errorv(cl_req *r, unsigned status,
 	}
 	if (status >= 500)
 		cl_logf(status == 503 ? CLEAVE_LOG_WARN : CLEAVE_LOG_ERROR,
-			r->trace_id, NULL, pos, "%s %s: %u %s: %s",
-			method_name(r->method), r->uri, status, code, msg);
+		        r->trace_id, NULL, pos, "%s %s: %u %s: %s",
+		        method_name(r->method), r->uri, status, code, msg);
 	return cl_send(r, status, resp);
 }
 
 enum MHD_Result cl_send_error(cl_req *r, unsigned status, const char *code,
-			      const char *fmt, ...)
+                              const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -314,9 +232,8 @@ enum MHD_Result cl_send_error(cl_req *r, unsigned status, const char *code,
 	return ret;
 }
 
-enum MHD_Result cl_send_error_pos(cl_req *r, unsigned status,
-				  const char *code, int64_t pos,
-				  const char *fmt, ...)
+enum MHD_Result cl_send_error_pos(cl_req *r, unsigned status, const char *code,
+                                  int64_t pos, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -325,14 +242,16 @@ enum MHD_Result cl_send_error_pos(cl_req *r, unsigned status,
 	return ret;
 }
 
-/* ---- trace ids ------------------------------------------------------------ */
+/* ---- trace ids ------------------------------------------------------------
+ */
 
 static uint64_t rand64(void)
 {
 	static _Thread_local uint64_t x;
 	if (!x) {
 		if (getrandom(&x, sizeof(x), 0) != sizeof(x))
-			x = (uint64_t)cl_mono_now_us() ^ (uint64_t)(uintptr_t)&x;
+			x = (uint64_t)cl_mono_now_us() ^
+			    (uint64_t)(uintptr_t)&x;
 		x |= 1;
 	}
 	x ^= x >> 12;
@@ -414,17 +333,18 @@ static bool take_trace_id(cl_req *r, enum MHD_Result *ret)
 	}
 	random_hex32(r->trace_id);
 	if (x && r->route && r->route->handle == cl_h_command) {
-		*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-				     "invalid_argument",
-				     "X-Trace-Id must be 1 to %d characters "
-				     "of [A-Za-z0-9_.:-]",
-				     CLEAVE_TRACE_ID_MAX);
+		*ret =
+		    cl_send_error(r, MHD_HTTP_BAD_REQUEST, "invalid_argument",
+		                  "X-Trace-Id must be 1 to %d characters "
+		                  "of [A-Za-z0-9_.:-]",
+		                  CLEAVE_TRACE_ID_MAX);
 		return false;
 	}
 	return true;
 }
 
-/* ---- auth ------------------------------------------------------------------- */
+/* ---- auth -------------------------------------------------------------------
+ */
 
 /* Compares in time that depends only on the lengths. */
 static bool token_eq(const char *a, size_t an, const char *b, size_t bn)
@@ -452,218 +372,8 @@ static bool authorized(cl_req *r)
 	return token_eq(h, strlen(h), tok, strlen(tok));
 }
 
-/* ---- paths and query strings ------------------------------------------------ */
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes s[0..n) in place ('+' → ' ' when plus); returns the new length
- * or -1 on a bad escape or an encoded NUL. */
-static long pct_decode(char *s, size_t n, bool plus)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '%') {
-			if (i + 2 >= n)
-				return -1;
-			int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-			if (h < 0 || l < 0 || (h == 0 && l == 0))
-				return -1;
-			s[o++] = (char)(h * 16 + l);
-			i += 2;
-		} else if (c == '+' && plus) {
-			s[o++] = ' ';
-		} else {
-			s[o++] = c;
-		}
-	}
-	s[o] = 0;
-	return (long)o;
-}
-
-bool cl_parse_params(cl_req *r, enum MHD_Result *ret)
-{
-	r->nparams = 0;
-	if (!r->qs || !*r->qs)
-		return true;
-	size_t n = strlen(r->qs);
-	free(r->pbuf);
-	r->pbuf = malloc(n + 1);
-	if (!r->pbuf) {
-		*ret = MHD_NO;
-		return false;
-	}
-	memcpy(r->pbuf, r->qs, n + 1);
-	char *p = r->pbuf, *end = r->pbuf + n;
-	while (p < end) {
-		char *amp = memchr(p, '&', (size_t)(end - p));
-		char *stop = amp ? amp : end;
-		*stop = 0;
-		if (stop == p) {
-			p = stop + 1;
-			continue;
-		}
-		if (r->nparams == CL_MAX_PARAMS) {
-			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-					     "invalid_parameter",
-					     "more than %d query parameters",
-					     CL_MAX_PARAMS);
-			return false;
-		}
-		char *eq = memchr(p, '=', (size_t)(stop - p));
-		char *name = p, *val = eq ? eq + 1 : stop;
-		size_t nlen = (size_t)((eq ? eq : stop) - p);
-		long dn = pct_decode(name, nlen, true);
-		long dv = pct_decode(val, (size_t)(stop - val), true);
-		if (dn < 0 || dv < 0) {
-			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-					     "invalid_parameter",
-					     "malformed percent-escape (or an "
-					     "encoded NUL) in the query "
-					     "string");
-			return false;
-		}
-		if (dn == 0 || dn > CL_MAX_PARAM_NAME ||
-		    !cl_utf8_valid(name, (size_t)dn)) {
-			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-					     "invalid_parameter",
-					     "query parameter names must be 1 "
-					     "to %d bytes of UTF-8",
-					     CL_MAX_PARAM_NAME);
-			return false;
-		}
-		if (!cl_utf8_valid(val, (size_t)dv)) {
-			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-					     "invalid_parameter",
-					     "parameter '%s' is not valid "
-					     "UTF-8",
-					     name);
-			return false;
-		}
-		if (dv > CL_MAX_PARAM_VALUE) {
-			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-					     "invalid_parameter",
-					     "parameter '%s' is longer than %d "
-					     "bytes",
-					     name, CL_MAX_PARAM_VALUE);
-			return false;
-		}
-		if (cl_param(r, name)) {
-			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-					     "invalid_parameter",
-					     "parameter '%s' given twice", name);
-			return false;
-		}
-		r->params[r->nparams].name = name;
-		r->params[r->nparams].value = val;
-		r->nparams++;
-		p = stop + 1;
-	}
-	return true;
-}
-
-const char *cl_param(cl_req *r, const char *name)
-{
-	for (int i = 0; i < r->nparams; i++)
-		if (!strcmp(r->params[i].name, name))
-			return r->params[i].value;
-	return NULL;
-}
-
-void cl_param_drop(cl_req *r, const char *name)
-{
-	for (int i = 0; i < r->nparams; i++)
-		if (!strcmp(r->params[i].name, name)) {
-			memmove(&r->params[i], &r->params[i + 1],
-				(size_t)(r->nparams - i - 1) *
-					sizeof(r->params[0]));
-			r->nparams--;
-			return;
-		}
-}
-
-bool cl_param_int(cl_req *r, const char *name, int64_t def, int64_t min,
-		  int64_t max, int64_t *out, enum MHD_Result *ret)
-{
-	const char *v = cl_param(r, name);
-	if (!v) {
-		*out = def;
-		return true;
-	}
-	const char *d = v[0] == '-' ? v + 1 : v;
-	size_t n = strlen(d);
-	bool ok = n > 0 && n <= 18;
-	for (size_t i = 0; ok && i < n; i++)
-		ok = d[i] >= '0' && d[i] <= '9';
-	long long x = ok ? strtoll(v, NULL, 10) : 0;
-	if (!ok || x < min || x > max) {
-		*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
-				     "invalid_parameter",
-				     "parameter '%s' must be an integer from "
-				     "%lld to %lld",
-				     name, (long long)min, (long long)max);
-		return false;
-	}
-	*out = x;
-	return true;
-}
-
-/* ---- waiting queries -------------------------------------------------------- */
-
-bool cl_waiter_add(cl_srv *s, cl_req *r)
-{
-	pthread_mutex_lock(&s->wmu);
-	if (s->waiters_closed) {
-		pthread_mutex_unlock(&s->wmu);
-		return false;
-	}
-	r->wprev = NULL;
-	r->wnext = s->waiters;
-	if (s->waiters)
-		s->waiters->wprev = r;
-	s->waiters = r;
-	r->waiting = true;
-	pthread_mutex_unlock(&s->wmu);
-	return true;
-}
-
-void cl_waiter_del(cl_srv *s, cl_req *r)
-{
-	pthread_mutex_lock(&s->wmu);
-	if (r->waiting) {
-		if (r->wprev)
-			r->wprev->wnext = r->wnext;
-		else
-			s->waiters = r->wnext;
-		if (r->wnext)
-			r->wnext->wprev = r->wprev;
-		r->waiting = false;
-	}
-	pthread_mutex_unlock(&s->wmu);
-}
-
-/* Answers every waiting query with "shutting down" and lets no new one
- * wait. */
-void cl_waiters_close(cl_srv *s);
-void cl_waiters_close(cl_srv *s)
-{
-	pthread_mutex_lock(&s->wmu);
-	s->waiters_closed = true;
-	for (cl_req *r = s->waiters; r; r = r->wnext)
-		cl_req_resume(r, CLEAVE_ESHUTDOWN);
-	pthread_mutex_unlock(&s->wmu);
-}
-
-/* ---- MHD callbacks ---------------------------------------------------------- */
+/* ---- MHD callbacks ----------------------------------------------------------
+ */
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
@@ -671,14 +381,14 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 	cl_req *r = req_new(s, uri, conn);
 	if (r) {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-			conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		    conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		r->track = ci ? ci->socket_context : NULL;
 	}
 	return r;
 }
 
-static void completed_cb(void *cls, struct MHD_Connection *conn,
-			 void **con_cls, enum MHD_RequestTerminationCode toe)
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
 {
 	cl_srv *s = cls;
 	cl_req *r = *con_cls;
@@ -688,13 +398,13 @@ static void completed_cb(void *cls, struct MHD_Connection *conn,
 	cl_waiter_del(s, r);
 	/* a pending engine callback must not resume what MHD dropped */
 	atomic_store(&r->resumed, true);
-	conn_receiving(r->track, true);
+	cl_conn_receiving(r->track, true);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
 	    toe != MHD_REQUEST_TERMINATED_CLIENT_ABORT &&
 	    toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN &&
 	    toe != MHD_REQUEST_TERMINATED_READ_ERROR)
 		cl_logf(CLEAVE_LOG_DEBUG, r->trace_id, NULL, -1,
-			"request ended early (MHD code %d)", (int)toe);
+		        "request ended early (MHD code %d)", (int)toe);
 	atomic_fetch_sub(&s->live_reqs, 1);
 	if (r->busy)
 		atomic_fetch_sub(&s->busy_reqs, 1);
@@ -719,7 +429,7 @@ static void allow_list(unsigned allow, char *out, size_t n)
 		snprintf(out + strlen(out), n - strlen(out), "GET, HEAD");
 	if (allow & CL_M_POST)
 		snprintf(out + strlen(out), n - strlen(out), "%sPOST",
-			 out[0] ? ", " : "");
+		         out[0] ? ", " : "");
 }
 
 /* First call of a request (headers read).  MHD 0.9.75 gives up keep-alive
@@ -730,7 +440,7 @@ static void allow_list(unsigned allow, char *out, size_t n)
  * answered once the body has been read (and, past --max-body, dropped),
  * in finish(). */
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
-					const char *key, const char *value)
+                                       const char *key, const char *value)
 {
 	size_t *n = cls;
 	(void)kind;
@@ -747,15 +457,15 @@ static enum MHD_Result begin(cl_req *r, const char *method)
 	 * answers without our error JSON, so we check the real figure */
 	size_t hsize = strlen(method) + strlen(r->uri) + 12;
 	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_header_size,
-				  &hsize);
+	                          &hsize);
 	if (hsize > s->cfg->max_header) {
 		random_hex32(r->trace_id);
-		return cl_send_error(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-				     "too_large",
-				     "request line and headers are larger "
-				     "than the limit of %zu bytes "
-				     "(--max-header)",
-				     s->cfg->max_header);
+		return cl_send_error(
+		    r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "too_large",
+		    "request line and headers are larger "
+		    "than the limit of %zu bytes "
+		    "(--max-header)",
+		    s->cfg->max_header);
 	}
 	/* split the raw target into path and query string */
 	char *q = strchr(r->uri, '?');
@@ -768,12 +478,12 @@ static enum MHD_Result begin(cl_req *r, const char *method)
 		r->early_status = MHD_HTTP_URI_TOO_LONG;
 	} else {
 		memcpy(path, r->uri, plen);
-		if (pct_decode(path, plen, false) < 0) {
+		if (cl_pct_decode(path, plen, false) < 0) {
 			r->early_error = "malformed percent-escape in the path";
 			r->early_status = MHD_HTTP_BAD_REQUEST;
 		} else {
 			r->route = cl_route_find(path, r->method, r->name,
-						 sizeof(r->name), &r->allow);
+			                         sizeof(r->name), &r->allow);
 		}
 	}
 	const char *cl = cl_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -791,10 +501,10 @@ static enum MHD_Result begin(cl_req *r, const char *method)
 		} else if (*end || end == cl || n > s->cfg->max_body) {
 			random_hex32(r->trace_id);
 			return cl_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
-					     "too_large",
-					     "request body is larger than the "
-					     "limit of %zu bytes (--max-body)",
-					     s->cfg->max_body);
+			                     "too_large",
+			                     "request body is larger than the "
+			                     "limit of %zu bytes (--max-body)",
+			                     s->cfg->max_body);
 		}
 		if (n && !r->body_too_big && r->route &&
 		    (r->route->flags & CL_R_BODY)) {
@@ -814,52 +524,52 @@ static enum MHD_Result finish(cl_req *r)
 {
 	cl_srv *s = r->s;
 	enum MHD_Result ret;
-	conn_receiving(r->track, false);
+	cl_conn_receiving(r->track, false);
 	r->busy = true;
 	atomic_fetch_add(&s->busy_reqs, 1);
 	if (!take_trace_id(r, &ret))
 		return ret;
 	if (r->early_error)
 		return cl_send_error(r, r->early_status,
-				     r->early_status == MHD_HTTP_URI_TOO_LONG
-					     ? "too_large"
-					     : "invalid_argument",
-				     "%s", r->early_error);
+		                     r->early_status == MHD_HTTP_URI_TOO_LONG
+		                         ? "too_large"
+		                         : "invalid_argument",
+		                     "%s", r->early_error);
 	if (!r->route) {
 		if (r->allow) {
 			char a[32];
 			allow_list(r->allow, a, sizeof(a));
 			struct MHD_Response *resp = cl_error_resp(
-				"method_not_allowed",
-				"this route does not take that method");
+			    "method_not_allowed",
+			    "this route does not take that method");
 			if (resp)
 				MHD_add_response_header(
-					resp, MHD_HTTP_HEADER_ALLOW, a);
+				    resp, MHD_HTTP_HEADER_ALLOW, a);
 			return cl_send(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
 		}
-		size_t plen = r->qs ? (size_t)(r->qs - 1 - r->uri)
-				    : strlen(r->uri);
+		size_t plen =
+		    r->qs ? (size_t)(r->qs - 1 - r->uri) : strlen(r->uri);
 		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-				     "no route for %s %.*s",
-				     method_name(r->method),
-				     (int)(plen > 200 ? 200 : plen), r->uri);
+		                     "no route for %s %.*s",
+		                     method_name(r->method),
+		                     (int)(plen > 200 ? 200 : plen), r->uri);
 	}
 	if (!authorized(r)) {
 		struct MHD_Response *resp = cl_error_resp(
-			"unauthorized",
-			"this route needs 'Authorization: Bearer <token>' "
-			"(--auth-token)");
+		    "unauthorized",
+		    "this route needs 'Authorization: Bearer <token>' "
+		    "(--auth-token)");
 		if (resp)
-			MHD_add_response_header(resp,
-						MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-						"Bearer realm=\"cleave\"");
+			MHD_add_response_header(
+			    resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+			    "Bearer realm=\"cleave\"");
 		return cl_send(r, MHD_HTTP_UNAUTHORIZED, resp);
 	}
 	if (r->body_too_big)
 		return cl_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
-				     "request body is larger than the limit "
-				     "of %zu bytes (--max-body)",
-				     s->cfg->max_body);
+		                     "request body is larger than the limit "
+		                     "of %zu bytes (--max-body)",
+		                     s->cfg->max_body);
 	return r->route->handle(r);
 }
 
@@ -898,9 +608,9 @@ static enum MHD_Result body_chunk(cl_req *r, const char *data, size_t n)
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
-				 const char *url, const char *method,
-				 const char *version, const char *upload_data,
-				 size_t *upload_data_size, void **con_cls)
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
 	cl_srv *s = cls;
 	cl_req *r = *con_cls;
@@ -920,7 +630,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 	case CL_P_BODY:
 		if (*upload_data_size) {
 			enum MHD_Result ret =
-				body_chunk(r, upload_data, *upload_data_size);
+			    body_chunk(r, upload_data, *upload_data_size);
 			*upload_data_size = 0;
 			return ret;
 		}
@@ -937,15 +647,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 	return MHD_NO;
 }
 
-/* ---- the daemon ------------------------------------------------------------- */
+/* ---- the daemon -------------------------------------------------------------
+ */
 
-int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6);
 int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6)
 {
 	const cl_server_config *c = s->cfg;
 	unsigned flags = MHD_USE_EPOLL | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG;
+	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+	                 MHD_USE_ERROR_LOG;
 	if (ipv6)
 		flags |= MHD_USE_IPv6;
 	/* MHD's pool holds the request line, headers and read buffer; the
@@ -953,22 +663,20 @@ int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6)
 	size_t pool = c->max_header + 16384;
 	s->header_deadline_us = (int64_t)c->idle_timeout * 1000000;
 	s->d = MHD_start_daemon(
-		flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_EXTERNAL_LOGGER,
-		cl_log_mhd, s, MHD_OPTION_SOCK_ADDR, sa,
-		MHD_OPTION_THREAD_POOL_SIZE,
-		(unsigned)(c->http_threads > 1 ? c->http_threads : 0),
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->idle_timeout,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-		MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
-		MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
-		MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s,
-		MHD_OPTION_END);
+	    flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_EXTERNAL_LOGGER,
+	    cl_log_mhd, s, MHD_OPTION_SOCK_ADDR, sa,
+	    MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)(c->http_threads > 1 ? c->http_threads : 0),
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->idle_timeout,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK,
+	    uri_cb, s, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+	    MHD_OPTION_NOTIFY_CONNECTION, cl_conn_notify, s, MHD_OPTION_END);
 	if (!s->d)
 		return -1;
 	const union MHD_DaemonInfo *di =
-		MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+	    MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = di ? di->port : 0;
 	return 0;
 }

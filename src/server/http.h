@@ -24,15 +24,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <microhttpd.h>
 
 #include "cleave.h"
 #include "server/buf.h"
 #include "server/config.h"
 
-#define CL_MAX_PARAMS 32      /* query-string parameters per request */
+#define CL_MAX_PARAMS      32   /* query-string parameters per request */
 #define CL_MAX_PARAM_VALUE 4096 /* bytes of one decoded value */
-#define CL_MAX_PARAM_NAME 64
+#define CL_MAX_PARAM_NAME  64
 /* An oversized body is read and dropped (so simple clients see the 413)
  * up to this many bytes; a larger one is refused at once, unread. */
 #define CL_BODY_DRAIN_MAX (16u << 20)
@@ -64,7 +66,7 @@ typedef struct cl_route {
  * no path match: NULL with *allow = 0. A captured segment longer than
  * capsz-1 bytes does not match. */
 const cl_route *cl_route_find(const char *path, unsigned method, char *cap,
-			      size_t capsz, unsigned *allow);
+                              size_t capsz, unsigned *allow);
 
 enum cl_phase {
 	CL_P_NEW = 0,   /* headers read, not routed yet */
@@ -76,19 +78,19 @@ enum cl_phase {
 struct cl_req {
 	cl_srv *s;
 	struct MHD_Connection *conn;
-	cl_conn *track;      /* the connection's deadline record */
+	cl_conn *track; /* the connection's deadline record */
 	const cl_route *route;
 	unsigned method;
 	enum cl_phase phase;
-	char *uri;           /* raw request target, owned */
-	unsigned allow;      /* methods the path takes when route is NULL */
+	char *uri;               /* raw request target, owned */
+	unsigned allow;          /* methods the path takes when route is NULL */
 	const char *early_error; /* static text of a path error, or NULL */
 	unsigned early_status;
-	const char *qs;      /* raw query string inside uri, or NULL */
+	const char *qs; /* raw query string inside uri, or NULL */
 	char name[CLEAVE_NAME_MAX + 1]; /* the route's captured segment */
 	char trace_id[CLEAVE_TRACE_ID_MAX + 1];
-	int64_t t0_us;       /* monotonic, when routed */
-	bool busy;           /* received whole, being answered */
+	int64_t t0_us; /* monotonic, when routed */
+	bool busy;     /* received whole, being answered */
 
 	/* body */
 	char *body;
@@ -103,8 +105,8 @@ struct cl_req {
 	/* async */
 	atomic_int refs;
 	atomic_bool resumed;
-	pthread_mutex_t mu;  /* orders submit+suspend before the callback */
-	cl_handler_fn cont;  /* run when resumed */
+	pthread_mutex_t mu; /* orders submit+suspend before the callback */
+	cl_handler_fn cont; /* run when resumed */
 	int async_rc;
 
 	/* a command's outcome, copied from the writer's callback */
@@ -140,15 +142,15 @@ struct cl_srv {
 	/* metrics */
 	atomic_uint_fast64_t http_codes[600];
 	int nqueries, ncmds;
-	cleave_hist *qhist;       /* per query, latency in µs */
+	cleave_hist *qhist; /* per query, latency in µs */
 	cl_cmd_counts *cmd_counts;
 
 	/* shutdown accounting */
 	atomic_int inflight_cmds; /* submitted, callback not yet run */
 	atomic_int live_reqs;     /* cl_req alive on the MHD side */
 	atomic_int busy_reqs;     /* of those, received whole (shutdown
-				     waits for these, not for requests
-				     still arriving) */
+	                             waits for these, not for requests
+	                             still arriving) */
 
 	/* queries waiting for a position (the shutdown sweep answers them) */
 	pthread_mutex_t wmu;
@@ -166,23 +168,22 @@ struct cl_srv {
 /* A response over `body` (len bytes).  own: MHD frees it with free().
  * Adds Content-Type when ctype is not NULL. NULL when out of memory. */
 struct MHD_Response *cl_resp(const char *ctype, char *body, size_t len,
-			     bool own);
+                             bool own);
 /* Queues `resp` (destroying our reference), counts the status, adds
  * "Connection: close" while shutting down, logs 5xx. */
 enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp);
 /* Queues a JSON body copied from... owned text (own=true) with status. */
 enum MHD_Result cl_send_json(cl_req *r, unsigned status, char *body,
-			     size_t len);
+                             size_t len);
 /* Queues {"error":{"code","message"}} with status; the message is
  * printf-formatted. Adds Retry-After: 1 to 503s. */
 enum MHD_Result cl_send_error(cl_req *r, unsigned status, const char *code,
-			      const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+                              const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* The same, with X-Cleave-Position: pos (pos >= 0). */
-enum MHD_Result cl_send_error_pos(cl_req *r, unsigned status,
-				  const char *code, int64_t pos,
-				  const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+enum MHD_Result cl_send_error_pos(cl_req *r, unsigned status, const char *code,
+                                  int64_t pos, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* A response carrying {"error":…}; for handlers that add headers. */
 struct MHD_Response *cl_error_resp(const char *code, const char *msg);
 
@@ -192,12 +193,34 @@ unsigned cl_status_of(int rc);
 const char *cl_header(cl_req *r, const char *name);
 int64_t cl_mono_now_us(void);
 
+/* Percent-decodes s[0..n) in place ('+' → ' ' when plus), NUL-ends it;
+ * returns the new length, or -1 on a bad escape or an encoded NUL. */
+long cl_pct_decode(char *s, size_t n, bool plus);
+
+/* ---- connections (conns.c) -------------------------------------------- */
+
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks each connection's deadline. */
+void cl_conn_notify(void *cls, struct MHD_Connection *conn,
+                    void **socket_context,
+                    enum MHD_ConnectionNotificationCode toe);
+/* on: a request is arriving (its deadline starts now); off: received. */
+void cl_conn_receiving(cl_conn *c, bool on);
+/* Cuts connections past their deadline; returns how many. */
+int cl_conns_reap(cl_srv *s);
+
+/* ---- the daemon (http.c) ---------------------------------------------- */
+
+/* Starts MHD on sa; sets s->d and s->port. -1 on failure (logged by MHD). */
+int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6);
+/* Answers every waiting query 503 and lets no new one wait (shutdown). */
+void cl_waiters_close(cl_srv *s);
+
 /* Reference counting of requests. */
 void cl_req_ref(cl_req *r);
 void cl_req_unref(cl_req *r);
-/* Resumes r's connection once (see the header comment).  Returns true
- * when this call won and must record the result first: call with
- * record != NULL to set r->async_rc = rc before resuming. */
+/* Resumes r's suspended connection with result rc (r->async_rc), unless
+ * someone already did (see the header comment).  True when this call
+ * resumed it.  Any thread. */
 bool cl_req_resume(cl_req *r, int rc);
 /* Marks r suspended with continuation `cont` and suspends its
  * connection. Call from the access handler. */
@@ -215,7 +238,7 @@ void cl_param_drop(cl_req *r, const char *name);
 /* Integer parameter in [min,max]; absent → def.  Malformed → queues 400
  * naming it and returns false. */
 bool cl_param_int(cl_req *r, const char *name, int64_t def, int64_t min,
-		  int64_t max, int64_t *out, enum MHD_Result *ret);
+                  int64_t max, int64_t *out, enum MHD_Result *ret);
 
 /* Waiting-query registry (shutdown sweep). Returns false when shutting
  * down (nothing registered). */

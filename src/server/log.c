@@ -34,9 +34,8 @@ int cl_log_level_parse(const char *s)
 	return -1;
 }
 
-static void write_line(int level, const char *trace_id,
-		       const char *command_id, int64_t position,
-		       const char *msg, size_t msglen)
+static void write_line(int level, const char *trace_id, const char *command_id,
+                       int64_t position, const char *msg, size_t msglen)
 {
 	struct timespec ts;
 	struct tm tm;
@@ -76,7 +75,7 @@ static void write_line(int level, const char *trace_id,
 }
 
 void cl_logv(int level, const char *trace_id, const char *command_id,
-	     int64_t position, const char *fmt, va_list ap)
+             int64_t position, const char *fmt, va_list ap)
 {
 	if (level < atomic_load(&min_level))
 		return;
@@ -90,7 +89,7 @@ void cl_logv(int level, const char *trace_id, const char *command_id,
 }
 
 void cl_logf(int level, const char *trace_id, const char *command_id,
-	     int64_t position, const char *fmt, ...)
+             int64_t position, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -99,7 +98,7 @@ void cl_logf(int level, const char *trace_id, const char *command_id,
 }
 
 void cl_log_engine(void *arg, int level, const char *trace_id,
-		   const char *command_id, int64_t position, const char *msg)
+                   const char *command_id, int64_t position, const char *msg)
 {
 	(void)arg;
 	if (level < atomic_load(&min_level))
@@ -122,5 +121,5 @@ void cl_log_mhd(void *arg, const char *fmt, va_list ap)
 	char line[1100];
 	int m = snprintf(line, sizeof(line), "http: %.*s", (int)len, msg);
 	write_line(CLEAVE_LOG_WARN, NULL, NULL, -1, line,
-		   (size_t)m < sizeof(line) ? (size_t)m : sizeof(line) - 1);
+	           (size_t)m < sizeof(line) ? (size_t)m : sizeof(line) - 1);
 }

@@ -22,14 +22,14 @@ int cl_log_level_parse(const char *s);
 /* Writes one line if `level` passes.  trace_id and command_id may be NULL,
  * position < 0 for none. */
 void cl_logf(int level, const char *trace_id, const char *command_id,
-	     int64_t position, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+             int64_t position, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 void cl_logv(int level, const char *trace_id, const char *command_id,
-	     int64_t position, const char *fmt, va_list ap);
+             int64_t position, const char *fmt, va_list ap);
 
 /* cleave_log_fn for cleave_config.log (arg unused). */
 void cl_log_engine(void *arg, int level, const char *trace_id,
-		   const char *command_id, int64_t position, const char *msg);
+                   const char *command_id, int64_t position, const char *msg);
 /* MHD_OPTION_EXTERNAL_LOGGER sink. */
 void cl_log_mhd(void *arg, const char *fmt, va_list ap);
 

@@ -13,38 +13,36 @@
 #include "server/http.h"
 
 static void help(cl_sbuf *b, const char *name, const char *type,
-		 const char *text)
+                 const char *text)
 {
-	cl_sbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name,
-		     type);
+	cl_sbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
 /* Label values here are names from the domain table ([A-Za-z0-9_]) and
  * fixed words, so they need no escaping. */
 static void hist(cl_sbuf *b, const char *name, const char *labels,
-		 const cleave_hist *h, const uint64_t *bounds, double scale)
+                 const cleave_hist *h, const uint64_t *bounds, double scale)
 {
 	uint64_t cum = 0;
 	const char *sep = labels && *labels ? "," : "";
 	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++) {
 		cum += h->buckets[i];
 		cl_sbuf_addf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name,
-			     labels ? labels : "", sep,
-			     (double)bounds[i] * scale,
-			     (unsigned long long)cum);
+		             labels ? labels : "", sep,
+		             (double)bounds[i] * scale,
+		             (unsigned long long)cum);
 	}
 	cl_sbuf_addf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
-		     labels ? labels : "", sep,
-		     (unsigned long long)h->count);
+	             labels ? labels : "", sep, (unsigned long long)h->count);
 	if (labels && *labels) {
 		cl_sbuf_addf(b, "%s_sum{%s} %.6f\n", name, labels,
-			     (double)h->sum * scale);
+		             (double)h->sum * scale);
 		cl_sbuf_addf(b, "%s_count{%s} %llu\n", name, labels,
-			     (unsigned long long)h->count);
+		             (unsigned long long)h->count);
 	} else {
 		cl_sbuf_addf(b, "%s_sum %.6f\n", name, (double)h->sum * scale);
 		cl_sbuf_addf(b, "%s_count %llu\n", name,
-			     (unsigned long long)h->count);
+		             (unsigned long long)h->count);
 	}
 }
 
@@ -61,22 +59,22 @@ static void commands(cl_sbuf *b, cl_srv *s)
 			const char *outcome;
 			uint64_t n;
 		} rows[] = {
-			{"ok", st.ok},
-			{"rejected", st.rejected},
-			{"invalid", st.invalid + atomic_load(&c->invalid)},
-			{"not_found", st.not_found},
-			{"conflict", st.conflict},
-			{"failed", st.failed + atomic_load(&c->other)},
-			{"replayed", st.replayed},
-			{"overloaded", atomic_load(&c->overloaded)},
-			{"shutting_down", atomic_load(&c->shutting_down)},
+		    {"ok", st.ok},
+		    {"rejected", st.rejected},
+		    {"invalid", st.invalid + atomic_load(&c->invalid)},
+		    {"not_found", st.not_found},
+		    {"conflict", st.conflict},
+		    {"failed", st.failed + atomic_load(&c->other)},
+		    {"replayed", st.replayed},
+		    {"overloaded", atomic_load(&c->overloaded)},
+		    {"shutting_down", atomic_load(&c->shutting_down)},
 		};
 		for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++)
 			cl_sbuf_addf(b,
-				     "cleave_commands_total{command=\"%s\","
-				     "outcome=\"%s\"} %llu\n",
-				     st.name, rows[k].outcome,
-				     (unsigned long long)rows[k].n);
+			             "cleave_commands_total{command=\"%s\","
+			             "outcome=\"%s\"} %llu\n",
+			             st.name, rows[k].outcome,
+			             (unsigned long long)rows[k].n);
 	}
 	help(b, "cleave_command_latency_seconds", "histogram",
 	     "From submit to durable answer, per command.");
@@ -102,24 +100,25 @@ static void engine(cl_sbuf *b, cl_srv *s)
 	help(b, "cleave_group_commits_total", "counter",
 	     "Group commits (write transactions).");
 	cl_sbuf_addf(b, "cleave_group_commits_total %llu\n",
-		     (unsigned long long)st.batches);
-	help(b, "cleave_fsyncs_total", "counter", "fdatasync calls of commits.");
+	             (unsigned long long)st.batches);
+	help(b, "cleave_fsyncs_total", "counter",
+	     "fdatasync calls of commits.");
 	cl_sbuf_addf(b, "cleave_fsyncs_total %llu\n",
-		     (unsigned long long)st.fsyncs);
+	             (unsigned long long)st.fsyncs);
 	help(b, "cleave_events_appended_total", "counter",
 	     "Events appended to the log.");
 	cl_sbuf_addf(b, "cleave_events_appended_total %llu\n",
-		     (unsigned long long)st.events_appended);
+	             (unsigned long long)st.events_appended);
 	help(b, "cleave_log_head", "gauge", "Position of the last event.");
 	cl_sbuf_addf(b, "cleave_log_head %lld\n", (long long)st.head);
 	help(b, "cleave_command_queue_depth", "gauge",
 	     "Commands queued for the writer.");
 	cl_sbuf_addf(b, "cleave_command_queue_depth %llu\n",
-		     (unsigned long long)st.queue_depth);
+	             (unsigned long long)st.queue_depth);
 	help(b, "cleave_command_queue_max", "gauge",
 	     "Queue limit (--queue-max).");
 	cl_sbuf_addf(b, "cleave_command_queue_max %llu\n",
-		     (unsigned long long)st.queue_max);
+	             (unsigned long long)st.queue_max);
 }
 
 static void projections(cl_sbuf *b, cl_srv *s)
@@ -143,53 +142,54 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	for (int i = 0; i < n; i++)
 		if (ok[i])
 			cl_sbuf_addf(b,
-				     "cleave_projection_position{projection="
-				     "\"%s\"} %lld\n",
-				     st[i].name, (long long)st[i].position);
+			             "cleave_projection_position{projection="
+			             "\"%s\"} %lld\n",
+			             st[i].name, (long long)st[i].position);
 	help(b, "cleave_projection_lag_events", "gauge",
 	     "Events in the log not yet applied.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
 			cl_sbuf_addf(b,
-				     "cleave_projection_lag_events{projection="
-				     "\"%s\"} %lld\n",
-				     st[i].name, (long long)st[i].lag_events);
+			             "cleave_projection_lag_events{projection="
+			             "\"%s\"} %lld\n",
+			             st[i].name, (long long)st[i].lag_events);
 	help(b, "cleave_projection_lag_seconds", "gauge",
 	     "Age of the oldest unapplied event.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
 			cl_sbuf_addf(b,
-				     "cleave_projection_lag_seconds{projection="
-				     "\"%s\"} %.6f\n",
-				     st[i].name, st[i].lag_seconds);
+			             "cleave_projection_lag_seconds{projection="
+			             "\"%s\"} %.6f\n",
+			             st[i].name, st[i].lag_seconds);
 	help(b, "cleave_projection_state", "gauge",
 	     "1 for the projection's current state.");
 	static const cleave_proj_state states[] = {
-		CLEAVE_PROJ_LIVE, CLEAVE_PROJ_REBUILDING, CLEAVE_PROJ_PARKED};
+	    CLEAVE_PROJ_LIVE, CLEAVE_PROJ_REBUILDING, CLEAVE_PROJ_PARKED};
 	for (int i = 0; i < n; i++)
 		for (int k = 0; ok[i] && k < 3; k++)
 			cl_sbuf_addf(b,
-				     "cleave_projection_state{projection="
-				     "\"%s\",state=\"%s\"} %d\n",
-				     st[i].name,
-				     cleave_proj_state_name(states[k]),
-				     st[i].state == states[k]);
+			             "cleave_projection_state{projection="
+			             "\"%s\",state=\"%s\"} %d\n",
+			             st[i].name,
+			             cleave_proj_state_name(states[k]),
+			             st[i].state == states[k]);
 	help(b, "cleave_projection_dead_letters_total", "counter",
 	     "Events skipped by the poison policy.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
 			cl_sbuf_addf(b,
-				     "cleave_projection_dead_letters_total{"
-				     "projection=\"%s\"} %lld\n",
-				     st[i].name, (long long)st[i].dead_letters);
+			             "cleave_projection_dead_letters_total{"
+			             "projection=\"%s\"} %lld\n",
+			             st[i].name, (long long)st[i].dead_letters);
 	help(b, "cleave_projection_applied_total", "counter",
 	     "Events applied since the server started.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
 			cl_sbuf_addf(b,
-				     "cleave_projection_applied_total{"
-				     "projection=\"%s\"} %lld\n",
-				     st[i].name, (long long)st[i].applied_total);
+			             "cleave_projection_applied_total{"
+			             "projection=\"%s\"} %lld\n",
+			             st[i].name,
+			             (long long)st[i].applied_total);
 	free(ok);
 	free(st);
 }
@@ -201,7 +201,7 @@ static void http(cl_sbuf *b, cl_srv *s)
 	for (int i = 0; i < s->nqueries; i++) {
 		char labels[128];
 		snprintf(labels, sizeof(labels), "query=\"%s\"",
-			 s->dom->queries[i].name);
+		         s->dom->queries[i].name);
 		cleave_hist h;
 		memcpy(&h, &s->qhist[i], sizeof(h));
 		hist(b, "cleave_query_latency_seconds", labels, &h,
@@ -213,14 +213,14 @@ static void http(cl_sbuf *b, cl_srv *s)
 		uint64_t n = atomic_load(&s->http_codes[c]);
 		if (n)
 			cl_sbuf_addf(b,
-				     "cleave_http_responses_total{code=\"%d\"} "
-				     "%llu\n",
-				     c, (unsigned long long)n);
+			             "cleave_http_responses_total{code=\"%d\"} "
+			             "%llu\n",
+			             c, (unsigned long long)n);
 	}
 	help(b, "cleave_http_requests_in_flight", "gauge",
 	     "Requests being handled (including waiting ones).");
 	cl_sbuf_addf(b, "cleave_http_requests_in_flight %d\n",
-		     atomic_load(&s->live_reqs));
+	             atomic_load(&s->live_reqs));
 }
 
 enum MHD_Result cl_h_metrics(cl_req *r)
@@ -238,6 +238,6 @@ enum MHD_Result cl_h_metrics(cl_req *r)
 	if (!body)
 		return cl_send_error(r, 500, "out_of_memory", "out of memory");
 	return cl_send(r, MHD_HTTP_OK,
-		       cl_resp("text/plain; version=0.0.4; charset=utf-8",
-			       body, len, true));
+	               cl_resp("text/plain; version=0.0.4; charset=utf-8", body,
+	                       len, true));
 }

@@ -37,28 +37,28 @@ static enum MHD_Result run_query(cl_req *r)
 	int64_t t0 = cl_mono_now_us();
 	int rc = cleave_query_run(s->e, r->name, r->params, r->nparams, &a);
 	if (rc)
-		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
-				     "%s",
-				     *cleave_errmsg() ? cleave_errmsg()
-						      : cleave_strerror(rc));
+		return cl_send_error(
+		    r, cl_status_of(rc), cleave_errname(rc), "%s",
+		    *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
 	cleave_hist_add(&s->qhist[r->qindex], cleave_hist_bounds_us,
-			(uint64_t)(cl_mono_now_us() - t0));
+	                (uint64_t)(cl_mono_now_us() - t0));
 	unsigned status = cl_status_of(a.rc);
-	struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(
-		a.body_len, a.body, free_answer_body);
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer_with_free_callback(
+	        a.body_len, a.body, free_answer_body);
 	if (!resp) {
 		cleave_answer_free(&a);
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"application/json");
+	                        "application/json");
 	char p[24];
 	snprintf(p, sizeof(p), "%lld", (long long)a.position);
 	MHD_add_response_header(resp, "X-Cleave-Position", p);
 	if (status >= 500)
 		cl_logf(CLEAVE_LOG_ERROR, r->trace_id, NULL, a.position,
-			"query %s failed: %u %.*s", r->name, status,
-			(int)(a.body_len > 400 ? 400 : a.body_len), a.body);
+		        "query %s failed: %u %.*s", r->name, status,
+		        (int)(a.body_len > 400 ? 400 : a.body_len), a.body);
 	return cl_send(r, status, resp);
 }
 
@@ -81,31 +81,74 @@ static enum MHD_Result after_wait(cl_req *r)
 	switch (rc) {
 	case CLEAVE_ETIMEDOUT:
 		return cl_send_error_pos(
-			r, MHD_HTTP_GATEWAY_TIMEOUT, cleave_errname(rc), now,
-			"min_position %lld not reached within %d ms; current "
-			"position %lld",
-			(long long)r->min_pos, r->wait_ms, (long long)now);
+		    r, MHD_HTTP_GATEWAY_TIMEOUT, cleave_errname(rc), now,
+		    "min_position %lld not reached within %d ms; current "
+		    "position %lld",
+		    (long long)r->min_pos, r->wait_ms, (long long)now);
 	case CLEAVE_EPARKED:
 		return cl_send_error_pos(
-			r, MHD_HTTP_SERVICE_UNAVAILABLE, cleave_errname(rc),
-			now,
-			"a projection this query reads is parked before "
-			"position %lld (see GET /projections); current "
-			"position %lld",
-			(long long)r->min_pos, (long long)now);
+		    r, MHD_HTTP_SERVICE_UNAVAILABLE, cleave_errname(rc), now,
+		    "a projection this query reads is parked before "
+		    "position %lld (see GET /projections); current "
+		    "position %lld",
+		    (long long)r->min_pos, (long long)now);
 	case CLEAVE_ESHUTDOWN:
 		return cl_send_error_pos(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-					 cleave_errname(rc), now,
-					 "shutting down; current position "
-					 "%lld",
-					 (long long)now);
+		                         cleave_errname(rc), now,
+		                         "shutting down; current position "
+		                         "%lld",
+		                         (long long)now);
 	default:
-		return cl_send_error_pos(r, cl_status_of(rc),
-					 cleave_errname(rc), now,
-					 "waiting for position %lld: %s",
-					 (long long)r->min_pos,
-					 cleave_strerror(rc));
+		return cl_send_error_pos(
+		    r, cl_status_of(rc), cleave_errname(rc), now,
+		    "waiting for position %lld: %s", (long long)r->min_pos,
+		    cleave_strerror(rc));
 	}
+}
+
+/* ---- the registry the shutdown sweep answers --------------------------- */
+
+bool cl_waiter_add(cl_srv *s, cl_req *r)
+{
+	pthread_mutex_lock(&s->wmu);
+	if (s->waiters_closed) {
+		pthread_mutex_unlock(&s->wmu);
+		return false;
+	}
+	r->wprev = NULL;
+	r->wnext = s->waiters;
+	if (s->waiters)
+		s->waiters->wprev = r;
+	s->waiters = r;
+	r->waiting = true;
+	pthread_mutex_unlock(&s->wmu);
+	return true;
+}
+
+void cl_waiter_del(cl_srv *s, cl_req *r)
+{
+	pthread_mutex_lock(&s->wmu);
+	if (r->waiting) {
+		if (r->wprev)
+			r->wprev->wnext = r->wnext;
+		else
+			s->waiters = r->wnext;
+		if (r->wnext)
+			r->wnext->wprev = r->wprev;
+		r->waiting = false;
+	}
+	pthread_mutex_unlock(&s->wmu);
+}
+
+/* Answers every waiting query with "shutting down" and lets no new one
+ * wait. */
+void cl_waiters_close(cl_srv *s)
+{
+	pthread_mutex_lock(&s->wmu);
+	s->waiters_closed = true;
+	for (cl_req *r = s->waiters; r; r = r->wnext)
+		cl_req_resume(r, CLEAVE_ESHUTDOWN);
+	pthread_mutex_unlock(&s->wmu);
 }
 
 /* An engine thread (maybe this one, inside cleave_watch_position). */
@@ -123,12 +166,12 @@ enum MHD_Result cl_h_query(cl_req *r)
 	r->qindex = cl_query_index(s, r->name);
 	if (r->qindex < 0)
 		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-				     "unknown query '%s'", r->name);
+		                     "unknown query '%s'", r->name);
 	if (!cl_parse_params(r, &ret))
 		return ret;
 	int64_t min_pos, wait_ms;
-	if (!cl_param_int(r, "min_position", -1, 0, INT64_C(1) << 53,
-			  &min_pos, &ret) ||
+	if (!cl_param_int(r, "min_position", -1, 0, INT64_C(1) << 53, &min_pos,
+	                  &ret) ||
 	    !cl_param_int(r, "wait_ms", 1000, 0, INT32_MAX, &wait_ms, &ret))
 		return ret;
 	cl_param_drop(r, "min_position");
@@ -142,11 +185,11 @@ enum MHD_Result cl_h_query(cl_req *r)
 
 	if (!cl_waiter_add(s, r))
 		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-				     "shutting_down", "shutting down");
+		                     "shutting_down", "shutting down");
 	cl_req_suspend(r, after_wait);
 	cl_req_ref(r);
 	int rc = cleave_watch_position(s->e, r->name, min_pos, r->wait_ms,
-				       watch_done, r);
+	                               watch_done, r);
 	if (rc) {
 		cl_req_resume(r, rc);
 		cl_req_unref(r);

@@ -8,17 +8,16 @@
 #include "server/http.h"
 
 static const cl_route routes[] = {
-	{CL_M_POST, "/commands/{}", cl_h_command, CL_R_BODY | CL_R_ADMIN},
-	{CL_M_GET, "/queries/{}", cl_h_query, CL_R_QUERY},
-	{CL_M_GET, "/events", cl_h_events, CL_R_ADMIN},
-	{CL_M_GET, "/projections", cl_h_projections, 0},
-	{CL_M_POST, "/projections/{}/rebuild", cl_h_rebuild,
-	 CL_R_BODY | CL_R_ADMIN},
-	{CL_M_POST, "/projections/{}/resume", cl_h_resume,
-	 CL_R_BODY | CL_R_ADMIN},
-	{CL_M_GET, "/metrics", cl_h_metrics, 0},
-	{CL_M_GET, "/health", cl_h_health, 0},
-	{0, NULL, NULL, 0},
+    {CL_M_POST, "/commands/{}", cl_h_command, CL_R_BODY | CL_R_ADMIN},
+    {CL_M_GET, "/queries/{}", cl_h_query, CL_R_QUERY},
+    {CL_M_GET, "/events", cl_h_events, CL_R_ADMIN},
+    {CL_M_GET, "/projections", cl_h_projections, 0},
+    {CL_M_POST, "/projections/{}/rebuild", cl_h_rebuild,
+     CL_R_BODY | CL_R_ADMIN},
+    {CL_M_POST, "/projections/{}/resume", cl_h_resume, CL_R_BODY | CL_R_ADMIN},
+    {CL_M_GET, "/metrics", cl_h_metrics, 0},
+    {CL_M_GET, "/health", cl_h_health, 0},
+    {0, NULL, NULL, 0},
 };
 
 /* Matches path against pattern; copies the capture. */
@@ -45,14 +44,13 @@ static bool match(const char *pat, const char *path, char *cap, size_t capsz)
 }
 
 const cl_route *cl_route_find(const char *path, unsigned method, char *cap,
-			      size_t capsz, unsigned *allow)
+                              size_t capsz, unsigned *allow)
 {
 	char tmp[CLEAVE_NAME_MAX + 1];
 	*allow = 0;
 	for (const cl_route *r = routes; r->pattern; r++) {
-		if (!match(r->pattern, path, tmp, sizeof(tmp) < capsz
-							  ? sizeof(tmp)
-							  : capsz))
+		if (!match(r->pattern, path, tmp,
+		           sizeof(tmp) < capsz ? sizeof(tmp) : capsz))
 			continue;
 		unsigned m = r->methods;
 		if (m & CL_M_GET)

@@ -30,19 +30,16 @@
 #include "server/log.h"
 #include "server/server.h"
 
-int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6);
-int cl_conns_reap(cl_srv *s);
-void cl_waiters_close(cl_srv *s);
-
 /* Parses HOST:PORT ("[::1]:8080", "localhost:0") into *ss. */
 static int parse_listen(const char *spec, struct sockaddr_storage *ss,
-			bool *ipv6)
+                        bool *ipv6)
 {
 	char host[256];
 	const char *port;
 	if (spec[0] == '[') {
 		const char *rb = strchr(spec, ']');
-		if (!rb || rb[1] != ':' || (size_t)(rb - spec - 1) >= sizeof(host))
+		if (!rb || rb[1] != ':' ||
+		    (size_t)(rb - spec - 1) >= sizeof(host))
 			return -1;
 		memcpy(host, spec + 1, (size_t)(rb - spec - 1));
 		host[rb - spec - 1] = 0;
@@ -114,8 +111,8 @@ static void raise_nofile(int want)
 	setrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < need)
 		cl_logf(CLEAVE_LOG_WARN, NULL, NULL, -1,
-			"open-file limit %llu is below --max-connections %d",
-			(unsigned long long)rl.rlim_cur, want);
+		        "open-file limit %llu is below --max-connections %d",
+		        (unsigned long long)rl.rlim_cur, want);
 }
 
 /* Waits up to ms for a signal on sfd; true when one came. */
@@ -131,7 +128,7 @@ static bool signalled(int sfd, int ms)
 /* Waits until *counter is 0.  limit_ms < 0: no limit.  A second signal
  * ends the process. */
 static bool drain(cl_srv *s, int sfd, atomic_int *counter, int limit_ms,
-		  const char *what)
+                  const char *what)
 {
 	int64_t reaped = 0;
 	int64_t t0 = cl_mono_now_us(), last_log = t0;
@@ -141,8 +138,8 @@ static bool drain(cl_srv *s, int sfd, atomic_int *counter, int limit_ms,
 			return false;
 		if (now - last_log > 5000000) {
 			cl_logf(CLEAVE_LOG_INFO, NULL, NULL, -1,
-				"shutdown: %d %s still in flight",
-				atomic_load(counter), what);
+			        "shutdown: %d %s still in flight",
+			        atomic_load(counter), what);
 			last_log = now;
 		}
 		if (now - reaped > 200000) {
@@ -151,9 +148,9 @@ static bool drain(cl_srv *s, int sfd, atomic_int *counter, int limit_ms,
 		}
 		if (signalled(sfd, 5)) {
 			cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-				"second signal: exiting without finishing "
-				"%d %s",
-				atomic_load(counter), what);
+			        "second signal: exiting without finishing "
+			        "%d %s",
+			        atomic_load(counter), what);
 			_exit(1);
 		}
 	}
@@ -175,25 +172,25 @@ int cl_server_run(const cl_server_config *cfg)
 		char names[256] = "";
 		for (int i = 0; cleave_domains[i]; i++)
 			snprintf(names + strlen(names),
-				 sizeof(names) - strlen(names), "%s%s",
-				 i ? ", " : "", cleave_domains[i]->name);
+			         sizeof(names) - strlen(names), "%s%s",
+			         i ? ", " : "", cleave_domains[i]->name);
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			"unknown domain '%s' (this build has: %s)",
-			cfg->domain, names[0] ? names : "none");
+		        "unknown domain '%s' (this build has: %s)", cfg->domain,
+		        names[0] ? names : "none");
 		return 2;
 	}
 	struct sockaddr_storage ss;
 	bool ipv6 = false;
 	if (parse_listen(cfg->listen, &ss, &ipv6)) {
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			"--listen '%s' is not HOST:PORT", cfg->listen);
+		        "--listen '%s' is not HOST:PORT", cfg->listen);
 		return 2;
 	}
 	if (!is_loopback(&ss) && !(cfg->auth_token && *cfg->auth_token)) {
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			"refusing to listen on non-loopback address '%s' "
-			"without --auth-token or --auth-token-file",
-			cfg->listen);
+		        "refusing to listen on non-loopback address '%s' "
+		        "without --auth-token or --auth-token-file",
+		        cfg->listen);
 		return 2;
 	}
 	const char *rs = cfg->read_store;
@@ -201,9 +198,9 @@ int cl_server_run(const cl_server_config *cfg)
 		/* cleave_config.read_store has no other kind yet: refuse
 		 * rather than silently serve from the embedded stores */
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			"--read-store '%s' is not available in this build "
-			"(only 'embedded')",
-			rs);
+		        "--read-store '%s' is not available in this build "
+		        "(only 'embedded')",
+		        rs);
 		return 2;
 	}
 	raise_nofile(cfg->max_connections);
@@ -219,7 +216,7 @@ int cl_server_run(const cl_server_config *cfg)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (sfd < 0) {
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1, "signalfd: %s",
-			strerror(errno));
+		        strerror(errno));
 		return 1;
 	}
 
@@ -246,54 +243,53 @@ int cl_server_run(const cl_server_config *cfg)
 	int rc = cleave_engine_open(&ec, &s.e);
 	if (rc) {
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			"cannot open the engine: %s: %s", cleave_errname(rc),
-			cleave_errmsg());
+		        "cannot open the engine: %s: %s", cleave_errname(rc),
+		        cleave_errmsg());
 		goto out;
 	}
 	if (cl_http_start(&s, (const struct sockaddr *)&ss, ipv6)) {
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			"cannot listen on %s (in use, or not an address of "
-			"this host?)",
-			cfg->listen);
+		        "cannot listen on %s (in use, or not an address of "
+		        "this host?)",
+		        cfg->listen);
 		goto out_engine;
 	}
 	char host[INET6_ADDRSTRLEN] = "?";
 	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
-			  host, sizeof(host));
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host,
+		          sizeof(host));
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-			  host, sizeof(host));
+		          host, sizeof(host));
 	if (cfg->port_file && write_port_file(cfg->port_file, s.port))
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			"cannot write --port-file %s: %s", cfg->port_file,
-			strerror(errno));
+		        "cannot write --port-file %s: %s", cfg->port_file,
+		        strerror(errno));
 	cl_logf(CLEAVE_LOG_INFO, NULL, NULL, cleave_log_head(s.e),
-		"listening on http://%s%s%s:%u (domain %s, data %s, %d HTTP "
-		"threads, durability %s)",
-		ipv6 ? "[" : "", host, ipv6 ? "]" : "", s.port, s.dom->name,
-		cfg->data_dir, cfg->http_threads,
-		cfg->durability == CLEAVE_DURABILITY_OS ? "os" : "fsync");
+	        "listening on http://%s%s%s:%u (domain %s, data %s, %d HTTP "
+	        "threads, durability %s)",
+	        ipv6 ? "[" : "", host, ipv6 ? "]" : "", s.port, s.dom->name,
+	        cfg->data_dir, cfg->http_threads,
+	        cfg->durability == CLEAVE_DURABILITY_OS ? "os" : "fsync");
 
 	/* Serve: the main thread reaps slow clients and waits for a signal. */
 	while (!signalled(sfd, 200))
 		cl_conns_reap(&s);
 
 	cl_logf(CLEAVE_LOG_INFO, NULL, NULL, cleave_log_head(s.e),
-		"shutting down: no new connections; finishing %d command(s) "
-		"and %d request(s) in flight",
-		atomic_load(&s.inflight_cmds), atomic_load(&s.busy_reqs));
+	        "shutting down: no new connections; finishing %d command(s) "
+	        "and %d request(s) in flight",
+	        atomic_load(&s.inflight_cmds), atomic_load(&s.busy_reqs));
 	atomic_store(&s.stopping, true);
 	MHD_socket lsock = MHD_quiesce_daemon(s.d);
 	cleave_engine_stop_accepting(s.e);
 	cl_waiters_close(&s);
 	drain(&s, sfd, &s.inflight_cmds, -1, "command(s)");
-	if (!drain(&s, sfd, &s.busy_reqs, cfg->shutdown_grace_ms,
-		   "request(s)"))
+	if (!drain(&s, sfd, &s.busy_reqs, cfg->shutdown_grace_ms, "request(s)"))
 		cl_logf(CLEAVE_LOG_WARN, NULL, NULL, -1,
-			"shutdown: closing %d request(s) still open after "
-			"%d ms",
-			atomic_load(&s.busy_reqs), cfg->shutdown_grace_ms);
+		        "shutdown: closing %d request(s) still open after "
+		        "%d ms",
+		        atomic_load(&s.busy_reqs), cfg->shutdown_grace_ms);
 	MHD_stop_daemon(s.d);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);

@@ -336,38 +336,61 @@ class HttpApi(unittest.TestCase):
             assert_error(self, q, 400)
 
     def test_many_waiters(self):
-        """Hundreds of clients waiting for a position hold no thread: the
-        server keeps answering, and one write releases them all."""
+        """Thousands of clients waiting for a position hold no thread: the
+        server keeps answering others, and one write releases them all."""
+        import resource
+        import selectors
+        n = 2000
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < n + 200:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (min(hard, n + 500), hard))
+            n = min(n, min(hard, n + 500) - 200)
         pid, r = add_product(self.c)
         target = r.json()["position"] + 1
-        n = 300
-        results = [None] * n
-        ready = threading.Barrier(n + 1)
-
-        def wait(i):
-            c = ct.Client(self.srv.port)
-            ready.wait()
-            try:
-                q = c.get("/queries/product?productId=%s&min_position=%d"
-                          "&wait_ms=8000" % (pid, target))
-                results[i] = (q.status, q.json().get("stock"))
-            finally:
-                c.close()
-
-        ts = [threading.Thread(target=wait, args=(i,)) for i in range(n)]
-        for t in ts:
-            t.start()
-        ready.wait()
+        req = ("GET /queries/product?productId=%s&min_position=%d"
+               "&wait_ms=10000 HTTP/1.1\r\nHost: x\r\n\r\n" %
+               (pid, target)).encode()
+        socks = []
+        for _ in range(n):
+            s = ct.raw_socket(self.srv.port, timeout=30)
+            s.sendall(req)
+            socks.append(s)
         time.sleep(0.5)
         t0 = time.time()
         for _ in range(10):
             self.assertEqual(self.c.get("/health").status, 200)
         self.assertLess(time.time() - t0, 2.0, "server stalled by waiters")
+        m = self.c.get("/metrics").body.decode()
+        inflight = [int(x.split()[1]) for x in m.splitlines()
+                    if x.startswith("cleave_http_requests_in_flight ")]
+        self.assertGreaterEqual(inflight[0], n)
         r = self.c.command("Restock", {"productId": pid, "quantity": 5})
         self.assertEqual(r.status, 200)
-        for t in ts:
-            t.join(20)
-        self.assertEqual(results, [(200, 15)] * n)
+        sel = selectors.DefaultSelector()
+        bufs = {}
+        for s in socks:
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+            bufs[s] = b""
+        done = {}
+        deadline = time.time() + 30
+        while len(done) < n and time.time() < deadline:
+            for key, _ in sel.select(1):
+                s = key.fileobj
+                d = s.recv(65536)
+                bufs[s] += d
+                head, sep, body = bufs[s].partition(b"\r\n\r\n")
+                if not d or (sep and b"content-length: %d" % len(body)
+                             in head.lower()):
+                    done[s] = bufs[s]
+                    sel.unregister(s)
+        for s in socks:
+            s.close()
+        self.assertEqual(len(done), n)
+        for data in done.values():
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:300])
+            self.assertIn(b'"stock":15', data)
 
     # ---- events, projections, metrics -------------------------------------
 
