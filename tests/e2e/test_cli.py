@@ -227,7 +227,7 @@ class CliWithServer(unittest.TestCase):
     def follow(self, where):
         head = self.c.get("/health").json()["head"]
         p = subprocess.Popen([ct.BIN, "events", "--follow", "--from",
-                              head + 1, "--interval", "0.05"] + where,
+                              str(head + 1), "--interval", "0.05"] + where,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=clean_env())
         try:
@@ -486,8 +486,8 @@ class CliServerStopped(unittest.TestCase):
                 "name NOT LIKE 'sqlite%' AND name NOT LIKE '\\_\\_%' "
                 "ESCAPE '\\' AND name NOT LIKE '%fts%' ORDER BY name")]
             for t in tables:
-                if db.execute("SELECT count(*) FROM \"%s\"" % t)
-                        .fetchone()[0] < 2:
+                n = db.execute("SELECT count(*) FROM \"%s\"" % t)
+                if n.fetchone()[0] < 2:
                     continue
                 cols = db.execute("PRAGMA table_info(\"%s\")" % t)
                 cols = [c for c in cols.fetchall() if not c[5]]
@@ -508,13 +508,14 @@ class CliServerStopped(unittest.TestCase):
         table = self.tamper_sqlite("search")
         rc, diffs, summary, err = self.verify("search")
         self.assertEqual(rc, 1, err)
-        self.assertEqual(len(diffs), 2, diffs)
-        self.assertTrue(all(d["projection"] == "search" and
-                            d["table"] == table for d in diffs), diffs)
-        self.assertEqual(sorted(d["diff"] for d in diffs),
-                         ["different", "missing"])
+        self.assertTrue(all(d["projection"] == "search" for d in diffs))
+        # the changed row and the deleted one (an index over the table,
+        # e.g. full-text, may show the deleted row too)
+        self.assertEqual(sorted(d["diff"] for d in diffs
+                                if d["table"] == table),
+                         ["different", "missing"], diffs)
         self.assertEqual(summary[0]["result"], "drift")
-        self.assertEqual(summary[0]["differences"], 2)
+        self.assertEqual(summary[0]["differences"], len(diffs))
         # the other projections are fine; all together is still drift
         rc, diffs, summary, err = self.verify("catalog", "orders")
         self.assertEqual((rc, diffs), (0, []), err)

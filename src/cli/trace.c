@@ -1,0 +1,360 @@
+/*
+ * trace.c — `cleave trace ID`: follow a trace id or a command id from the
+ * command through its events to every read model.
+ *
+ * For each command found (events grouped by command id, in log order):
+ * its ids and time, its events with positions, and for each projection
+ * whether it has applied them and when.  A projection that subscribes to
+ * none of the command's event types passes over them ("not subscribed").
+ * When a projection applied a position is remembered by the engine for
+ * recent positions only and not across restarts: older ones print
+ * "applied (time not recorded)".
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+
+#define TRACE_EVENTS_MAX 10000
+
+typedef struct tev {
+	int64_t position, version, ts_us;
+	int schema_version;
+	char *stream, *type, *data, *trace_id, *command_id, *idem, *causation;
+} tev;
+
+typedef struct tctx {
+	tev *ev;
+	int n, cap;
+	bool truncated;
+} tctx;
+
+static char *dup0(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static int collect(void *arg, const cleave_event *e)
+{
+	tctx *x = arg;
+	if (x->n == TRACE_EVENTS_MAX) {
+		x->truncated = true;
+		return 1;
+	}
+	if (x->n == x->cap) {
+		int cap = x->cap ? x->cap * 2 : 16;
+		tev *p = realloc(x->ev, (size_t)cap * sizeof(*p));
+		if (!p)
+			return CLEAVE_ENOMEM;
+		x->ev = p;
+		x->cap = cap;
+	}
+	tev *t = &x->ev[x->n++];
+	t->position = e->position;
+	t->version = e->version;
+	t->ts_us = e->ts_us;
+	t->schema_version = e->schema_version;
+	t->stream = dup0(e->stream);
+	t->type = dup0(e->type);
+	t->data = dup0(e->data);
+	t->trace_id = dup0(e->trace_id);
+	t->command_id = dup0(e->command_id);
+	t->idem = dup0(e->idempotency_key);
+	t->causation = dup0(e->causation_id);
+	return 0;
+}
+
+static void tctx_free(tctx *x)
+{
+	for (int i = 0; i < x->n; i++) {
+		tev *t = &x->ev[i];
+		free(t->stream);
+		free(t->type);
+		free(t->data);
+		free(t->trace_id);
+		free(t->command_id);
+		free(t->idem);
+		free(t->causation);
+	}
+	free(x->ev);
+}
+
+static bool same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* The domain's definition of projection `name` at `version`: a domain
+ * may list several versions of one projection (during a migration). */
+static const cleave_projection_def *proj_def(cleave_engine *e, const char *name,
+                                             int version)
+{
+	const cleave_domain *d = cleave_engine_domain(e);
+	const cleave_projection_def *any = NULL;
+	for (const cleave_projection_def *p = d->projections; p && p->name;
+	     p++) {
+		if (strcmp(p->name, name))
+			continue;
+		if (p->version == version)
+			return p;
+		any = p;
+	}
+	return any;
+}
+
+static bool subscribes(const cleave_projection_def *d, const char *type)
+{
+	if (!d || !d->event_types)
+		return true;
+	for (const char *const *t = d->event_types; *t; t++)
+		if (!strcmp(*t, type))
+			return true;
+	return false;
+}
+
+typedef struct papplied {
+	const char *name;
+	int version;
+	const char *state;
+	int64_t position;
+	bool subscribed, applied;
+	int64_t when_us; /* 0: not recorded */
+	int64_t upto;    /* the command's last event this one needs */
+} papplied;
+
+static void projection_fate(cleave_engine *e, int i, const tev *ev, int n,
+                            papplied *out)
+{
+	cleave_proj_status s;
+	memset(out, 0, sizeof(*out));
+	if (cleave_projection_status(e, i, &s))
+		return;
+	out->name = s.name;
+	out->version = s.version;
+	out->state = cleave_proj_state_name(s.state);
+	out->position = s.position;
+	const cleave_projection_def *d = proj_def(e, s.name, s.version);
+	for (int k = 0; k < n; k++)
+		if (subscribes(d, ev[k].type)) {
+			out->subscribed = true;
+			out->upto = ev[k].position;
+		}
+	if (!out->subscribed)
+		out->upto = ev[n - 1].position;
+	int64_t when = 0;
+	if (cleave_projection_applied_at(e, i, out->upto, &when) == 0) {
+		out->applied = true;
+		out->when_us = when;
+	}
+}
+
+static void print_json(cleave_engine *e, const tev *ev, int n)
+{
+	char t[32];
+	cJSON *o = cJSON_CreateObject();
+	const tev *f = &ev[0];
+	const char *meta[][2] = {{"command_id", f->command_id},
+	                         {"trace_id", f->trace_id},
+	                         {"idempotency_key", f->idem},
+	                         {"causation_id", f->causation}};
+	for (size_t i = 0; i < sizeof(meta) / sizeof(*meta); i++)
+		if (meta[i][1])
+			cJSON_AddStringToObject(o, meta[i][0], meta[i][1]);
+		else
+			cJSON_AddNullToObject(o, meta[i][0]);
+	cli_add_int(o, "ts_us", f->ts_us);
+	cli_fmt_time(t, f->ts_us);
+	cJSON_AddStringToObject(o, "time", t);
+	cJSON *evs = cJSON_AddArrayToObject(o, "events");
+	for (int k = 0; k < n; k++) {
+		cJSON *x = cJSON_CreateObject();
+		cli_add_int(x, "position", ev[k].position);
+		cJSON_AddStringToObject(x, "stream", ev[k].stream);
+		cli_add_int(x, "version", ev[k].version);
+		cJSON_AddStringToObject(x, "type", ev[k].type);
+		cJSON_AddNumberToObject(x, "schema_version",
+		                        ev[k].schema_version);
+		cJSON_AddItemToObject(x, "data", cJSON_CreateRaw(ev[k].data));
+		cli_add_int(x, "ts_us", ev[k].ts_us);
+		cJSON_AddItemToArray(evs, x);
+	}
+	cJSON *ps = cJSON_AddArrayToObject(o, "projections");
+	int np = cleave_projection_count(e);
+	for (int i = 0; i < np; i++) {
+		papplied a;
+		projection_fate(e, i, ev, n, &a);
+		if (!a.name)
+			continue;
+		cJSON *x = cJSON_CreateObject();
+		cJSON_AddStringToObject(x, "name", a.name);
+		cJSON_AddNumberToObject(x, "version", a.version);
+		cJSON_AddStringToObject(x, "state", a.state);
+		cli_add_int(x, "position", a.position);
+		cJSON_AddBoolToObject(x, "subscribed", a.subscribed);
+		cJSON_AddBoolToObject(x, "applied", a.applied);
+		if (a.applied && a.when_us) {
+			cli_fmt_time(t, a.when_us);
+			cli_add_int(x, "applied_at_us", a.when_us);
+			cJSON_AddStringToObject(x, "applied_at", t);
+		} else {
+			cJSON_AddNullToObject(x, "applied_at_us");
+			cJSON_AddNullToObject(x, "applied_at");
+		}
+		cJSON_AddItemToArray(ps, x);
+	}
+	cli_print_json(o);
+	cJSON_Delete(o);
+}
+
+static void print_human(cleave_engine *e, const tev *ev, int n)
+{
+	char t[32];
+	const tev *f = &ev[0];
+	cli_fmt_time(t, f->ts_us);
+	printf("command %s\n", f->command_id ? f->command_id : "-");
+	printf("  trace id         %s\n", f->trace_id ? f->trace_id : "-");
+	if (f->idem)
+		printf("  idempotency key  %s\n", f->idem);
+	if (f->causation)
+		printf("  caused by        %s\n", f->causation);
+	printf("  committed        %s\n\n", t);
+
+	static const char *const eh[] = {"POSITION", "STREAM", "VERSION",
+	                                 "TYPE"};
+	static const bool eright[] = {true, false, true, false};
+	cli_table tb;
+	cli_table_init(&tb, 4, eh, eright);
+	for (int k = 0; k < n; k++) {
+		char p[24], v[24], s[CLEAVE_STREAM_MAX * 4 + 8];
+		snprintf(p, sizeof(p), "%lld", (long long)ev[k].position);
+		snprintf(v, sizeof(v), "%lld", (long long)ev[k].version);
+		cli_escape(s, sizeof(s), ev[k].stream, strlen(ev[k].stream));
+		const char *cells[] = {p, s, v, ev[k].type};
+		cli_table_row(&tb, cells);
+	}
+	cli_table_print(&tb, stdout);
+	cli_table_free(&tb);
+	putchar('\n');
+
+	static const char *const ph[] = {"PROJECTION", "STATE", "POSITION",
+	                                 "APPLIED"};
+	static const bool pright[] = {false, false, true, false};
+	cli_table_init(&tb, 4, ph, pright);
+	int np = cleave_projection_count(e);
+	for (int i = 0; i < np; i++) {
+		papplied a;
+		projection_fate(e, i, ev, n, &a);
+		if (!a.name)
+			continue;
+		char p[24], what[160];
+		snprintf(p, sizeof(p), "%lld", (long long)a.position);
+		if (!a.applied) {
+			snprintf(what, sizeof(what), "not yet (needs %lld)",
+			         (long long)a.upto);
+		} else if (!a.subscribed) {
+			snprintf(what, sizeof(what),
+			         "passed over (not subscribed to these "
+			         "events)");
+		} else if (a.when_us) {
+			cli_fmt_time(t, a.when_us);
+			int64_t d = a.when_us - f->ts_us;
+			snprintf(what, sizeof(what),
+			         "applied at %s (%.1f ms after commit)", t,
+			         (double)d / 1000.0);
+		} else {
+			snprintf(what, sizeof(what),
+			         "applied (time not recorded)");
+		}
+		const char *cells[] = {a.name, a.state, p, what};
+		cli_table_row(&tb, cells);
+	}
+	cli_table_print(&tb, stdout);
+	cli_table_free(&tb);
+}
+
+int cl_cmd_trace(int argc, char **argv)
+{
+	static const cli_cmd_spec spec = {
+	    .name = "trace",
+	    .synopsis = "ID",
+	    .description =
+	        "Finds the command(s) with trace id or command id ID "
+	        "(a trace id comes\n"
+	        "from the traceparent or X-Trace-Id header or the "
+	        "\"trace_id\" of a\n"
+	        "command's answer) and shows each command's events "
+	        "with their log\n"
+	        "positions, streams and types, and for each "
+	        "projection whether it has\n"
+	        "applied them and when.  Exit status 1 when nothing "
+	        "matches.\n"
+	        "Works beside a running server (read-only).",
+	    .min_args = 1,
+	    .max_args = 1,
+	};
+	cli_common c;
+	int first;
+	int rc = cli_parse(&spec, &c, argc, argv, &first);
+	if (rc >= 0)
+		return rc;
+	const char *id = argv[first];
+	if (c.server) {
+		cli_errorf(&c, "trace is not available over --server yet; "
+		               "run it with --data DIR on the server's "
+		               "machine (it works while the server runs)");
+		return CLI_EXIT_USAGE;
+	}
+	cli_signals_init();
+	cleave_engine *e;
+	if ((rc = cli_engine_open(&c, true, &e)))
+		return rc;
+	tctx x = {0};
+	int r = cleave_log_trace(e, id, collect, &x);
+	if (r < 0) {
+		cli_errorf(&c, "%s", cleave_errmsg());
+		rc = r == CLEAVE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+	} else if (x.n == 0) {
+		cli_errorf(&c,
+		           "no event has trace id or command id '%s' "
+		           "(a command that was rejected wrote none)",
+		           id);
+		rc = CLI_EXIT_FAIL;
+	} else {
+		/* one block per command, in log order of first events */
+		bool *done = calloc((size_t)x.n, sizeof(bool));
+		tev *group = malloc((size_t)x.n * sizeof(*group));
+		int blocks = 0;
+		for (int i = 0; done && group && i < x.n; i++) {
+			if (done[i])
+				continue;
+			int g = 0;
+			for (int k = i; k < x.n; k++)
+				if (!done[k] && same(x.ev[k].command_id,
+				                     x.ev[i].command_id)) {
+					group[g++] = x.ev[k];
+					done[k] = true;
+				}
+			if (!c.json && blocks++)
+				printf("\n");
+			if (c.json)
+				print_json(e, group, g);
+			else
+				print_human(e, group, g);
+			if (cli_out_broken())
+				break;
+		}
+		if (!done || !group) {
+			cli_errorf(&c, "out of memory");
+			rc = CLI_EXIT_FAIL;
+		}
+		free(done);
+		free(group);
+		if (x.truncated)
+			cli_errorf(&c, "only the first %d events are shown",
+			           TRACE_EVENTS_MAX);
+	}
+	tctx_free(&x);
+	cleave_engine_close(e);
+	return cli_finish(&c, rc);
+}
