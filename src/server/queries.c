@@ -183,10 +183,13 @@ enum MHD_Result cl_h_query(cl_req *r)
 	if (min_pos < 0 || current_position(r) >= min_pos)
 		return run_query(r);
 
-	if (!cl_waiter_add(s, r))
-		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		                     "shutting_down", "shutting down");
+	/* Suspend first: from then on anyone (the watch, the shutdown sweep
+	 * once registered) may resume it, exactly once. */
 	cl_req_suspend(r, after_wait);
+	if (!cl_waiter_add(s, r)) {
+		cl_req_resume(r, CLEAVE_ESHUTDOWN);
+		return MHD_YES;
+	}
 	cl_req_ref(r);
 	int rc = cleave_watch_position(s->e, r->name, min_pos, r->wait_ms,
 	                               watch_done, r);

@@ -647,6 +647,33 @@ class Lifecycle(unittest.TestCase):
         srv2.stop(expect=0)
         srv2.cleanup()
 
+    def test_sigterm_answers_waiting_queries(self):
+        srv = ct.Server(name="termwait").start()
+        c = srv.client()
+        head = c.get("/health").json()["head"]
+        socks = []
+        for _ in range(50):
+            s = ct.raw_socket(srv.port, timeout=20)
+            s.sendall(b"GET /queries/product?productId=x&min_position=%d"
+                      b"&wait_ms=10000 HTTP/1.1\r\nHost: x\r\n\r\n" %
+                      (head + 1000))
+            socks.append(s)
+        time.sleep(0.3)
+        t0 = time.time()
+        srv.stop(expect=0)
+        self.assertLess(time.time() - t0, 8)
+        for s in socks:
+            data = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+            s.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 503"), data[:200])
+            self.assertIn(b"shutting_down", data)
+        srv.cleanup()
+
     def test_help_version_and_bad_flags(self):
         import subprocess
         out = subprocess.run([ct.BIN, "serve", "--help"],
