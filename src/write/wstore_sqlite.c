@@ -258,8 +258,8 @@ static int sq_stream_version(cl_wstore *base, const char *stream,
 	cleave_rows *r;
 	cleave_value a[] = {cleave_text(stream)};
 	int rc = sq_query(base,
-			  "SELECT coalesce(max(version), 0) FROM events"
-			  " WHERE stream = ?",
+			  "SELECT version FROM events WHERE stream = ?"
+			  " ORDER BY version DESC LIMIT 1",
 			  a, 1, &r);
 	if (rc)
 		return rc;
