@@ -13,6 +13,7 @@
 #include <string.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -309,6 +310,8 @@ static void engine_free(cleave_engine *e)
 	pthread_mutex_destroy(&e->qmu);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->maintcond);
+	pthread_mutex_destroy(&e->cmu);
+	pthread_cond_destroy(&e->ccond);
 	pthread_mutex_destroy(&e->rdmu);
 	pthread_mutex_destroy(&e->advmu);
 	pthread_cond_destroy(&e->advcond);
@@ -318,8 +321,18 @@ static void engine_free(cleave_engine *e)
 	free(e);
 }
 
+/* SQLite's memory statistics take a global mutex on every allocation;
+ * Cleave does not read them.  Must precede SQLite's initialisation (a
+ * no-op when someone initialised it already). */
+static void sqlite_global_setup(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, sqlite_global_setup);
 	int rc;
 	*out = NULL;
 	cleave_engine *e = calloc(1, sizeof(*e));
@@ -328,6 +341,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	pthread_mutex_init(&e->qmu, NULL);
 	pthread_cond_init(&e->qcond, NULL);
 	pthread_cond_init(&e->maintcond, NULL);
+	pthread_mutex_init(&e->cmu, NULL);
+	pthread_cond_init(&e->ccond, NULL);
 	pthread_mutex_init(&e->rdmu, NULL);
 	pthread_mutex_init(&e->advmu, NULL);
 	pthread_cond_init(&e->advcond, NULL);

@@ -155,6 +155,22 @@ struct cleave_cmd {
 	char *body;
 };
 
+/* ---- the writer's stream versions (write/streams.c) ------------------- */
+
+typedef struct cl_vcache cl_vcache;
+cl_vcache *cl_vcache_new(size_t max_streams);
+void cl_vcache_free(cl_vcache *c);
+void cl_vcache_clear(cl_vcache *c);
+/* The stream's version as the batch in progress sees it. */
+int cl_vcache_get(cl_vcache *c, cleave_engine *e, const char *stream,
+		  int64_t *out);
+/* Records a new version (after an append), undoable. */
+int cl_vcache_set(cl_vcache *c, const char *stream, int64_t version);
+size_t cl_vcache_mark(cl_vcache *c);
+void cl_vcache_undo(cl_vcache *c, size_t mark);
+/* The batch committed: its versions are the store's now. */
+void cl_vcache_commit(cl_vcache *c);
+
 /* ---- watches (async min_position) -------------------------------------- */
 
 typedef struct cl_watch {
@@ -189,6 +205,13 @@ struct cleave_engine {
 	bool accepting, stopping;
 	pthread_t writer, maint;
 	bool writer_running, maint_running;
+	cl_vcache *vcache;
+	/* completion: callbacks and frees run off the writer thread */
+	pthread_t completer;
+	bool completer_running, completer_stop;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccond;
+	cleave_cmd *chead, *ctail;
 	atomic_int_fast64_t head;
 	int64_t head_ts;
 

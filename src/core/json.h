@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "cleave.h"
+#include "core/util.h"
 
 #define CL_JSON_MAX_SAFE_INT 9007199254740992LL /* 2^53 */
 
@@ -29,7 +30,10 @@ int cl_fields_check(const cleave_field *fields, const cJSON *obj);
 const char *cl_json_str(const cJSON *obj, const char *key);
 int64_t cl_json_int(const cJSON *obj, const char *key, int64_t dflt);
 
-/* Serialises compactly; malloc'd (free()), NULL on out of memory. */
+/* Serialises compactly, integers exactly (no printf on the hot path);
+ * malloc'd (free()), NULL on out of memory. */
 char *cl_json_print(const cJSON *v, size_t *len);
+/* Appends v's compact text to b. */
+void cl_json_write(cl_buf *b, const cJSON *v);
 
 #endif

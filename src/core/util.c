@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -271,23 +272,67 @@ uint64_t cl_hash(const void *p, size_t n)
 	return h;
 }
 
+/* Ids need to be unique, not secret: a per-thread xoshiro256** generator
+ * seeded once from getrandom() costs nanoseconds, where a getrandom()
+ * system call per id cost microseconds on the command path. */
+static _Thread_local uint64_t rng[4];
+static _Thread_local bool rng_ready;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+/* A forked child must not repeat its parent's ids. */
+static void rng_forget(void)
+{
+	rng_ready = false;
+}
+
+static void rng_atfork(void)
+{
+	pthread_atfork(NULL, NULL, rng_forget);
+}
+
+static uint64_t rng_next(void)
+{
+	if (CL_UNLIKELY(!rng_ready)) {
+		static pthread_once_t once = PTHREAD_ONCE_INIT;
+		pthread_once(&once, rng_atfork);
+		if (getrandom(rng, sizeof(rng), 0) != (ssize_t)sizeof(rng)) {
+			uint64_t v = (uint64_t)cl_mono_us() ^
+				     ((uint64_t)getpid() << 32) ^
+				     (uint64_t)(uintptr_t)&rng;
+			for (int i = 0; i < 4; i++) {
+				v += 0x9e3779b97f4a7c15ULL;
+				uint64_t z = v;
+				z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+				z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+				rng[i] = z ^ (z >> 31);
+			}
+		}
+		rng_ready = true;
+	}
+	uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+	rng[2] ^= rng[0];
+	rng[3] ^= rng[1];
+	rng[1] ^= rng[2];
+	rng[0] ^= rng[3];
+	rng[2] ^= t;
+	rng[3] = rotl(rng[3], 45);
+	return r;
+}
+
 void cl_random_hex(char *out, size_t nbytes)
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char raw[64];
-	if (nbytes > sizeof(raw))
-		nbytes = sizeof(raw);
-	if (getrandom(raw, nbytes, 0) != (ssize_t)nbytes) {
-		/* Never fails for <= 256 bytes once the pool is ready; keep a
-		 * fallback that is unique within the process anyway. */
-		static _Atomic uint64_t ctr;
-		uint64_t v = cl_mono_us() ^ ((uint64_t)getpid() << 40) ^ ++ctr;
-		for (size_t i = 0; i < nbytes; i++)
-			raw[i] = (unsigned char)(v >> ((i % 8) * 8)) ^ (unsigned char)i;
-	}
+	uint64_t v = 0;
 	for (size_t i = 0; i < nbytes; i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 15];
+		if (i % 8 == 0)
+			v = rng_next();
+		unsigned char b = (unsigned char)(v >> ((i % 8) * 8));
+		out[2 * i] = hex[b >> 4];
+		out[2 * i + 1] = hex[b & 15];
 	}
 	out[2 * nbytes] = 0;
 }

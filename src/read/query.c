@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "core/json.h"
 
 #define MAX_READS 8
 
@@ -139,11 +140,12 @@ int cleave_query_reply_raw(cleave_query *q, const char *json, size_t len)
 
 int cleave_query_reply(cleave_query *q, cJSON *body)
 {
-	char *s = cJSON_PrintUnformatted(body);
+	size_t len;
+	char *s = cl_json_print(body, &len);
 	cJSON_Delete(body);
 	if (!s)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	int rc = with_position(q, s, strlen(s));
+	int rc = with_position(q, s, len);
 	free(s);
 	return rc;
 }

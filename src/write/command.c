@@ -66,12 +66,7 @@ static int build_success(cleave_cmd *c, int64_t position)
 	}
 	cl_buf_adds(&b, "],\"result\":");
 	if (c->result) {
-		char *r = cJSON_PrintUnformatted(c->result);
-		if (!r)
-			b.oom = true;
-		else
-			cl_buf_adds(&b, r);
-		free(r);
+		cl_json_write(&b, c->result);
 	} else {
 		cl_buf_adds(&b, "{}");
 	}
@@ -123,7 +118,7 @@ int cleave_cmd_query_int(cleave_cmd *c, const char *sql,
 
 int cleave_cmd_stream_version(cleave_cmd *c, const char *stream, int64_t *out)
 {
-	return c->e->wm->stream_version(c->e->ws, stream, out);
+	return cl_vcache_get(c->e->vcache, c->e, stream, out);
 }
 
 int64_t cleave_cmd_time_us(const cleave_cmd *c)
@@ -198,7 +193,7 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 		goto out;
 	}
 	int64_t ver;
-	if ((rc = e->wm->stream_version(e->ws, stream, &ver)))
+	if ((rc = cl_vcache_get(e->vcache, e, stream, &ver)))
 		goto out;
 	if (!c->emitted && c->expected_version >= 0 &&
 	    ver != c->expected_version) {
@@ -263,6 +258,7 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 	}
 	if ((rc = wb_push(wb, &ev)))
 		goto out;
+	cl_vcache_set(e->vcache, stream, se.version);
 	data = NULL; /* owned by the batch now */
 	wb->next_pos++;
 out:
@@ -318,6 +314,7 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 		return;
 	}
 	int64_t pos0 = wb->next_pos;
+	size_t vmark = cl_vcache_mark(e->vcache);
 	c->wb = wb;
 	c->ev_start = wb->n;
 	c->fail_rc = 0;
@@ -345,6 +342,7 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 			 cleave_errname(rc));
 	}
 	m->rollback_to(e->ws);
+	cl_vcache_undo(e->vcache, vmark);
 	wb_truncate(wb, c->ev_start);
 	wb->next_pos = pos0;
 	set_failure(c, c->fail_rc, c->fail_code, c->fail_msg);
@@ -413,6 +411,7 @@ static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 		snprintf(msg, sizeof(msg), "commit failed: %s",
 			 cleave_errmsg());
 		m->rollback(e->ws);
+		cl_vcache_clear(e->vcache);
 		cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1, "group of %d %s", n,
 		       msg);
 		for (cleave_cmd *c = list; c; c = c->next)
@@ -421,6 +420,7 @@ static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 		free(wb.ev);
 		cl_arena_free(&wb.arena);
 	} else {
+		cl_vcache_commit(e->vcache);
 		e->batches++;
 		if (e->cfg.durability == CLEAVE_DURABILITY_FSYNC && wb.n)
 			e->fsyncs++;
@@ -450,10 +450,41 @@ static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 		}
 	}
 	e->commands_total += (uint64_t)n;
-	for (cleave_cmd *c = list, *next; c; c = next) {
-		next = c->next;
-		complete(e, c);
+	/* the callers hear from the completer while this thread goes on
+	 * with the next batch */
+	cleave_cmd *last = list;
+	while (last->next)
+		last = last->next;
+	pthread_mutex_lock(&e->cmu);
+	if (e->ctail)
+		e->ctail->next = list;
+	else
+		e->chead = list;
+	e->ctail = last;
+	pthread_cond_signal(&e->ccond);
+	pthread_mutex_unlock(&e->cmu);
+}
+
+static void *completer_main(void *arg)
+{
+	cleave_engine *e = arg;
+	pthread_mutex_lock(&e->cmu);
+	for (;;) {
+		while (!e->chead && !e->completer_stop)
+			pthread_cond_wait(&e->ccond, &e->cmu);
+		cleave_cmd *list = e->chead;
+		if (!list)
+			break;
+		e->chead = e->ctail = NULL;
+		pthread_mutex_unlock(&e->cmu);
+		for (cleave_cmd *c = list, *next; c; c = next) {
+			next = c->next;
+			complete(e, c);
+		}
+		pthread_mutex_lock(&e->cmu);
 	}
+	pthread_mutex_unlock(&e->cmu);
+	return NULL;
 }
 
 static void *writer_main(void *arg)
@@ -512,7 +543,13 @@ static void *maint_main(void *arg)
 
 int cl_writer_start(cleave_engine *e)
 {
+	e->vcache = cl_vcache_new(1u << 20);
+	if (!e->vcache)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	e->accepting = true;
+	if (pthread_create(&e->completer, NULL, completer_main, e))
+		return cl_err(CLEAVE_EINTERNAL, "cannot start completer thread");
+	e->completer_running = true;
 	if (pthread_create(&e->writer, NULL, writer_main, e))
 		return cl_err(CLEAVE_EINTERNAL, "cannot start writer thread");
 	e->writer_running = true;
@@ -544,6 +581,16 @@ void cl_writer_stop(cleave_engine *e)
 	if (e->maint_running)
 		pthread_join(e->maint, NULL);
 	e->writer_running = e->maint_running = false;
+	if (e->completer_running) {
+		pthread_mutex_lock(&e->cmu);
+		e->completer_stop = true;
+		pthread_cond_signal(&e->ccond);
+		pthread_mutex_unlock(&e->cmu);
+		pthread_join(e->completer, NULL);
+		e->completer_running = false;
+	}
+	cl_vcache_free(e->vcache);
+	e->vcache = NULL;
 }
 
 /* ---- submitting --------------------------------------------------------- */
