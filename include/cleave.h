@@ -267,7 +267,9 @@ typedef struct cleave_upcaster {
  * sorted sets, counters and lists on top) and "sqlite" (tables the
  * projection defines, FTS5 available).  A call a store cannot serve returns
  * CLEAVE_ENOTSUP; a write in a read-only transaction CLEAVE_EREADONLY.
- * Namespaces ("ns") are short names [a-z0-9_], at most 32 per projection.
+ * Namespaces ("ns") are names of 1 to 32 characters [a-z0-9_]; a
+ * projection may use a few dozen (LMDB allows 128 per copy, a sorted set
+ * takes two).
  * Keys are NUL-terminated strings of at most CLEAVE_KEY_MAX bytes.
  * A value pointer handed out is valid until the transaction ends.
  * ------------------------------------------------------------------------ */
@@ -318,7 +320,7 @@ int cleave_rtx_counter_scan(cleave_rtx *tx, const char *ns, const char *from,
  * (a log position is a good one).  put inserts or replaces the item.
  * page visits items newest (highest seq) first, starting below `before`
  * (INT64_MAX for the first page), at most `limit`; use the last seq seen
- * as the next cursor. */
+ * as the next cursor.  Sequences are 0 .. INT64_MAX-1. */
 int cleave_rtx_list_put(cleave_rtx *tx, const char *ns, const char *list,
 			int64_t seq, const void *val, size_t len);
 int cleave_rtx_list_get(cleave_rtx *tx, const char *ns, const char *list,
@@ -450,7 +452,8 @@ typedef struct cleave_config {
 	const char *data_dir;         /* default "./cleave-data" */
 	const char *write_store;      /* NULL/"sqlite": data_dir/write.db;
 					 "postgres://…": PostgreSQL */
-	const char *read_store;       /* NULL: embedded (LMDB + SQLite) */
+	const char *read_store;       /* NULL/"embedded": LMDB + SQLite, the
+					 only read store of this version */
 	cleave_durability durability;
 	int queue_max;        /* queued commands; 0 → 65536 */
 	int batch_max;        /* commands per group commit; 0 → 4096 */
@@ -563,9 +566,11 @@ int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
 
 /* Non-blocking variant for servers: calls fn(arg, rc) exactly once, from an
  * engine thread, when the projections read by query `query` reach
- * `position` (rc 0), at the deadline (CLEAVE_ETIMEDOUT), or at shutdown.
- * It may call fn before returning when already reached.  Returns 0, or
- * CLEAVE_ENOTFOUND / CLEAVE_EBUSY (too many watches) without calling fn. */
+ * `position` (rc 0), at the deadline (CLEAVE_ETIMEDOUT), when one of them
+ * is parked before it (CLEAVE_EPARKED), or at shutdown (CLEAVE_ESHUTDOWN).
+ * fn may run before this call returns.  Returns 0, or CLEAVE_ENOTFOUND,
+ * CLEAVE_EBUSY (too many watches: 65536) or CLEAVE_ESHUTDOWN without
+ * calling fn. */
 typedef void (*cleave_watch_fn)(void *arg, int rc);
 int cleave_watch_position(cleave_engine *e, const char *query,
 			  int64_t position, int timeout_ms, cleave_watch_fn fn,
@@ -645,7 +650,9 @@ int cleave_projection_applied_at(cleave_engine *e, int i, int64_t position,
 				 int64_t *when_us);
 
 /* Counters for metrics.  Histograms use the bucket bounds given (in
- * microseconds), cumulative counts as in Prometheus. */
+ * microseconds): buckets[i] counts values in (bound[i-1], bound[i]] — not
+ * cumulative; an exporter sums them for Prometheus' "le" buckets.  Values
+ * above the last bound are in count and sum only. */
 #define CLEAVE_HIST_BUCKETS 16
 typedef struct cleave_hist {
 	uint64_t count;

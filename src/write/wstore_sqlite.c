@@ -164,6 +164,24 @@ static int sq_migrate(cl_wstore *base, const char *domain,
 		      const char *const *migrations)
 {
 	sq_store *s = (sq_store *)base;
+	cleave_rows *dr;
+	int drc = sq_query(base,
+			   "SELECT domain FROM cleave_migrations"
+			   " WHERE domain != ? LIMIT 1",
+			   (cleave_value[]){cleave_text(domain)}, 1, &dr);
+	if (drc)
+		return s->read_only ? 0 : drc; /* no table yet (read-only) */
+	if (cleave_rows_next(dr) == 1) {
+		char other[128];
+		snprintf(other, sizeof(other), "%s",
+			 cleave_rows_text(dr, 0, NULL));
+		cleave_rows_close(dr);
+		return cl_err(CLEAVE_EINVAL,
+			      "this data directory holds the '%s' domain, "
+			      "not '%s' (use --domain %s or another --data)",
+			      other, domain, other);
+	}
+	cleave_rows_close(dr);
 	if (s->read_only)
 		return 0;
 	for (int v = 1; migrations && migrations[v - 1]; v++) {
