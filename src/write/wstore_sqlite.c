@@ -29,7 +29,23 @@ typedef struct sq_store {
 	bool read_only;
 	int sp_depth;
 	cl_buf idem; /* the last idempotency record read */
+	int wal_frames; /* frames in the WAL after the last commit */
 } sq_store;
+
+/* The WAL restarts from its beginning only when a write transaction begins
+ * after a checkpoint that copied every frame.  The background checkpoint
+ * (maintain) can never finish while the writer keeps appending, so on its
+ * own the WAL grows without bound — and every new WAL page costs the kernel
+ * a zeroed page.  So the writer, between batches, finishes the job once the
+ * WAL passes WAL_RESTART_FRAMES: by then the background pass has copied
+ * nearly everything, and what is left is short. */
+#define WAL_RESTART_FRAMES 4096
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	((sq_store *)arg)->wal_frames = frames;
+	return SQLITE_OK;
+}
 
 typedef struct sq_reader {
 	cl_wreader base;
@@ -133,6 +149,7 @@ static int sq_open(const cl_wstore_opts *o, cl_wstore **out)
 			goto fail;
 		if ((rc = open_db(path, false, &s->ckpt)))
 			goto fail;
+		sqlite3_wal_hook(s->db, wal_hook, s);
 	}
 	s->cache = cl_stmt_cache_new(s->db);
 	if (!s->cache) {
@@ -242,7 +259,16 @@ static int sq_begin(cl_wstore *base)
 
 static int sq_commit(cl_wstore *base)
 {
-	return sq_exec(base, "COMMIT", NULL, 0, NULL);
+	sq_store *s = (sq_store *)base;
+	int rc = sq_exec(base, "COMMIT", NULL, 0, NULL);
+	if (rc == 0 && s->wal_frames >= WAL_RESTART_FRAMES) {
+		/* durability is not at stake (the commit is in the WAL);
+		 * a failure here only delays the restart */
+		sqlite3_wal_checkpoint_v2(s->db, NULL,
+					  SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		s->wal_frames = 0;
+	}
+	return rc;
 }
 
 static void sq_rollback(cl_wstore *base)
