@@ -366,8 +366,9 @@ static bool store_error(int rc)
 }
 
 typedef struct evlist {
-	const cleave_event **ev;
+	const cleave_event **ev; /* the subscribed events of the range */
 	int n, cap;
+	int64_t upto;            /* the range covered: checkpoint after it */
 	cl_evbatch *refs[64]; /* ring batches held */
 	int nrefs;
 	cleave_event *own;    /* events read from the store */
@@ -444,41 +445,87 @@ static int collect_stored(void *arg, const cl_stored_event *s)
 	return 0;
 }
 
-/* Gathers events after `pos` (at most max, up to head) into l: from the
- * ring when it holds pos+1, else from the store. */
-static int collect(cleave_engine *e, cl_wreader **rd, int64_t pos,
-		   int64_t head, int max, evlist *l)
+typedef struct filter_arg {
+	read_arg r;
+	const char *const *types;
+} filter_arg;
+
+static int collect_filtered(void *arg, const cl_stored_event *s)
 {
+	filter_arg *f = arg;
+	for (const char *const *t = f->types; t && *t; t++)
+		if (!strcmp(*t, s->type))
+			return collect_stored(&f->r, s);
+	return f->types ? 0 : collect_stored(&f->r, s);
+}
+
+/* Reads the subscribed events of (pos, upto] from the store, at most max;
+ * sets l->upto to how far the read is complete. */
+static int collect_store(cleave_engine *e, cl_wreader **rd,
+			 const char *const *types, int64_t pos, int64_t upto,
+			 int max, evlist *l)
+{
+	if (!*rd && !(*rd = cl_reader_get(e)))
+		return cl_err(CLEAVE_EIO, "cannot open a log reader: %s",
+			      cleave_errmsg());
+	int rc;
+	if (e->wm->read_types) {
+		read_arg x = {e, l};
+		rc = e->wm->read_types(*rd, pos, upto, types, (size_t)max,
+				       collect_stored, &x);
+	} else {
+		filter_arg f = {{e, l}, types};
+		upto = CL_MIN(upto, pos + max);
+		rc = e->wm->read(*rd, pos, NULL, (size_t)(upto - pos),
+				 collect_filtered, &f);
+	}
+	if (rc)
+		return rc;
+	l->upto = l->n == max ? l->ev[l->n - 1]->position : upto;
+	return 0;
+}
+
+/* Gathers the subscribed events after `pos` (up to head) into l: from the
+ * ring when it holds pos+1, else from the store.  A store read may cover
+ * a range many times the batch when the projection subscribes to few
+ * types; l->upto says how far. */
+static int collect(cl_copy *c, cl_wreader **rd, int64_t pos, int64_t head,
+		   int max, evlist *l)
+{
+	cleave_engine *e = c->proj->e;
 	int rc = evlist_reserve(l, max);
 	if (rc)
 		return rc;
+	l->upto = pos;
 	int64_t want = CL_MIN((int64_t)max, head - pos);
 	cl_evbatch *b = cl_ring_find(e->ring, pos + 1);
 	if (b) {
+		int64_t end = pos + want;
 		while (b) {
 			l->refs[l->nrefs++] = b;
-			for (int64_t p = pos + 1; p <= b->last && l->n < want;
-			     p++)
-				l->ev[l->n++] = &b->ev[p - b->first];
-			pos = l->ev[l->n - 1]->position;
-			if (l->n >= want || l->nrefs == CL_ARRAY_LEN(l->refs))
+			int64_t p;
+			for (p = pos + 1; p <= b->last && p <= end; p++) {
+				const cleave_event *ev = &b->ev[p - b->first];
+				if (subscribed(c->def, ev->type))
+					l->ev[l->n++] = ev;
+			}
+			pos = l->upto = p - 1;
+			if (pos >= end || l->nrefs == CL_ARRAY_LEN(l->refs))
 				break;
 			b = cl_ring_find(e->ring, pos + 1);
 		}
 		return 0;
 	}
-	if (!*rd && !(*rd = cl_reader_get(e)))
-		return cl_err(CLEAVE_EIO, "cannot open a log reader: %s",
-			      cleave_errmsg());
-	read_arg x = {e, l};
-	return e->wm->read(*rd, pos, NULL, (size_t)want, collect_stored, &x);
+	int64_t span = (int64_t)max * 16;
+	return collect_store(e, rd, c->def->event_types, pos,
+			     CL_MIN(head, pos + span), max, l);
 }
 
 /* Applies ev[from, to) in one transaction with the checkpoint.  On a
  * handler failure returns its code with *bad = index; on a store failure
  * returns the code with *bad = -1. */
 static int apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
-		       int *bad, char *err, size_t errcap)
+		       int64_t ckpt, int *bad, char *err, size_t errcap)
 {
 	const cl_rstore_methods *m = c->store->m;
 	cleave_rtx *tx;
@@ -498,7 +545,7 @@ static int apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
 			goto fail;
 		}
 	}
-	if ((rc = m->checkpoint_set(tx, ev[to - 1]->position))) {
+	if ((rc = m->checkpoint_set(tx, ckpt))) {
 		m->abort(tx);
 		goto fail;
 	}
@@ -580,12 +627,17 @@ static bool apply_list(cl_copy *c, evlist *l)
 	cleave_engine *e = c->proj->e;
 	char err[256];
 	int i = 0, bad, rc, store_fail = 0;
-	int step = l->n;
-	while (i < l->n && !atomic_load(&c->stop)) {
+	int step = CL_MAX(l->n, 1);
+	bool covered = false; /* the checkpoint reached l->upto */
+	while ((i < l->n || !covered) && !atomic_load(&c->stop)) {
 		int to = CL_MIN(l->n, i + step);
-		rc = apply_range(c, l->ev, i, to, &bad, err, sizeof(err));
+		/* the last chunk carries the checkpoint to the end of the
+		 * range read, past events of other types */
+		int64_t ckpt = to == l->n ? l->upto : l->ev[to - 1]->position;
+		rc = apply_range(c, l->ev, i, to, ckpt, &bad, err, sizeof(err));
 		if (rc == 0) {
-			note_applied(c, l->ev[to - 1]->position, to - i);
+			note_applied(c, ckpt, to - i);
+			covered = to == l->n;
 			i = to;
 			store_fail = 0;
 			continue;
@@ -594,7 +646,7 @@ static bool apply_list(cl_copy *c, evlist *l)
 			/* the store refused: smaller batches, back off */
 			if (store_fail++ % 50 == 0)
 				cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL,
-				       l->ev[i]->position,
+				       i < l->n ? l->ev[i]->position : l->upto,
 				       "projection %s: store failure, "
 				       "retrying: %s",
 				       c->proj->def->name, err);
@@ -620,8 +672,8 @@ static bool apply_list(cl_copy *c, evlist *l)
 			if (!wait_backoff(c, delay))
 				return false;
 			delay *= 2;
-			rc = apply_range(c, l->ev, i, i + 1, &bad, err,
-					 sizeof(err));
+			rc = apply_range(c, l->ev, i, i + 1, ev->position, &bad,
+					 err, sizeof(err));
 			if (rc == 0) {
 				ok = true;
 				break;
@@ -748,8 +800,8 @@ static void *runner_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&e->advmu);
-		int rc = collect(e, &rd, pos, head, e->cfg.apply_batch_max, &l);
-		if (rc || l.n == 0) {
+		int rc = collect(c, &rd, pos, head, e->cfg.apply_batch_max, &l);
+		if (rc || l.upto <= pos) {
 			if (rc)
 				cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, pos,
 				       "projection %s: reading the log: %s",
@@ -762,7 +814,7 @@ static void *runner_main(void *arg)
 			wait_backoff(c, 200);
 			continue;
 		}
-		if (l.n < head - pos)
+		if (l.upto < head && l.n)
 			c->pending_ts = l.ev[l.n - 1]->ts_us;
 		apply_list(c, &l);
 		evlist_clear(&l);
@@ -1203,27 +1255,17 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	while (at < pos) {
 		if ((rc = evlist_reserve(&l, e->cfg.apply_batch_max)))
 			goto out;
-		if (!rd && !(rd = cl_reader_get(e))) {
-			rc = cl_err(CLEAVE_EIO, "cannot open a log reader");
+		int max = e->cfg.apply_batch_max;
+		if ((rc = collect_store(e, &rd, def->event_types, at,
+					CL_MIN(pos, at + (int64_t)max * 16), max,
+					&l)))
 			goto out;
-		}
-		read_arg ra = {e, &l};
-		size_t want = (size_t)CL_MIN((int64_t)e->cfg.apply_batch_max,
-					     pos - at);
-		if ((rc = e->wm->read(rd, at, NULL, want, collect_stored, &ra)))
-			goto out;
-		if (l.n == 0) {
-			rc = cl_err(CLEAVE_ECORRUPT,
-				    "log ends at %lld before position %lld",
-				    (long long)at, (long long)pos);
-			goto out;
-		}
 		int bad;
 		char err[256];
 		int i = 0;
-		while (i < l.n) {
-			rc = apply_range(&scratch, l.ev, i, l.n, &bad, err,
-					 sizeof(err));
+		for (;;) {
+			rc = apply_range(&scratch, l.ev, i, l.n, l.upto, &bad,
+					 err, sizeof(err));
 			if (rc == 0)
 				break;
 			if (bad < 0)
@@ -1231,7 +1273,8 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 			/* a poison event: the live copy skipped it (or is
 			 * parked before it); do the same */
 			if (bad > i &&
-			    (rc = apply_range(&scratch, l.ev, i, bad, &bad, err,
+			    (rc = apply_range(&scratch, l.ev, i, bad,
+					      l.ev[bad - 1]->position, &bad, err,
 					      sizeof(err))))
 				goto out;
 			if (def->on_poison != CLEAVE_POISON_SKIP) {
@@ -1245,7 +1288,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 				goto out;
 			i = bad + 1;
 		}
-		at = l.ev[l.n - 1]->position;
+		at = l.upto;
 		evlist_clear(&l);
 	}
 	/* compare */

@@ -100,6 +100,14 @@ struct cl_wstore_methods {
 		    size_t limit, cl_stored_fn fn, void *arg);
 	int (*trace)(cl_wreader *r, const char *id, cl_stored_fn fn,
 		     void *arg);
+	/* Events with after < position <= upto whose type is in `types`
+	 * (NULL-terminated; NULL = every type), in order, at most limit.
+	 * Runners read only what their projection subscribes to; the store
+	 * skips the rest without decoding it.  May be NULL: the engine then
+	 * uses read() and filters itself. */
+	int (*read_types)(cl_wreader *r, int64_t after, int64_t upto,
+			  const char *const *types, size_t limit,
+			  cl_stored_fn fn, void *arg);
 };
 
 const cl_wstore_methods *cl_wstore_find(const char *uri);

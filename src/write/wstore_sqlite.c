@@ -414,8 +414,8 @@ static int sq_reader_open(cl_wstore *base, cl_wreader **out)
 		free(r);
 		return rc;
 	}
-	cl_sqlite_script(r->db, "PRAGMA cache_size=-16384;"
-				"PRAGMA mmap_size=1073741824;");
+	/* no mmap: a reader's memory must not grow with the log */
+	cl_sqlite_script(r->db, "PRAGMA cache_size=-8192;");
 	r->cache = cl_stmt_cache_new(r->db);
 	if (!r->cache) {
 		sqlite3_close(r->db);
@@ -503,6 +503,36 @@ static int sq_read(cl_wreader *base, int64_t after, const char *stream,
 	return emit_rows(rows, fn, arg);
 }
 
+static int sq_read_types(cl_wreader *base, int64_t after, int64_t upto,
+			 const char *const *types, size_t limit,
+			 cl_stored_fn fn, void *arg)
+{
+	sq_reader *r = (sq_reader *)base;
+	cleave_value a[2 + 32 + 1];
+	int n = 0, nt = 0;
+	char sql[1024];
+	int len = snprintf(sql, sizeof(sql),
+			   "SELECT " EVENT_COLS " FROM events"
+			   " WHERE position > ? AND position <= ?");
+	a[n++] = cleave_int(after);
+	a[n++] = cleave_int(upto);
+	for (const char *const *t = types; t && *t && nt < 32; t++, nt++) {
+		len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s?",
+				nt ? "," : " AND type IN (");
+		a[n++] = cleave_text(*t);
+	}
+	if (types && types[nt])
+		return cl_err(CLEAVE_EINVAL, "more than 32 event types");
+	len += snprintf(sql + len, sizeof(sql) - (size_t)len,
+			"%s ORDER BY position LIMIT ?", nt ? ")" : "");
+	a[n++] = cleave_int(limit ? (int64_t)limit : -1);
+	cleave_rows *rows;
+	int rc = cl_sqlite_query(r->cache, sql, a, n, &rows);
+	if (rc)
+		return rc;
+	return emit_rows(rows, fn, arg);
+}
+
 static int sq_trace(cl_wreader *base, const char *id, cl_stored_fn fn,
 		    void *arg)
 {
@@ -544,4 +574,5 @@ const cl_wstore_methods cl_wstore_sqlite = {
 	.reader_head = sq_reader_head,
 	.read = sq_read,
 	.trace = sq_trace,
+	.read_types = sq_read_types,
 };
