@@ -6,7 +6,7 @@ want="$*"
 [ -n "$want" ] || want="build"
 pkgs="cmake ninja-build pkg-config gcc make libsqlite3-dev liblmdb-dev
       libmicrohttpd-dev libcjson-dev libpq-dev libhiredis-dev libnats-dev
-      libcmocka-dev python3 curl"
+      libcmocka-dev libjemalloc-dev python3 curl"
 for w in $want; do
   case "$w" in
     build) ;;
