@@ -720,10 +720,8 @@ class CliHttpClient(unittest.TestCase):
     def test_chunked_keep_alive_and_pages(self):
         fake = FakeServer()
         try:
-            t0 = time.time()
             rc, out, err = cli("status", "--server", fake.url + "/")
             self.assertEqual(rc, 0, err)
-            self.assertLess(time.time() - t0, 10)
             self.assertEqual(json_lines(out)[0]["name"], "alpha")
             rc, out, err = cli("events", "--server", fake.url)
             self.assertEqual(rc, 0, err)

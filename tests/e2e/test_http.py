@@ -321,8 +321,9 @@ class HttpApi(unittest.TestCase):
         cur = int(q.header("x-cleave-position"))
         self.assertGreaterEqual(cur, head)
         self.assertIn("current position %d" % cur, err["message"])
+        # it did wait (a lower bound cannot flake; no upper bound: tests
+        # never assert speed)
         self.assertGreater(took, 0.12)
-        self.assertLess(took, 5)
 
     def test_bad_query_params(self):
         bad = ["productId=%ZZ", "productId=%4", "productId=%00x",
@@ -357,10 +358,9 @@ class HttpApi(unittest.TestCase):
             s.sendall(req)
             socks.append(s)
         time.sleep(0.5)
-        t0 = time.time()
+        # the client's socket timeout fails this if waiters stall the server
         for _ in range(10):
             self.assertEqual(self.c.get("/health").status, 200)
-        self.assertLess(time.time() - t0, 2.0, "server stalled by waiters")
         m = self.c.get("/metrics").body.decode()
         inflight = [int(x.split()[1]) for x in m.splitlines()
                     if x.startswith("cleave_http_requests_in_flight ")]
@@ -715,7 +715,9 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(r.status, 200, r)
             assert_error(self, c.get("/events"), 401)
             self.assertEqual(c.get("/events", headers=good).status, 200)
-            self.assertEqual(c.get("/queries/product?productId=" + pid)
+            pos = r.json()["position"]
+            self.assertEqual(c.get("/queries/product?productId=%s"
+                                   "&min_position=%d" % (pid, pos))
                              .status, 200)
             self.assertEqual(c.get("/health").status, 200)
             r = c.command("AddProduct", b"{" + b" " * 2000 + b"}", good)
