@@ -54,3 +54,12 @@ clean:
 
 format:
 	clang-format -i include/*.h src/*/*.[ch] domains/*.[ch] tests/unit/*.[ch]
+
+# Crash torture: the real server (shop, then bank) SIGKILLed under load
+# TORTURE_KILLS times per domain, every check after each kill (see
+# docs/reliability.md).  TORTURE_ARGS adds options of tests/torture/torture.py.
+TORTURE_KILLS ?= 300
+TORTURE_ARGS  ?=
+torture: build
+	CLEAVE_BIN=$(CURDIR)/$(BUILD)/cleave CLEAVE_TEST_TMP=$(CURDIR)/$(BUILD)/testtmp \
+	  python3 tests/torture/torture.py --kills $(TORTURE_KILLS) $(TORTURE_ARGS)
