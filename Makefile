@@ -55,6 +55,23 @@ clean:
 format:
 	clang-format -i include/*.h src/*/*.[ch] domains/*.[ch] tests/unit/*.[ch]
 
+# ---- fuzzing (libFuzzer, clang); the targets are described in fuzz/ -----
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= json params event http
+
+$(FUZZ_BUILD)/build.ninja:
+	@sh scripts/deps.sh build fuzz
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLEAVE_FUZZ=ON -DCLEAVE_SANITIZE=ON \
+	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
+
+# Runs each target FUZZ_SECONDS (default 60); merges new inputs into
+# fuzz/corpus/<target>/ and copies crashers to fuzz/regressions/<target>/.
+fuzz: $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzzers
+	sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # Crash torture: the real server (shop, then bank) SIGKILLed under load
 # TORTURE_KILLS times per domain, every check after each kill (see
 # docs/reliability.md).  TORTURE_ARGS adds options of tests/torture/torture.py.
