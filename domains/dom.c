@@ -66,11 +66,11 @@ int dom_emit(cleave_cmd *c, const char *prefix, const char *id,
 
 /* ---- JSON --------------------------------------------------------------- */
 
+/* A number item; cleave_json_print (dom_print) writes it as an exact
+ * integer, and every integer here is within 2^53 (see the limits). */
 cJSON *dom_int_item(int64_t v)
 {
-	char buf[24];
-	snprintf(buf, sizeof(buf), "%" PRId64, v);
-	return cJSON_CreateRaw(buf);
+	return cJSON_CreateNumber((double)v);
 }
 
 cJSON *dom_add_int(cJSON *obj, const char *name, int64_t v)
@@ -87,10 +87,7 @@ cJSON *dom_add_int(cJSON *obj, const char *name, int64_t v)
 
 char *dom_print(const cJSON *v, size_t *len)
 {
-	char *s = cJSON_PrintUnformatted(v);
-	if (s && len)
-		*len = strlen(s);
-	return s;
+	return cleave_json_print(v, len);
 }
 
 int dom_get_int(const cJSON *obj, const char *name, int64_t *out)

@@ -76,45 +76,63 @@ static const char *const catalog_types[] = {
     "OrderPlaced",  "OrderCancelled", NULL,
 };
 
+/* Cards go through the transaction's document cache: a rebuild that
+ * changes one card a thousand times in a batch parses and prints it once.
+ * The tree keeps the field order of shop_card_text, so the stored text is
+ * what `product` serves. */
 static int card_put(cleave_rtx *tx, const shop_card *card)
 {
-	size_t len;
-	char *text = shop_card_text(card, &len);
-	if (!text)
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !cJSON_AddStringToObject(o, "productId", card->product_id) ||
+	    !cJSON_AddStringToObject(o, "name", card->name) ||
+	    !cJSON_AddStringToObject(o, "category", card->category) ||
+	    !dom_add_int(o, "price_cents", card->price_cents) ||
+	    !dom_add_int(o, "stock", card->stock) ||
+	    !dom_add_int(o, "sold", card->sold) ||
+	    !cJSON_AddBoolToObject(o, "in_stock", card->stock > 0)) {
+		cJSON_Delete(o);
 		return CLEAVE_ENOMEM;
-	int rc = cleave_rtx_put(tx, "cards", card->product_id, text, len);
-	free(text);
-	return rc;
+	}
+	return cleave_rtx_doc_put(tx, "cards", card->product_id, o);
+}
+
+static int set_int(cJSON *o, const char *name, int64_t v)
+{
+	cJSON *x = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (!cJSON_IsNumber(x))
+		return CLEAVE_ECORRUPT;
+	cJSON_SetNumberValue(x, (double)v);
+	return 0;
 }
 
 /* Rewrites a stored card: price and stock when >= 0, sold + sold_delta. */
 static int card_update(cleave_rtx *tx, const char *id, int64_t price,
                        int64_t stock, int64_t sold_delta)
 {
-	const void *v;
-	size_t len;
-	int rc = cleave_rtx_get(tx, "cards", id, &v, &len);
+	cJSON *o;
+	int64_t sold, cur_stock;
+	int rc = cleave_rtx_doc(tx, "cards", id, &o);
 	if (rc)
-		return rc == CLEAVE_ENOTFOUND ? CLEAVE_ECORRUPT : rc;
-	cJSON *o = cJSON_ParseWithLength(v, len);
-	if (!o)
+		return rc == CLEAVE_ENOTFOUND
+		           ? cleave_error(CLEAVE_ECORRUPT,
+		                          "catalog: no card for product '%s'",
+		                          id)
+		           : rc;
+	if ((rc = dom_get_int(o, "sold", &sold)) ||
+	    (rc = dom_get_int(o, "stock", &cur_stock)))
+		return rc;
+	if (price >= 0 && (rc = set_int(o, "price_cents", price)))
+		return rc;
+	if (stock >= 0 && (rc = set_int(o, "stock", stock)))
+		return rc;
+	if ((rc = set_int(o, "sold", sold + sold_delta)))
+		return rc;
+	cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "in_stock");
+	if (!cJSON_IsBool(in))
 		return CLEAVE_ECORRUPT;
-	shop_card c = {id, NULL, NULL, 0, 0, 0};
-	if ((rc = dom_get_str(o, "name", &c.name)) ||
-	    (rc = dom_get_str(o, "category", &c.category)) ||
-	    (rc = dom_get_int(o, "price_cents", &c.price_cents)) ||
-	    (rc = dom_get_int(o, "stock", &c.stock)) ||
-	    (rc = dom_get_int(o, "sold", &c.sold)))
-		goto out;
-	if (price >= 0)
-		c.price_cents = price;
-	if (stock >= 0)
-		c.stock = stock;
-	c.sold += sold_delta;
-	rc = card_put(tx, &c);
-out:
-	cJSON_Delete(o);
-	return rc;
+	in->type = (stock >= 0 ? stock : cur_stock) > 0 ? cJSON_True
+	                                                 : cJSON_False;
+	return cleave_rtx_doc_put(tx, "cards", id, o);
 }
 
 static int catalog_line(cleave_rtx *tx, const ev_line *l, int sign, void *arg)

@@ -82,6 +82,11 @@ const char *cleave_errmsg(void);
 int cleave_error(int rc, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Prints a JSON value compactly, integers as exact decimals (cJSON's own
+ * printer turns 10^15 into 1e+15).  malloc'd: free() it; NULL when out of
+ * memory.  *len (may be NULL) gets the length. */
+char *cleave_json_print(const cJSON *v, size_t *len);
+
 /* Limits that are fixed at build time (runtime limits live in
  * cleave_config). Hitting one is an error that names it, never a crash. */
 #define CLEAVE_JSON_MAX_DEPTH 32      /* nesting of command bodies */
@@ -278,6 +283,21 @@ int cleave_rtx_get(cleave_rtx *tx, const char *ns, const char *key,
 int cleave_rtx_put(cleave_rtx *tx, const char *ns, const char *key,
 		   const void *val, size_t len);
 int cleave_rtx_del(cleave_rtx *tx, const char *ns, const char *key);
+
+/* Documents: the JSON value stored at key, parsed once per transaction.
+ * cleave_rtx_doc gives the tree (owned by the transaction, valid until it
+ * ends) or CLEAVE_ENOTFOUND.  Change it in place and call
+ * cleave_rtx_doc_put with the same tree to have it written, or put a new
+ * tree (ownership taken; the old one is freed).  Changed documents are
+ * written once each, compactly, when the transaction commits — however
+ * many events changed them.  Within a transaction, use either these calls
+ * or cleave_rtx_get/put for a given key, not both: get does not see
+ * changes still in the cache. */
+int cleave_rtx_doc(cleave_rtx *tx, const char *ns, const char *key,
+		   cJSON **doc); /* CLEAVE_ENOTFOUND */
+int cleave_rtx_doc_put(cleave_rtx *tx, const char *ns, const char *key,
+		       cJSON *doc);
+int cleave_rtx_doc_del(cleave_rtx *tx, const char *ns, const char *key);
 
 /* Visits keys in [from, to) (NULL from = start, NULL to = end) in byte
  * order, or descending with CLEAVE_SCAN_REVERSE, at most `limit` keys (0 =

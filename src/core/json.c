@@ -469,6 +469,11 @@ void cl_json_write(cl_buf *b, const cJSON *v)
 	cl_buf_add(b, "null", 4);
 }
 
+char *cleave_json_print(const cJSON *v, size_t *len)
+{
+	return cl_json_print(v, len);
+}
+
 char *cl_json_print(const cJSON *v, size_t *len)
 {
 	cl_buf b;

@@ -226,7 +226,7 @@ int cleave_query_run(cleave_engine *e, const char *name,
 	}
 	for (int i = 0; i < q.n; i++) {
 		if (q.tx[i])
-			q.copy[i]->store->m->abort(q.tx[i]);
+			cl_rtx_abort(q.tx[i]);
 		cl_copy_unref(q.copy[i]);
 	}
 	free(q.body);

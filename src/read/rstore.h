@@ -27,12 +27,23 @@ typedef struct cl_rstore_opts {
 	uint64_t map_size;   /* lmdb: bytes of address space; 0 → 64 GiB */
 } cl_rstore_opts;
 
-/* Common head of every transaction; backends embed it first. */
+typedef struct cl_docs cl_docs;
+
+/* Common head of every transaction; backends embed it first.  `docs` is
+ * the document cache (doccache.c), NULL until used; backends leave it
+ * alone.  The engine ends transactions with cl_rtx_commit / cl_rtx_abort,
+ * which write or drop the cache, then call the backend. */
 struct cleave_rtx {
 	const cl_rstore_methods *m;
 	cl_rstore *store;
 	bool write;
+	cl_docs *docs;
 };
+
+int cl_rtx_commit(cleave_rtx *tx);
+void cl_rtx_abort(cleave_rtx *tx);
+/* Writes the cached documents that changed (before a dump, say). */
+int cl_rtx_flush(cleave_rtx *tx);
 
 /* Common head of every opened store. */
 struct cl_rstore {

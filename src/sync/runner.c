@@ -71,10 +71,10 @@ static int copy_setup(cl_copy *c)
 		return rc;
 	rc = c->def->setup(tx);
 	if (rc) {
-		c->store->m->abort(tx);
+		cl_rtx_abort(tx);
 		return rc;
 	}
-	return c->store->m->commit(tx);
+	return cl_rtx_commit(tx);
 }
 
 static int copy_open(cl_proj *p, int gen, int version, cl_copy **out)
@@ -106,7 +106,7 @@ static int copy_open(cl_proj *p, int gen, int version, cl_copy **out)
 	rc = m->checkpoint_get(tx, &pos);
 	if (!rc)
 		rc = m->dead_letter_count(tx, &c->dead_letters);
-	m->abort(tx);
+	cl_rtx_abort(tx);
 	if (rc)
 		goto fail;
 	atomic_store(&c->applied, pos);
@@ -541,15 +541,15 @@ static int apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
 		if (rc) {
 			if (!store_error(rc))
 				*bad = i;
-			m->abort(tx);
+			cl_rtx_abort(tx);
 			goto fail;
 		}
 	}
 	if ((rc = m->checkpoint_set(tx, ckpt))) {
-		m->abort(tx);
+		cl_rtx_abort(tx);
 		goto fail;
 	}
-	if ((rc = m->commit(tx)))
+	if ((rc = cl_rtx_commit(tx)))
 		goto fail;
 	return 0;
 fail:
@@ -567,10 +567,10 @@ static int dead_letter(cl_copy *c, const cleave_event *ev, const char *err)
 		return rc;
 	if ((rc = m->dead_letter_add(tx, ev, err)) ||
 	    (rc = m->checkpoint_set(tx, ev->position))) {
-		m->abort(tx);
+		cl_rtx_abort(tx);
 		return rc;
 	}
-	return m->commit(tx);
+	return cl_rtx_commit(tx);
 }
 
 static void note_applied(cl_copy *c, int64_t pos, int n)
@@ -1244,10 +1244,10 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 		if ((rc = m->begin(scratch.store, true, &tx)))
 			goto out;
 		if ((rc = def->setup(tx))) {
-			m->abort(tx);
+			cl_rtx_abort(tx);
 			goto out;
 		}
-		if ((rc = m->commit(tx)))
+		if ((rc = cl_rtx_commit(tx)))
 			goto out;
 	}
 	/* replay the log up to the live copy's position */
@@ -1272,10 +1272,11 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 				goto out;
 			/* a poison event: the live copy skipped it (or is
 			 * parked before it); do the same */
+			int bad2;
 			if (bad > i &&
 			    (rc = apply_range(&scratch, l.ev, i, bad,
-					      l.ev[bad - 1]->position, &bad, err,
-					      sizeof(err))))
+					      l.ev[bad - 1]->position, &bad2,
+					      err, sizeof(err))))
 				goto out;
 			if (def->on_poison != CLEAVE_POISON_SKIP) {
 				rc = cl_err(CLEAVE_EPARKED,
@@ -1297,7 +1298,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 		goto out;
 	x.live = false;
 	rc = m->dump(stx, vdump, &x);
-	m->abort(stx);
+	cl_rtx_abort(stx);
 	if (rc)
 		goto out;
 	x.live = true;
@@ -1314,7 +1315,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	}
 out:
 	if (ltx)
-		m->abort(ltx);
+		cl_rtx_abort(ltx);
 	evlist_free(&l);
 	cl_reader_put(e, rd);
 	if (scratch.store)
