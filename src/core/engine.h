@@ -63,6 +63,8 @@ void cl_ring_push(cl_ring *r, cl_evbatch *b);
 /* The batch holding `position`, with a reference taken, or NULL when the
  * position is not in memory (older than the ring, or not committed). */
 cl_evbatch *cl_ring_find(cl_ring *r, int64_t position);
+/* Whether the event at `position` is in memory. */
+bool cl_ring_has(cl_ring *r, int64_t position);
 /* Commit time of the event at `position` if in memory, else 0. */
 int64_t cl_ring_ts(cl_ring *r, int64_t position);
 void cl_evbatch_unref(cl_evbatch *b);

@@ -114,6 +114,14 @@ cl_evbatch *cl_ring_find(cl_ring *r, int64_t pos)
 	return b;
 }
 
+bool cl_ring_has(cl_ring *r, int64_t pos)
+{
+	pthread_mutex_lock(&r->mu);
+	bool has = locate(r, pos) >= 0;
+	pthread_mutex_unlock(&r->mu);
+	return has;
+}
+
 int64_t cl_ring_ts(cl_ring *r, int64_t pos)
 {
 	int64_t ts = 0;

@@ -764,6 +764,123 @@ static void try_switch(cl_copy *c)
 
 /* ---- the runner thread ------------------------------------------------------ */
 
+/* ---- catching up from the store: read ahead on another thread ----------- */
+
+/* A copy far behind the ring (a rebuild, a restart) reads the store.  One
+ * thread reads and decodes the next ranges while the runner applies the
+ * previous one, so the two halves of the work use both cores.  At most
+ * two ranges wait, so memory stays bounded by the batch size. */
+typedef struct prefetch {
+	cl_copy *c;
+	int64_t pos, end;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	evlist *q[2];
+	int nq;
+	bool done, stop;
+	int rc;
+} prefetch;
+
+static void *prefetch_main(void *arg)
+{
+	prefetch *f = arg;
+	cleave_engine *e = f->c->proj->e;
+	const cleave_projection_def *def = f->c->def;
+	cl_wreader *rd = NULL;
+	int max = e->cfg.apply_batch_max;
+	int64_t pos = f->pos;
+	int rc = 0;
+	while (pos < f->end && !atomic_load(&f->c->stop)) {
+		evlist *l = calloc(1, sizeof(*l));
+		if (!l || (rc = evlist_reserve(l, max)) ||
+		    (rc = collect_store(e, &rd, def->event_types, pos,
+					CL_MIN(f->end, pos + (int64_t)max * 16),
+					max, l))) {
+			if (l)
+				evlist_free(l);
+			free(l);
+			if (!rc)
+				rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+			break;
+		}
+		pos = l->upto;
+		pthread_mutex_lock(&f->mu);
+		while (f->nq == 2 && !f->stop)
+			pthread_cond_wait(&f->cv, &f->mu);
+		if (f->stop) {
+			pthread_mutex_unlock(&f->mu);
+			evlist_free(l);
+			free(l);
+			break;
+		}
+		f->q[f->nq++] = l;
+		pthread_cond_broadcast(&f->cv);
+		pthread_mutex_unlock(&f->mu);
+	}
+	cl_reader_put(e, rd);
+	pthread_mutex_lock(&f->mu);
+	f->done = true;
+	f->rc = rc;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+/* Applies (pos, end] with a read-ahead thread. Returns false when the
+ * copy stopped, parked, or could not read. */
+static bool catch_up(cl_copy *c, int64_t pos, int64_t end)
+{
+	prefetch f = {.c = c, .pos = pos, .end = end};
+	pthread_mutex_init(&f.mu, NULL);
+	pthread_cond_init(&f.cv, NULL);
+	pthread_t th;
+	bool ok = true;
+	if (pthread_create(&th, NULL, prefetch_main, &f)) {
+		pthread_mutex_destroy(&f.mu);
+		pthread_cond_destroy(&f.cv);
+		return true; /* the plain path will do */
+	}
+	for (;;) {
+		pthread_mutex_lock(&f.mu);
+		while (!f.nq && !f.done)
+			pthread_cond_wait(&f.cv, &f.mu);
+		if (!f.nq) {
+			pthread_mutex_unlock(&f.mu);
+			break;
+		}
+		evlist *l = f.q[0];
+		f.q[0] = f.q[1];
+		f.nq--;
+		pthread_cond_broadcast(&f.cv);
+		pthread_mutex_unlock(&f.mu);
+		if (l->upto < end && l->n)
+			c->pending_ts = l->ev[l->n - 1]->ts_us;
+		ok = apply_list(c, l);
+		evlist_free(l);
+		free(l);
+		if (!ok)
+			break;
+	}
+	pthread_mutex_lock(&f.mu);
+	f.stop = true;
+	pthread_cond_broadcast(&f.cv);
+	pthread_mutex_unlock(&f.mu);
+	pthread_join(th, NULL);
+	for (int i = 0; i < f.nq; i++) {
+		evlist_free(f.q[i]);
+		free(f.q[i]);
+	}
+	if (f.rc) {
+		cl_log(c->proj->e, CLEAVE_LOG_ERROR, NULL, NULL, pos,
+		       "projection %s: reading the log: %s", c->proj->def->name,
+		       cleave_errmsg());
+		ok = false;
+	}
+	pthread_mutex_destroy(&f.mu);
+	pthread_cond_destroy(&f.cv);
+	return ok;
+}
+
 static void *runner_main(void *arg)
 {
 	cl_copy *c = arg;
@@ -800,6 +917,13 @@ static void *runner_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&e->advmu);
+		if (head - pos > 4 * (int64_t)e->cfg.apply_batch_max &&
+		    !cl_ring_has(e->ring, pos + 1)) {
+			if (!catch_up(c, pos, head) && !atomic_load(&c->stop) &&
+			    !c->parked)
+				wait_backoff(c, 200);
+			continue;
+		}
 		int rc = collect(c, &rd, pos, head, e->cfg.apply_batch_max, &l);
 		if (rc || l.upto <= pos) {
 			if (rc)
