@@ -80,3 +80,15 @@ TORTURE_ARGS  ?=
 torture: build
 	CLEAVE_BIN=$(CURDIR)/$(BUILD)/cleave CLEAVE_TEST_TMP=$(CURDIR)/$(BUILD)/testtmp \
 	  python3 tests/torture/torture.py --kills $(TORTURE_KILLS) $(TORTURE_ARGS)
+
+# Benchmarks: Cleave beside PostgreSQL, Redis, naive SQLite and Emmett, in
+# one run (bench/run.py; docs/performance.md).  bench-quick takes < 5 min
+# and writes bench/results/quick.json; bench writes bench/results/<date>.*
+# and the README's table.
+bench: build
+	@sh scripts/deps.sh bench
+	python3 bench/run.py --build $(BUILD) $(ARGS)
+
+bench-quick: build
+	@sh scripts/deps.sh bench
+	python3 bench/run.py --quick --build $(BUILD) $(ARGS)

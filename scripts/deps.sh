@@ -11,7 +11,8 @@ for w in $want; do
   case "$w" in
     build) ;;
     test) pkgs="$pkgs postgresql redis-server nats-server" ;;
-    bench) pkgs="$pkgs postgresql postgresql-contrib redis-server wrk gnuplot-nox nodejs npm" ;;
+    bench) pkgs="$pkgs postgresql postgresql-contrib redis-server wrk gnuplot-nox nodejs npm
+                 g++ linux-perf valgrind" ;;
     fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
   esac
 done

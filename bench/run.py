@@ -1,0 +1,929 @@
+#!/usr/bin/env python3
+"""Cleave's benchmarks beside their baselines, in one run (issue 4).
+
+    python3 bench/run.py --quick      # make bench-quick: < 5 min, quick.json
+    python3 bench/run.py              # make bench: longer, 10M-event rebuild,
+                                      # results/<date>.md + .png, README table
+
+Every figure is measured in this run, on this machine, next to its
+baseline; nothing here asserts a time (STYLE.md rule 11).  Workloads, their
+definitions and what limits them: docs/performance.md.
+
+Programs used (built by CMake in BUILD/bench): loadgen (HTTP and Redis RESP
+load), inproc (library API; naive SQLite loop; seeding), rebuild (log
+generator, rebuild timing).  Baselines: PostgreSQL 15 (own cluster, pgbench
+with bench/pg/*.sql), Redis 7 (own instance), naive SQLite, Emmett (npm).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+QUICK_KEYS = [
+    "commands_per_s", "checkouts_per_s", "command_p99_ms",
+    "inprocess_commands_per_s", "naive_sqlite_commands_per_s",
+    "postgres_checkouts_per_s", "query_rps", "redis_get_rps",
+    "query_p99_ms", "rebuild_events_per_s", "rebuild_peak_rss_mb",
+    "lag_p50_ms", "lag_p99_ms",
+    "write_only_commands_per_s", "write_under_read_load_commands_per_s",
+    "postgres_write_only_tps", "postgres_write_under_read_load_tps",
+    "machine", "git_commit",
+]
+PROJECTIONS = ["catalog", "search", "orders", "revenue", "bestsellers"]
+EMMETT_PKGS = ["@event-driven-io/emmett@0.38.5",
+               "@event-driven-io/emmett-sqlite@0.38.5", "sqlite3@5"]
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr,
+          flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def run_json(cmd, timeout=None, env=None):
+    """Runs a bench program; returns the JSON object on its last line."""
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, timeout=timeout, env=env)
+    if out.returncode not in (0, 1):
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd),
+                                                   out.returncode,
+                                                   out.stderr[-2000:]))
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError("%s printed no JSON: %s" % (" ".join(cmd),
+                                                       out.stderr[-2000:]))
+    return json.loads(lines[-1])
+
+
+def http(method, url, body=None, timeout=30):
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def machine():
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return "%d cores (%s), %.0f GiB, Linux %s" % (os.cpu_count(), model, mem,
+                                                   platform.release())
+
+
+def git_commit():
+    try:
+        c = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"],
+                           capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
+                                "--", "src", "include", "domains"],
+                               capture_output=True, text=True).stdout.strip()
+        return c + ("-dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def background_load():
+    """Other processes' CPU at the start of a step (the machine is shared)."""
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
+
+
+# ---- Cleave server --------------------------------------------------------
+
+class Server:
+    def __init__(self, build, data, extra=()):
+        self.port = free_port()
+        self.data = data
+        self.logf = open(os.path.join(os.path.dirname(data),
+                                      "server-%d.log" % self.port), "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(build, "cleave"), "serve", "--data", data,
+             "--listen", "127.0.0.1:%d" % self.port, "--log-level", "warn"]
+            + list(extra), stdout=self.logf, stderr=self.logf)
+        self.url = "http://127.0.0.1:%d" % self.port
+        for _ in range(300):
+            try:
+                if http("GET", self.url + "/health", timeout=1)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("cleave serve did not come up")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.logf.close()
+
+    def wait_caught_up(self, timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            st, body = http("GET", self.url + "/projections")
+            j = json.loads(body)
+            if all(p["lag_events"] == 0 and p["state"] == "live"
+                   for p in j["projections"]):
+                return
+            time.sleep(0.2)
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.build = os.path.abspath(args.build)
+        self.bin = os.path.join(self.build, "bench")
+        self.tmp = tempfile.mkdtemp(prefix="cleave-bench-")
+        os.chmod(self.tmp, 0o755)
+        self.r = {"raw": {}}
+        self.quick = args.quick
+        self.d = 2.0 if self.quick else 10.0       # measured seconds
+        self.warm = 0.5 if self.quick else 2.0
+        self.run_id = "r%d" % (int(time.time()) % 1000000)
+        self.seq = 0
+
+    def prefix(self):
+        self.seq += 1
+        return "%s-%d" % (self.run_id, self.seq)
+
+    def lg(self, port, *args, resp=False, label="", duration=None):
+        cmd = [os.path.join(self.bin, "loadgen"), "--port", str(port),
+               "--duration", str(duration or self.d), "--warmup",
+               str(self.warm), "--prefix", self.prefix(), "--label", label]
+        if resp:
+            cmd.append("--resp")
+        return run_json(cmd + list(args), timeout=600)
+
+    def seeded_dir(self, name):
+        d = os.path.join(self.tmp, name)
+        run_json_or_none([os.path.join(self.bin, "inproc"), "seed", "--data",
+                          d])
+        return d
+
+    # ---- workload 1: commands over HTTP --------------------------------
+    def w1_commands(self, srv):
+        conns = [1, 16, 64, 256]
+        out = {"restock": {}, "checkout": {}}
+        for c in conns:
+            r = self.lg(srv.port, "--conns", str(c), "--req",
+                        'POST /commands/Restock {"productId":"p${rnd:1000}",'
+                        '"quantity":1}', label="restock-%d" % c)
+            out["restock"][c] = r
+            log("W1 Restock %3d conns: %8.0f/s p99 %.2f ms" %
+                (c, r["rps"], r["p99_ms"]))
+        for c in conns:
+            r = self.lg(srv.port, "--conns", str(c), "--scenario", "checkout",
+                        label="checkout-%d" % c)
+            out["checkout"][c] = r
+            log("W1 checkout mix %3d conns: %8.0f checkouts/s (%0.f cmd/s) "
+                "p99 %.2f ms" % (c, r["checkouts_per_s"], r["rps"],
+                                 r["p99_ms"]))
+        self.r["raw"]["w1"] = out
+        best = max(out["restock"].values(), key=lambda x: x["rps"])
+        bestc = max(out["checkout"].values(),
+                    key=lambda x: x["checkouts_per_s"])
+        self.r["commands_per_s"] = best["rps"]
+        self.r["command_p99_ms"] = best["p99_ms"]
+        self.r["command_peak_conns"] = best["conns"]
+        self.r["checkouts_per_s"] = bestc["checkouts_per_s"]
+        self.r["checkout_peak_conns"] = bestc["conns"]
+
+    # ---- workload 2: in-process ----------------------------------------
+    def w2_inprocess(self):
+        d = self.seeded_dir("inproc")
+        ip = os.path.join(self.bin, "inproc")
+        dur = str(self.d + 1)
+        res = {}
+        for wl in ["restock", "checkout"]:
+            res[wl] = run_json([ip, "cleave", "--data", d, "--workload", wl,
+                                "--duration", dur, "--warmup", "1"])
+            log("W2 in-process %s: %.0f commands/s (batch %.0f, %.0f B "
+                "written/command)" % (wl, res[wl]["commands_per_s"],
+                                      res[wl]["mean_batch"],
+                                      res[wl]["write_bytes_per_command"]))
+        res["restock_write_side_only"] = run_json(
+            [ip, "cleave", "--data", d, "--workload", "restock",
+             "--duration", dur, "--warmup", "1", "--no-projections"])
+        nd = os.path.join(self.tmp, "naive")
+        os.makedirs(nd, exist_ok=True)
+        res["naive"] = run_json([ip, "naive", "--data", nd, "--duration",
+                                 dur])
+        log("W2 naive SQLite: %.0f commands/s" %
+            res["naive"]["commands_per_s"])
+        self.r["raw"]["w2"] = res
+        self.r["inprocess_commands_per_s"] = res["restock"]["commands_per_s"]
+        self.r["naive_sqlite_commands_per_s"] = res["naive"]["commands_per_s"]
+
+    # ---- workload 3: queries, and Redis GET ----------------------------
+    def w3_queries(self, srv, redis_port):
+        out = {}
+        for c in [50, 256]:
+            out["product-%d" % c] = self.lg(
+                srv.port, "--conns", str(c), "--req",
+                "GET /queries/product?productId=p${rnd:1000}",
+                label="product-%d" % c)
+            out["search-%d" % c] = self.lg(
+                srv.port, "--conns", str(c),
+                "--req", "GET /queries/search_products?q=${pick:espresso|"
+                "lamp|chair|kettle|tent|novel}&in_stock=true&max_price="
+                "${rnd:100000}&sort=price&limit=10",
+                "--req", "GET /queries/search_products?category=${pick:"
+                "kitchen|garden|books|toys}&min_price=${rnd:50000}&sort="
+                "-price&limit=10",
+                label="search-%d" % c)
+            if redis_port:
+                out["redis-%d" % c] = self.lg(
+                    redis_port, "--conns", str(c), "--req",
+                    "GET product:p${rnd:1000}", resp=True,
+                    label="redis-%d" % c)
+            for k in ["product", "search", "redis"]:
+                x = out.get("%s-%d" % (k, c))
+                if x:
+                    log("W3 %-7s %3d conns: %8.0f/s p99 %.2f ms" %
+                        (k, c, x["rps"], x["p99_ms"]))
+        self.r["raw"]["w3"] = out
+        self.r["query_rps"] = out["product-50"]["rps"]
+        self.r["query_p99_ms"] = out["product-50"]["p99_ms"]
+        self.r["redis_get_rps"] = out.get("redis-50", {}).get("rps")
+
+    # ---- workload 5: propagation lag -----------------------------------
+    def w5_lag(self, srv):
+        peak = self.r["commands_per_s"]
+        conns = self.r.get("command_peak_conns", 64)
+        out = {}
+        for pct in [10, 50, 90]:
+            rate = max(1.0, peak * pct / 100.0)
+            r = self.lg(srv.port, "--conns", str(max(conns, 16)),
+                        "--scenario", "lag", "--rate", "%.0f" % rate,
+                        label="lag-%d" % pct)
+            out[pct] = r
+            log("W5 lag at %d%% (%.0f/s): p50 %.2f p99 %.2f max %.2f ms "
+                "(commands p99 %.2f ms)" % (pct, rate, r["lag_p50_ms"],
+                                           r["lag_p99_ms"], r["lag_max_ms"],
+                                           r["p99_ms"]))
+        self.r["raw"]["w5"] = out
+        self.r["lag_p50_ms"] = out[50]["lag_p50_ms"]
+        self.r["lag_p99_ms"] = out[50]["lag_p99_ms"]
+
+    # ---- workload 6: two masters ---------------------------------------
+    def w6_two_masters(self, srv):
+        wconns = 64
+        only = self.lg(srv.port, "--conns", str(wconns), "--scenario",
+                       "checkout", label="write-only")
+        log("W6 write only: %.0f commands/s p99 %.2f ms" %
+            (only["rps"], only["p99_ms"]))
+        # queries saturated by a second loadgen, and rebuilds at once
+        q = subprocess.Popen(
+            [os.path.join(self.bin, "loadgen"), "--port", str(srv.port),
+             "--conns", "64", "--duration", str(self.d + self.warm + 2),
+             "--warmup", "0", "--label", "reads",
+             "--req", "GET /queries/product?productId=p${rnd:1000}",
+             "--req", "GET /queries/search_products?q=${pick:espresso|lamp"
+             "|chair}&in_stock=true&sort=price&limit=10",
+             "--req", "GET /queries/top_products?limit=10",
+             "--req", "GET /queries/revenue_daily?country=${pick:SE|DE|FR}"
+             "&from=2020-01-01&to=2100-01-01"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        started = []
+        for p in ["orders", "catalog"]:
+            st, _ = http("POST", srv.url + "/projections/%s/rebuild" % p)
+            started.append((p, st))
+        time.sleep(0.5)
+        loaded = self.lg(srv.port, "--conns", str(wconns), "--scenario",
+                         "checkout", label="write-under-reads")
+        qout = json.loads(q.communicate()[0].strip().splitlines()[-1])
+        rebuilding = json.loads(http("GET", srv.url + "/projections")[1])
+        log("W6 under reads (%.0f q/s) + rebuild: %.0f commands/s p99 %.2f "
+            "ms" % (qout["rps"], loaded["rps"], loaded["p99_ms"]))
+        self.r["raw"]["w6"] = {"write_only": only, "under_load": loaded,
+                               "reads": qout, "rebuilds_started": started,
+                               "projections_after": rebuilding}
+        self.r["write_only_commands_per_s"] = only["rps"]
+        self.r["write_under_read_load_commands_per_s"] = loaded["rps"]
+
+    # ---- workload 4: rebuild -------------------------------------------
+    def w4_rebuild(self):
+        rb = os.path.join(self.bin, "rebuild")
+        sizes = [250000, 1000000] if self.quick else [1000000, 10000000]
+        d = os.path.join(self.tmp, "rebuild")
+        out = {"sizes": {}}
+        for i, n in enumerate(sizes):
+            g = run_json([rb, "gen", "--data", d, "--events", str(n)],
+                         timeout=3600)
+            log("W4 log of %d events written (%.0f events/s)" %
+                (g["generated_events"] + (0 if i else 2011),
+                 g["events_per_s"]))
+            shutil.rmtree(os.path.join(d, "read"), ignore_errors=True)
+            allp = run_json([rb, "measure", "--data", d, "--what", "all"],
+                            timeout=7200)
+            log("W4 %d events, all projections from empty: %.0f events/s, "
+                "peak RSS %.0f MB (anon %.0f MB)" %
+                (allp["events"], allp["events_per_s"], allp["peak_rss_mb"],
+                 allp["peak_anon_rss_mb"]))
+            per = {}
+            # one projection at a time (blue-green rebuild): on the
+            # smaller log in the full run, on the 1M log in the quick one
+            if (self.quick and i == 1) or (not self.quick and i == 0):
+                for p in PROJECTIONS:
+                    per[p] = run_json([rb, "measure", "--data", d, "--what",
+                                       p], timeout=7200)
+                    log("W4   %-11s %.0f events/s, peak RSS %.0f MB (anon "
+                        "%.0f MB)" % (p, per[p]["events_per_s"],
+                                      per[p]["peak_rss_mb"],
+                                      per[p]["peak_anon_rss_mb"]))
+            out["sizes"][n] = {"gen": g, "all": allp, "each": per}
+        self.r["raw"]["w4"] = out
+        big = out["sizes"][sizes[-1]]["all"]
+        each = [v for s in out["sizes"].values() for v in s["each"].values()]
+        slowest = min(each, key=lambda x: x["events_per_s"]) if each else big
+        self.r["rebuild_events_per_s"] = slowest["events_per_s"]
+        self.r["rebuild_slowest_projection"] = slowest["what"]
+        self.r["rebuild_all_events_per_s"] = big["events_per_s"]
+        self.r["rebuild_peak_rss_mb"] = max(
+            [s["all"]["peak_rss_mb"] for s in out["sizes"].values()] +
+            [v["peak_rss_mb"] for v in each])
+        small, large = (out["sizes"][sizes[0]]["all"],
+                        out["sizes"][sizes[-1]]["all"])
+        self.r["rebuild_anon_rss_mb_small_large"] = [
+            small["peak_anon_rss_mb"], large["peak_anon_rss_mb"]]
+
+    # ---- baselines -----------------------------------------------------
+    def redis_start(self):
+        rs = shutil.which("redis-server")
+        if not rs:
+            log("redis-server not installed: no Redis baseline")
+            return None
+        port = free_port()
+        self.redis = subprocess.Popen(
+            [rs, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", self.tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return port
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not come up")
+
+    def redis_fill(self, port, srv):
+        """SET product:pK to the exact document Cleave's product query
+        answers (same bytes, same size)."""
+        s = socket.create_connection(("127.0.0.1", port))
+        out = b""
+        for k in range(1, 1001):
+            st, body = http("GET", srv.url +
+                            "/queries/product?productId=p%d" % k)
+            key = b"product:p%d" % k
+            out += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                len(key), key, len(body), body)
+        s.sendall(out)
+        got = b""
+        while got.count(b"\r\n") < 1000:
+            got += s.recv(65536)
+        s.close()
+
+    def pg(self):
+        """PostgreSQL 15 as the single database: own cluster, pgbench."""
+        pgbin = "/usr/lib/postgresql/15/bin"
+        if not os.path.exists(os.path.join(pgbin, "initdb")):
+            log("PostgreSQL 15 not installed: no PostgreSQL baseline")
+            return
+        d = os.path.join(self.tmp, "pg")
+        os.makedirs(d)
+        user = "postgres" if os.getuid() == 0 else None
+        if user:
+            shutil.chown(d, user, user)
+        pre = ["runuser", "-u", user, "--"] if user else []
+        port = free_port()
+        sub = lambda cmd, **kw: subprocess.run(pre + cmd, check=True,
+                                               capture_output=True,
+                                               text=True, **kw)
+        sub([pgbin + "/initdb", "-D", d + "/data", "-A", "trust", "-U",
+             "postgres", "--no-sync"])
+        opts = ("-p %d -k %s -c listen_addresses='' -c fsync=on "
+                "-c synchronous_commit=on -c max_connections=400 "
+                "-c shared_buffers=512MB" % (port, d))
+        sub([pgbin + "/pg_ctl", "-D", d + "/data", "-o", opts, "-l",
+             d + "/log", "-w", "start"])
+        self.pg_stop = lambda: subprocess.run(
+            pre + [pgbin + "/pg_ctl", "-D", d + "/data", "-m", "fast",
+                   "stop"], capture_output=True)
+        try:
+            conn = ["-h", d, "-p", str(port), "-U", "postgres"]
+            schema = subprocess.run([os.path.join(self.bin, "inproc"),
+                                     "schema"], capture_output=True,
+                                    text=True, check=True).stdout
+            for sql in [schema, open(os.path.join(HERE, "pg",
+                                                  "setup.sql")).read()]:
+                subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1"] +
+                               conn + ["postgres"], input=sql, text=True,
+                               check=True, capture_output=True)
+            res = {"checkout": {}}
+            for c in [1, 16, 64, 256]:
+                res["checkout"][c] = self.pgbench(conn, "checkout.sql", c)
+                log("PG checkout %3d clients: %7.0f checkouts/s (%0.f "
+                    "txn/s) p99 %s ms" % (c, res["checkout"][c]["tps"],
+                                          4 * res["checkout"][c]["tps"],
+                                          fmt(res["checkout"][c]["p99_ms"])))
+            only = self.pgbench(conn, "checkout.sql", 64)
+            reads = subprocess.Popen(
+                ["pgbench", "-n", "-M", "prepared", "-f",
+                 os.path.join(HERE, "pg", "dashboard.sql"), "-c", "64",
+                 "-j", "2", "-T", str(int(self.d + self.warm + 2))] + conn +
+                ["postgres"], stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True)
+            time.sleep(0.5)
+            loaded = self.pgbench(conn, "checkout.sql", 64)
+            rout = reads.communicate()[0]
+            m = re.search(r"tps = ([0-9.]+)", rout)
+            res["write_only"] = only
+            res["under_read_load"] = loaded
+            res["dashboard_qps"] = float(m.group(1)) if m else None
+            log("PG two masters: write only %.0f txn/s, with dashboards "
+                "%.0f txn/s (dashboards %s q/s)" %
+                (4 * only["tps"], 4 * loaded["tps"], res["dashboard_qps"]))
+            self.r["raw"]["postgres"] = res
+            self.r["postgres_checkouts_per_s"] = max(
+                x["tps"] for x in res["checkout"].values())
+            # each checkout is 4 transactions (AddToCart x3, Checkout), as
+            # Cleave's mix is 4 commands: tps here = transactions/s
+            self.r["postgres_write_only_tps"] = 4 * only["tps"]
+            self.r["postgres_write_under_read_load_tps"] = 4 * loaded["tps"]
+        finally:
+            self.pg_stop()
+
+    def pgbench(self, conn, script, clients):
+        logdir = tempfile.mkdtemp(dir=self.tmp)
+        os.chmod(logdir, 0o777)
+        out = subprocess.run(
+            ["pgbench", "-n", "-M", "prepared", "-f",
+             os.path.join(HERE, "pg", script), "-c", str(clients), "-j",
+             str(min(clients, 2)), "-T", str(max(4, int(self.d + self.warm))),
+             "-l", "--log-prefix", os.path.join(logdir, "pgb")] + conn +
+            ["postgres"], capture_output=True, text=True, cwd=logdir)
+        if out.returncode != 0 and "tps" not in out.stdout:
+            raise RuntimeError("pgbench: " + out.stdout[-1500:] +
+                               out.stderr[-1500:])
+        m = re.search(r"tps = ([0-9.]+)", out.stdout)
+        failed = re.search(r"number of failed transactions: (\d+)",
+                           out.stdout)
+        lat = []
+        for f in os.listdir(logdir):
+            if f.startswith("pgb"):
+                for line in open(os.path.join(logdir, f)):
+                    parts = line.split()
+                    if len(parts) >= 3:
+                        lat.append(int(parts[2]))
+        lat.sort()
+        shutil.rmtree(logdir, ignore_errors=True)
+        q = lambda x: lat[min(len(lat) - 1, int(x * len(lat)))] / 1000.0 \
+            if lat else None
+        return {"clients": clients, "tps": float(m.group(1)) if m else 0,
+                "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999),
+                "failed": int(failed.group(1)) if failed else None,
+                "aborted": "aborted" in out.stdout + out.stderr}
+
+    def emmett(self):
+        """Emmett (Node.js) doing command -> event -> projection on SQLite."""
+        cache = os.path.join(os.environ.get("XDG_CACHE_HOME",
+                                            os.path.expanduser("~/.cache")),
+                             "cleave-bench", "emmett-0.38.5")
+        res = {"packages": EMMETT_PKGS}
+        try:
+            if not os.path.exists(os.path.join(cache, "node_modules",
+                                               "@event-driven-io",
+                                               "emmett-sqlite")):
+                os.makedirs(cache, exist_ok=True)
+                if not os.path.exists(os.path.join(cache, "package.json")):
+                    open(os.path.join(cache, "package.json"), "w").write(
+                        '{"name":"cleave-bench-emmett","private":true,'
+                        '"type":"module"}\n')
+                inst = subprocess.run(["npm", "install", "--no-audit",
+                                       "--no-fund"] + EMMETT_PKGS, cwd=cache,
+                                      capture_output=True, text=True,
+                                      timeout=600)
+                if inst.returncode:
+                    raise RuntimeError("npm install failed: " +
+                                       inst.stderr[-800:])
+            shutil.copy(os.path.join(HERE, "emmett", "bench.mjs"), cache)
+            d = os.path.join(self.tmp, "emmett")
+            os.makedirs(d)
+            for conc in [1, 16]:
+                out = subprocess.run(
+                    ["node", os.path.join(cache, "bench.mjs"),
+                     os.path.join(d, "emmett-%d.db" % conc), str(self.d),
+                     str(conc)],
+                    capture_output=True, text=True, timeout=600, cwd=cache)
+                line = [l for l in out.stdout.splitlines()
+                        if l.startswith("{")]
+                if out.returncode or not line:
+                    res["c%d" % conc] = {"error": (out.stderr or
+                                                   out.stdout)[-600:]}
+                    log("Emmett %d concurrent: failed: %s" %
+                        (conc, (out.stderr or out.stdout)[-300:]))
+                else:
+                    res["c%d" % conc] = json.loads(line[-1])
+                    log("Emmett %d concurrent: %s" % (conc, line[-1]))
+        except Exception as e:  # what failed is the result
+            res["error"] = str(e)[-800:]
+            log("Emmett: %s" % res["error"])
+        self.r["raw"]["emmett"] = res
+
+    # ---- the run -------------------------------------------------------
+    def run(self):
+        t0 = time.time()
+        self.r["machine"] = machine()
+        self.r["git_commit"] = git_commit()
+        self.r["started"] = datetime.datetime.now(
+            datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.r["loadavg_at_start"] = background_load()
+        only = set(self.a.only.split(",")) if self.a.only else None
+        want = lambda w: only is None or w in only
+        srv = None
+        redis_port = None
+        try:
+            if want("w1") or want("w3") or want("w5") or want("w6"):
+                d = self.seeded_dir("http")
+                srv = Server(self.build, d)
+            if want("w1"):
+                self.w1_commands(srv)
+            if want("w3"):
+                redis_port = self.redis_start()
+                if redis_port:
+                    self.redis_fill(redis_port, srv)
+                self.w3_queries(srv, redis_port)
+            if want("w5"):
+                if "commands_per_s" not in self.r:
+                    self.r["commands_per_s"] = self.lg(
+                        srv.port, "--conns", "64", "--req",
+                        'POST /commands/Restock {"productId":'
+                        '"p${rnd:1000}","quantity":1}')["rps"]
+                srv.wait_caught_up()
+                self.w5_lag(srv)
+            if want("w6"):
+                self.w6_two_masters(srv)
+        finally:
+            if srv:
+                srv.stop()
+            if getattr(self, "redis", None):
+                self.redis.terminate()
+                self.redis.wait()
+        if want("w2"):
+            self.w2_inprocess()
+        if want("pg"):
+            self.pg()
+        if want("emmett"):
+            self.emmett()
+        if want("w4"):
+            self.w4_rebuild()
+        self.r["loadavg_at_end"] = background_load()
+        self.r["seconds"] = round(time.time() - t0, 1)
+        return self.r
+
+
+def run_json_or_none(cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+# ---- reporting ----------------------------------------------------------
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and v < 100:
+        return "%.2f%s" % (v, unit)
+    return "{:,.0f}{}".format(v, unit)
+
+
+def ratio(a, b):
+    if a is None or not b:
+        return "n/a"
+    return "%.2f×" % (a / b)
+
+
+def table(r):
+    """The figures beside their baselines and targets (markdown)."""
+    rows = [
+        ("HTTP Restock, commands/s (best of 1/16/64/256 conns)",
+         r.get("commands_per_s"), "naive SQLite loop",
+         r.get("naive_sqlite_commands_per_s"), "≥ 50,000"),
+        ("HTTP checkout mix, checkouts/s (AddToCart×3 + Checkout)",
+         r.get("checkouts_per_s"), "PostgreSQL outbox, checkouts/s",
+         r.get("postgres_checkouts_per_s"), "≥ 20,000 and ≥ 10× PG"),
+        ("HTTP Restock p99 at the peak, ms", r.get("command_p99_ms"), "",
+         None, ""),
+        ("in-process Restock, commands/s", r.get("inprocess_commands_per_s"),
+         "naive SQLite (1 txn + fsync per command)",
+         r.get("naive_sqlite_commands_per_s"), "≥ 200,000"),
+        ("product query, 50 conns, req/s", r.get("query_rps"),
+         "Redis GET of the same document, 50 conns",
+         r.get("redis_get_rps"), "≥ Redis"),
+        ("product query p99, ms", r.get("query_p99_ms"), "", None, "≤ 1 ms"),
+        ("rebuild, events/s (slowest projection)",
+         r.get("rebuild_events_per_s"), "", None, "≥ 1,000,000"),
+        ("rebuild peak RSS, MB", r.get("rebuild_peak_rss_mb"), "", None,
+         "flat in log length"),
+        ("lag at 50% of peak, p50 ms", r.get("lag_p50_ms"), "", None, ""),
+        ("lag at 50% of peak, p99 ms", r.get("lag_p99_ms"), "", None,
+         "≤ 10 ms"),
+        ("checkout-mix writes, no reads, commands/s",
+         r.get("write_only_commands_per_s"), "PostgreSQL, txn/s",
+         r.get("postgres_write_only_tps"), ""),
+        ("… with queries saturated + rebuilds, commands/s",
+         r.get("write_under_read_load_commands_per_s"),
+         "PostgreSQL with dashboard queries, txn/s",
+         r.get("postgres_write_under_read_load_tps"), "≥ 90% of write-only"),
+    ]
+    out = ["| figure | Cleave | baseline | baseline figure | ratio | target |",
+           "|---|---:|---|---:|---:|---|"]
+    for name, v, bname, bv, target in rows:
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            name, fmt(v), bname, fmt(bv) if bname else "",
+            ratio(v, bv) if bname else "", target))
+    wo, wl = (r.get("write_only_commands_per_s"),
+              r.get("write_under_read_load_commands_per_s"))
+    po, pl = (r.get("postgres_write_only_tps"),
+              r.get("postgres_write_under_read_load_tps"))
+    if wo and wl:
+        out.append("")
+        out.append("Writes kept under read load: Cleave %.0f%%%s." % (
+            100 * wl / wo, ", PostgreSQL %.0f%%" % (100 * pl / po)
+            if po and pl else ""))
+    return "\n".join(out)
+
+
+def detail_tables(r):
+    raw = r.get("raw", {})
+    out = []
+    w1 = raw.get("w1")
+    if w1:
+        out += ["", "Commands over HTTP (workload 1):", "",
+                "| conns | Restock/s | p50 ms | p99 ms | p99.9 ms | "
+                "checkouts/s | mix commands/s | mix p99 ms | PG checkouts/s "
+                "| PG p99 ms (whole checkout) |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        pg = raw.get("postgres", {}).get("checkout", {})
+        for c in sorted(int(k) for k in w1["restock"]):
+            a = w1["restock"].get(c) or w1["restock"].get(str(c))
+            b = w1["checkout"].get(c) or w1["checkout"].get(str(c))
+            p = pg.get(c) or pg.get(str(c)) or {}
+            out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                       % (c, fmt(a["rps"]), fmt(a["p50_ms"]),
+                          fmt(a["p99_ms"]), fmt(a["p999_ms"]),
+                          fmt(b["checkouts_per_s"]), fmt(b["rps"]),
+                          fmt(b["p99_ms"]), fmt(p.get("tps")),
+                          fmt(p.get("p99_ms"))))
+    w2 = raw.get("w2")
+    if w2:
+        out += ["", "In-process (workload 2):", "",
+                "| run | commands/s | p99 ms | mean batch | fsyncs/s | "
+                "bytes written/command |", "|---|---:|---:|---:|---:|---:|"]
+        for k in ["restock", "checkout", "restock_write_side_only"]:
+            x = w2[k]
+            out.append("| %s | %s | %s | %s | %s | %s |" % (
+                k, fmt(x["commands_per_s"]), fmt(x["p99_ms"]),
+                fmt(x["mean_batch"]), fmt(x["fsyncs_per_s"]),
+                fmt(x["write_bytes_per_command"])))
+        x = w2["naive"]
+        out.append("| naive SQLite Restock | %s | %s | 1 | %s | |" % (
+            fmt(x["commands_per_s"]), fmt(x["p99_ms"]),
+            fmt(x["commands_per_s"])))
+    w3 = raw.get("w3")
+    if w3:
+        out += ["", "Queries (workload 3):", "",
+                "| query | conns | req/s | p50 ms | p99 ms | p99.9 ms |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for k, x in w3.items():
+            out.append("| %s | %d | %s | %s | %s | %s |" % (
+                k.rsplit("-", 1)[0], x["conns"], fmt(x["rps"]),
+                fmt(x["p50_ms"]), fmt(x["p99_ms"]), fmt(x["p999_ms"])))
+    w4 = raw.get("w4")
+    if w4:
+        out += ["", "Rebuild (workload 4):", "",
+                "| log events | what | events/s | seconds | peak RSS MB | "
+                "peak anon RSS MB |", "|---:|---|---:|---:|---:|---:|"]
+        for n, s in w4["sizes"].items():
+            for x in [s["all"]] + list(s["each"].values()):
+                out.append("| %s | %s | %s | %s | %s | %s |" % (
+                    fmt(x["events"]), x["what"], fmt(x["events_per_s"]),
+                    fmt(x["seconds"]), fmt(x["peak_rss_mb"]),
+                    fmt(x["peak_anon_rss_mb"])))
+    w5 = raw.get("w5")
+    if w5:
+        out += ["", "Commit-to-visible lag (workload 5):", "",
+                "| load | rate/s | achieved/s | lag p50 ms | lag p99 ms | "
+                "lag max ms | command p99 ms |",
+                "|---:|---:|---:|---:|---:|---:|---:|"]
+        for pct, x in w5.items():
+            out.append("| %s%% | %s | %s | %s | %s | %s | %s |" % (
+                pct, fmt(x["rate"]), fmt(x["rps"]), fmt(x["lag_p50_ms"]),
+                fmt(x["lag_p99_ms"]), fmt(x["lag_max_ms"]),
+                fmt(x["p99_ms"])))
+    w6 = raw.get("w6")
+    pg = raw.get("postgres")
+    if w6:
+        out += ["", "Two masters (workload 6, checkout mix, 64 conns):", "",
+                "| system | write only | p99 ms | under read load | p99 ms |"
+                " reads/s meanwhile |", "|---|---:|---:|---:|---:|---:|"]
+        out.append("| Cleave (commands/s) | %s | %s | %s | %s | %s |" % (
+            fmt(w6["write_only"]["rps"]), fmt(w6["write_only"]["p99_ms"]),
+            fmt(w6["under_load"]["rps"]), fmt(w6["under_load"]["p99_ms"]),
+            fmt(w6["reads"]["rps"])))
+        if pg:
+            out.append("| PostgreSQL (txn/s; p99 of a whole checkout) | %s |"
+                       " %s | %s | %s | %s |" % (
+                           fmt(4 * pg["write_only"]["tps"]),
+                           fmt(pg["write_only"]["p99_ms"]),
+                           fmt(4 * pg["under_read_load"]["tps"]),
+                           fmt(pg["under_read_load"]["p99_ms"]),
+                           fmt(pg.get("dashboard_qps"))))
+    em = raw.get("emmett")
+    if em:
+        out += ["", "Emmett (%s):" % ", ".join(em["packages"]), ""]
+        if em.get("error"):
+            out.append("- failed: `%s`" % em["error"].strip()
+                       .replace("\n", " ")[:400])
+        for k in ["c1", "c16"]:
+            if k in em:
+                x = em[k]
+                if "error" in x:
+                    out.append("- %s concurrent: failed: `%s`" % (
+                        k[1:], x["error"].strip().replace("\n", " ")[-300:]))
+                else:
+                    out.append("- %s concurrent: %s commands/s (command → "
+                               "event → inline projection), p99 %s ms" % (
+                                   k[1:], fmt(x.get("commands_per_s")),
+                                   fmt(x.get("p99_ms"))))
+    return "\n".join(out)
+
+
+def plot(r, png):
+    gp = shutil.which("gnuplot")
+    raw = r.get("raw", {})
+    if not gp or "w1" not in raw:
+        return False
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "w1.dat"), "w") as f:
+        pg = raw.get("postgres", {}).get("checkout", {})
+        for c in sorted(int(k) for k in raw["w1"]["restock"]):
+            a = raw["w1"]["restock"].get(c) or raw["w1"]["restock"][str(c)]
+            b = raw["w1"]["checkout"].get(c) or raw["w1"]["checkout"][str(c)]
+            p = pg.get(c) or pg.get(str(c)) or {}
+            f.write("%d %f %f %f %f %f %f\n" % (
+                c, a["rps"], b["checkouts_per_s"], p.get("tps") or 0,
+                a["p99_ms"], b["p99_ms"], p.get("p99_ms") or 0))
+    bars = []
+    for label, key in [("Restock HTTP", "commands_per_s"),
+                       ("in-process", "inprocess_commands_per_s"),
+                       ("naive SQLite", "naive_sqlite_commands_per_s"),
+                       ("checkouts HTTP", "checkouts_per_s"),
+                       ("PG checkouts", "postgres_checkouts_per_s"),
+                       ("product query", "query_rps"),
+                       ("Redis GET", "redis_get_rps"),
+                       ("rebuild ev/s", "rebuild_events_per_s"),
+                       ("writes alone", "write_only_commands_per_s"),
+                       ("writes+reads", "write_under_read_load_commands_per_s"),
+                       ("PG writes alone", "postgres_write_only_tps"),
+                       ("PG writes+dash", "postgres_write_under_read_load_tps")]:
+        if r.get(key):
+            bars.append((label, r[key]))
+    with open(os.path.join(d, "bars.dat"), "w") as f:
+        for i, (label, v) in enumerate(bars):
+            f.write('%d "%s" %f\n' % (i, label, v))
+    script = """
+set terminal pngcairo size 1400,900 font ",10"
+set output '%s'
+set multiplot layout 2,2 title "Cleave benchmarks %s (%s)"
+set logscale x 2
+set xlabel "connections"
+set ylabel "per second"
+set key top left
+set grid
+plot '%s/w1.dat' u 1:2 w lp t "Restock commands/s", '' u 1:3 w lp t "checkouts/s", '' u 1:4 w lp t "PostgreSQL checkouts/s"
+set ylabel "p99 ms"
+set logscale y
+plot '%s/w1.dat' u 1:5 w lp t "Restock p99", '' u 1:6 w lp t "checkout mix p99", '' u 1:7 w lp t "PostgreSQL checkout p99"
+unset logscale x
+unset logscale y
+set logscale y
+set style fill solid 0.6
+set boxwidth 0.7
+set xtics rotate by -35
+unset xlabel
+set ylabel "per second (log)"
+set origin 0,0
+set size 1,0.5
+plot '%s/bars.dat' u 1:3:xtic(2) w boxes notitle
+unset multiplot
+""" % (png, r.get("started", ""), "quick" if r.get("quick") else "full", d,
+       d, d)
+    res = subprocess.run([gp], input=script, text=True, capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+    if res.returncode:
+        log("gnuplot failed: " + res.stderr[-500:])
+        return False
+    return True
+
+
+def update_readme(md_table, stamp):
+    path = os.path.join(ROOT, "README.md")
+    text = open(path).read()
+    block = ("<!-- bench:begin -->\n_Last full run: %s. Figures from one run "
+             "on a shared 2-core VM; see [docs/performance.md]"
+             "(docs/performance.md)._\n\n%s\n<!-- bench:end -->" %
+             (stamp, md_table))
+    if "<!-- bench:begin -->" in text:
+        text = re.sub(r"<!-- bench:begin -->.*?<!-- bench:end -->",
+                      lambda m: block, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n## Benchmarks\n\n" + block + "\n"
+    open(path, "w").write(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--only", help="comma list: w1,w2,w3,w4,w5,w6,pg,emmett")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    a = ap.parse_args()
+    b = Bench(a)
+    try:
+        r = b.run()
+    finally:
+        if not a.keep:
+            shutil.rmtree(b.tmp, ignore_errors=True)
+    r["quick"] = a.quick
+    os.makedirs(a.out, exist_ok=True)
+    md = table(r)
+    details = detail_tables(r)
+    print("\n" + md + "\n" + details + "\n")
+    stamp = time.strftime("%Y-%m-%d")
+    if a.quick:
+        q = {k: r.get(k) for k in QUICK_KEYS}
+        with open(os.path.join(a.out, "quick.json"), "w") as f:
+            json.dump(q, f, indent=2)
+            f.write("\n")
+        with open(os.path.join(a.out, "quick-raw.json"), "w") as f:
+            json.dump(r, f, indent=1, default=str)
+            f.write("\n")
+        log("wrote %s/quick.json" % a.out)
+        return
+    base = os.path.join(a.out, stamp)
+    with open(base + ".json", "w") as f:
+        json.dump(r, f, indent=1, default=str)
+        f.write("\n")
+    has_png = plot(r, base + ".png")
+    with open(base + ".md", "w") as f:
+        f.write("# Cleave benchmarks, %s\n\n" % stamp)
+        f.write("Machine: %s. Commit %s. Load average at start %s, at end "
+                "%s (the machine is shared: other sessions' tests ran "
+                "meanwhile). Run took %s s.\n\n" % (
+                    r["machine"], r["git_commit"], r["loadavg_at_start"],
+                    r["loadavg_at_end"], r["seconds"]))
+        f.write(md + "\n" + details + "\n")
+        if has_png:
+            f.write("\n![throughput and latency](%s.png)\n" % stamp)
+    log("wrote %s.md/.json%s" % (base, "/.png" if has_png else ""))
+    if not a.no_readme and not a.only:
+        update_readme(md, stamp)
+        log("updated the README's benchmark table")
+
+
+if __name__ == "__main__":
+    main()
