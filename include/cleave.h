@@ -485,6 +485,8 @@ typedef struct cleave_config {
 				 (CLI on a data directory) */
 	int poison_retries;   /* attempts before the policy; 0 → 3 */
 	int poison_backoff_ms;/* first backoff, doubled per retry; 0 → 20 */
+	uint64_t lmdb_map_size; /* address space per LMDB copy, bytes; the
+				   largest it can grow to; 0 → 64 GiB */
 	cleave_log_fn log;
 	void *log_arg;
 } cleave_config;

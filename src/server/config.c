@@ -53,6 +53,10 @@ static const flag flags[] = {
      "read stores: embedded (LMDB + SQLite in DIR/read)", "embedded"},
     {"durability", "CLEAVE_DURABILITY", F_DUR, OFF(durability), S, 0, 0, "MODE",
      "fsync (ack after fdatasync) or os (ack after write)", "fsync"},
+    {"lmdb-map-size", "CLEAVE_LMDB_MAP_SIZE", F_SIZE, OFF(lmdb_map_size), S,
+     1LL << 20, 1LL << 42, "BYTES",
+     "largest size of each LMDB read model (address space, not disk)",
+     "64GiB"},
     {"http-threads", "CLEAVE_HTTP_THREADS", F_INT, OFF(http_threads), S, 1, 256,
      "N", "HTTP worker threads (epoll each)", "2"},
     {"max-body", "CLEAVE_MAX_BODY", F_SIZE, OFF(max_body), S, 2, 1LL << 30,
@@ -246,6 +250,7 @@ int cl_server_config_init(cl_server_config *c, unsigned scope)
 	c->max_connections = 10000;
 	c->idle_timeout = 30;
 	c->queue_max = 65536;
+	c->lmdb_map_size = (size_t)64 << 30;
 	c->batch_max = 4096;
 	c->wait_max_ms = 10000;
 	c->shutdown_grace_ms = 10000;

@@ -58,6 +58,7 @@ static cl_rstore_opts store_opts(cleave_engine *e)
 	cl_rstore_opts o = {0};
 	o.read_only = e->cfg.read_only;
 	o.nosync = e->cfg.durability == CLEAVE_DURABILITY_OS;
+	o.map_size = e->cfg.lmdb_map_size;
 	return o;
 }
 
@@ -1358,6 +1359,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	snprintf(path, sizeof(path), "%s/%s.verify-%s", e->read_dir, name, hex);
 	cl_rstore_opts o = {0};
 	o.nosync = true;
+	o.map_size = e->cfg.lmdb_map_size;
 	scratch.proj = p;
 	scratch.def = def;
 	scratch.version = live->version;
