@@ -1,8 +1,9 @@
 /*
  * pg_sql.h — what the PostgreSQL write store stands on (private): the
- * rewrite of portable '?' placeholders to PostgreSQL's $n, a connection
- * with its prepared-statement cache and its pipeline, row cursors over
- * results, and the mapping of SQLSTATEs to CLEAVE_E* codes.
+ * rewrite of portable '?' placeholders to PostgreSQL's $n and the mapping
+ * of SQLSTATEs to CLEAVE_E* codes (pg_sql.c); a connection with its
+ * prepared-statement cache and its pipeline, and row cursors over results
+ * (pg_conn.c).
  *
  * A cl_pgc is one libpq connection in pipeline mode, used by one thread at
  * a time.  A statement is either run (sent, then a Sync, then every result
@@ -30,6 +31,14 @@
  * Errors: CLEAVE_EINVAL (a parameter number above 65535), CLEAVE_ENOMEM. */
 int cl_pg_rewrite(const char *sql, char **out, int *nparams);
 
+/* Maps a failed result (or, when res is NULL, the connection's state) to
+ * a CLEAVE_E* code as cl_pgc_exec() lists, and records the server's words
+ * with cl_err.  `what` names the action ("statement", "sync", ...). */
+struct pg_conn;
+struct pg_result;
+int cl_pg_err(struct pg_conn *conn, const struct pg_result *res,
+              const char *what);
+
 /* Copies uri into out with any password replaced by "***" (for messages). */
 void cl_pg_redact(const char *uri, char *out, size_t cap);
 
@@ -41,7 +50,7 @@ typedef struct cl_pgc cl_pgc;
  * enters pipeline mode.  Errors: CLEAVE_EIO (cannot connect; the message
  * says why, without the password), CLEAVE_ENOMEM. */
 int cl_pgc_open(const char *uri, const char *app, const char *setup,
-		cl_pgc **out);
+                cl_pgc **out);
 /* Closes the connection; NULL-safe.  Open cursors must be closed first. */
 void cl_pgc_close(cl_pgc *c);
 /* True when the connection is known lost (this reads what the server
@@ -64,7 +73,7 @@ uint64_t cl_pgc_failed_seq(cl_pgc *c);
  * text value), CLEAVE_EIO (connection lost), and those of a pending
  * statement when too many are pending and they are checked first. */
 int cl_pgc_defer(cl_pgc *c, const char *sql, const cleave_value *args,
-		 int nargs);
+                 int nargs);
 /* Runs every pending statement to completion; returns the first error. */
 int cl_pgc_sync(cl_pgc *c);
 /* Runs a statement (after the pending ones) to completion.  changes (may
@@ -76,14 +85,14 @@ int cl_pgc_sync(cl_pgc *c);
  * 58xxx and a lost connection → EIO; XX001/XX002 → ECORRUPT; 0Axxx →
  * ENOTSUP; 25006 → EREADONLY; anything else → EINTERNAL.  A pending
  * statement's error comes first (this one then did not run). */
-int cl_pgc_exec(cl_pgc *c, const char *sql, const cleave_value *args,
-		int nargs, int64_t *changes, char *tag, size_t cap);
+int cl_pgc_exec(cl_pgc *c, const char *sql, const cleave_value *args, int nargs,
+                int64_t *changes, char *tag, size_t cap);
 /* Runs a query and opens a cursor on its rows (all of them are in memory;
  * callers bound large reads with LIMIT).  At most one cursor per SQL text
  * is open at a time (CLEAVE_EINVAL otherwise).  Text pointers are valid
  * until the next cleave_rows_next() or cleave_rows_close(). */
 int cl_pgc_query(cl_pgc *c, const char *sql, const cleave_value *args,
-		 int nargs, cleave_rows **out);
+                 int nargs, cleave_rows **out);
 /* Runs a script of statements without parameters (simple query protocol,
  * outside the pipeline).  Nothing may be pending. */
 int cl_pgc_script(cl_pgc *c, const char *sql);

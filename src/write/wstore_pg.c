@@ -61,6 +61,7 @@ typedef struct pg_store {
 	int64_t head;   /* last committed position as this store knows it */
 	int64_t tx_pos; /* highest position appended in the batch */
 	int64_t sp_pos; /* ... when the current savepoint was taken */
+	int sp;         /* SP_NONE, SP_WANTED (not sent yet), SP_SENT */
 	bool broken;    /* the log moved behind our back: refuse */
 	cl_buf idem;    /* the last idempotency record read */
 } pg_store;
@@ -73,44 +74,61 @@ typedef struct pg_reader {
 /* TEXT COLLATE "C" on the keys: byte order, as SQLite compares, and
  * cheaper than a locale's collation. */
 static const char log_schema[] =
-	"CREATE TABLE IF NOT EXISTS events("
-	" position BIGINT PRIMARY KEY,"
-	" stream TEXT COLLATE \"C\" NOT NULL,"
-	" version BIGINT NOT NULL,"
-	" type TEXT NOT NULL,"
-	" schema_version INTEGER NOT NULL,"
-	" data TEXT NOT NULL,"
-	" ts_us BIGINT NOT NULL,"
-	" trace_id TEXT, command_id TEXT, idem_key TEXT, causation_id TEXT);"
-	"CREATE UNIQUE INDEX IF NOT EXISTS events_stream"
-	" ON events(stream, version);"
-	"CREATE TABLE IF NOT EXISTS cleave_idempotency("
-	" key TEXT COLLATE \"C\" PRIMARY KEY, request_hash TEXT NOT NULL,"
-	" rc INTEGER NOT NULL, position BIGINT NOT NULL,"
-	" response TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS cleave_migrations("
-	" domain TEXT COLLATE \"C\" NOT NULL, version INTEGER NOT NULL,"
-	" PRIMARY KEY(domain, version));";
+    "CREATE TABLE IF NOT EXISTS events("
+    " position BIGINT PRIMARY KEY,"
+    " stream TEXT COLLATE \"C\" NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " type TEXT NOT NULL,"
+    " schema_version INTEGER NOT NULL,"
+    " data TEXT NOT NULL,"
+    " ts_us BIGINT NOT NULL,"
+    " trace_id TEXT, command_id TEXT, idem_key TEXT, causation_id TEXT);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_stream"
+    " ON events(stream, version);"
+    "CREATE TABLE IF NOT EXISTS cleave_idempotency("
+    " key TEXT COLLATE \"C\" PRIMARY KEY, request_hash TEXT NOT NULL,"
+    " rc INTEGER NOT NULL, position BIGINT NOT NULL,"
+    " response TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS cleave_migrations("
+    " domain TEXT COLLATE \"C\" NOT NULL, version INTEGER NOT NULL,"
+    " PRIMARY KEY(domain, version));";
 
-#define EVENT_COLS                                                           \
-	"position, stream, version, type, schema_version, data, ts_us,"      \
+#define EVENT_COLS                                                             \
+	"position, stream, version, type, schema_version, data, ts_us,"        \
 	" trace_id, command_id, idem_key, causation_id"
 
 #define UNDEFINED_TABLE "42P01"
+
+/* A command's savepoint is sent with its first statement: a command that
+ * runs none (rejected on its input alone) costs no round trip. */
+enum { SP_NONE, SP_WANTED, SP_SENT };
 
 static int not_in_failed_tx(pg_store *s)
 {
 	if (cl_pgc_xact(s->c) != CL_PGC_FAILED_TX)
 		return 0;
 	return cl_err(CLEAVE_EINTERNAL,
-		      "statement not run: an earlier statement of this "
-		      "command failed, and PostgreSQL runs nothing more in "
-		      "its transaction until the command rolls back (a "
-		      "handler must return the error it gets)");
+	              "statement not run: an earlier statement of this "
+	              "command failed, and PostgreSQL runs nothing more in "
+	              "its transaction until the command rolls back (a "
+	              "handler must return the error it gets)");
+}
+
+/* Before a statement of the writer: refuses in a failed transaction, and
+ * sends the command's savepoint when it is still due. */
+static int ready(pg_store *s)
+{
+	int rc = not_in_failed_tx(s);
+	if (rc || s->sp != SP_WANTED)
+		return rc;
+	if ((rc = cl_pgc_defer(s->c, "SAVEPOINT c", NULL, 0)))
+		return rc;
+	s->sp = SP_SENT;
+	return 0;
 }
 
 static int query_int(cl_pgc *c, const char *sql, const cleave_value *args,
-		     int nargs, int64_t *out)
+                     int nargs, int64_t *out)
 {
 	cleave_rows *r;
 	int rc = cl_pgc_query(c, sql, args, nargs, &r);
@@ -128,8 +146,9 @@ static int take_lock(pg_store *s)
 	cleave_value key[] = {cleave_int(PG_LOCK_KEY)};
 	int64_t got = 0;
 	for (int i = 0; i < PG_LOCK_TRIES; i++) {
-		int rc = query_int(s->c, "SELECT pg_try_advisory_lock(?::bigint)",
-				   key, 1, &got);
+		int rc =
+		    query_int(s->c, "SELECT pg_try_advisory_lock(?::bigint)",
+		              key, 1, &got);
 		if (rc)
 			return rc;
 		if (got)
@@ -139,31 +158,31 @@ static int take_lock(pg_store *s)
 	char holder[160] = "";
 	cleave_rows *r;
 	cleave_value a[] = {cleave_int(PG_LOCK_KEY >> 32),
-			    cleave_int(PG_LOCK_KEY & 0xffffffffLL)};
+	                    cleave_int(PG_LOCK_KEY & 0xffffffffLL)};
 	if (!cl_pgc_query(s->c,
-			  "SELECT a.pid, coalesce(a.application_name, ''),"
-			  " coalesce(host(a.client_addr), 'local socket')"
-			  " FROM pg_locks l JOIN pg_stat_activity a"
-			  " ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-			  " AND l.granted AND l.classid = ?::bigint::oid"
-			  " AND l.objid = ?::bigint::oid AND l.objsubid = 1",
-			  a, 2, &r)) {
+	                  "SELECT a.pid, coalesce(a.application_name, ''),"
+	                  " coalesce(host(a.client_addr), 'local socket')"
+	                  " FROM pg_locks l JOIN pg_stat_activity a"
+	                  " ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+	                  " AND l.granted AND l.classid = ?::bigint::oid"
+	                  " AND l.objid = ?::bigint::oid AND l.objsubid = 1",
+	                  a, 2, &r)) {
 		if (cleave_rows_next(r) == 1)
 			snprintf(holder, sizeof(holder),
-				 ": backend pid %lld, application '%s', "
-				 "client %s",
-				 (long long)cleave_rows_int(r, 0),
-				 cleave_rows_text(r, 1, NULL),
-				 cleave_rows_text(r, 2, NULL));
+			         ": backend pid %lld, application '%s', "
+			         "client %s",
+			         (long long)cleave_rows_int(r, 0),
+			         cleave_rows_text(r, 1, NULL),
+			         cleave_rows_text(r, 2, NULL));
 		cleave_rows_close(r);
 	}
 	char red[256];
 	cl_pg_redact(s->uri, red, sizeof(red));
 	return cl_err(CLEAVE_EBUSY,
-		      "PostgreSQL database %s is in use by another cleave "
-		      "engine (it holds advisory lock %lld%s); one engine "
-		      "writes to a database at a time",
-		      red, (long long)PG_LOCK_KEY, holder);
+	              "PostgreSQL database %s is in use by another cleave "
+	              "engine (it holds advisory lock %lld%s); one engine "
+	              "writes to a database at a time",
+	              red, (long long)PG_LOCK_KEY, holder);
 }
 
 static void pg_close(cl_wstore *base)
@@ -177,7 +196,7 @@ static void pg_close(cl_wstore *base)
 		cleave_value key[] = {cleave_int(PG_LOCK_KEY)};
 		int64_t ok;
 		query_int(s->c, "SELECT pg_advisory_unlock(?::bigint)", key, 1,
-			  &ok);
+		          &ok);
 	}
 	cl_pgc_close(s->c);
 	cl_buf_free(&s->idem);
@@ -202,16 +221,16 @@ static int pg_open(const cl_wstore_opts *o, cl_wstore **out)
 	}
 	if (o->read_only) {
 		rc = cl_pgc_open(o->uri, "cleave-inspect",
-				 "SET default_transaction_read_only = on",
-				 &s->c);
+		                 "SET default_transaction_read_only = on",
+		                 &s->c);
 		if (rc)
 			goto fail;
 	} else {
 		char setup[256];
 		snprintf(setup, sizeof(setup),
-			 "SET synchronous_commit = %s;"
-			 "SET lock_timeout = '5s'",
-			 o->durability == CLEAVE_DURABILITY_OS ? "off" : "on");
+		         "SET synchronous_commit = %s;"
+		         "SET lock_timeout = '5s'",
+		         o->durability == CLEAVE_DURABILITY_OS ? "off" : "on");
 		if ((rc = cl_pgc_open(o->uri, "cleave", setup, &s->c)))
 			goto fail;
 		if ((rc = take_lock(s)))
@@ -227,46 +246,46 @@ fail:
 }
 
 static int pg_exec(cl_wstore *base, const char *sql, const cleave_value *args,
-		   int nargs, int64_t *changes)
+                   int nargs, int64_t *changes)
 {
 	pg_store *s = (pg_store *)base;
-	int rc = not_in_failed_tx(s);
+	int rc = ready(s);
 	if (rc)
 		return rc;
 	return cl_pgc_exec(s->c, sql, args, nargs, changes, NULL, 0);
 }
 
 static int pg_query(cl_wstore *base, const char *sql, const cleave_value *args,
-		    int nargs, cleave_rows **out)
+                    int nargs, cleave_rows **out)
 {
 	pg_store *s = (pg_store *)base;
-	int rc = not_in_failed_tx(s);
+	int rc = ready(s);
 	if (rc)
 		return rc;
 	return cl_pgc_query(s->c, sql, args, nargs, out);
 }
 
 static int pg_migrate(cl_wstore *base, const char *domain,
-		      const char *const *migrations)
+                      const char *const *migrations)
 {
 	pg_store *s = (pg_store *)base;
 	cleave_rows *dr;
 	int drc = pg_query(base,
-			   "SELECT domain FROM cleave_migrations"
-			   " WHERE domain <> ? LIMIT 1",
-			   (cleave_value[]){cleave_text(domain)}, 1, &dr);
+	                   "SELECT domain FROM cleave_migrations"
+	                   " WHERE domain <> ? LIMIT 1",
+	                   (cleave_value[]){cleave_text(domain)}, 1, &dr);
 	if (drc)
 		return s->read_only ? 0 : drc; /* no table yet (read-only) */
 	if (cleave_rows_next(dr) == 1) {
 		char other[128], red[256];
 		snprintf(other, sizeof(other), "%s",
-			 cleave_rows_text(dr, 0, NULL));
+		         cleave_rows_text(dr, 0, NULL));
 		cleave_rows_close(dr);
 		cl_pg_redact(s->uri, red, sizeof(red));
 		return cl_err(CLEAVE_EINVAL,
-			      "PostgreSQL database %s holds the '%s' domain, "
-			      "not '%s' (use --domain %s or another database)",
-			      red, other, domain, other);
+		              "PostgreSQL database %s holds the '%s' domain, "
+		              "not '%s' (use --domain %s or another database)",
+		              red, other, domain, other);
 	}
 	cleave_rows_close(dr);
 	if (s->read_only)
@@ -275,9 +294,9 @@ static int pg_migrate(cl_wstore *base, const char *domain,
 		int64_t n = 0;
 		cleave_value a[] = {cleave_text(domain), cleave_int(v)};
 		int rc = query_int(s->c,
-				   "SELECT count(*) FROM cleave_migrations"
-				   " WHERE domain = ? AND version = ?",
-				   a, 2, &n);
+		                   "SELECT count(*) FROM cleave_migrations"
+		                   " WHERE domain = ? AND version = ?",
+		                   a, 2, &n);
 		if (rc)
 			return rc;
 		if (n)
@@ -290,22 +309,22 @@ static int pg_migrate(cl_wstore *base, const char *domain,
 		rc = cl_pgc_script(s->c, migrations[v - 1]);
 		if (!rc)
 			rc = cl_pgc_exec(s->c,
-					 "INSERT INTO cleave_migrations"
-					 "(domain, version) VALUES(?, ?)",
-					 a, 2, NULL, NULL, 0);
+			                 "INSERT INTO cleave_migrations"
+			                 "(domain, version) VALUES(?, ?)",
+			                 a, 2, NULL, NULL, 0);
 		if (!rc)
 			rc = cl_pgc_exec(s->c, "COMMIT", NULL, 0, NULL, tag,
-					 sizeof(tag));
+			                 sizeof(tag));
 		if (!rc && strcmp(tag, "COMMIT"))
-			rc = cl_err(CLEAVE_EINTERNAL, "COMMIT answered %s",
-				    tag);
+			rc =
+			    cl_err(CLEAVE_EINTERNAL, "COMMIT answered %s", tag);
 		if (rc) {
 			char msg[400];
 			snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
 			if (cl_pgc_xact(s->c) != CL_PGC_IDLE)
 				cl_pgc_script(s->c, "ROLLBACK");
-			return cl_err(rc, "migration %s #%d failed: %s",
-				      domain, v, msg);
+			return cl_err(rc, "migration %s #%d failed: %s", domain,
+			              v, msg);
 		}
 	}
 	return 0;
@@ -314,7 +333,7 @@ static int pg_migrate(cl_wstore *base, const char *domain,
 static int read_head(cl_pgc *c, bool empty_ok, int64_t *out)
 {
 	int rc = query_int(c, "SELECT coalesce(max(position), 0) FROM events",
-			   NULL, 0, out);
+	                   NULL, 0, out);
 	if (rc && empty_ok && !strcmp(cl_pgc_sqlstate(c), UNDEFINED_TABLE)) {
 		*out = 0; /* read-only on a database without a log yet */
 		return 0;
@@ -345,12 +364,12 @@ static int recover(pg_store *s)
 	if (head != s->head) {
 		s->broken = true;
 		return cl_err(CLEAVE_EIO,
-			      "the log in PostgreSQL is at position %lld, "
-			      "this engine expected %lld: a commit whose "
-			      "answer was lost did happen, or another engine "
-			      "wrote meanwhile; restart cleave to go on from "
-			      "the log as stored",
-			      (long long)head, (long long)s->head);
+		              "the log in PostgreSQL is at position %lld, "
+		              "this engine expected %lld: a commit whose "
+		              "answer was lost did happen, or another engine "
+		              "wrote meanwhile; restart cleave to go on from "
+		              "the log as stored",
+		              (long long)head, (long long)s->head);
 	}
 	return 0;
 }
@@ -363,16 +382,17 @@ static int pg_begin(cl_wstore *base)
 		return cl_err(CLEAVE_EREADONLY, "write store opened read-only");
 	if (s->broken)
 		return cl_err(CLEAVE_EIO,
-			      "the log in PostgreSQL moved behind this engine "
-			      "(see the earlier error): restart cleave");
+		              "the log in PostgreSQL moved behind this engine "
+		              "(see the earlier error): restart cleave");
 	if (cl_pgc_lost(s->c) && (rc = recover(s)))
 		return rc;
 	if (cl_pgc_xact(s->c) != CL_PGC_IDLE &&
 	    (rc = cl_pgc_exec(s->c, "ROLLBACK", NULL, 0, NULL, NULL, 0)))
 		return rc;
 	s->tx_pos = s->sp_pos = s->head;
-	return cl_pgc_defer(s->c, "BEGIN ISOLATION LEVEL READ COMMITTED",
-			    NULL, 0);
+	s->sp = SP_NONE;
+	return cl_pgc_defer(s->c, "BEGIN ISOLATION LEVEL READ COMMITTED", NULL,
+	                    0);
 }
 
 /* A failed COMMIT (or one PostgreSQL turned into a rollback) means
@@ -383,16 +403,16 @@ static int pg_commit(cl_wstore *base)
 	char tag[32] = "";
 	if (cl_pgc_xact(s->c) == CL_PGC_FAILED_TX)
 		return cl_err(CLEAVE_EINTERNAL,
-			      "a statement outside the commands' savepoints "
-			      "failed, so PostgreSQL aborted the batch");
+		              "a statement outside the commands' savepoints "
+		              "failed, so PostgreSQL aborted the batch");
 	int rc = cl_pgc_exec(s->c, "COMMIT", NULL, 0, NULL, tag, sizeof(tag));
 	if (rc)
 		return rc;
 	if (strcmp(tag, "COMMIT"))
 		return cl_err(CLEAVE_EINTERNAL,
-			      "PostgreSQL answered COMMIT with %s: the batch "
-			      "was rolled back",
-			      tag);
+		              "PostgreSQL answered COMMIT with %s: the batch "
+		              "was rolled back",
+		              tag);
 	s->head = s->tx_pos;
 	return 0;
 }
@@ -414,7 +434,8 @@ static int pg_savepoint(cl_wstore *base)
 	if (rc)
 		return rc;
 	s->sp_pos = s->tx_pos;
-	return cl_pgc_defer(s->c, "SAVEPOINT c", NULL, 0);
+	s->sp = SP_WANTED;
+	return 0;
 }
 
 /* Waits for everything the command deferred: it succeeded only if they
@@ -425,7 +446,14 @@ static int pg_release(cl_wstore *base)
 	int rc = not_in_failed_tx(s);
 	if (rc)
 		return rc;
-	return cl_pgc_exec(s->c, "RELEASE SAVEPOINT c", NULL, 0, NULL, NULL, 0);
+	if (s->sp != SP_SENT) {
+		s->sp = SP_NONE; /* it ran no statement */
+		return 0;
+	}
+	rc = cl_pgc_exec(s->c, "RELEASE SAVEPOINT c", NULL, 0, NULL, NULL, 0);
+	if (!rc)
+		s->sp = SP_NONE;
+	return rc;
 }
 
 static int pg_rollback_to(cl_wstore *base)
@@ -433,6 +461,10 @@ static int pg_rollback_to(cl_wstore *base)
 	pg_store *s = (pg_store *)base;
 	int rc = 0;
 	s->tx_pos = s->sp_pos;
+	if (s->sp != SP_SENT) {
+		s->sp = SP_NONE;
+		return 0;
+	}
 	for (int attempt = 0; attempt < 2; attempt++) {
 		uint64_t mark = cl_pgc_seq(s->c);
 		rc = cl_pgc_defer(s->c, "ROLLBACK TO SAVEPOINT c", NULL, 0);
@@ -442,50 +474,50 @@ static int pg_rollback_to(cl_wstore *base)
 			rc = cl_pgc_sync(s->c);
 		/* a deferred statement of the command failed before ours
 		 * ran: they were skipped, send them again */
-		if (!rc || cl_pgc_failed_seq(s->c) >= mark ||
-		    cl_pgc_lost(s->c))
+		if (!rc || cl_pgc_failed_seq(s->c) >= mark || cl_pgc_lost(s->c))
 			break;
 	}
+	if (!rc)
+		s->sp = SP_NONE;
 	return rc;
 }
 
-static int pg_stream_version(cl_wstore *base, const char *stream,
-			     int64_t *out)
+static int pg_stream_version(cl_wstore *base, const char *stream, int64_t *out)
 {
 	pg_store *s = (pg_store *)base;
-	int rc = not_in_failed_tx(s);
+	int rc = ready(s);
 	if (rc)
 		return rc;
 	cleave_value a[] = {cleave_text(stream)};
 	return query_int(s->c,
-			 "SELECT version FROM events WHERE stream = ?"
-			 " ORDER BY version DESC LIMIT 1",
-			 a, 1, out);
+	                 "SELECT version FROM events WHERE stream = ?"
+	                 " ORDER BY version DESC LIMIT 1",
+	                 a, 1, out);
 }
 
 static int pg_append(cl_wstore *base, const cl_stored_event *ev)
 {
 	pg_store *s = (pg_store *)base;
-	int rc = not_in_failed_tx(s);
+	int rc = ready(s);
 	if (rc)
 		return rc;
 	cleave_value a[] = {
-		cleave_int(ev->position),
-		cleave_text(ev->stream),
-		cleave_int(ev->version),
-		cleave_text(ev->type),
-		cleave_int(ev->schema_version),
-		cleave_textn(ev->data, ev->data_len),
-		cleave_int(ev->ts_us),
-		cleave_text(ev->trace_id),
-		cleave_text(ev->command_id),
-		cleave_text(ev->idem_key),
-		cleave_text(ev->causation_id),
+	    cleave_int(ev->position),
+	    cleave_text(ev->stream),
+	    cleave_int(ev->version),
+	    cleave_text(ev->type),
+	    cleave_int(ev->schema_version),
+	    cleave_textn(ev->data, ev->data_len),
+	    cleave_int(ev->ts_us),
+	    cleave_text(ev->trace_id),
+	    cleave_text(ev->command_id),
+	    cleave_text(ev->idem_key),
+	    cleave_text(ev->causation_id),
 	};
 	rc = cl_pgc_defer(s->c,
-			  "INSERT INTO events(" EVENT_COLS ")"
-			  " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-			  a, 11);
+	                  "INSERT INTO events(" EVENT_COLS ")"
+	                  " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+	                  a, 11);
 	if (!rc && ev->position > s->tx_pos)
 		s->tx_pos = ev->position;
 	return rc;
@@ -497,9 +529,9 @@ static int pg_idem_get(cl_wstore *base, const char *key, cl_idem_rec *out)
 	cleave_rows *r;
 	cleave_value a[] = {cleave_text(key)};
 	int rc = pg_query(base,
-			  "SELECT request_hash, rc, position, response"
-			  " FROM cleave_idempotency WHERE key = ?",
-			  a, 1, &r);
+	                  "SELECT request_hash, rc, position, response"
+	                  " FROM cleave_idempotency WHERE key = ?",
+	                  a, 1, &r);
 	if (rc)
 		return rc;
 	rc = cleave_rows_next(r);
@@ -529,21 +561,21 @@ static int pg_idem_get(cl_wstore *base, const char *key, cl_idem_rec *out)
 static int pg_idem_put(cl_wstore *base, const char *key, const cl_idem_rec *rec)
 {
 	pg_store *s = (pg_store *)base;
-	int rc = not_in_failed_tx(s);
+	int rc = ready(s);
 	if (rc)
 		return rc;
 	cleave_value a[] = {
-		cleave_text(key),
-		cleave_text(rec->request_hash),
-		cleave_int(rec->rc),
-		cleave_int(rec->position),
-		cleave_textn(rec->response, rec->response_len),
+	    cleave_text(key),
+	    cleave_text(rec->request_hash),
+	    cleave_int(rec->rc),
+	    cleave_int(rec->position),
+	    cleave_textn(rec->response, rec->response_len),
 	};
 	return cl_pgc_defer(s->c,
-			    "INSERT INTO cleave_idempotency"
-			    "(key, request_hash, rc, position, response)"
-			    " VALUES(?,?,?,?,?)",
-			    a, 5);
+	                    "INSERT INTO cleave_idempotency"
+	                    "(key, request_hash, rc, position, response)"
+	                    " VALUES(?,?,?,?,?)",
+	                    a, 5);
 }
 
 /* PostgreSQL checkpoints and vacuums by itself. */
@@ -564,7 +596,7 @@ static int pg_reader_open(cl_wstore *base, cl_wreader **out)
 	r->base.m = &cl_wstore_pg;
 	r->base.store = base;
 	int rc = cl_pgc_open(s->uri, "cleave-reader",
-			     "SET default_transaction_read_only = on", &r->c);
+	                     "SET default_transaction_read_only = on", &r->c);
 	if (rc) {
 		free(r);
 		return rc;
@@ -597,8 +629,8 @@ static int pg_reader_head(cl_wreader *base, int64_t *out)
 
 /* Hands the rows to fn; *n gets how many, *last the last position.
  * Returns 1 when fn said stop, <0 on failure, else 0.  Closes rows. */
-static int emit_rows(cleave_rows *rows, cl_stored_fn fn, void *arg,
-		     int64_t *n, int64_t *last)
+static int emit_rows(cleave_rows *rows, cl_stored_fn fn, void *arg, int64_t *n,
+                     int64_t *last)
 {
 	int rc;
 	while ((rc = cleave_rows_next(rows)) == 1) {
@@ -627,8 +659,8 @@ static int emit_rows(cleave_rows *rows, cl_stored_fn fn, void *arg,
 /* Runs sql (its last two parameters: after, chunk size) chunk by chunk, so
  * a long read never holds more than PG_READ_CHUNK rows in memory. */
 static int read_chunks(pg_reader *r, const char *sql, cleave_value *a,
-		       int nargs, int64_t after, size_t limit, cl_stored_fn fn,
-		       void *arg)
+                       int nargs, int64_t after, size_t limit, cl_stored_fn fn,
+                       void *arg)
 {
 	int rc = reader_ready(r);
 	if (rc)
@@ -644,8 +676,8 @@ static int read_chunks(pg_reader *r, const char *sql, cleave_value *a,
 		rc = cl_pgc_query(r->c, sql, a, nargs, &rows);
 		if (rc)
 			return strcmp(cl_pgc_sqlstate(r->c), UNDEFINED_TABLE)
-				       ? rc
-				       : 0; /* no log yet: nothing to read */
+			           ? rc
+			           : 0; /* no log yet: nothing to read */
 		rc = emit_rows(rows, fn, arg, &n, &after);
 		if (rc)
 			return rc < 0 ? rc : 0;
@@ -657,61 +689,61 @@ static int read_chunks(pg_reader *r, const char *sql, cleave_value *a,
 }
 
 static int pg_read(cl_wreader *base, int64_t after, const char *stream,
-		   size_t limit, cl_stored_fn fn, void *arg)
+                   size_t limit, cl_stored_fn fn, void *arg)
 {
 	pg_reader *r = (pg_reader *)base;
 	if (stream) {
 		cleave_value a[] = {cleave_text(stream), cleave_null(),
-				    cleave_null()};
+		                    cleave_null()};
 		return read_chunks(r,
-				   "SELECT " EVENT_COLS " FROM events"
-				   " WHERE stream = ? AND position > ?"
-				   " ORDER BY position LIMIT ?",
-				   a, 3, after, limit, fn, arg);
+		                   "SELECT " EVENT_COLS " FROM events"
+		                   " WHERE stream = ? AND position > ?"
+		                   " ORDER BY position LIMIT ?",
+		                   a, 3, after, limit, fn, arg);
 	}
 	cleave_value a[] = {cleave_null(), cleave_null()};
 	return read_chunks(r,
-			   "SELECT " EVENT_COLS " FROM events"
-			   " WHERE position > ? ORDER BY position LIMIT ?",
-			   a, 2, after, limit, fn, arg);
+	                   "SELECT " EVENT_COLS " FROM events"
+	                   " WHERE position > ? ORDER BY position LIMIT ?",
+	                   a, 2, after, limit, fn, arg);
 }
 
 static int pg_trace(cl_wreader *base, const char *id, cl_stored_fn fn,
-		    void *arg)
+                    void *arg)
 {
 	pg_reader *r = (pg_reader *)base;
 	cleave_value a[] = {cleave_text(id), cleave_text(id), cleave_null(),
-			    cleave_null()};
+	                    cleave_null()};
 	return read_chunks(r,
-			   "SELECT " EVENT_COLS " FROM events"
-			   " WHERE (trace_id = ? OR command_id = ?)"
-			   " AND position > ? ORDER BY position LIMIT ?",
-			   a, 4, 0, 0, fn, arg);
+	                   "SELECT " EVENT_COLS " FROM events"
+	                   " WHERE (trace_id = ? OR command_id = ?)"
+	                   " AND position > ? ORDER BY position LIMIT ?",
+	                   a, 4, 0, 0, fn, arg);
 }
 
 const cl_wstore_methods cl_wstore_pg = {
-	.version = CL_WSTORE_V1,
-	.kind = "postgres",
-	.open = pg_open,
-	.close = pg_close,
-	.migrate = pg_migrate,
-	.head = pg_head,
-	.begin = pg_begin,
-	.commit = pg_commit,
-	.rollback = pg_rollback,
-	.savepoint = pg_savepoint,
-	.release = pg_release,
-	.rollback_to = pg_rollback_to,
-	.exec = pg_exec,
-	.query = pg_query,
-	.stream_version = pg_stream_version,
-	.append = pg_append,
-	.idem_get = pg_idem_get,
-	.idem_put = pg_idem_put,
-	.maintain = pg_maintain,
-	.reader_open = pg_reader_open,
-	.reader_close = pg_reader_close,
-	.reader_head = pg_reader_head,
-	.read = pg_read,
-	.trace = pg_trace,
+    .version = CL_WSTORE_V1,
+    .kind = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .migrate = pg_migrate,
+    .head = pg_head,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .savepoint = pg_savepoint,
+    .release = pg_release,
+    .rollback_to = pg_rollback_to,
+    .exec = pg_exec,
+    .query = pg_query,
+    .stream_version = pg_stream_version,
+    .append = pg_append,
+    .idem_get = pg_idem_get,
+    .idem_put = pg_idem_put,
+    .maintain = pg_maintain,
+    .reader_open = pg_reader_open,
+    .reader_close = pg_reader_close,
+    .reader_head = pg_reader_head,
+    .read = pg_read,
+    .trace = pg_trace,
 };

@@ -146,10 +146,10 @@ static void start_watchdog(void)
 	snprintf(pgctl, sizeof(pgctl), "%s/pg_ctl", g.bin);
 	snprintf(data, sizeof(data), "%s/data", g.dir);
 	snprintf(cmd, sizeof(cmd),
-		 "%s'%s' stop -D '%s' -m immediate -w -t 30 >/dev/null 2>&1;"
-		 " rm -rf '%s'",
-		 as_root() ? "runuser -u postgres -- " : "", pgctl, data,
-		 g.dir);
+	         "%s'%s' stop -D '%s' -m immediate -w -t 30 >/dev/null 2>&1;"
+	         " rm -rf '%s'",
+	         as_root() ? "runuser -u postgres -- " : "", pgctl, data,
+	         g.dir);
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork failed");
@@ -195,9 +195,9 @@ int pgt_start(void)
 	snprintf(setup_log, sizeof(setup_log), "%s/setup.log", g.dir);
 	snprintf(initdb, sizeof(initdb), "%s/initdb", g.bin);
 	snprintf(pgctl, sizeof(pgctl), "%s/pg_ctl", g.bin);
-	char *init_argv[] = {initdb, "-D", data,      "-A",        "trust",
-			     "-U",   "postgres", "-E", "UTF8", "--locale=C",
-			     "-N",   NULL};
+	char *init_argv[] = {initdb,  "-D",         data,       "-A",
+	                     "trust", "-U",         "postgres", "-E",
+	                     "UTF8",  "--locale=C", "-N",       NULL};
 	if (run_prog(init_argv, setup_log))
 		die("initdb failed");
 	for (int attempt = 0; attempt < 5; attempt++) {
@@ -206,12 +206,12 @@ int pgt_start(void)
 			die("no free port");
 		char opts[600];
 		snprintf(opts, sizeof(opts),
-			 "-p %d -k %s -c listen_addresses=127.0.0.1 "
-			 "-c fsync=on -c max_connections=200 "
-			 "-c shared_buffers=32MB",
-			 g.port, g.dir);
+		         "-p %d -k %s -c listen_addresses=127.0.0.1 "
+		         "-c fsync=on -c max_connections=200 "
+		         "-c shared_buffers=32MB",
+		         g.port, g.dir);
 		char *start_argv[] = {pgctl, "start", "-D", data, "-l", log,
-				      "-w",  "-t",    "60", "-o", opts, NULL};
+		                      "-w",  "-t",    "60", "-o", opts, NULL};
 		if (run_prog(start_argv, setup_log) == 0) {
 			g.running = true;
 			return 0;
@@ -245,7 +245,7 @@ char *pgt_uri(const char *db)
 {
 	char buf[256];
 	snprintf(buf, sizeof(buf), "postgres://postgres@127.0.0.1:%d/%s",
-		 g.port, db);
+	         g.port, db);
 	return strdup(buf);
 }
 
@@ -254,7 +254,7 @@ static PGconn *connect_uri(const char *uri)
 	PGconn *c = PQconnectdb(uri);
 	if (PQstatus(c) != CONNECTION_OK) {
 		fprintf(stderr, "pgtest: cannot connect to %s: %s\n", uri,
-			PQerrorMessage(c));
+		        PQerrorMessage(c));
 		PQfinish(c);
 		return NULL;
 	}

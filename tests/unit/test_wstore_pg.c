@@ -23,7 +23,7 @@
 #include "write/wstore.h"
 
 static cleave_engine *open_pg(const char *dir, const char *uri,
-			      const cleave_domain *d)
+                              const cleave_domain *d)
 {
 	cleave_config cfg = {0};
 	cfg.domain = d;
@@ -44,7 +44,7 @@ static void rewrites_to(const char *in, const char *want, int nwant)
 	TU_OK(cl_pg_rewrite(in, &out, &n));
 	if (strcmp(out, want) || n != nwant)
 		fail_msg("rewrite of [%s]\n gave [%s] (%d)\n want [%s] (%d)",
-			 in, out, n, want, nwant);
+		         in, out, n, want, nwant);
 	free(out);
 }
 
@@ -53,27 +53,27 @@ static void test_rewrite(void **state)
 	rewrites_to("SELECT 1", "SELECT 1", 0);
 	rewrites_to("SELECT ?", "SELECT $1", 1);
 	rewrites_to("INSERT INTO t(a, b) VALUES(?,?)",
-		    "INSERT INTO t(a, b) VALUES($1,$2)", 2);
+	            "INSERT INTO t(a, b) VALUES($1,$2)", 2);
 	/* inside literals, identifiers and comments nothing changes */
-	rewrites_to("SELECT '?', ? , 'it''s ?', ?", "SELECT '?', $1 , 'it''s ?', $2",
-		    2);
+	rewrites_to("SELECT '?', ? , 'it''s ?', ?",
+	            "SELECT '?', $1 , 'it''s ?', $2", 2);
 	rewrites_to("SELECT \"a?\"\"b?\" FROM t WHERE x = ?",
-		    "SELECT \"a?\"\"b?\" FROM t WHERE x = $1", 1);
+	            "SELECT \"a?\"\"b?\" FROM t WHERE x = $1", 1);
 	rewrites_to("SELECT ? -- is it? yes?\n, ?",
-		    "SELECT $1 -- is it? yes?\n, $2", 2);
+	            "SELECT $1 -- is it? yes?\n, $2", 2);
 	rewrites_to("SELECT ? /* a ? /* nested ? */ still ? */ + ?",
-		    "SELECT $1 /* a ? /* nested ? */ still ? */ + $2", 2);
+	            "SELECT $1 /* a ? /* nested ? */ still ? */ + $2", 2);
 	rewrites_to("SELECT E'\\'?', ?, e'\\\\', ?",
-		    "SELECT E'\\'?', $1, e'\\\\', $2", 2);
+	            "SELECT E'\\'?', $1, e'\\\\', $2", 2);
 	/* a backslash in a standard string is just a character */
 	rewrites_to("SELECT 'a\\', ?", "SELECT 'a\\', $1", 1);
 	/* a name ending in E before a quote is not an E string */
 	rewrites_to("SELECT some'\\', ?", "SELECT some'\\', $1", 1);
 	rewrites_to("SELECT $$ ? $$, ?, $tag$ ? $x$ ? $tag$, ?",
-		    "SELECT $$ ? $$, $1, $tag$ ? $x$ ? $tag$, $2", 2);
+	            "SELECT $$ ? $$, $1, $tag$ ? $x$ ? $tag$, $2", 2);
 	rewrites_to("SELECT a$b, ?", "SELECT a$b, $1", 1);
 	rewrites_to("SELECT ?::bigint, ?::text", "SELECT $1::bigint, $2::text",
-		    2);
+	            2);
 	/* numbered, as SQLite reads them */
 	rewrites_to("SELECT ?2, ?1, ?", "SELECT $2, $1, $3", 3);
 	rewrites_to("SELECT ?1, ?1", "SELECT $1, $1", 1);
@@ -84,7 +84,7 @@ static void test_rewrite(void **state)
 	char *out;
 	int n;
 	assert_int_equal(cl_pg_rewrite("SELECT ?70000", &out, &n),
-			 CLEAVE_EINVAL);
+	                 CLEAVE_EINVAL);
 	assert_int_equal(cl_pg_rewrite("SELECT ?0", &out, &n), CLEAVE_EINVAL);
 }
 
@@ -94,9 +94,9 @@ static void test_redact(void **state)
 	cl_pg_redact("postgres://bob:secret@db:5432/x", out, sizeof(out));
 	assert_string_equal(out, "postgres://bob:***@db:5432/x");
 	cl_pg_redact("postgres://bob@db/x?password=s3&sslmode=require", out,
-		     sizeof(out));
+	             sizeof(out));
 	assert_string_equal(out,
-			    "postgres://bob@db/x?password=***&sslmode=require");
+	                    "postgres://bob@db/x?password=***&sslmode=require");
 	cl_pg_redact("postgresql://db/x", out, sizeof(out));
 	assert_string_equal(out, "postgresql://db/x");
 	cl_pg_redact("postgres://a:b@h/d", out, 8);
@@ -105,8 +105,7 @@ static void test_redact(void **state)
 
 /* ---- the store's SQL contract ------------------------------------------ */
 
-static cl_wstore *open_store(const char *uri, cleave_durability dur,
-			     bool ro)
+static cl_wstore *open_store(const char *uri, cleave_durability dur, bool ro)
 {
 	cl_wstore_opts o = {"/nonexistent", uri, dur, ro};
 	cl_wstore *s;
@@ -115,7 +114,7 @@ static cl_wstore *open_store(const char *uri, cleave_durability dur,
 }
 
 static int64_t s_int(cl_wstore *s, const char *sql, const cleave_value *a,
-		     int n)
+                     int n)
 {
 	cleave_rows *r;
 	TU_OK(s->m->query(s, sql, a, n, &r));
@@ -132,27 +131,28 @@ static void test_store_sql(void **state)
 	cl_wstore *s = open_store(uri, CLEAVE_DURABILITY_FSYNC, false);
 	const cl_wstore_methods *m = s->m;
 	int64_t ch = -1;
-	TU_OK(m->migrate(s, "t", (const char *const[]){
-				     "CREATE TABLE t(id TEXT PRIMARY KEY,"
-				     " n BIGINT CHECK (n >= 0), r DOUBLE "
-				     "PRECISION, s TEXT, b BOOLEAN);",
-				     NULL}));
+	TU_OK(m->migrate(
+	    s, "t",
+	    (const char *const[]){"CREATE TABLE t(id TEXT PRIMARY KEY,"
+	                          " n BIGINT CHECK (n >= 0), r DOUBLE "
+	                          "PRECISION, s TEXT, b BOOLEAN);",
+	                          NULL}));
 	/* '?' in a literal and a comment are not parameters */
 	cleave_value a1[] = {cleave_text("a"), cleave_int(5)};
 	TU_OK(m->exec(s,
-		      "INSERT INTO t(id, n, s) VALUES(?, ?, 'what?') -- ok?\n",
-		      a1, 2, &ch));
+	              "INSERT INTO t(id, n, s) VALUES(?, ?, 'what?') -- ok?\n",
+	              a1, 2, &ch));
 	assert_int_equal(ch, 1);
 	/* NULL, real, a text that is not NUL-terminated, big integers */
 	const char buf[] = {'x', 'y', 'z', 'z', 'y'};
 	cleave_value a2[] = {cleave_text("b"), cleave_int(INT64_MAX),
-			     cleave_real(2.5), cleave_textn(buf, 3),
-			     cleave_null()};
+	                     cleave_real(2.5), cleave_textn(buf, 3),
+	                     cleave_null()};
 	TU_OK(m->exec(s, "INSERT INTO t(id, n, r, s, b) VALUES(?,?,?,?,?)", a2,
-		      5, NULL));
+	              5, NULL));
 	cleave_rows *r;
 	TU_OK(m->query(s, "SELECT n, r, s, b, n > 0, id FROM t WHERE id = ?",
-		       (cleave_value[]){cleave_text("b")}, 1, &r));
+	               (cleave_value[]){cleave_text("b")}, 1, &r));
 	assert_int_equal(cleave_rows_columns(r), 6);
 	assert_int_equal(cleave_rows_next(r), 1);
 	assert_true(cleave_rows_int(r, 0) == INT64_MAX);
@@ -170,37 +170,37 @@ static void test_store_sql(void **state)
 	/* one cursor per statement text; another text may be open */
 	cleave_rows *r2;
 	assert_int_equal(m->query(s,
-				  "SELECT n, r, s, b, n > 0, id FROM t "
-				  "WHERE id = ?",
-				  (cleave_value[]){cleave_text("b")}, 1, &r2),
-			 CLEAVE_EINVAL);
+	                          "SELECT n, r, s, b, n > 0, id FROM t "
+	                          "WHERE id = ?",
+	                          (cleave_value[]){cleave_text("b")}, 1, &r2),
+	                 CLEAVE_EINVAL);
 	TU_OK(m->query(s, "SELECT count(*), sum(n)::text, avg(r) FROM t", NULL,
-		       0, &r2));
+	               0, &r2));
 	assert_int_equal(cleave_rows_next(r2), 1);
 	assert_int_equal(cleave_rows_int(r2, 0), 2);
 	cleave_rows_close(r2);
 	cleave_rows_close(r);
 	/* errors: SQLSTATE mapped, the server's words kept */
 	assert_int_equal(m->exec(s, "INSERT INTO t(id, n) VALUES(?, 1)",
-				 (cleave_value[]){cleave_text("a")}, 1, NULL),
-			 CLEAVE_EEXIST);
+	                         (cleave_value[]){cleave_text("a")}, 1, NULL),
+	                 CLEAVE_EEXIST);
 	assert_non_null(strstr(cleave_errmsg(), "23505"));
 	assert_int_equal(m->exec(s, "INSERT INTO t(id, n) VALUES(?, -1)",
-				 (cleave_value[]){cleave_text("c")}, 1, NULL),
-			 CLEAVE_EINVAL);
+	                         (cleave_value[]){cleave_text("c")}, 1, NULL),
+	                 CLEAVE_EINVAL);
 	assert_non_null(strstr(cleave_errmsg(), "23514"));
 	assert_int_equal(m->exec(s, "SELEC 1", NULL, 0, NULL), CLEAVE_EINVAL);
 	assert_non_null(strstr(cleave_errmsg(), "syntax"));
 	assert_int_equal(m->exec(s, "SELECT ?", NULL, 0, NULL), CLEAVE_EINVAL);
 	assert_non_null(strstr(cleave_errmsg(), "wants 1 parameters"));
 	assert_int_equal(m->exec(s, "SELECT ?::text",
-				 (cleave_value[]){cleave_textn("a\0b", 3)}, 1,
-				 NULL),
-			 CLEAVE_EINVAL);
+	                         (cleave_value[]){cleave_textn("a\0b", 3)}, 1,
+	                         NULL),
+	                 CLEAVE_EINVAL);
 	assert_non_null(strstr(cleave_errmsg(), "NUL"));
 	/* a statement that failed to prepare is prepared again next time */
 	assert_int_equal(m->exec(s, "SELECT * FROM later", NULL, 0, NULL),
-			 CLEAVE_EINVAL);
+	                 CLEAVE_EINVAL);
 	TU_OK(m->exec(s, "CREATE TABLE later(x INT)", NULL, 0, NULL));
 	TU_OK(m->exec(s, "SELECT * FROM later", NULL, 0, NULL));
 
@@ -209,29 +209,39 @@ static void test_store_sql(void **state)
 	TU_OK(m->head(s, &head));
 	assert_int_equal(head, 0);
 	TU_OK(m->begin(s));
+	/* commands that run no statement (their savepoint is never sent) */
 	TU_OK(m->savepoint(s));
-	TU_OK(m->exec(s, "INSERT INTO t(id, n) VALUES('r1', 1)", NULL, 0,
-		      NULL));
+	TU_OK(m->release(s));
+	TU_OK(m->savepoint(s));
 	TU_OK(m->rollback_to(s));
 	TU_OK(m->savepoint(s));
-	TU_OK(m->exec(s, "INSERT INTO t(id, n) VALUES('r2', 1)", NULL, 0,
-		      NULL));
+	TU_OK(
+	    m->exec(s, "INSERT INTO t(id, n) VALUES('r1', 1)", NULL, 0, NULL));
+	TU_OK(m->rollback_to(s));
+	TU_OK(m->savepoint(s));
+	TU_OK(
+	    m->exec(s, "INSERT INTO t(id, n) VALUES('r2', 1)", NULL, 0, NULL));
 	TU_OK(m->release(s));
 	/* a failed statement ends its command: nothing more runs in it */
 	TU_OK(m->savepoint(s));
-	assert_int_equal(m->exec(s, "INSERT INTO t(id, n) VALUES('a', 1)",
-				 NULL, 0, NULL),
-			 CLEAVE_EEXIST);
-	assert_int_equal(m->exec(s, "INSERT INTO t(id, n) VALUES('r3', 1)",
-				 NULL, 0, NULL),
-			 CLEAVE_EINTERNAL);
+	assert_int_equal(
+	    m->exec(s, "INSERT INTO t(id, n) VALUES('a', 1)", NULL, 0, NULL),
+	    CLEAVE_EEXIST);
+	assert_int_equal(
+	    m->exec(s, "INSERT INTO t(id, n) VALUES('r3', 1)", NULL, 0, NULL),
+	    CLEAVE_EINTERNAL);
 	assert_non_null(strstr(cleave_errmsg(), "earlier statement"));
 	assert_int_equal(m->release(s), CLEAVE_EINTERNAL);
 	TU_OK(m->rollback_to(s));
 	/* a deferred append that fails fails the command's release */
-	cl_stored_event ev = {.position = 1, .version = 1, .ts_us = 1,
-			      .schema_version = 1, .stream = "s", .type = "T",
-			      .data = "{}", .data_len = 2};
+	cl_stored_event ev = {.position = 1,
+	                      .version = 1,
+	                      .ts_us = 1,
+	                      .schema_version = 1,
+	                      .stream = "s",
+	                      .type = "T",
+	                      .data = "{}",
+	                      .data_len = 2};
 	TU_OK(m->savepoint(s));
 	TU_OK(m->append(s, &ev));
 	TU_OK(m->append(s, &ev)); /* the same position again */
@@ -258,48 +268,48 @@ static void test_store_sql(void **state)
 	TU_OK(m->release(s));
 	TU_OK(m->commit(s));
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM t WHERE id LIKE "
-				      "'r%'"),
-			 1);
+	                              "'r%'"),
+	                 1);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM t WHERE id = "
-				      "'r2'"),
-			 1);
+	                              "'r2'"),
+	                 1);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events"), 1);
 	TU_OK(m->head(s, &head));
 	assert_int_equal(head, 1);
 
 	/* a failure outside any savepoint dooms the batch: COMMIT refused */
 	TU_OK(m->begin(s));
-	TU_OK(m->exec(s, "INSERT INTO t(id, n) VALUES('x1', 1)", NULL, 0,
-		      NULL));
+	TU_OK(
+	    m->exec(s, "INSERT INTO t(id, n) VALUES('x1', 1)", NULL, 0, NULL));
 	assert_int_equal(m->exec(s, "SELEC 2", NULL, 0, NULL), CLEAVE_EINVAL);
 	assert_int_not_equal(m->commit(s), 0);
 	m->rollback(s);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM t WHERE id = "
-				      "'x1'"),
-			 0);
+	                              "'x1'"),
+	                 0);
 	/* a deferred failure the COMMIT meets: not committed */
 	TU_OK(m->begin(s));
-	TU_OK(m->exec(s, "INSERT INTO t(id, n) VALUES('x2', 1)", NULL, 0,
-		      NULL));
+	TU_OK(
+	    m->exec(s, "INSERT INTO t(id, n) VALUES('x2', 1)", NULL, 0, NULL));
 	TU_OK(m->append(s, &ev)); /* position 1 is taken */
 	assert_int_equal(m->commit(s), CLEAVE_EEXIST);
 	m->rollback(s);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM t WHERE id = "
-				      "'x2'"),
-			 0);
+	                              "'x2'"),
+	                 0);
 	/* the store still works */
 	TU_OK(m->begin(s));
-	TU_OK(m->exec(s, "INSERT INTO t(id, n) VALUES('x3', 1)", NULL, 0,
-		      NULL));
+	TU_OK(
+	    m->exec(s, "INSERT INTO t(id, n) VALUES('x3', 1)", NULL, 0, NULL));
 	TU_OK(m->commit(s));
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM t WHERE id = "
-				      "'x3'"),
-			 1);
+	                              "'x3'"),
+	                 1);
 
 	/* durability fsync: synchronous_commit on, whatever the default */
 	cleave_rows *sc;
 	TU_OK(m->query(s, "SELECT current_setting('synchronous_commit')", NULL,
-		       0, &sc));
+	               0, &sc));
 	assert_int_equal(cleave_rows_next(sc), 1);
 	assert_string_equal(cleave_rows_text(sc, 0, NULL), "on");
 	cleave_rows_close(sc);
@@ -307,16 +317,15 @@ static void test_store_sql(void **state)
 	for (int i = 0; i < 1100; i++) {
 		char sql[64];
 		snprintf(sql, sizeof(sql), "SELECT %d + ?::int", i);
-		assert_int_equal(s_int(s, sql, (cleave_value[]){cleave_int(1)},
-				       1),
-				 i + 1);
+		assert_int_equal(
+		    s_int(s, sql, (cleave_value[]){cleave_int(1)}, 1), i + 1);
 	}
 	m->close(s);
 
 	/* durability os: synchronous_commit off on the writer's session */
 	s = open_store(uri, CLEAVE_DURABILITY_OS, false);
 	TU_OK(s->m->query(s, "SELECT current_setting('synchronous_commit')",
-			  NULL, 0, &sc));
+	                  NULL, 0, &sc));
 	assert_int_equal(cleave_rows_next(sc), 1);
 	assert_string_equal(cleave_rows_text(sc, 0, NULL), "off");
 	cleave_rows_close(sc);
@@ -371,13 +380,14 @@ static void *submit_many(void *arg)
 		bool fail = i % 10 == 7;
 		r.command = fail ? "Fail" : "Inc";
 		snprintf(body, sizeof(body),
-			 fail ? "{\"id\":\"f%d-%d\"}" : "{\"id\":\"c%d\",\"by\":1}",
-			 s->thread, i);
+		         fail ? "{\"id\":\"f%d-%d\"}"
+		              : "{\"id\":\"c%d\",\"by\":1}",
+		         s->thread, i);
 		r.body = body;
 		r.body_len = strlen(body);
 		int rc;
-		while ((rc = cleave_command_submit(s->e, &r, count_done, s->c)) ==
-		       CLEAVE_EBUSY)
+		while ((rc = cleave_command_submit(s->e, &r, count_done,
+		                                   s->c)) == CLEAVE_EBUSY)
 			cl_sleep_ms(1);
 		assert_int_equal(rc, 0);
 	}
@@ -390,7 +400,7 @@ static void test_group_commit(void **state)
 	char *uri = pgt_newdb("gc");
 	cleave_engine *e = open_pg(dir, uri, &td_domain);
 	counter c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
-		     0};
+	             0};
 	enum { T = 8, N = 500 };
 	pthread_t th[T];
 	submitter s[T];
@@ -414,17 +424,17 @@ static void test_group_commit(void **state)
 	/* the failing commands left nothing: no rows, no events, no gaps */
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM scratch"), 0);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events "
-				      "WHERE stream = 'failing'"),
-			 0);
+	                              "WHERE stream = 'failing'"),
+	                 0);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events"), T * 450);
 	assert_int_equal(pgt_int(uri, "SELECT max(position) FROM events"),
-			 T * 450);
+	                 T * 450);
 	assert_int_equal(pgt_int(uri, "SELECT sum(n) FROM counters"), T * 450);
 	/* versions per stream are gapless too */
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM (SELECT stream"
-				      " FROM events GROUP BY stream HAVING"
-				      " max(version) <> count(*)) x"),
-			 0);
+	                              " FROM events GROUP BY stream HAVING"
+	                              " max(version) <> count(*)) x"),
+	                 0);
 	free(uri);
 	tu_rmdir(dir);
 }
@@ -498,8 +508,8 @@ static void test_idempotency(void **state)
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events"), 1);
 	assert_int_equal(pgt_int(uri, "SELECT n FROM counters"), 5);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events WHERE "
-				      "idem_key = 'key-1'"),
-			 1);
+	                              "idem_key = 'key-1'"),
+	                 1);
 
 	/* after reopening, the key still answers the first result */
 	e = open_pg(dir, uri, &td_domain);
@@ -509,9 +519,8 @@ static void test_idempotency(void **state)
 	assert_true(again.replayed);
 	assert_string_equal(again.body, d[0].body);
 	int64_t pos;
-	assert_int_equal(td_run(e, "Inc", "{\"id\":\"idem\",\"by\":1}", NULL,
-				&pos),
-			 0);
+	assert_int_equal(
+	    td_run(e, "Inc", "{\"id\":\"idem\",\"by\":1}", NULL, &pos), 0);
 	assert_int_equal(pos, 2);
 	cleave_engine_close(e);
 	assert_int_equal(pgt_int(uri, "SELECT n FROM counters"), 6);
@@ -593,13 +602,12 @@ static void test_upcasting(void **state)
 	char *uri = pgt_newdb("upcast");
 	cleave_engine *e = open_pg(dir, uri, &td_domain);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(td_run(e, "Inc", "{\"id\":\"u\",\"by\":1}", NULL,
-					NULL),
-				 0);
+		assert_int_equal(
+		    td_run(e, "Inc", "{\"id\":\"u\",\"by\":1}", NULL, NULL), 0);
 	cleave_engine_close(e);
 	e = open_pg(dir, uri, &td_domain_v2);
-	assert_int_equal(td_run(e, "Inc", "{\"id\":\"u\",\"by\":1}", NULL, NULL),
-			 0);
+	assert_int_equal(
+	    td_run(e, "Inc", "{\"id\":\"u\",\"by\":1}", NULL, NULL), 0);
 	seen s = {.ordered = true};
 	TU_OK(cleave_log_read(e, 0, NULL, 0, collect_ev, &s));
 	assert_int_equal(s.n, 4);
@@ -641,14 +649,16 @@ static void test_log_reads(void **state)
 	char *uri = pgt_newdb("reads");
 	cleave_engine *e = open_pg(dir, uri, &td_domain);
 	counter c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
-		     0};
+	             0};
 	enum { N = 9000 }; /* more than two read chunks */
 	for (int i = 0; i < N; i++) {
 		char body[64];
-		snprintf(body, sizeof(body), "{\"id\":\"r%d\",\"by\":1}", i % 3);
-		cleave_request r = {.command = "Inc", .body = body,
-				    .body_len = strlen(body),
-				    .expected_version = -1};
+		snprintf(body, sizeof(body), "{\"id\":\"r%d\",\"by\":1}",
+		         i % 3);
+		cleave_request r = {.command = "Inc",
+		                    .body = body,
+		                    .body_len = strlen(body),
+		                    .expected_version = -1};
 		while (cleave_command_submit(e, &r, count_done, &c) ==
 		       CLEAVE_EBUSY)
 			cl_sleep_ms(1);
@@ -679,9 +689,9 @@ static void test_log_reads(void **state)
 	assert_int_equal(n, 3);
 	/* traces, by trace id and by command id */
 	cleave_request r = {.command = "Inc",
-			    .body = "{\"id\":\"t\",\"by\":2}",
-			    .trace_id = "trace-pg-1",
-			    .expected_version = -1};
+	                    .body = "{\"id\":\"t\",\"by\":2}",
+	                    .trace_id = "trace-pg-1",
+	                    .expected_version = -1};
 	r.body_len = strlen(r.body);
 	cleave_outcome *o;
 	TU_OK(cleave_command_run(e, &r, &o));
@@ -725,11 +735,11 @@ static void test_lock(void **state)
 	char *dir2 = tu_tmpdir("pglock2");
 	char *uri = pgt_newdb("lock");
 	cleave_engine *e = open_pg(dir, uri, &td_domain);
-	assert_int_equal(td_run(e, "Inc", "{\"id\":\"l\",\"by\":1}", NULL, NULL),
-			 0);
+	assert_int_equal(
+	    td_run(e, "Inc", "{\"id\":\"l\",\"by\":1}", NULL, NULL), 0);
 	/* another engine (its own data directory) on the same database */
-	cleave_config cfg = {.domain = &td_domain, .data_dir = dir2,
-			     .write_store = uri};
+	cleave_config cfg = {
+	    .domain = &td_domain, .data_dir = dir2, .write_store = uri};
 	cleave_engine *e2;
 	assert_int_equal(cleave_engine_open(&cfg, &e2), CLEAVE_EBUSY);
 	assert_non_null(strstr(cleave_errmsg(), "in use by another cleave"));
@@ -761,13 +771,13 @@ static void test_lock(void **state)
 	assert_int_equal(s.n, 0);
 	cleave_engine_close(e2);
 	assert_int_equal(pgt_int(empty, "SELECT count(*) FROM pg_tables WHERE "
-					"schemaname = 'public'"),
-			 0);
+	                                "schemaname = 'public'"),
+	                 0);
 	free(empty);
 	/* an unreachable server: a clear error, not a hang */
 	char bad[128];
 	snprintf(bad, sizeof(bad),
-		 "postgres://postgres:pw@127.0.0.1:%d/nosuchdb", pgt_port());
+	         "postgres://postgres:pw@127.0.0.1:%d/nosuchdb", pgt_port());
 	cfg.write_store = bad;
 	cfg.read_only = false;
 	assert_int_equal(cleave_engine_open(&cfg, &e2), CLEAVE_EIO);
@@ -786,12 +796,13 @@ static void test_domain_mismatch(void **state)
 	cleave_engine *e = open_pg(dir, uri, &td_domain);
 	cleave_engine_close(e);
 	cleave_config cfg = {.domain = cleave_domain_find("shop"),
-			     .data_dir = dir2, .write_store = uri};
+	                     .data_dir = dir2,
+	                     .write_store = uri};
 	assert_int_equal(cleave_engine_open(&cfg, &e), CLEAVE_EINVAL);
 	assert_non_null(strstr(cleave_errmsg(), "holds the 't' domain"));
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM pg_tables WHERE "
-				      "tablename = 'users'"),
-			 0);
+	                              "tablename = 'users'"),
+	                 0);
 	free(uri);
 	tu_rmdir(dir2);
 	tu_rmdir(dir);
@@ -800,11 +811,13 @@ static void test_domain_mismatch(void **state)
 /* ---- the shop on PostgreSQL -------------------------------------------- */
 
 static int shop_cmd(cleave_engine *e, const char *cmd, const char *body,
-		    const char *key, cJSON **out)
+                    const char *key, cJSON **out)
 {
-	cleave_request r = {.command = cmd, .body = body,
-			    .body_len = strlen(body), .idempotency_key = key,
-			    .expected_version = -1};
+	cleave_request r = {.command = cmd,
+	                    .body = body,
+	                    .body_len = strlen(body),
+	                    .idempotency_key = key,
+	                    .expected_version = -1};
 	cleave_outcome *o;
 	TU_OK(cleave_command_run(e, &r, &o));
 	int rc = o->rc;
@@ -815,7 +828,7 @@ static int shop_cmd(cleave_engine *e, const char *cmd, const char *body,
 }
 
 static cJSON *shop_query(cleave_engine *e, const char *name, const char *k,
-			 const char *v, int64_t min_pos)
+                         const char *v, int64_t min_pos)
 {
 	TU_OK(cleave_wait_position(e, NULL, 0, min_pos, 10000));
 	cleave_param p[] = {{k, v}};
@@ -841,49 +854,50 @@ static void test_shop(void **state)
 	char *uri = pgt_newdb("shop");
 	cleave_engine *e = open_pg(dir, uri, cleave_domain_find("shop"));
 	assert_int_equal(shop_cmd(e, "RegisterUser",
-				  "{\"userId\":\"u1\",\"name\":\"Ada\","
-				  "\"country\":\"SE\"}",
-				  NULL, NULL),
-			 0);
+	                          "{\"userId\":\"u1\",\"name\":\"Ada\","
+	                          "\"country\":\"SE\"}",
+	                          NULL, NULL),
+	                 0);
 	assert_int_equal(shop_cmd(e, "RegisterUser",
-				  "{\"userId\":\"u1\",\"name\":\"Ada\","
-				  "\"country\":\"SE\"}",
-				  NULL, NULL),
-			 CLEAVE_EEXIST);
+	                          "{\"userId\":\"u1\",\"name\":\"Ada\","
+	                          "\"country\":\"SE\"}",
+	                          NULL, NULL),
+	                 CLEAVE_EEXIST);
 	assert_int_equal(shop_cmd(e, "AddProduct",
-				  "{\"productId\":\"p1\",\"name\":\"Espresso "
-				  "machine\",\"category\":\"kitchen\","
-				  "\"price_cents\":19900,\"stock\":5,"
-				  "\"description\":\"it's 15 bar?\"}",
-				  NULL, NULL),
-			 0);
+	                          "{\"productId\":\"p1\",\"name\":\"Espresso "
+	                          "machine\",\"category\":\"kitchen\","
+	                          "\"price_cents\":19900,\"stock\":5,"
+	                          "\"description\":\"it's 15 bar?\"}",
+	                          NULL, NULL),
+	                 0);
 	assert_int_equal(shop_cmd(e, "CreatePromo",
-				  "{\"code\":\"WELCOME10\",\"percent_off\":10,"
-				  "\"max_uses\":100,\"expires_at\":4102444800}",
-				  NULL, NULL),
-			 0);
+	                          "{\"code\":\"WELCOME10\",\"percent_off\":10,"
+	                          "\"max_uses\":100,\"expires_at\":4102444800}",
+	                          NULL, NULL),
+	                 0);
 	assert_int_equal(shop_cmd(e, "AddToCart",
-				  "{\"cartId\":\"c1\",\"userId\":\"u1\","
-				  "\"productId\":\"p1\",\"quantity\":6}",
-				  NULL, NULL),
-			 0);
+	                          "{\"cartId\":\"c1\",\"userId\":\"u1\","
+	                          "\"productId\":\"p1\",\"quantity\":6}",
+	                          NULL, NULL),
+	                 0);
 	/* not enough stock: rejected, nothing changes */
 	assert_int_equal(shop_cmd(e, "Checkout",
-				  "{\"userId\":\"u1\",\"cartId\":\"c1\"}", NULL,
-				  NULL),
-			 CLEAVE_EREJECTED);
+	                          "{\"userId\":\"u1\",\"cartId\":\"c1\"}", NULL,
+	                          NULL),
+	                 CLEAVE_EREJECTED);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM orders"), 0);
 	assert_int_equal(pgt_int(uri, "SELECT stock FROM inventory"), 5);
 	assert_int_equal(shop_cmd(e, "Restock",
-				  "{\"productId\":\"p1\",\"quantity\":1}", NULL,
-				  NULL),
-			 0);
+	                          "{\"productId\":\"p1\",\"quantity\":1}", NULL,
+	                          NULL),
+	                 0);
 	cJSON *out, *again;
 	const char *co = "{\"userId\":\"u1\",\"cartId\":\"c1\","
-			 "\"promoCode\":\"WELCOME10\"}";
+	                 "\"promoCode\":\"WELCOME10\"}";
 	assert_int_equal(shop_cmd(e, "Checkout", co, "co-c1", &out), 0);
 	assert_int_equal(shop_cmd(e, "Checkout", co, "co-c1", &again), 0);
-	char *a = cJSON_PrintUnformatted(out), *b = cJSON_PrintUnformatted(again);
+	char *a = cJSON_PrintUnformatted(out),
+	     *b = cJSON_PrintUnformatted(again);
 	assert_string_equal(a, b);
 	free(a);
 	free(b);
@@ -900,8 +914,54 @@ static void test_shop(void **state)
 	cleave_engine_close(e);
 	/* the event data is stored as the exact text */
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events WHERE data "
-				      "LIKE '%it''s 15 bar?%'"),
-			 1);
+	                              "LIKE '%it''s 15 bar?%'"),
+	                 1);
+	free(uri);
+	tu_rmdir(dir);
+}
+
+static void test_bank(void **state)
+{
+	char *dir = tu_tmpdir("pgbank");
+	char *uri = pgt_newdb("bank");
+	cleave_engine *e = open_pg(dir, uri, cleave_domain_find("bank"));
+	static const struct {
+		const char *cmd, *body;
+		int rc;
+	} steps[] = {
+	    {"OpenAccount",
+	     "{\"accountId\":\"a\",\"owner\":\"Ann\",\"currency\":\"EUR\"}", 0},
+	    {"OpenAccount",
+	     "{\"accountId\":\"b\",\"owner\":\"Bo\",\"currency\":\"EUR\"}", 0},
+	    {"OpenAccount",
+	     "{\"accountId\":\"a\",\"owner\":\"Ann\",\"currency\":\"EUR\"}",
+	     CLEAVE_EEXIST},
+	    {"Deposit", "{\"accountId\":\"a\",\"amount_cents\":1000}", 0},
+	    {"Transfer",
+	     "{\"transferId\":\"t1\",\"from\":\"a\",\"to\":\"b\","
+	     "\"amount_cents\":300}",
+	     0},
+	    {"Transfer",
+	     "{\"transferId\":\"t1\",\"from\":\"a\",\"to\":\"b\","
+	     "\"amount_cents\":300}",
+	     CLEAVE_EEXIST},
+	    {"Withdraw", "{\"accountId\":\"b\",\"amount_cents\":301}",
+	     CLEAVE_EREJECTED},
+	    {"Withdraw", "{\"accountId\":\"b\",\"amount_cents\":300}", 0},
+	};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		int rc = shop_cmd(e, steps[i].cmd, steps[i].body, NULL, NULL);
+		if (rc != steps[i].rc)
+			fail_msg("step %zu %s gave %d", i, steps[i].cmd, rc);
+	}
+	cJSON *bal =
+	    shop_query(e, "balance", "accountId", "a", cleave_log_head(e));
+	assert_int_equal(jint(bal, "balance_cents"), 700);
+	cJSON_Delete(bal);
+	cleave_engine_close(e);
+	/* money is conserved in the write model */
+	assert_int_equal(
+	    pgt_int(uri, "SELECT sum(balance_cents) FROM accounts"), 700);
 	free(uri);
 	tu_rmdir(dir);
 }
@@ -912,10 +972,10 @@ static void terminate(const char *uri, const char *app)
 {
 	char sql[256];
 	snprintf(sql, sizeof(sql),
-		 "SELECT count(pg_terminate_backend(pid)) FROM "
-		 "pg_stat_activity WHERE application_name = '%s' AND "
-		 "datname = current_database()",
-		 app);
+	         "SELECT count(pg_terminate_backend(pid)) FROM "
+	         "pg_stat_activity WHERE application_name = '%s' AND "
+	         "datname = current_database()",
+	         app);
 	assert_true(pgt_int(uri, sql) >= 1);
 	cl_sleep_ms(200);
 }
@@ -926,13 +986,13 @@ static void test_reconnect(void **state)
 	char *uri = pgt_newdb("re");
 	cleave_engine *e = open_pg(dir, uri, &td_domain);
 	int64_t pos;
-	assert_int_equal(td_run(e, "Inc", "{\"id\":\"x\",\"by\":1}", NULL, &pos),
-			 0);
+	assert_int_equal(
+	    td_run(e, "Inc", "{\"id\":\"x\",\"by\":1}", NULL, &pos), 0);
 	/* the writer's session ends between batches: the next batch
 	 * reconnects, takes the lock again and goes on */
 	terminate(uri, "cleave");
-	assert_int_equal(td_run(e, "Inc", "{\"id\":\"x\",\"by\":1}", NULL, &pos),
-			 0);
+	assert_int_equal(
+	    td_run(e, "Inc", "{\"id\":\"x\",\"by\":1}", NULL, &pos), 0);
 	assert_int_equal(pos, 2);
 	/* readers too */
 	seen s = {.ordered = true};
@@ -944,11 +1004,11 @@ static void test_reconnect(void **state)
 	/* the log moved while the writer was away: it refuses to go on
 	 * rather than write at positions it no longer knows */
 	assert_int_equal(pgt_exec(uri, "INSERT INTO events(position, stream,"
-				       " version, type, schema_version, data,"
-				       " ts_us) VALUES(3, 'c-y', 1,"
-				       " 'Incremented', 1, '{\"id\":\"y\","
-				       "\"by\":1,\"n\":1}', 0)"),
-			 0);
+	                               " version, type, schema_version, data,"
+	                               " ts_us) VALUES(3, 'c-y', 1,"
+	                               " 'Incremented', 1, '{\"id\":\"y\","
+	                               "\"by\":1,\"n\":1}', 0)"),
+	                 0);
 	terminate(uri, "cleave");
 	int rc = td_run(e, "Inc", "{\"id\":\"x\",\"by\":1}", NULL, &pos);
 	assert_int_equal(rc, CLEAVE_EIO);
@@ -958,8 +1018,8 @@ static void test_reconnect(void **state)
 	assert_int_equal(pgt_int(uri, "SELECT n FROM counters"), 2);
 	/* a restart goes on from the log as stored */
 	e = open_pg(dir, uri, &td_domain);
-	assert_int_equal(td_run(e, "Inc", "{\"id\":\"x\",\"by\":1}", NULL, &pos),
-			 0);
+	assert_int_equal(
+	    td_run(e, "Inc", "{\"id\":\"x\",\"by\":1}", NULL, &pos), 0);
 	assert_int_equal(pos, 4);
 	cleave_engine_close(e);
 	free(uri);
@@ -969,20 +1029,21 @@ static void test_reconnect(void **state)
 int main(void)
 {
 	const struct CMUnitTest offline[] = {
-		cmocka_unit_test(test_rewrite),
-		cmocka_unit_test(test_redact),
+	    cmocka_unit_test(test_rewrite),
+	    cmocka_unit_test(test_redact),
 	};
 	const struct CMUnitTest online[] = {
-		cmocka_unit_test(test_store_sql),
-		cmocka_unit_test(test_group_commit),
-		cmocka_unit_test(test_idempotency),
-		cmocka_unit_test(test_optimistic_concurrency),
-		cmocka_unit_test(test_upcasting),
-		cmocka_unit_test(test_log_reads),
-		cmocka_unit_test(test_lock),
-		cmocka_unit_test(test_domain_mismatch),
-		cmocka_unit_test(test_shop),
-		cmocka_unit_test(test_reconnect),
+	    cmocka_unit_test(test_store_sql),
+	    cmocka_unit_test(test_group_commit),
+	    cmocka_unit_test(test_idempotency),
+	    cmocka_unit_test(test_optimistic_concurrency),
+	    cmocka_unit_test(test_upcasting),
+	    cmocka_unit_test(test_log_reads),
+	    cmocka_unit_test(test_lock),
+	    cmocka_unit_test(test_domain_mismatch),
+	    cmocka_unit_test(test_shop),
+	    cmocka_unit_test(test_bank),
+	    cmocka_unit_test(test_reconnect),
 	};
 	int rc = cmocka_run_group_tests_name("offline", offline, NULL, NULL);
 	int started = pgt_start();
