@@ -106,6 +106,19 @@ class Server:
         self.clients = []
 
     def start(self, wait=True):
+        """Starts the server; on failure it is killed (no orphans)."""
+        try:
+            return self._start(wait)
+        except BaseException:
+            if self.proc and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+            if getattr(self, "log", None):
+                self.log.close()
+            raise
+
+    def _start(self, wait):
         port_file = self.data + ".port"
         if os.path.exists(port_file):
             os.unlink(port_file)
@@ -249,3 +262,181 @@ def parse_prometheus(text):
             labels = {}
         out[(name, frozenset(labels.items()))] = float(value)
     return out, types
+
+
+# ---- shared by the model, bad-input, README and restart tests -------------
+
+_SANITIZED = None
+
+
+def sanitized():
+    """True when BIN is an ASan/UBSan (or TSan) build: much slower."""
+    global _SANITIZED
+    if _SANITIZED is None:
+        try:
+            with open(BIN, "rb") as f:
+                data = f.read()
+            _SANITIZED = b"__asan_init" in data or b"__tsan_init" in data
+        except OSError:
+            _SANITIZED = False
+    return _SANITIZED
+
+
+def scale():
+    """Workload multiplier: CLEAVE_E2E_SCALE, else 0.5 for a sanitized
+    binary (slower), else 1."""
+    v = os.environ.get("CLEAVE_E2E_SCALE")
+    if v:
+        return max(0.01, float(v))
+    return 0.5 if sanitized() else 1.0
+
+
+def scaled(n, minimum=1):
+    return max(minimum, int(round(n * scale())))
+
+
+def seed(default):
+    """The workload seed: CLEAVE_E2E_SEED or the test's fixed default."""
+    v = os.environ.get("CLEAVE_E2E_SEED")
+    return int(v) if v else default
+
+
+def check_error(r, status, code=None):
+    """Asserts r is `status` with the error JSON of DESIGN §4; returns the
+    error object."""
+    where = "%r" % (r,)
+    if r.status != status:
+        raise AssertionError("status %d, want %d: %s" % (r.status, status,
+                                                         where))
+    ctype = r.header("content-type") or ""
+    if not ctype.startswith("application/json"):
+        raise AssertionError("content-type %r: %s" % (ctype, where))
+    try:
+        body = r.json()
+    except ValueError:
+        raise AssertionError("error body is not JSON: " + where)
+    if not isinstance(body, dict) or set(body) != {"error"}:
+        raise AssertionError("error body shape: " + where)
+    err = body["error"]
+    if not isinstance(err, dict) or set(err) != {"code", "message"}:
+        raise AssertionError("error object shape: " + where)
+    if not isinstance(err["code"], str) or not err["code"]:
+        raise AssertionError("error code: " + where)
+    if not isinstance(err["message"], str) or not err["message"]:
+        raise AssertionError("error message: " + where)
+    if code is not None and err["code"] != code:
+        raise AssertionError("code %r, want %r: %s" % (err["code"], code,
+                                                       where))
+    return err
+
+
+def wait_caught_up(c, timeout=60):
+    """Waits until every projection is live at the log head; returns it."""
+    deadline = time.time() + timeout
+    j = None
+    while time.time() < deadline:
+        j = c.get("/projections").json()
+        if all(p["position"] == j["head"] and p["state"] == "live"
+               for p in j["projections"]):
+            return j["head"]
+        time.sleep(0.02)
+    raise AssertionError("projections did not catch up: %r" % (j,))
+
+
+def all_events(c, stream=None):
+    """The whole log (or one stream), in position order."""
+    out = []
+    after = 0
+    while True:
+        path = "/events?from=%d&limit=1000" % after
+        if stream:
+            path += "&stream=" + stream
+        r = c.get(path)
+        if r.status != 200:
+            raise AssertionError("GET %s: %r" % (path, r))
+        page = r.json()
+        if not page["events"]:
+            return out
+        out.extend(page["events"])
+        after = page["next"]
+
+
+def raw_request(port, data, timeout=15):
+    """Sends raw bytes on a fresh connection and reads one response:
+    Response(status, headers, body), or None when the server closed the
+    connection without answering."""
+    s = raw_socket(port, timeout)
+    try:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            try:
+                d = s.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                break
+            buf += d
+        if b"\r\n\r\n" not in buf:
+            return None
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(body) < n:
+            try:
+                d = s.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                break
+            body += d
+        return Response(status, headers, body[:n])
+    finally:
+        s.close()
+
+
+def clean_env(extra=None):
+    """The environment without CLEAVE_* settings that would change what a
+    CLI or server looks at."""
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("CLEAVE_") and k not in ("CLEAVE_BIN",
+                                                         "CLEAVE_TEST_TMP"))}
+    env.update(extra or {})
+    return env
+
+
+def run_cli(*args, cwd=None, timeout=300):
+    """Runs `cleave ARGS`; returns (exit code, stdout, stderr)."""
+    p = subprocess.run([BIN] + [str(a) for a in args],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       stdin=subprocess.DEVNULL, env=clean_env(), cwd=cwd,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def main(seed_value=None):
+    """unittest.main that prints the seed (when given) before and, on
+    failure, after the run, and times the file."""
+    import sys
+    import unittest
+    t0 = time.time()
+    if seed_value is not None:
+        print("seed %d (set CLEAVE_E2E_SEED to override), scale %.2f%s" %
+              (seed_value, scale(), ", sanitized binary" if sanitized()
+               else ""), flush=True)
+    prog = unittest.main(verbosity=2, exit=False)
+    ok = prog.result.wasSuccessful()
+    print("%s in %.1f s" % ("passed" if ok else "FAILED",
+                            time.time() - t0), flush=True)
+    if not ok and seed_value is not None:
+        print("FAILED with seed %d: rerun with CLEAVE_E2E_SEED=%d" %
+              (seed_value, seed_value), flush=True)
+    sys.exit(0 if ok else 1)
