@@ -277,6 +277,14 @@ static void wb_truncate(cl_wbatch *wb, int n)
 	}
 }
 
+/* Failures that are the domain's answer, not the store's trouble. */
+static bool decided(int rc)
+{
+	return rc == CLEAVE_EREJECTED || rc == CLEAVE_ENOTFOUND ||
+	       rc == CLEAVE_EEXIST || rc == CLEAVE_ECONFLICT ||
+	       rc == CLEAVE_EINVAL;
+}
+
 static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 {
 	const cl_wstore_methods *m = e->wm;
@@ -346,6 +354,20 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 	wb_truncate(wb, c->ev_start);
 	wb->next_pos = pos0;
 	set_failure(c, c->fail_rc, c->fail_code, c->fail_msg);
+	/* The domain's decision is the command's result too: a retry with
+	 * the same key gets it again (DESIGN: same key → the first result),
+	 * even if the world changed meanwhile.  The key's record is the only
+	 * row written; the domain's tables and the log are untouched.  A
+	 * store failure is not a decision: nothing is recorded and a retry
+	 * runs the command. */
+	if (c->idem_key && decided(c->fail_rc)) {
+		cl_idem_rec rec = {0, c->fail_rc, c->req_hash, c->body,
+				   c->out.body_len};
+		if (m->idem_put(e->ws, c->idem_key, &rec))
+			cl_log(e, CLEAVE_LOG_WARN, c->trace_id, c->command_id,
+			       -1, "could not record the answer of key %s: %s",
+			       c->idem_key, cleave_errmsg());
+	}
 }
 
 static void count_outcome(cleave_engine *e, cleave_cmd *c)

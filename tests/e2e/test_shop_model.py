@@ -275,15 +275,9 @@ class ShopModelTest(unittest.TestCase):
         self.assertEqual((r2.status, r2.body), (r1.status, r1.body))
         self.ok = True
 
-    # FINDING 3 (engine, src/write/command.c run_one): only successful
-    # commands store an idempotency record.  A command refused with 422
-    # under key K runs again on a retry with K; when the state moved
-    # meanwhile the retry succeeds: the client gets a 422 and then a 200
-    # for the same key, against DESIGN §4 "same key -> the first result
-    # again" and docs/http-api.md "gets the first answer again, byte for
-    # byte".  (Whether a rejection should be replayed is a design choice;
-    # today's behaviour contradicts the documents.)
-    @unittest.expectedFailure
+    # The domain's refusal is the command's result: a retry with the same
+    # key gets it again even after the state changed (the engine stores
+    # decided failures — 404/409/422 and handler 400s — under the key).
     def test_retry_of_a_rejected_command_after_a_change(self):
         c, body, key, r1 = self.rejected_checkout()
         self.ok = True

@@ -207,6 +207,25 @@ static void test_idempotency(void **state)
 	assert_int_equal(o->rc, CLEAVE_ECONFLICT);
 	assert_non_null(strstr(o->body, "idempotency_key_reused"));
 	cleave_outcome_free(o);
+	/* a refusal is the first result too: replayed, not run again */
+	cleave_request f = {0};
+	f.command = "Fail";
+	f.body = "{\"id\":\"refused\"}";
+	f.body_len = strlen(f.body);
+	f.idempotency_key = "key-2";
+	f.expected_version = -1;
+	char first[512];
+	TU_OK(cleave_command_run(e, &f, &o));
+	assert_int_equal(o->rc, CLEAVE_EREJECTED);
+	assert_false(o->replayed);
+	snprintf(first, sizeof(first), "%s", o->body);
+	cleave_outcome_free(o);
+	TU_OK(cleave_command_run(e, &f, &o));
+	assert_int_equal(o->rc, CLEAVE_EREJECTED);
+	assert_true(o->replayed);
+	assert_string_equal(o->body, first);
+	cleave_outcome_free(o);
+
 	cleave_engine_close(e);
 	assert_int_equal(sql_int(dir, "SELECT count(*) FROM events"), 1);
 	assert_int_equal(sql_int(dir, "SELECT n FROM counters"), 5);
