@@ -125,11 +125,14 @@ static int connect_db(cl_pgc *c)
 	                          "SET client_min_messages = warning");
 	if (!rc && c->setup)
 		rc = cl_pgc_script(c, c->setup);
-	if (rc)
-		return rc;
-	if (!PQenterPipelineMode(conn))
-		return cl_pg_err(conn, NULL, "pipeline mode");
-	return 0;
+	if (!rc && !PQenterPipelineMode(conn))
+		rc = cl_pg_err(conn, NULL, "pipeline mode");
+	if (rc) {
+		/* never a connection without its settings (durability) */
+		PQfinish(conn);
+		c->conn = NULL;
+	}
+	return rc;
 }
 
 static void stmt_free(stmt *st)

@@ -63,6 +63,7 @@ typedef struct pg_store {
 	int64_t sp_pos; /* ... when the current savepoint was taken */
 	int sp;         /* SP_NONE, SP_WANTED (not sent yet), SP_SENT */
 	bool broken;    /* the log moved behind our back: refuse */
+	bool locked;    /* this session holds the writer's advisory lock */
 	cl_buf idem;    /* the last idempotency record read */
 } pg_store;
 
@@ -151,8 +152,10 @@ static int take_lock(pg_store *s)
 		              key, 1, &got);
 		if (rc)
 			return rc;
-		if (got)
+		if (got) {
+			s->locked = true;
 			return 0;
+		}
 		cl_sleep_ms(100);
 	}
 	char holder[160] = "";
@@ -190,7 +193,7 @@ static void pg_close(cl_wstore *base)
 	pg_store *s = (pg_store *)base;
 	if (!s)
 		return;
-	if (s->c && !s->read_only && !cl_pgc_lost(s->c)) {
+	if (s->c && s->locked && !cl_pgc_lost(s->c)) {
 		/* released now rather than when the server notices the
 		 * session is gone, so a restarted engine finds it free */
 		cleave_value key[] = {cleave_int(PG_LOCK_KEY)};
@@ -353,6 +356,7 @@ static int pg_head(cl_wstore *base, int64_t *out)
 /* Reconnects the writer after a lost connection (between batches). */
 static int recover(pg_store *s)
 {
+	s->locked = false; /* the session that held it is gone */
 	int rc = cl_pgc_reconnect(s->c);
 	if (rc)
 		return rc;

@@ -128,6 +128,17 @@ def clean_env():
                                                      "CLEAVE_TEST_TMP")}
 
 
+def wait_projections(c, pos, timeout=60):
+    """Until every projection has applied pos."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        j = c.get("/projections").json()
+        if all(p["position"] >= pos for p in j["projections"]):
+            return
+        time.sleep(0.05)
+    raise AssertionError("projections did not reach %d: %r" % (pos, j))
+
+
 class PostgresWriteStore(unittest.TestCase):
     pg = None
 
@@ -232,6 +243,7 @@ class PostgresWriteStore(unittest.TestCase):
         self.assertEqual((card["stock"], card["sold"]), (7, 2))
         top = ok(c.get("/queries/top_products?limit=5&min_position=%d" % pos))
         self.assertEqual(top["items"][0]["productId"], "p1")
+        wait_projections(c, pos)
         fresh.stop()
 
         # the operator's tools read the log from PostgreSQL, read-only
@@ -245,6 +257,14 @@ class PostgresWriteStore(unittest.TestCase):
                          list(range(1, pos + 1)))
         self.assertEqual(lines[4]["type"], "OrderPlaced")
         self.assertEqual(lines[4]["idempotency_key"], "checkout-c1")
+        p = subprocess.run([ct.BIN, "status", "--json", "--data", fresh.data,
+                            "--write-store", self.uri],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=clean_env(), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for line in p.stdout.decode().splitlines():
+            st = json.loads(line)
+            self.assertEqual(st["position"], pos, st)
         fresh.cleanup()
         srv.cleanup()
 
