@@ -83,10 +83,10 @@ static void *real(const char *name)
 	return p;
 }
 
-#define REAL(type, name)                                                     \
-	static type real_##name;                                             \
-	if (!real_##name)                                                    \
-		real_##name = (type)real(#name)
+#define REAL(type, name)                                                       \
+	static type real_##name;                                               \
+	if (!real_##name)                                                      \
+	real_##name = (type)real(#name)
 
 /* ---- rules --------------------------------------------------------------- */
 
@@ -140,8 +140,8 @@ static void load_rules(const char *path)
 	char line[512];
 	while (nrules < MAX_RULES && fgets(line, sizeof(line), f)) {
 		char ops[128], pat[256], count[32], err[32] = "EIO";
-		int n = sscanf(line, "%127s %255s %31s %31s", ops, pat, count,
-			       err);
+		int n =
+		    sscanf(line, "%127s %255s %31s %31s", ops, pat, count, err);
 		if (n < 3 || ops[0] == '#')
 			continue;
 		rule *r = &rules[nrules];
@@ -153,8 +153,8 @@ static void load_rules(const char *path)
 			*plus = 0;
 		r->left = !strcmp(count, "*") ? -1 : atol(count);
 		r->err = !strcmp(err, "ENOSPC")   ? ENOSPC
-			 : !strcmp(err, "EDQUOT") ? EDQUOT
-						  : EIO;
+		         : !strcmp(err, "EDQUOT") ? EDQUOT
+		                                  : EIO;
 		if (r->ops)
 			nrules++;
 	}
@@ -194,10 +194,14 @@ static void refresh(void)
 static const char *op_name(unsigned op)
 {
 	switch (op) {
-	case OP_FSYNC: return "fsync";
-	case OP_FDATASYNC: return "fdatasync";
-	case OP_PWRITE: return "pwrite";
-	default: return "write";
+	case OP_FSYNC:
+		return "fsync";
+	case OP_FDATASYNC:
+		return "fdatasync";
+	case OP_PWRITE:
+		return "pwrite";
+	default:
+		return "write";
 	}
 }
 
@@ -233,7 +237,8 @@ static int should_fail(unsigned op, int fd)
 	path[n > 0 ? n : 0] = 0;
 	for (int i = 0; i < nrules && n > 0; i++) {
 		rule *r = &rules[i];
-		if (!(r->ops & op) || r->left == 0 || !path_matches(path, r->pattern))
+		if (!(r->ops & op) || r->left == 0 ||
+		    !path_matches(path, r->pattern))
 			continue;
 		if (r->skip > 0) {
 			r->skip--;
@@ -248,7 +253,9 @@ static int should_fail(unsigned op, int fd)
 	if (err) {
 		char msg[1200];
 		snprintf(msg, sizeof(msg), "fail %s %s %s\n", op_name(op), path,
-			 err == EIO ? "EIO" : err == ENOSPC ? "ENOSPC" : "EDQUOT");
+		         err == EIO      ? "EIO"
+		         : err == ENOSPC ? "ENOSPC"
+		                         : "EDQUOT");
 		log_line(msg);
 	}
 	return err;
@@ -333,7 +340,8 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	return real_writev(fd, iov, cnt);
 }
 
-/* ---- LMDB map size --------------------------------------------------------- */
+/* ---- LMDB map size ---------------------------------------------------------
+ */
 
 typedef struct MDB_env MDB_env;
 int mdb_env_set_mapsize(MDB_env *env, size_t size);

@@ -49,6 +49,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
@@ -166,22 +167,6 @@ class Server(ct.Server):
         time.sleep(delay)
         return self.kill()
 
-    def wait_port(self, timeout=30):
-        pf = self.data + ".port"
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                fail("cleave serve exited with %s:\n%s",
-                     self.proc.returncode, self.logs()[-4000:])
-            if os.path.exists(pf):
-                with open(pf) as f:
-                    txt = f.read().strip()
-                if txt:
-                    self.port = int(txt)
-                    return
-            time.sleep(0.002)
-        fail("no port file after %d s", timeout)
-
 
 # ---- one domain's run --------------------------------------------------------
 
@@ -205,6 +190,11 @@ class Stats:
         self.head = 0
         self.seconds = 0.0
 
+        self.phases = {}
+
+    def phase(self, name, t0):
+        self.phases[name] = self.phases.get(name, 0.0) + time.time() - t0
+
     def as_dict(self):
         return dict(self.__dict__)
 
@@ -218,12 +208,14 @@ class Torture:
         self.wl = WORKLOADS[domain](random.Random(seed + 1))
         self.log = log
         self.stats = Stats()
-        self.srv = Server("--domain", domain, data=ct.tmpdir(
-            "torture-" + domain), name="torture-" + domain)
+        self.srv = Server("--domain", domain, "--durability",
+                          args.durability, data=ct.tmpdir(
+                              "torture-" + domain), name="torture-" + domain)
         self.srv.env = {"CLEAVE_LOG_LEVEL": "warn"}
         self.model_pos = 0          # last event fed to the model
         self.keys = {}              # idempotency key -> [command_id, positions]
         self.refused_keys = set()   # keys answered 4xx: must never appear
+        self.refusals = {}          # key -> recorded refusal, at the crash
         self.acked = []             # every acknowledged command
         self.trial_cmds = []
         self.errors = []
@@ -281,18 +273,31 @@ class Torture:
                            "data": json.loads(row[4]), "command_id": row[5],
                            "idempotency_key": row[6]})
             self.wl.check_tables(db)
-            nidem = db.execute("SELECT count(*) FROM cleave_idempotency"
-                               ).fetchone()[0]
+            # a success record per key in the log; refusals (the domain's
+            # 404/409/422, replayed like successes) have no events
+            nidem = db.execute("SELECT count(*) FROM cleave_idempotency "
+                               "WHERE rc = 0").fetchone()[0]
             if nidem != len(self.keys):
-                fail("%d idempotency records for %d keys in the log", nidem,
+                fail("%d success records for %d keys in the log", nidem,
                      len(self.keys))
             bad = db.execute(
-                "SELECT count(*) FROM cleave_idempotency i WHERE NOT EXISTS"
-                " (SELECT 1 FROM events WHERE idem_key = i.key AND "
-                "position = i.position)").fetchone()[0]
+                "SELECT count(*) FROM cleave_idempotency i WHERE rc = 0 AND "
+                "NOT EXISTS (SELECT 1 FROM events WHERE idem_key = i.key AND"
+                " position = i.position)").fetchone()[0]
             if bad:
                 fail("%d idempotency records name a position that is not "
                      "their command's", bad)
+            self.refusals = dict(db.execute(
+                "SELECT key, response FROM cleave_idempotency WHERE rc != 0"))
+            both = [k for k in self.refusals if k in self.keys]
+            if both:
+                fail("keys %r have a refusal recorded and events", both[:5])
+            for c in self.trial_cmds:
+                if c.status in (404, 409, 422) and \
+                        (self.refusals.get(c.key) or "").encode() != c.resp:
+                    fail("the %d answer of %s %s is not recorded under its "
+                         "key (or differs): %r", c.status, c.name, c.key,
+                         self.refusals.get(c.key))
             # acknowledged commands: durable, at their position, same answer
             stored = {}
             acked = [c for c in self.trial_cmds if c.status == 200]
@@ -442,9 +447,9 @@ class Torture:
 
     def check_replay(self, c, st, h, data):
         self.stats.replays += 1
-        if st != 200 or h.get("idempotent-replayed") != "true":
-            fail("acknowledged %s %s re-sent after the restart: %d "
-                 "(replayed %s) %r", c.name, c.key, st,
+        if st != c.status or h.get("idempotent-replayed") != "true":
+            fail("%s %s (answered %d) re-sent after the restart: %d "
+                 "(replayed %s) %r", c.name, c.key, c.status, st,
                  h.get("idempotent-replayed"), data[:300])
         if data != c.resp:
             fail("acknowledged %s re-sent: answer differs\nfirst: %r\n"
@@ -468,10 +473,15 @@ class Torture:
                         fail("retry of lost %s %s answered %d %r", c.name,
                              c.key, st, data[:300])
                     committed = c.key in self.keys
-                    if c.replayed != committed:
+                    decided = committed or c.key in self.refusals
+                    if c.replayed != decided:
                         fail("retry of %s: replayed=%s but the crash state "
                              "%s it", c.key, c.replayed,
-                             "has" if committed else "does not have")
+                             "has" if decided else "does not have")
+                    if c.key in self.refusals and \
+                            data != self.refusals[c.key].encode():
+                        fail("retry of %s replays %r, the recorded refusal "
+                             "is %r", c.key, data, self.refusals[c.key])
                     if st == 200:
                         ans = json.loads(data)
                         if committed:
@@ -491,6 +501,7 @@ class Torture:
                     else:
                         self.stats.lost_refused_on_retry += 1
                         self.refused_keys.add(c.key)
+                        c.status, c.resp = st, data
         finally:
             conn.close()
         return known
@@ -540,8 +551,8 @@ class Torture:
                 if ev["position"] not in k[1] or ev["command_id"] != k[0]:
                     fail("GET /events disagrees with the files at %d",
                          ev["position"])
-            acked = [c for c in self.trial_cmds if c.status == 200]
-            self.replay(acked, self.check_replay)
+            answered = [c for c in self.trial_cmds if c.status is not None]
+            self.replay(answered, self.check_replay)
             if self.acked:
                 sample = self.rng.sample(self.acked, min(20, len(self.acked)))
                 self.replay(sample, self.check_replay)
@@ -584,6 +595,13 @@ class Torture:
             conn.close()
 
     def run(self):
+        t0 = time.time()
+        try:
+            self.run_trials()
+        finally:
+            self.stats.seconds = time.time() - t0
+
+    def run_trials(self):
         a = self.args
         t0 = time.time()
         self.srv.start()
@@ -600,7 +618,9 @@ class Torture:
                     gap = self.rng.uniform(0, 0.05)
                 rebuild = (self.rng.choice(self.wl.projections), gap)
                 self.stats.rebuild_kills += 1
+            t1 = time.time()
             self.trial_cmds = self.run_load(trial, seconds, rebuild)
+            self.stats.phase("load", t1)
             for msg in self.errors:
                 fail("during the load: %s", msg)
             st = self.stats
@@ -612,32 +632,54 @@ class Torture:
             for c in self.trial_cmds:
                 if c.status is not None and c.status != 200:
                     self.refused_keys.add(c.key)
+            t1 = time.time()
             self.crash_checks()
+            self.stats.phase("crash_checks", t1)
             if trial % a.verify_every == 0 or trial == a.kills - 1:
+                t1 = time.time()
                 self.verify()
+                self.stats.phase("verify", t1)
             if self.rng.random() < a.startup_kill_rate:
                 # kill it again while it recovers and starts
                 self.srv.start_and_kill(self.rng.uniform(0, 0.08))
                 self.stats.kills += 1
                 self.stats.startup_kills += 1
                 self.crash_checks()
+            t1 = time.time()
             self.srv.start()
+            self.stats.phase("restart", t1)
+            t1 = time.time()
             self.restart_checks(trial, rebuild)
+            self.stats.phase("restart_checks", t1)
             if a.progress and (trial + 1) % a.progress == 0:
                 self.log("%s: %d/%d kills, %d acknowledged, head %d, %.0f s"
                          % (self.domain, trial + 1, a.kills, st.acked,
                             st.head, time.time() - t0))
-        # the end: a clean stop, a last verify of the final state
+        # the end: the whole log over HTTP against the model's key index,
+        # a clean stop, a last look at the files and a last verify
+        conn = Conn(self.srv.port)
+        try:
+            evs, head = self.http_log(conn, 0)
+        finally:
+            conn.close()
+        if [e["position"] for e in evs] != list(range(1, head + 1)) or \
+                head != self.model_pos:
+            fail("GET /events from 0 is not the gapless log 1..%d",
+                 self.model_pos)
+        for ev in evs:
+            k = self.keys[ev["idempotency_key"]]
+            if ev["command_id"] != k[0] or ev["position"] not in k[1]:
+                fail("GET /events disagrees with the files at %d",
+                     ev["position"])
         self.srv.stop()
         self.crash_checks()
         self.verify()
-        self.stats.seconds = time.time() - t0
 
 
 def is_asan(path):
     try:
         with open(path, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            return b"__asan_init" in f.read()
     except OSError:
         return False
 
@@ -659,6 +701,10 @@ def main(argv=None):
                     help="share of restarts killed again during startup")
     ap.add_argument("--verify-every", type=int, default=1,
                     help="run `cleave verify` after every Nth kill")
+    ap.add_argument("--durability", default="fsync",
+                    choices=("fsync", "os"),
+                    help="the server's --durability (a process kill loses "
+                    "nothing acknowledged in either)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--bin", default=None, help="the cleave binary")
     ap.add_argument("--keep", action="store_true",
@@ -679,22 +725,34 @@ def main(argv=None):
     def log(msg):
         print("torture: " + msg, flush=True)
 
-    log("binary %s%s, seed %d, %d kills per domain, %d clients"
-        % (ct.BIN, " (ASan)" if is_asan(ct.BIN) else "", seed, a.kills,
-           a.threads))
+    log("binary %s%s, seed %d, %d kills per domain, %d clients, "
+        "durability %s" % (ct.BIN, " (ASan)" if is_asan(ct.BIN) else "",
+                           seed, a.kills, a.threads, a.durability))
     figures = {"seed": seed, "binary": ct.BIN, "domains": {}}
     ok = True
     for i, dom in enumerate(a.domains.split(",")):
         t = Torture(dom, a, seed + 1000 * i, log)
         try:
             t.run()
-        except TortureFailure as e:
+        except Exception as e:
             ok = False
+            what = str(e) if isinstance(e, TortureFailure) else \
+                traceback.format_exc()
             log("FAILED (%s, seed %d, trial %d): %s" % (dom, seed,
                                                         t.stats.trials - 1,
-                                                        e))
-            log("data directory kept: %s (server log %s)"
-                % (t.srv.data, t.srv.log_path))
+                                                        what))
+            journal = t.srv.data + ".trial.json"
+            with open(journal, "w") as f:
+                json.dump([{"key": c.key, "command": c.name,
+                            "body": c.body.decode(), "thread": c.thread,
+                            "status": c.status, "position": c.position,
+                            "answer": c.resp.decode(errors="replace")
+                            if c.resp else None,
+                            "retry_status": c.retry_status}
+                           for c in t.trial_cmds], f, indent=0)
+            log("data directory kept: %s (server log %s, the failing "
+                "trial's commands in %s)" % (t.srv.data, t.srv.log_path,
+                                             journal))
             log("server log tail:\n" + t.srv.logs()[-3000:])
         finally:
             if t.srv.proc:
@@ -715,6 +773,8 @@ def main(argv=None):
                         s.lost, s.lost_committed, s.lost_applied_on_retry,
                         s.replays, s.verify_runs, s.query_checks, s.head,
                         s.seconds))
+        log("%s: time by phase: %s" % (dom, ", ".join(
+            "%s %.1f s" % kv for kv in sorted(s.phases.items()))))
         if ok and not a.keep:
             t.srv.cleanup()
         if not ok:
