@@ -61,12 +61,15 @@ class Postgres:
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self.data = os.path.join(self.dir, "data")
-        cmd = ("read x; %s'%s/pg_ctl' stop -D '%s' -m immediate -w -t 30 "
+        cmd = ("trap '' INT TERM HUP; while read x; do :; done; "
+               "%s'%s/pg_ctl' stop -D '%s' -m immediate -w -t 30 "
                ">/dev/null 2>&1; rm -rf '%s'" %
                ("runuser -u postgres -- " if self.root else "", self.bin,
                 self.data, self.dir))
         self.watchdog = subprocess.Popen(["/bin/sh", "-c", cmd],
                                          stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL,
                                          start_new_session=True)
         self.port = None
 

@@ -306,6 +306,37 @@ static void test_store_sql(void **state)
 	                              "'x3'"),
 	                 1);
 
+	/* a command with many large deferred appends: they are checked in
+	 * bounded groups and the pipeline never stalls */
+	enum { NBIG = 200, BIG = 64 * 1024 };
+	char *big = malloc(BIG + 1);
+	memset(big, 'x', BIG);
+	big[0] = '"';
+	big[BIG - 1] = '"';
+	big[BIG] = 0;
+	TU_OK(m->begin(s));
+	TU_OK(m->savepoint(s));
+	for (int i = 0; i < NBIG; i++) {
+		cl_stored_event e2 = {.position = 2 + i,
+		                      .version = 1 + i,
+		                      .ts_us = 1,
+		                      .schema_version = 1,
+		                      .stream = "big",
+		                      .type = "T",
+		                      .data = big,
+		                      .data_len = BIG};
+		TU_OK(m->append(s, &e2));
+	}
+	TU_OK(m->release(s));
+	TU_OK(m->commit(s));
+	free(big);
+	assert_int_equal(pgt_int(uri,
+	                         "SELECT count(*) FROM events WHERE "
+	                         "stream = 'big' AND length(data) = 65536"),
+	                 NBIG);
+	TU_OK(m->head(s, &head));
+	assert_int_equal(head, 1 + NBIG);
+
 	/* durability fsync: synchronous_commit on, whatever the default */
 	cleave_rows *sc;
 	TU_OK(m->query(s, "SELECT current_setting('synchronous_commit')", NULL,
