@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,14 @@ static uint64_t total_done(thr *ts)
 	return n;
 }
 
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 /* Bytes this process caused to be written to storage (/proc/self/io). */
 static uint64_t io_write_bytes(void)
 {
@@ -143,9 +152,11 @@ static int cmd_cleave(void)
 	usleep((useconds_t)(opt.warmup * 1e6));
 	cleave_stats s0, s1;
 	uint64_t n0 = total_done(ts), t0 = sl_now_ns(), io0 = io_write_bytes();
+	double cpu0 = cpu_seconds();
 	cleave_stats_get(e, &s0);
 	usleep((useconds_t)(opt.duration * 1e6));
 	uint64_t n1 = total_done(ts), t1 = sl_now_ns(), io1 = io_write_bytes();
+	double cpu1 = cpu_seconds();
 	cleave_stats_get(e, &s1);
 	atomic_store(&stop, true);
 	for (int i = 0; i < opt.threads; i++)
@@ -176,7 +187,7 @@ static int cmd_cleave(void)
 	       ",\"busy_waits\":%" PRIu64 ",\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
 	       "\"batches_per_s\":%.1f,\"mean_batch\":%.1f,"
 	       "\"fsyncs_per_s\":%.1f,\"events_per_s\":%.1f,"
-	       "\"write_bytes_per_command\":%.0f,"
+	       "\"write_bytes_per_command\":%.0f,\"cpu_us_per_command\":%.1f,"
 	       "\"projection_lag_events_at_end\":%" PRId64 "}\n",
 	       opt.workload, opt.threads, opt.window,
 	       opt.no_projections ? "false" : "true",
@@ -188,7 +199,8 @@ static int cmd_cleave(void)
 		       : 0,
 	       (double)(s1.fsyncs - s0.fsyncs) / secs,
 	       (double)(s1.events_appended - s0.events_appended) / secs,
-	       n1 > n0 ? (double)(io1 - io0) / (double)(n1 - n0) : 0, max_lag);
+	       n1 > n0 ? (double)(io1 - io0) / (double)(n1 - n0) : 0,
+	       n1 > n0 ? (cpu1 - cpu0) * 1e6 / (double)(n1 - n0) : 0, max_lag);
 	cleave_engine_close(e);
 	return failed ? 1 : 0;
 }

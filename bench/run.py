@@ -109,6 +109,15 @@ def git_commit():
         return "unknown"
 
 
+def cpu_pressure():
+    """Share of the last 10 s in which some task waited for a CPU."""
+    try:
+        line = open("/proc/pressure/cpu").readline()
+        return float(re.search(r"avg10=([0-9.]+)", line).group(1))
+    except (OSError, AttributeError):
+        return None
+
+
 def background_load():
     """Other processes' CPU at the start of a step (the machine is shared)."""
     try:
@@ -138,6 +147,12 @@ class Server:
                 pass
             time.sleep(0.05)
         raise RuntimeError("cleave serve did not come up")
+
+    def cpu_s(self):
+        """CPU seconds the server used so far (user + system)."""
+        f = open("/proc/%d/stat" % self.proc.pid).read().rsplit(")", 1)[1]
+        parts = f.split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -177,13 +192,28 @@ class Bench:
         self.seq += 1
         return "%s-%d" % (self.run_id, self.seq)
 
-    def lg(self, port, *args, resp=False, label="", duration=None):
+    def lg(self, port, *args, resp=False, label="", duration=None,
+           srv=None):
+        """Runs loadgen; with srv, adds the server's CPU microseconds per
+        answered request (the machine is shared: CPU cost per request is
+        steadier than requests per second)."""
+        cpu0 = srv.cpu_s() if srv else None
+        t0 = time.time()
         cmd = [os.path.join(self.bin, "loadgen"), "--port", str(port),
                "--duration", str(duration or self.d), "--warmup",
                str(self.warm), "--prefix", self.prefix(), "--label", label]
         if resp:
             cmd.append("--resp")
-        return run_json(cmd + list(args), timeout=600)
+        r = run_json(cmd + list(args), timeout=600)
+        if srv and r.get("requests"):
+            # CPU over the whole run (warmup included) per request answered
+            # in it, estimated from the measured rate
+            wall = time.time() - t0
+            total = r["rps"] * wall
+            r["server_cpu_us_per_request"] = round(
+                (srv.cpu_s() - cpu0) * 1e6 / total, 1) if total else None
+        r["cpu_pressure"] = cpu_pressure()
+        return r
 
     def seeded_dir(self, name):
         d = os.path.join(self.tmp, name)
@@ -198,13 +228,13 @@ class Bench:
         for c in conns:
             r = self.lg(srv.port, "--conns", str(c), "--req",
                         'POST /commands/Restock {"productId":"p${rnd:1000}",'
-                        '"quantity":1}', label="restock-%d" % c)
+                        '"quantity":1}', label="restock-%d" % c, srv=srv)
             out["restock"][c] = r
-            log("W1 Restock %3d conns: %8.0f/s p99 %.2f ms" %
-                (c, r["rps"], r["p99_ms"]))
+            log("W1 Restock %3d conns: %8.0f/s p99 %.2f ms, server %s us CPU/req"
+                % (c, r["rps"], r["p99_ms"], r.get("server_cpu_us_per_request")))
         for c in conns:
             r = self.lg(srv.port, "--conns", str(c), "--scenario", "checkout",
-                        label="checkout-%d" % c)
+                        label="checkout-%d" % c, srv=srv)
             out["checkout"][c] = r
             log("W1 checkout mix %3d conns: %8.0f checkouts/s (%0.f cmd/s) "
                 "p99 %.2f ms" % (c, r["checkouts_per_s"], r["rps"],
@@ -252,7 +282,7 @@ class Bench:
             out["product-%d" % c] = self.lg(
                 srv.port, "--conns", str(c), "--req",
                 "GET /queries/product?productId=p${rnd:1000}",
-                label="product-%d" % c)
+                label="product-%d" % c, srv=srv)
             out["search-%d" % c] = self.lg(
                 srv.port, "--conns", str(c),
                 "--req", "GET /queries/search_products?q=${pick:espresso|"
@@ -261,7 +291,7 @@ class Bench:
                 "--req", "GET /queries/search_products?category=${pick:"
                 "kitchen|garden|books|toys}&min_price=${rnd:50000}&sort="
                 "-price&limit=10",
-                label="search-%d" % c)
+                label="search-%d" % c, srv=srv)
             if redis_port:
                 out["redis-%d" % c] = self.lg(
                     redis_port, "--conns", str(c), "--req",
@@ -276,6 +306,35 @@ class Bench:
         self.r["query_rps"] = out["product-50"]["rps"]
         self.r["query_p99_ms"] = out["product-50"]["p99_ms"]
         self.r["redis_get_rps"] = out.get("redis-50", {}).get("rps")
+
+    def w6_under_reads(self, srv, wconns, rebuild):
+        """The checkout mix while a second loadgen saturates the query API
+        (and, with rebuild, blue-green rebuilds of orders and catalog run)."""
+        q = subprocess.Popen(
+            [os.path.join(self.bin, "loadgen"), "--port", str(srv.port),
+             "--conns", "64", "--duration", str(self.d + self.warm + 2),
+             "--warmup", "0", "--label", "reads",
+             "--req", "GET /queries/product?productId=p${rnd:1000}",
+             "--req", "GET /queries/search_products?q=${pick:espresso|lamp"
+             "|chair}&in_stock=true&sort=price&limit=10",
+             "--req", "GET /queries/top_products?limit=10",
+             "--req", "GET /queries/revenue_daily?country=${pick:SE|DE|FR}"
+             "&from=2020-01-01&to=2100-01-01"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        started = []
+        if rebuild:
+            for p in ["orders", "catalog"]:
+                st, _ = http("POST", srv.url + "/projections/%s/rebuild" % p)
+                started.append((p, st))
+        time.sleep(0.5)
+        w = self.lg(srv.port, "--conns", str(wconns), "--scenario",
+                    "checkout", label="write-under-reads%s" %
+                    ("-and-rebuilds" if rebuild else ""), srv=srv)
+        reads = json.loads(q.communicate()[0].strip().splitlines()[-1])
+        projections = json.loads(http("GET", srv.url + "/projections")[1])
+        srv.wait_caught_up()
+        return {"writes": w, "reads": reads, "rebuilds": started,
+                "projections": projections}
 
     # ---- workload 5: propagation lag -----------------------------------
     def w5_lag(self, srv):
@@ -300,35 +359,25 @@ class Bench:
     def w6_two_masters(self, srv):
         wconns = 64
         only = self.lg(srv.port, "--conns", str(wconns), "--scenario",
-                       "checkout", label="write-only")
+                       "checkout", label="write-only", srv=srv)
         log("W6 write only: %.0f commands/s p99 %.2f ms" %
             (only["rps"], only["p99_ms"]))
-        # queries saturated by a second loadgen, and rebuilds at once
-        q = subprocess.Popen(
-            [os.path.join(self.bin, "loadgen"), "--port", str(srv.port),
-             "--conns", "64", "--duration", str(self.d + self.warm + 2),
-             "--warmup", "0", "--label", "reads",
-             "--req", "GET /queries/product?productId=p${rnd:1000}",
-             "--req", "GET /queries/search_products?q=${pick:espresso|lamp"
-             "|chair}&in_stock=true&sort=price&limit=10",
-             "--req", "GET /queries/top_products?limit=10",
-             "--req", "GET /queries/revenue_daily?country=${pick:SE|DE|FR}"
-             "&from=2020-01-01&to=2100-01-01"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        started = []
-        for p in ["orders", "catalog"]:
-            st, _ = http("POST", srv.url + "/projections/%s/rebuild" % p)
-            started.append((p, st))
-        time.sleep(0.5)
-        loaded = self.lg(srv.port, "--conns", str(wconns), "--scenario",
-                         "checkout", label="write-under-reads")
-        qout = json.loads(q.communicate()[0].strip().splitlines()[-1])
-        rebuilding = json.loads(http("GET", srv.url + "/projections")[1])
-        log("W6 under reads (%.0f q/s) + rebuild: %.0f commands/s p99 %.2f "
-            "ms" % (qout["rps"], loaded["rps"], loaded["p99_ms"]))
-        self.r["raw"]["w6"] = {"write_only": only, "under_load": loaded,
-                               "reads": qout, "rebuilds_started": started,
-                               "projections_after": rebuilding}
+        reads_only = self.w6_under_reads(srv, wconns, rebuild=False)
+        loaded = self.w6_under_reads(srv, wconns, rebuild=True)
+        log("W6 under reads only (%.0f q/s): %.0f commands/s p99 %.2f ms" %
+            (reads_only["reads"]["rps"], reads_only["writes"]["rps"],
+             reads_only["writes"]["p99_ms"]))
+        log("W6 under reads (%.0f q/s) + rebuilds: %.0f commands/s p99 %.2f "
+            "ms" % (loaded["reads"]["rps"], loaded["writes"]["rps"],
+                    loaded["writes"]["p99_ms"]))
+        self.r["raw"]["w6"] = {"write_only": only,
+                               "under_reads": reads_only["writes"],
+                               "reads_only_reads": reads_only["reads"],
+                               "under_load": loaded["writes"],
+                               "reads": loaded["reads"],
+                               "rebuilds_started": loaded["rebuilds"],
+                               "projections_after": loaded["projections"]}
+        loaded = loaded["writes"]
         self.r["write_only_commands_per_s"] = only["rps"]
         self.r["write_under_read_load_commands_per_s"] = loaded["rps"]
 
@@ -352,9 +401,9 @@ class Bench:
                 (allp["events"], allp["events_per_s"], allp["peak_rss_mb"],
                  allp["peak_anon_rss_mb"]))
             per = {}
-            # one projection at a time (blue-green rebuild): on the
-            # smaller log in the full run, on the 1M log in the quick one
-            if (self.quick and i == 1) or (not self.quick and i == 0):
+            # one projection at a time (blue-green rebuild), on the smaller
+            # log (the larger one shows the scaling through "all")
+            if i == 0:
                 for p in PROJECTIONS:
                     per[p] = run_json([rb, "measure", "--data", d, "--what",
                                        p], timeout=7200)
@@ -523,8 +572,13 @@ class Bench:
         res = {"packages": EMMETT_PKGS}
         try:
             if not os.path.exists(os.path.join(cache, "node_modules",
-                                               "@event-driven-io",
-                                               "emmett-sqlite")):
+                                               "sqlite3", "build", "Release",
+                                               "node_sqlite3.node")):
+                if self.quick:
+                    raise RuntimeError(
+                        "not installed in %s (bench-quick does not install "
+                        "it: building sqlite3@5 from source takes minutes; "
+                        "`make bench` does)" % cache)
                 os.makedirs(cache, exist_ok=True)
                 if not os.path.exists(os.path.join(cache, "package.json")):
                     open(os.path.join(cache, "package.json"), "w").write(
@@ -533,7 +587,7 @@ class Bench:
                 inst = subprocess.run(["npm", "install", "--no-audit",
                                        "--no-fund"] + EMMETT_PKGS, cwd=cache,
                                       capture_output=True, text=True,
-                                      timeout=600)
+                                      timeout=3600)
                 if inst.returncode:
                     raise RuntimeError("npm install failed: " +
                                        inst.stderr[-800:])
@@ -565,7 +619,7 @@ class Bench:
     def run(self):
         t0 = time.time()
         self.r["machine"] = machine()
-        self.r["git_commit"] = git_commit()
+        self.r["git_commit"] = self.a.commit or git_commit()
         self.r["started"] = datetime.datetime.now(
             datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.r["loadavg_at_start"] = background_load()
@@ -758,10 +812,21 @@ def detail_tables(r):
         out += ["", "Two masters (workload 6, checkout mix, 64 conns):", "",
                 "| system | write only | p99 ms | under read load | p99 ms |"
                 " reads/s meanwhile |", "|---|---:|---:|---:|---:|---:|"]
-        out.append("| Cleave (commands/s) | %s | %s | %s | %s | %s |" % (
-            fmt(w6["write_only"]["rps"]), fmt(w6["write_only"]["p99_ms"]),
-            fmt(w6["under_load"]["rps"]), fmt(w6["under_load"]["p99_ms"]),
-            fmt(w6["reads"]["rps"])))
+        if "under_reads" in w6:
+            out.append("| Cleave, reads only (commands/s) | %s | %s | %s | %s"
+                       " | %s |" % (
+                           fmt(w6["write_only"]["rps"]),
+                           fmt(w6["write_only"]["p99_ms"]),
+                           fmt(w6["under_reads"]["rps"]),
+                           fmt(w6["under_reads"]["p99_ms"]),
+                           fmt(w6["reads_only_reads"]["rps"])))
+        out.append("| Cleave, reads + 2 rebuilds (commands/s) | %s | %s | %s"
+                   " | %s | %s |" % (
+                       fmt(w6["write_only"]["rps"]),
+                       fmt(w6["write_only"]["p99_ms"]),
+                       fmt(w6["under_load"]["rps"]),
+                       fmt(w6["under_load"]["p99_ms"]),
+                       fmt(w6["reads"]["rps"])))
         if pg:
             out.append("| PostgreSQL (txn/s; p99 of a whole checkout) | %s |"
                        " %s | %s | %s | %s |" % (
@@ -779,9 +844,11 @@ def detail_tables(r):
         for k in ["c1", "c16"]:
             if k in em:
                 x = em[k]
-                if "error" in x:
+                err = x.get("error") or (x.get("first_error")
+                                         if not x.get("ok") else None)
+                if err:
                     out.append("- %s concurrent: failed: `%s`" % (
-                        k[1:], x["error"].strip().replace("\n", " ")[-300:]))
+                        k[1:], err.strip().replace("\n", " ")[-300:]))
                 else:
                     out.append("- %s concurrent: %s commands/s (command → "
                                "event → inline projection), p99 %s ms" % (
@@ -881,6 +948,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--no-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--commit", help="the commit --build was built from "
+                    "(default: this tree's HEAD, -dirty when src/ differs)")
     a = ap.parse_args()
     b = Bench(a)
     try:
