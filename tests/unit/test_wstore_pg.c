@@ -535,7 +535,23 @@ static void test_idempotency(void **state)
 	assert_int_equal(o->rc, CLEAVE_ECONFLICT);
 	assert_non_null(strstr(o->body, "idempotency_key_reused"));
 	cleave_outcome_free(o);
+	/* a refusal is the key's answer too: recorded outside the rolled
+	 * back savepoint, replayed, nothing else written */
+	assert_int_equal(
+	    td_run(e, "Create", "{\"id\":\"idem\"}", "key-2", NULL),
+	    CLEAVE_EEXIST);
+	r.command = "Create";
+	r.body = "{\"id\":\"idem\"}";
+	r.body_len = strlen(r.body);
+	r.idempotency_key = "key-2";
+	TU_OK(cleave_command_run(e, &r, &o));
+	assert_int_equal(o->rc, CLEAVE_EEXIST);
+	assert_true(o->replayed);
+	cleave_outcome_free(o);
 	cleave_engine_close(e);
+	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM cleave_idempotency"
+	                              " WHERE key = 'key-2'"),
+	                 1);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events"), 1);
 	assert_int_equal(pgt_int(uri, "SELECT n FROM counters"), 5);
 	assert_int_equal(pgt_int(uri, "SELECT count(*) FROM events WHERE "
