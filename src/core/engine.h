@@ -148,6 +148,7 @@ struct cleave_cmd {
 	cl_wbatch *wb;
 	int ev_start;
 	bool emitted;
+	bool dirty;        /* changed the store (rows or events) */
 	cJSON *result;
 	int fail_rc;
 	char fail_code[64];

@@ -23,10 +23,19 @@ typedef struct entry {
 	bool done;
 } entry;
 
+/* Most SQL comes from string literals: a small table keyed by the text's
+ * address finds those without hashing the text.  A hit is still confirmed
+ * by comparing the text, so a reused buffer is never mistaken. */
+#define FRONT 64
+
 struct cl_stmt_cache {
 	sqlite3 *db;
 	entry **slots;
 	size_t cap, n;
+	struct {
+		const char *sql;
+		entry *e;
+	} front[FRONT];
 };
 
 static const cl_rows_methods rows_methods;
@@ -83,7 +92,24 @@ static int grow(cl_stmt_cache *c)
 	return 0;
 }
 
+static int lookup_slow(cl_stmt_cache *c, const char *sql, entry **out);
+
 static int lookup(cl_stmt_cache *c, const char *sql, entry **out)
+{
+	size_t f = ((uintptr_t)sql >> 3) & (FRONT - 1);
+	if (c->front[f].sql == sql && !strcmp(c->front[f].e->sql, sql)) {
+		*out = c->front[f].e;
+		return 0;
+	}
+	int rc = lookup_slow(c, sql, out);
+	if (rc == 0) {
+		c->front[f].sql = sql;
+		c->front[f].e = *out;
+	}
+	return rc;
+}
+
+static int lookup_slow(cl_stmt_cache *c, const char *sql, entry **out)
 {
 	size_t len = strlen(sql);
 	uint64_t h = cl_hash(sql, len);
@@ -98,7 +124,7 @@ static int lookup(cl_stmt_cache *c, const char *sql, entry **out)
 		int rc = grow(c);
 		if (rc)
 			return rc;
-		return lookup(c, sql, out);
+		return lookup_slow(c, sql, out);
 	}
 	entry *e = calloc(1, sizeof(*e));
 	if (!e)

@@ -184,41 +184,46 @@ void cl_buf_add_i64(cl_buf *b, int64_t v)
 	cl_buf_add(b, p, (size_t)(e - p));
 }
 
+/* Bytes a JSON string must escape: controls, '"' and '\\'. */
+static inline bool json_plain(unsigned char c)
+{
+	return c >= 0x20 && c != '"' && c != '\\';
+}
+
 void cl_buf_add_json_str(cl_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	if (!cl_buf_reserve(b, n + 2))
+	/* worst case: every byte becomes \u00XX */
+	if (!cl_buf_reserve(b, n * 6 + 2))
 		return;
-	cl_buf_addc(b, '"');
-	size_t run = 0;
+	char *o = b->p + b->len;
+	*o++ = '"';
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		cl_buf_add(b, s + run, i - run);
-		run = i + 1;
-		char esc[6] = {'\\', 0};
-		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		default:
-			esc[1] = 'u';
-			esc[2] = '0';
-			esc[3] = '0';
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			cl_buf_add(b, esc, 6);
+		if (CL_LIKELY(json_plain(c))) {
+			*o++ = (char)c;
 			continue;
 		}
-		cl_buf_add(b, esc, 2);
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
 	}
-	cl_buf_add(b, s + run, n - run);
-	cl_buf_addc(b, '"');
+	*o++ = '"';
+	b->len = (size_t)(o - b->p);
+	b->p[b->len] = 0;
 }
 
 char *cl_buf_steal(cl_buf *b, size_t *len)
@@ -352,32 +357,49 @@ char *cl_strndup(const char *s, size_t n)
 	return p;
 }
 
+/* Character classes of cl_name_ok, as bit masks per byte. */
+enum { CC_ID = 1, CC_UPPER = 2, CC_LOWER = 4, CC_WORD = 8 };
+
+static unsigned char cc_table[256];
+
+static void cc_init(void)
+{
+	for (int c = 0; c < 256; c++) {
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
+		unsigned char m = 0;
+		if (alnum || c == '_' || c == '-' || c == '.' || c == ':')
+			m |= CC_ID;
+		if (c >= 'A' && c <= 'Z')
+			m |= CC_UPPER;
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')
+			m |= CC_LOWER;
+		if (alnum || c == '_')
+			m |= CC_WORD;
+		cc_table[c] = m;
+	}
+}
+
 bool cl_name_ok(const char *s, size_t max, const char *charset)
 {
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > max)
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, cc_init);
+	unsigned char want;
+	if (!charset || !strcmp(charset, "id"))
+		want = CC_ID;
+	else if (!strcmp(charset, "upper"))
+		want = CC_UPPER;
+	else if (!strcmp(charset, "lower"))
+		want = CC_LOWER;
+	else if (!strcmp(charset, "word"))
+		want = CC_WORD;
+	else
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		bool ok;
-		if (!charset || !strcmp(charset, "id"))
-			ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			     (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-			     c == '.' || c == ':';
-		else if (!strcmp(charset, "upper"))
-			ok = c >= 'A' && c <= 'Z';
-		else if (!strcmp(charset, "lower"))
-			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			     c == '_';
-		else if (!strcmp(charset, "word"))
-			ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			     (c >= '0' && c <= '9') || c == '_';
-		else
-			ok = false;
-		if (!ok)
+	size_t n = 0;
+	for (; s && s[n]; n++)
+		if (n >= max || !(cc_table[(unsigned char)s[n]] & want))
 			return false;
-	}
-	return true;
+	return n > 0;
 }
 
 bool cl_utf8_ok(const char *str, size_t n)

@@ -89,7 +89,13 @@ static int build_success(cleave_cmd *c, int64_t position)
 int cleave_cmd_exec(cleave_cmd *c, const char *sql, const cleave_value *args,
 		    int nargs, int64_t *changes)
 {
-	return c->e->wm->exec(c->e->ws, sql, args, nargs, changes);
+	int64_t n = 0;
+	int rc = c->e->wm->exec(c->e->ws, sql, args, nargs, &n);
+	if (rc == 0 && n > 0)
+		c->dirty = true; /* a failed statement undid itself */
+	if (changes)
+		*changes = n;
+	return rc;
 }
 
 int cleave_cmd_query(cleave_cmd *c, const char *sql, const cleave_value *args,
@@ -227,6 +233,7 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 	};
 	if ((rc = e->wm->append(e->ws, &se)))
 		goto out;
+	c->dirty = true;
 	cl_arena *a = &wb->arena;
 	cleave_event ev = {
 		.position = se.position,
@@ -285,11 +292,20 @@ static bool decided(int rc)
 	       rc == CLEAVE_EINVAL;
 }
 
-static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
+/* Runs one command of the batch.  With savepoints (`sp`) a failure rolls
+ * the command back alone.  Without (the fast path, for stores whose failed
+ * statements undo themselves), a command that fails before changing
+ * anything needs no undo — the common case, since handlers check their
+ * rules before they write — and one that fails after a change returns
+ * false: the caller rolls the whole batch back and runs it again with
+ * savepoints. */
+static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 {
 	const cl_wstore_methods *m = e->wm;
 	int rc;
-	c->ts_us = cl_now_us();
+	if (!c->ts_us)
+		c->ts_us = cl_now_us(); /* a rerun keeps the first time */
+	c->emitted = c->dirty = false;
 	if (c->idem_key) {
 		cl_idem_rec rec;
 		rc = m->idem_get(e->ws, c->idem_key, &rec);
@@ -299,7 +315,7 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 					    "idempotency_key_reused",
 					    "Idempotency-Key was used before "
 					    "with a different command or body");
-				return;
+				return true;
 			}
 			free(c->body);
 			c->body = cl_strndup(rec.response, rec.response_len);
@@ -310,16 +326,16 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 			if (!c->body)
 				set_failure(c, CLEAVE_ENOMEM, NULL,
 					    "out of memory");
-			return;
+			return true;
 		}
 		if (rc != CLEAVE_ENOTFOUND) {
 			set_failure(c, rc, NULL, cleave_errmsg());
-			return;
+			return true;
 		}
 	}
-	if ((rc = m->savepoint(e->ws))) {
+	if (sp && (rc = m->savepoint(e->ws))) {
 		set_failure(c, rc, NULL, cleave_errmsg());
-		return;
+		return true;
 	}
 	int64_t pos0 = wb->next_pos;
 	size_t vmark = cl_vcache_mark(e->vcache);
@@ -337,10 +353,12 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 				   c->out.body_len};
 		rc = m->idem_put(e->ws, c->idem_key, &rec);
 	}
-	if (rc == 0)
+	if (rc == 0 && sp)
 		rc = m->release(e->ws);
 	if (rc == 0)
-		return;
+		return true;
+	if (!sp && c->dirty)
+		return false; /* the batch runs again, with savepoints */
 	/* roll this command back alone */
 	if (!c->fail_rc) {
 		c->fail_rc = rc;
@@ -349,7 +367,8 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 		snprintf(c->fail_code, sizeof(c->fail_code), "%s",
 			 cleave_errname(rc));
 	}
-	m->rollback_to(e->ws);
+	if (sp)
+		m->rollback_to(e->ws);
 	cl_vcache_undo(e->vcache, vmark);
 	wb_truncate(wb, c->ev_start);
 	wb->next_pos = pos0;
@@ -368,6 +387,7 @@ static void run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c)
 			       -1, "could not record the answer of key %s: %s",
 			       c->idem_key, cleave_errmsg());
 	}
+	return true;
 }
 
 static void count_outcome(cleave_engine *e, cleave_cmd *c)
@@ -421,10 +441,24 @@ static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 	const cl_wstore_methods *m = e->wm;
 	cl_wbatch wb = {0};
 	wb.next_pos = atomic_load(&e->head) + 1;
-	int rc = m->begin(e->ws);
+	bool sp = !(m->flags & CL_WSTORE_STMT_ATOMIC);
+	int rc;
+again:
+	rc = m->begin(e->ws);
 	if (rc == 0) {
-		for (cleave_cmd *c = list; c; c = c->next)
-			run_one(e, &wb, c);
+		for (cleave_cmd *c = list; c; c = c->next) {
+			if (run_one(e, &wb, c, sp))
+				continue;
+			/* a command failed after changing something: undo the
+			 * whole batch and run it again, each command in its own
+			 * savepoint this time */
+			m->rollback(e->ws);
+			cl_vcache_undo(e->vcache, 0);
+			wb_truncate(&wb, 0);
+			wb.next_pos = atomic_load(&e->head) + 1;
+			sp = true;
+			goto again;
+		}
 		rc = m->commit(e->ws);
 	}
 	if (rc) {

@@ -54,9 +54,16 @@ typedef struct cl_idem_rec {
 	size_t response_len;
 } cl_idem_rec;
 
+/* The store rolls a failed statement back by itself, leaving the
+ * transaction usable (SQLite does; PostgreSQL aborts the transaction).
+ * With it, the writer runs a batch without savepoints and falls back to
+ * them only when a command fails after it changed something. */
+#define CL_WSTORE_STMT_ATOMIC 1u
+
 struct cl_wstore_methods {
 	int version; /* CL_WSTORE_V1 */
 	const char *kind;
+	unsigned flags; /* CL_WSTORE_* */
 
 	int (*open)(const cl_wstore_opts *o, cl_wstore **out);
 	void (*close)(cl_wstore *s);

@@ -329,7 +329,7 @@ static int sq_append(cl_wstore *base, const cl_stored_event *ev)
 		cleave_text(ev->causation_id),
 	};
 	return sq_exec(base,
-		       "INSERT INTO events(" EVENT_COLS ")"
+		       "INSERT OR FAIL INTO events(" EVENT_COLS ")"
 		       " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 		       a, 11, NULL);
 }
@@ -379,7 +379,7 @@ static int sq_idem_put(cl_wstore *base, const char *key, const cl_idem_rec *rec)
 		cleave_textn(rec->response, rec->response_len),
 	};
 	return sq_exec(base,
-		       "INSERT INTO cleave_idempotency"
+		       "INSERT OR FAIL INTO cleave_idempotency"
 		       "(key, request_hash, rc, position, response)"
 		       " VALUES(?,?,?,?,?)",
 		       a, 5, NULL);
@@ -552,6 +552,7 @@ static int sq_trace(cl_wreader *base, const char *id, cl_stored_fn fn,
 const cl_wstore_methods cl_wstore_sqlite = {
 	.version = CL_WSTORE_V1,
 	.kind = "sqlite",
+	.flags = CL_WSTORE_STMT_ATOMIC,
 	.open = sq_open,
 	.close = sq_close,
 	.migrate = sq_migrate,
