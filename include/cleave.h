@@ -634,6 +634,8 @@ typedef struct cleave_proj_status {
 	int64_t building_position;
 	int64_t parked_position;/* when parked: the failing event */
 	int64_t dead_letters;   /* skipped events recorded */
+	bool failing;           /* its store refuses writes right now (disk
+				   full, I/O error): it lags until that ends */
 	char last_error[256];
 } cleave_proj_status;
 

@@ -79,6 +79,7 @@ typedef struct cl_copy {
 	const cleave_projection_def *def; /* NULL: frozen (no handler) */
 	int version, gen;
 	cl_rstore *store;
+	char *path;                       /* the copy's directory */
 	atomic_int_fast64_t applied;      /* checkpoint, mirrored */
 	atomic_int refs;
 	bool retired;                     /* drop when refs reach 0 */
@@ -87,6 +88,8 @@ typedef struct cl_copy {
 	bool has_thread;
 	atomic_bool stop;
 	/* parked state (guarded by proj->mu) */
+	bool failing;                     /* the store refuses writes */
+	bool reopening;                   /* closed and reopened: not lent */
 	bool parked;
 	int64_t parked_position;
 	char last_error[256];

@@ -184,6 +184,13 @@ int cleave_query_run(cleave_engine *e, const char *name,
 	int nreads = CL_MIN(e->query_nreads[qi], MAX_READS);
 	for (int i = 0; i < nreads; i++) {
 		cl_copy *c = cl_copy_acquire(&e->proj[idx[i]]);
+		if (!c) {
+			rc = cl_err(CLEAVE_EBUSY,
+				    "read model %s is reopening its store "
+				    "after a failure; retry",
+				    e->proj[idx[i]].def->name);
+			break;
+		}
 		q.copy[q.n] = c;
 		rc = c->store->m->begin(c->store, false, &q.tx[q.n]);
 		if (rc) {

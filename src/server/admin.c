@@ -128,8 +128,10 @@ static void add_status(cl_sbuf *b, const cleave_proj_status *st)
 	if (st->state == CLEAVE_PROJ_PARKED)
 		cl_sbuf_addf(b, ",\"parked_position\":%lld",
 		             (long long)st->parked_position);
-	cl_sbuf_addf(b, ",\"dead_letters\":%lld,\"last_error\":",
-	             (long long)st->dead_letters);
+	cl_sbuf_addf(b, ",\"dead_letters\":%lld,\"failing\":%s,"
+	             "\"last_error\":",
+	             (long long)st->dead_letters,
+	             st->failing ? "true" : "false");
 	if (st->last_error[0])
 		cl_sbuf_add_jstr(
 		    b, st->last_error,
@@ -233,7 +235,7 @@ enum MHD_Result cl_h_health(cl_req *r)
 		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		                     "shutting_down", "shutting down");
 	int n = cleave_projection_count(s->e), live = 0, parked = 0,
-	    rebuilding = 0;
+	    rebuilding = 0, failing = 0;
 	for (int i = 0; i < n; i++) {
 		cleave_proj_status st;
 		if (cleave_projection_status(s->e, i, &st))
@@ -244,14 +246,17 @@ enum MHD_Result cl_h_health(cl_req *r)
 			live++; /* a rebuilding projection still serves */
 		if (st.state == CLEAVE_PROJ_REBUILDING)
 			rebuilding++;
+		if (st.failing)
+			failing++;
 	}
 	char *body = NULL;
 	int len = asprintf(&body,
 	                   "{\"status\":\"%s\",\"head\":%lld,\"projections\":{"
-	                   "\"live\":%d,\"parked\":%d,\"rebuilding\":%d}}",
-	                   parked ? "degraded" : "ok",
+	                   "\"live\":%d,\"parked\":%d,\"rebuilding\":%d,"
+	                   "\"failing\":%d}}",
+	                   parked || failing ? "degraded" : "ok",
 	                   (long long)cleave_log_head(s->e), live, parked,
-	                   rebuilding);
+	                   rebuilding, failing);
 	if (len < 0)
 		return MHD_NO;
 	return cl_send_json(r, MHD_HTTP_OK, body, (size_t)len);

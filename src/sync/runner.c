@@ -94,6 +94,10 @@ static int copy_open(cl_proj *p, int gen, int version, cl_copy **out)
 	c->version = version;
 	c->gen = gen;
 	atomic_init(&c->refs, 1);
+	if (!(c->path = strdup(path))) {
+		free(c);
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	}
 	cl_rstore_opts o = store_opts(e);
 	int rc = m->open(path, &o, &c->store);
 	if (rc)
@@ -118,6 +122,7 @@ fail : {
 	snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
 	if (c->store)
 		m->close(c->store);
+	free(c->path);
 	free(c);
 	return cl_err(rc, "projection %s copy g%d: %s", p->def->name, gen,
 		      msg);
@@ -126,14 +131,62 @@ fail : {
 
 static void copy_destroy(cl_copy *c)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s", c->store ? c->store->path : "");
-	const cl_rstore_methods *m = c->store ? c->store->m : NULL;
+	const cleave_projection_def *d = c->def ? c->def : c->proj->def;
+	const cl_rstore_methods *m = cl_rstore_find(d->store);
 	if (c->store)
-		m->close(c->store);
-	if (c->retired && m && path[0] && !c->proj->e->cfg.read_only)
-		m->drop(path);
+		c->store->m->close(c->store);
+	if (c->retired && m && !c->proj->e->cfg.read_only)
+		m->drop(c->path);
+	free(c->path);
 	free(c);
+}
+
+static bool wait_backoff(cl_copy *c, int ms);
+
+/* After a store failure that may have left the store unusable (LMDB
+ * panics for good after a failed meta-page write, say), close it and open
+ * it again.  Only when no query holds the copy: meanwhile it is not lent
+ * (queries answer 503), and the runner keeps trying until it opens. */
+static int copy_reopen(cl_copy *c)
+{
+	cl_proj *p = c->proj;
+	cleave_engine *e = p->e;
+	pthread_mutex_lock(&p->mu);
+	if (atomic_load(&c->refs) > 1) {
+		pthread_mutex_unlock(&p->mu);
+		return CLEAVE_EBUSY;
+	}
+	c->reopening = true;
+	pthread_mutex_unlock(&p->mu);
+	const cl_rstore_methods *m = c->store->m;
+	m->close(c->store);
+	c->store = NULL;
+	cl_rstore_opts o = store_opts(e);
+	int rc, tries = 0;
+	while ((rc = m->open(c->path, &o, &c->store))) {
+		if (tries++ % 30 == 0)
+			cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
+			       "projection %s: reopening %s: %s", p->def->name,
+			       c->path, cleave_errmsg());
+		if (!wait_backoff(c, 1000))
+			break; /* stopping: copy_destroy copes with no store */
+	}
+	if (c->store) {
+		cleave_rtx *tx;
+		int64_t pos = atomic_load(&c->applied);
+		if (m->begin(c->store, false, &tx) == 0) {
+			m->checkpoint_get(tx, &pos);
+			cl_rtx_abort(tx);
+		}
+		atomic_store(&c->applied, pos);
+		cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, pos,
+		       "projection %s: store reopened at position %lld",
+		       p->def->name, (long long)pos);
+	}
+	pthread_mutex_lock(&p->mu);
+	c->reopening = false;
+	pthread_mutex_unlock(&p->mu);
+	return rc;
 }
 
 void cl_copy_unref(cl_copy *c)
@@ -146,6 +199,8 @@ cl_copy *cl_copy_acquire(cl_proj *p)
 {
 	pthread_mutex_lock(&p->mu);
 	cl_copy *c = p->live;
+	if (c && c->reopening)
+		c = NULL;
 	if (c)
 		atomic_fetch_add(&c->refs, 1);
 	pthread_mutex_unlock(&p->mu);
@@ -637,6 +692,12 @@ static bool apply_list(cl_copy *c, evlist *l)
 		int64_t ckpt = to == l->n ? l->upto : l->ev[to - 1]->position;
 		rc = apply_range(c, l->ev, i, to, ckpt, &bad, err, sizeof(err));
 		if (rc == 0) {
+			if (store_fail) {
+				/* last_error stays: it says what happened */
+				pthread_mutex_lock(&c->proj->mu);
+				c->failing = false;
+				pthread_mutex_unlock(&c->proj->mu);
+			}
 			note_applied(c, ckpt, to - i);
 			covered = to == l->n;
 			i = to;
@@ -654,10 +715,16 @@ static bool apply_list(cl_copy *c, evlist *l)
 			pthread_mutex_lock(&c->proj->mu);
 			snprintf(c->last_error, sizeof(c->last_error), "%s",
 				 err);
+			c->failing = true;
 			pthread_mutex_unlock(&c->proj->mu);
 			step = CL_MAX(1, step / 2);
 			if (!wait_backoff(c, CL_MIN(1000, 10 * store_fail)))
 				return false;
+			/* an I/O error may have broken the store for good */
+			if (rc == CLEAVE_EIO && store_fail >= 3 &&
+			    copy_reopen(c) == 0 && !atomic_load(&c->stop))
+				return true; /* the caller re-reads from the
+						checkpoint */
 			continue;
 		}
 		if (bad > i) {
@@ -1067,6 +1134,7 @@ int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out)
 		}
 	out->events_per_s = secs ? (double)sum / 9.0 : 0;
 	out->dead_letters = l->dead_letters + (b ? b->dead_letters : 0);
+	out->failing = l->failing || (b && b->failing);
 	out->state = l->parked ? CLEAVE_PROJ_PARKED
 		     : b       ? CLEAVE_PROJ_REBUILDING
 			       : CLEAVE_PROJ_LIVE;
@@ -1118,6 +1186,7 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name)
 		char path[4096];
 		snprintf(path, sizeof(path), "%s", c->store->path);
 		c->store->m->close(c->store);
+		free(c->path);
 		free(c);
 		cl_rstore_find(p->def->store)->drop(path);
 		if ((rc = copy_open(p, gen, p->def->version, &c)))
@@ -1332,6 +1401,10 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 		return k;
 	cl_proj *p = &e->proj[k];
 	cl_copy *live = cl_copy_acquire(p);
+	if (!live)
+		return cl_err(CLEAVE_EBUSY,
+			      "projection %s is reopening its store; retry",
+			      name);
 	const cl_rstore_methods *m = live->store->m;
 	const cleave_projection_def *def = live->def;
 	cleave_rtx *ltx = NULL;

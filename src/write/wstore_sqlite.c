@@ -149,6 +149,11 @@ static int sq_open(const cl_wstore_opts *o, cl_wstore **out)
 			goto fail;
 		if ((rc = open_db(path, false, &s->ckpt)))
 			goto fail;
+		/* SQLite opens the WAL lazily: a connection that never read
+		 * would checkpoint nothing (log = -1) */
+		if ((rc = cl_sqlite_script(s->ckpt,
+					   "SELECT 1 FROM sqlite_master LIMIT 1")))
+			goto fail;
 		sqlite3_wal_hook(s->db, wal_hook, s);
 	}
 	s->cache = cl_stmt_cache_new(s->db);
@@ -396,6 +401,8 @@ static int sq_maintain(cl_wstore *base)
 					    &done);
 	if (src != SQLITE_OK && src != SQLITE_BUSY)
 		return cl_sqlite_err(s->ckpt, src, "checkpoint");
+	if (src == SQLITE_OK && log < 0)
+		return cl_err(CLEAVE_EIO, "checkpoint: the WAL is not open");
 	return 0;
 }
 
