@@ -478,8 +478,8 @@ typedef struct cleave_config {
 	int queue_max;        /* queued commands; 0 → 65536 */
 	int batch_max;        /* commands per group commit; 0 → 4096 */
 	int apply_batch_max;  /* events per projection transaction; 0 → 8192 */
-	int ring_events;      /* committed events kept in memory for runners;
-				 0 → 262144 */
+	int ring_events;      /* committed events kept in memory for runners
+				 (and at most ~64 MiB of them); 0 → 65536 */
 	bool no_projections;  /* open for writing/inspection, run no runners */
 	bool read_only;       /* open the log and stores without writing
 				 (CLI on a data directory) */

@@ -358,7 +358,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	if (!e->cfg.apply_batch_max)
 		e->cfg.apply_batch_max = 8192;
 	if (!e->cfg.ring_events)
-		e->cfg.ring_events = 262144;
+		e->cfg.ring_events = 65536;
 	if (!e->cfg.poison_retries)
 		e->cfg.poison_retries = 3;
 	if (!e->cfg.poison_backoff_ms)
@@ -411,7 +411,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	if ((rc = e->wm->head(e->ws, &head)))
 		goto fail;
 	atomic_store(&e->head, head);
-	e->ring = cl_ring_new(e->cfg.ring_events);
+	e->ring = cl_ring_new(e->cfg.ring_events, (size_t)64 << 20);
 	if (!e->ring) {
 		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
 		goto fail;

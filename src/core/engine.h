@@ -52,11 +52,13 @@ typedef struct cl_evbatch {
 	cleave_event *ev;    /* n events; ev[i].json is owned (cJSON) */
 	cl_arena arena;      /* strings of the events */
 	int64_t commit_us;
+	size_t bytes;        /* memory held, roughly (the ring's budget) */
 } cl_evbatch;
 
 typedef struct cl_ring cl_ring;
 
-cl_ring *cl_ring_new(int max_events);
+/* Keeps at most max_events events and about max_bytes of memory. */
+cl_ring *cl_ring_new(int max_events, size_t max_bytes);
 void cl_ring_free(cl_ring *r);
 /* Publishes a batch (the ring takes the caller's reference). */
 void cl_ring_push(cl_ring *r, cl_evbatch *b);

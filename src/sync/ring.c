@@ -6,7 +6,9 @@
  * ring keeps whole batches, newest last, while their events number at most
  * max_events; a runner that falls further behind (or a rebuild) reads the
  * store instead.  Batches are reference counted: a runner holds the ones it
- * is applying, so eviction never frees memory in use.
+ * is applying, so eviction never frees memory in use.  The budget is both
+ * a count of events and (roughly) bytes: parsed events are several times
+ * the size of their text.
  */
 #include <stdlib.h>
 
@@ -17,10 +19,11 @@ struct cl_ring {
 	cl_evbatch **slot; /* circular, oldest at `start` */
 	size_t cap, start, n;
 	int64_t events;
+	size_t bytes, max_bytes;
 	int max_events;
 };
 
-cl_ring *cl_ring_new(int max_events)
+cl_ring *cl_ring_new(int max_events, size_t max_bytes)
 {
 	cl_ring *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -33,6 +36,7 @@ cl_ring *cl_ring_new(int max_events)
 	}
 	pthread_mutex_init(&r->mu, NULL);
 	r->max_events = max_events;
+	r->max_bytes = max_bytes;
 	return r;
 }
 
@@ -65,17 +69,20 @@ static void drop_oldest(cl_ring *r)
 	r->start = (r->start + 1) % r->cap;
 	r->n--;
 	r->events -= b->n;
+	r->bytes -= b->bytes;
 	cl_evbatch_unref(b);
 }
 
 void cl_ring_push(cl_ring *r, cl_evbatch *b)
 {
 	pthread_mutex_lock(&r->mu);
-	while (r->n && (r->n == r->cap || r->events + b->n > r->max_events))
+	while (r->n && (r->n == r->cap || r->events + b->n > r->max_events ||
+			r->bytes + b->bytes > r->max_bytes))
 		drop_oldest(r);
 	r->slot[(r->start + r->n) % r->cap] = b;
 	r->n++;
 	r->events += b->n;
+	r->bytes += b->bytes;
 	pthread_mutex_unlock(&r->mu);
 }
 

@@ -499,6 +499,11 @@ again:
 				b->ev = wb.ev;
 				b->arena = wb.arena;
 				b->commit_us = cl_now_us();
+				/* text, parsed tree, strings: ~4x the text */
+				b->bytes = sizeof(*b) +
+					   (size_t)wb.cap * sizeof(*wb.ev);
+				for (int i = 0; i < wb.n; i++)
+					b->bytes += wb.ev[i].data_len * 4 + 192;
 				cl_ring_push(e->ring, b);
 			}
 			atomic_store(&e->head, wb.next_pos - 1);
