@@ -72,14 +72,15 @@ fuzz: $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzzers
 	sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-# Crash torture: the real server (shop, then bank) SIGKILLed under load
-# TORTURE_KILLS times per domain, every check after each kill (see
-# docs/reliability.md).  TORTURE_ARGS adds options of tests/torture/torture.py.
+# Crash torture: the real server (shop and bank, side by side) SIGKILLed
+# under load TORTURE_KILLS times per domain, every check after each kill
+# (see docs/reliability.md).  TORTURE_ARGS adds options of
+# tests/torture/torture.py (--help).
 TORTURE_KILLS ?= 300
 TORTURE_ARGS  ?=
 torture: build
 	CLEAVE_BIN=$(CURDIR)/$(BUILD)/cleave CLEAVE_TEST_TMP=$(CURDIR)/$(BUILD)/testtmp \
-	  python3 tests/torture/torture.py --kills $(TORTURE_KILLS) $(TORTURE_ARGS)
+	  python3 tests/torture/torture.py --parallel --kills $(TORTURE_KILLS) $(TORTURE_ARGS)
 
 # Benchmarks: Cleave beside PostgreSQL, Redis, naive SQLite and Emmett, in
 # one run (bench/run.py; docs/performance.md).  bench-quick takes < 5 min
@@ -103,3 +104,12 @@ TSAN_TESTS ?= ^(unit/test_(engine|rstore|rstore_gen|rstore_sqlite|bank|shop)|e2e
 check-tsan: tsan
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 exitcode=66" \
 	  ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'
+
+# Soak (not in check): SOAK_SECONDS (default 1800) of mixed load against
+# the real server; RSS, open fds and latency every 10 s into
+# bench/results/soak-<date>.csv and .png; exit 1 unless flat (see
+# tests/soak/soak.py and docs/reliability.md).
+SOAK_SECONDS ?= 1800
+soak: build
+	CLEAVE_BIN=$(CURDIR)/$(BUILD)/cleave CLEAVE_TEST_TMP=$(CURDIR)/$(BUILD)/testtmp \
+	  python3 tests/soak/soak.py --seconds $(SOAK_SECONDS)

@@ -684,6 +684,44 @@ def is_asan(path):
         return False
 
 
+def run_parallel(a, argv):
+    """One child process per domain (same options); the figures merged."""
+    rest = []
+    skip = False
+    for x in argv:
+        if skip:
+            skip = False
+        elif x in ("--domains", "--json"):
+            skip = True
+        elif x != "--parallel" and not x.startswith(("--domains=",
+                                                     "--json=")):
+            rest.append(x)
+    seed = a.seed if a.seed is not None else random.randrange(1 << 30)
+    if "--seed" not in rest:
+        rest += ["--seed", str(seed)]
+    procs = []
+    for i, dom in enumerate(a.domains.split(",")):
+        out = "%s.%s.json" % (a.json, dom) if a.json else None
+        cmd = [sys.executable, os.path.abspath(__file__)] + rest + \
+            ["--domains", dom] + (["--json", out] if out else [])
+        if not a.bin:
+            cmd += ["--bin", ct.BIN]
+        procs.append((dom, out, subprocess.Popen(cmd)))
+    ok = True
+    figures = {"seed": seed, "binary": ct.BIN, "domains": {}}
+    for dom, out, p in procs:
+        ok = p.wait() == 0 and ok
+        if out and os.path.exists(out):
+            with open(out) as f:
+                figures["domains"].update(json.load(f)["domains"])
+            os.unlink(out)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(figures, f, indent=1)
+    print("torture: %s" % ("PASS" if ok else "FAIL"), flush=True)
+    return 0 if ok else 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=300,
@@ -713,9 +751,14 @@ def main(argv=None):
                     help="write the figures of the run here")
     ap.add_argument("--progress", type=int, default=25,
                     help="print a line every N kills (0: never)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run the domains at the same time, one process "
+                    "each")
     a = ap.parse_args(argv)
     if a.bin:
         ct.BIN = a.bin
+    if a.parallel and len(a.domains.split(",")) > 1:
+        return run_parallel(a, argv if argv is not None else sys.argv[1:])
     if not os.path.exists(ct.BIN):
         print("torture: no cleave binary at %s (build first, or set "
               "CLEAVE_BIN / --bin)" % ct.BIN, file=sys.stderr)
