@@ -85,7 +85,8 @@ static long run_path(const char *path)
 		nn++;
 	}
 	closedir(d);
-	qsort(names, nn, sizeof(*names), cmp);
+	if (nn)
+		qsort(names, nn, sizeof(*names), cmp);
 	long total = 0;
 	for (size_t i = 0; i < nn; i++) {
 		total += run_path(names[i]);
