@@ -183,6 +183,8 @@ class Stats:
         self.lost_applied_on_retry = 0
         self.lost_refused_on_retry = 0
         self.replays = 0
+        self.dup_sends = 0
+        self.dup_pairs = 0
         self.rebuild_kills = 0
         self.rebuild_resumed = 0
         self.verify_runs = 0
@@ -349,8 +351,42 @@ class Torture:
                  p.stderr.decode(errors="replace")[-2000:])
 
     # -- load --
+    def send_twice(self, c, conn, conn2):
+        """Sends c on two connections at once (a client retrying while its
+        first try is in flight).  Returns the answers that came back; both
+        must be the same answer, exactly one of them not a replay."""
+        got = {}
+
+        def second():
+            try:
+                got[2] = c.send(conn2)
+            except (OSError, http.client.HTTPException):
+                pass
+        t = threading.Thread(target=second, daemon=True)
+        t.start()
+        try:
+            got[1] = c.send(conn)
+        except (OSError, http.client.HTTPException):
+            pass
+        t.join(120)
+        self.stats.dup_sends += 1
+        if len(got) == 2:
+            (s1, h1, d1), (s2, h2, d2) = got[1], got[2]
+            fresh = [h.get("idempotent-replayed") != "true"
+                     for h in (h1, h2)]
+            if (s1, d1) != (s2, d2) or fresh.count(True) != 1:
+                self.errors.append(
+                    "%s %s sent twice at once: %d %r (replayed %s) and %d "
+                    "%r (replayed %s)" % (c.name, c.key, s1, d1[:200],
+                                          h1.get("idempotent-replayed"), s2,
+                                          d2[:200],
+                                          h2.get("idempotent-replayed")))
+            self.stats.dup_pairs += 1
+        return [got[k] for k in sorted(got)]
+
     def worker(self, tid, trial, stop, out):
         conn = Conn(self.srv.port)
+        conn2 = Conn(self.srv.port)
         ts = self.wl.thread_state(tid, trial)
         n = 0
         try:
@@ -360,15 +396,23 @@ class Torture:
                 c = Cmd("k%d-%d-%d" % (trial, tid, n), name, body, tid,
                         trial, ctx)
                 out.append(c)
-                try:
-                    st, h, data = c.send(conn)
-                except (OSError, http.client.HTTPException):
-                    return  # the kill: this one's outcome is unknown
-                c.status, c.resp = st, data
-                if st == 200:
+                if self.rng.random() < self.args.dup_rate:
+                    answers = self.send_twice(c, conn, conn2)
+                    if not answers:
+                        return  # the kill: the outcome is unknown
+                    st, h, data = answers[0]
+                    lost_one = len(answers) < 2
+                else:
+                    try:
+                        st, h, data = c.send(conn)
+                    except (OSError, http.client.HTTPException):
+                        return  # the kill: this one's outcome is unknown
+                    lost_one = False
                     if h.get("idempotent-replayed"):
                         self.errors.append("first send of %s was answered "
                                            "as a replay" % c.key)
+                c.status, c.resp = st, data
+                if st == 200:
                     ans = json.loads(data)
                     c.position = ans["position"]
                     self.wl.on_ack(ts, c, ans.get("result") or {})
@@ -377,8 +421,11 @@ class Torture:
                         name, c.key, st, data[:300]))
                     c.status = None  # treat as unknown: retried later
                     return
+                if lost_one:
+                    return  # one of the two was cut by the kill
         finally:
             conn.close()
+            conn2.close()
 
     def run_load(self, trial, seconds, rebuild=None):
         stop = threading.Event()
@@ -709,8 +756,15 @@ def run_parallel(a, argv):
         procs.append((dom, out, subprocess.Popen(cmd)))
     ok = True
     figures = {"seed": seed, "binary": ct.BIN, "domains": {}}
+    try:
+        for dom, out, p in procs:
+            ok = p.wait() == 0 and ok
+    finally:
+        for dom, out, p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
     for dom, out, p in procs:
-        ok = p.wait() == 0 and ok
         if out and os.path.exists(out):
             with open(out) as f:
                 figures["domains"].update(json.load(f)["domains"])
@@ -733,6 +787,8 @@ def main(argv=None):
                     help="shortest load before a kill, seconds")
     ap.add_argument("--load-max", type=float, default=0.6,
                     help="longest load before a kill, seconds")
+    ap.add_argument("--dup-rate", type=float, default=0.03,
+                    help="share of commands sent twice at once (same key)")
     ap.add_argument("--rebuild-rate", type=float, default=0.25,
                     help="share of kills just after a rebuild started")
     ap.add_argument("--startup-kill-rate", type=float, default=0.1,
@@ -755,6 +811,8 @@ def main(argv=None):
                     help="run the domains at the same time, one process "
                     "each")
     a = ap.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C: servers killed on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.bin:
         ct.BIN = a.bin
     if a.parallel and len(a.domains.split(",")) > 1:
@@ -810,12 +868,13 @@ def main(argv=None):
             "started, %d rebuilds resumed after restart), %d commands sent, "
             "%d acknowledged, %d refused (4xx), %d answers lost in a kill "
             "(%d had committed, %d applied once on retry), %d replays "
-            "byte-identical, %d verify runs, %d query checks, log head %d, "
-            "%.1f s" % (dom, s.kills, s.startup_kills, s.rebuild_kills,
-                        s.rebuild_resumed, s.sent, s.acked, s.refused,
-                        s.lost, s.lost_committed, s.lost_applied_on_retry,
-                        s.replays, s.verify_runs, s.query_checks, s.head,
-                        s.seconds))
+            "byte-identical, %d sent twice at once (%d with both answers), "
+            "%d verify runs, %d query checks, log head %d, %.1f s"
+            % (dom, s.kills, s.startup_kills, s.rebuild_kills,
+               s.rebuild_resumed, s.sent, s.acked, s.refused, s.lost,
+               s.lost_committed, s.lost_applied_on_retry, s.replays,
+               s.dup_sends, s.dup_pairs, s.verify_runs, s.query_checks,
+               s.head, s.seconds))
         log("%s: time by phase: %s" % (dom, ", ".join(
             "%s %.1f s" % kv for kv in sorted(s.phases.items()))))
         if ok and not a.keep:
