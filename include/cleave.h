@@ -487,6 +487,12 @@ typedef struct cleave_config {
 	int poison_backoff_ms;/* first backoff, doubled per retry; 0 → 20 */
 	uint64_t lmdb_map_size; /* address space per LMDB copy, bytes; the
 				   largest it can grow to; 0 → 64 GiB */
+	bool read_sync;       /* fsync every read-model commit.  Off (the
+				 default), read models are written without
+				 fsync — a process crash loses nothing — and
+				 after the machine itself crashed (another boot
+				 id, no clean shutdown) every read model is
+				 rebuilt from the log at open. */
 	cleave_log_fn log;
 	void *log_arg;
 } cleave_config;

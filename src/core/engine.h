@@ -239,6 +239,7 @@ struct cleave_engine {
 	pthread_cond_t appcond;  /* a projection applied more, or state */
 	uint64_t app_seq;
 	bool sync_stopping;
+	bool sync_opened;        /* read stores opened: mark run.json at close */
 
 	/* watches */
 	cl_watch *watches;

@@ -311,6 +311,10 @@ static void lm_close(cl_rstore *base)
 		mdb_txn_abort(t->txn);
 		free(t);
 	}
+	/* Whatever the commit mode, a closed store is on disk: the engine
+	 * marks a clean shutdown only after closing its stores. */
+	if (s->env && !s->read_only)
+		mdb_env_sync(s->env, 1);
 	if (s->env)
 		mdb_env_close(s->env);
 	arena_reset(s);

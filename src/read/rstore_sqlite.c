@@ -143,6 +143,11 @@ static void sq_close(cl_rstore *base)
 		conn_close(c);
 		free(c);
 	}
+	/* A closed store is on disk whatever the commit mode: the engine
+	 * marks a clean shutdown only after closing its stores. */
+	if (s->w.db)
+		cl_sqlite_script(s->w.db, "PRAGMA synchronous=FULL;"
+					  "PRAGMA wal_checkpoint(TRUNCATE);");
 	conn_close(&s->w);
 	pthread_mutex_destroy(&s->wmu);
 	pthread_mutex_destroy(&s->pmu);

@@ -239,6 +239,7 @@ int cl_server_run(const cl_server_config *cfg)
 	ec.durability = cfg->durability;
 	ec.queue_max = cfg->queue_max;
 	ec.lmdb_map_size = cfg->lmdb_map_size;
+	ec.read_sync = cfg->read_sync;
 	ec.batch_max = cfg->batch_max;
 	ec.log = cl_log_engine;
 	int rc = cleave_engine_open(&ec, &s.e);

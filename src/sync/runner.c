@@ -57,7 +57,8 @@ static cl_rstore_opts store_opts(cleave_engine *e)
 {
 	cl_rstore_opts o = {0};
 	o.read_only = e->cfg.read_only;
-	o.nosync = e->cfg.durability == CLEAVE_DURABILITY_OS;
+	o.nosync = !e->cfg.read_sync ||
+		   e->cfg.durability == CLEAVE_DURABILITY_OS;
 	o.map_size = e->cfg.lmdb_map_size;
 	return o;
 }
@@ -338,8 +339,100 @@ static void sweep_orphans(cleave_engine *e)
 	closedir(d);
 }
 
+/* ---- read models after a crash of the machine ------------------------- */
+
+/* Read models committed without fsync survive a process crash (the page
+ * cache has every commit) but not a crash of the machine, which may leave
+ * them torn.  read/run.json says whether the last engine closed cleanly and
+ * under which boot: an unclean end under another boot id means the machine
+ * went down, and every read model is rebuilt from the log. */
+static void boot_id(char *out, size_t cap)
+{
+	out[0] = 0;
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (!f)
+		return;
+	if (fgets(out, (int)cap, f))
+		out[strcspn(out, "\n")] = 0;
+	fclose(f);
+}
+
+static int run_mark(cleave_engine *e, bool clean)
+{
+	char id[64], path[4096], tmp[4096], text[256];
+	boot_id(id, sizeof(id));
+	int n = snprintf(text, sizeof(text),
+			 "{\"boot_id\":\"%s\",\"clean\":%s,\"pid\":%d}\n", id,
+			 clean ? "true" : "false", (int)getpid());
+	snprintf(path, sizeof(path), "%s/run.json", e->read_dir);
+	snprintf(tmp, sizeof(tmp), "%s/run.json.tmp", e->read_dir);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int rc = 0;
+	if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) ||
+	    rename(tmp, path))
+		rc = cl_err(CLEAVE_EIO, "writing %s: %s", path,
+			    strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return rc ? rc : cl_fsync_dir(e->read_dir);
+}
+
+static bool machine_crashed(cleave_engine *e)
+{
+	char path[4096], id[64], buf[256];
+	snprintf(path, sizeof(path), "%s/run.json", e->read_dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	cJSON *j = cJSON_Parse(buf);
+	bool clean = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "clean"));
+	const char *was = cl_json_str(j, "boot_id");
+	boot_id(id, sizeof(id));
+	bool crashed = !clean && was && strcmp(was, id) != 0;
+	cJSON_Delete(j);
+	return crashed;
+}
+
+/* Removes every copy of this domain's projections (a fresh start). */
+static void drop_all_copies(cleave_engine *e)
+{
+	DIR *d = opendir(e->read_dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *dot = strrchr(de->d_name, '.');
+		int gen;
+		char name[256];
+		if (!dot || sscanf(dot, ".g%d", &gen) != 1 ||
+		    (size_t)(dot - de->d_name) >= sizeof(name))
+			continue;
+		memcpy(name, de->d_name, (size_t)(dot - de->d_name));
+		name[dot - de->d_name] = 0;
+		if (cl_nametab_get(&e->proj_idx, name) < 0)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", e->read_dir, de->d_name);
+		cl_rmtree(path);
+	}
+	closedir(d);
+}
+
 int cl_sync_open(cleave_engine *e)
 {
+	if (!e->cfg.read_only && store_opts(e).nosync && machine_crashed(e)) {
+		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+		       "the machine went down while cleave ran (another boot, "
+		       "no clean shutdown): read models written without fsync "
+		       "are rebuilt from the log");
+		drop_all_copies(e);
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/catalog.json", e->read_dir);
+		unlink(path);
+	}
 	cJSON *cat = catalog_load(e);
 	cJSON *ps = cJSON_GetObjectItemCaseSensitive(cat, "projections");
 	int rc = 0;
@@ -368,6 +461,27 @@ int cl_sync_open(cleave_engine *e)
 		}
 		if (rc)
 			break;
+		if (!e->cfg.read_only &&
+		    atomic_load(&p->live->applied) > atomic_load(&e->head)) {
+			/* a read model ahead of the log: the log lost its end
+			 * (durability os and a crash of the machine, or a
+			 * restored write store) — it cannot be trusted */
+			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL,
+			       atomic_load(&p->live->applied),
+			       "projection %s is ahead of the log (head %lld): "
+			       "rebuilding it",
+			       p->def->name, (long long)atomic_load(&e->head));
+			p->live->retired = true;
+			cl_copy_unref(p->live);
+			p->live = NULL;
+			if (p->next_gen <= (int)cl_json_int(l, "gen", 1))
+				p->next_gen = (int)cl_json_int(l, "gen", 1) + 1;
+			if ((rc = copy_open(p, p->next_gen++, p->def->version,
+					    &p->live)))
+				break;
+			dirty = true;
+			b = NULL; /* a build under way is dropped too */
+		}
 		if (b) {
 			rc = copy_open(p, (int)cl_json_int(b, "gen", 1),
 				       (int)cl_json_int(b, "version", 1),
@@ -400,6 +514,10 @@ int cl_sync_open(cleave_engine *e)
 		rc = catalog_save(e);
 	if (!rc)
 		sweep_orphans(e);
+	if (!rc && !e->cfg.read_only)
+		rc = run_mark(e, false);
+	if (!rc)
+		e->sync_opened = true;
 	return rc;
 }
 
@@ -1071,6 +1189,7 @@ void cl_sync_close(cleave_engine *e)
 {
 	if (!e->proj)
 		return;
+	bool mark = e->sync_opened && !e->cfg.read_only;
 	for (int i = 0; i < e->nproj; i++) {
 		cl_proj *p = &e->proj[i];
 		if (!p->def)
@@ -1083,6 +1202,12 @@ void cl_sync_close(cleave_engine *e)
 		pthread_mutex_destroy(&p->mu);
 		pthread_cond_destroy(&p->resume);
 	}
+	/* every store is closed, hence on disk: a clean end */
+	if (mark && run_mark(e, true))
+		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+		       "could not record the clean shutdown: %s; read models "
+		       "will be rebuilt if the machine restarts first",
+		       cleave_errmsg());
 }
 
 /* ---- operations ------------------------------------------------------------ */

@@ -605,6 +605,117 @@ static void test_lock(void **state)
 	tu_rmdir(dir);
 }
 
+/* ---- read models after a crash of the machine -------------------------------- */
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void read_file(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, cap - 1, f);
+	buf[n] = 0;
+	fclose(f);
+}
+
+static void test_machine_crash_rebuilds(void **state)
+{
+	char *dir = tu_tmpdir("boot");
+	char run[1024], text[512];
+	snprintf(run, sizeof(run), "%s/read/run.json", dir);
+	cleave_engine *e = open_engine(dir, &td_domain, 0);
+	int64_t pos;
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(td_run(e, "Inc", "{\"id\":\"b\",\"by\":1}",
+					NULL, &pos),
+				 0);
+	TU_OK(cleave_wait_position(e, NULL, 0, pos, 5000));
+	read_file(run, text, sizeof(text));
+	assert_non_null(strstr(text, "\"clean\":false")); /* running */
+	cleave_engine_close(e);
+	read_file(run, text, sizeof(text));
+	assert_non_null(strstr(text, "\"clean\":true"));
+
+	/* a process crash (same boot): the copies are kept */
+	write_file(run, "{\"boot_id\":\"x\",\"clean\":true}");
+	char boot[64] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (f) {
+		if (fgets(boot, sizeof(boot), f))
+			boot[strcspn(boot, "\n")] = 0;
+		fclose(f);
+	}
+	snprintf(text, sizeof(text), "{\"boot_id\":\"%s\",\"clean\":false}",
+		 boot);
+	write_file(run, text);
+	e = open_engine(dir, &td_domain, 0);
+	cleave_proj_status s;
+	status_of(e, "totals", &s);
+	assert_int_equal(s.position, pos); /* not rebuilt: */
+	assert_int_equal(s.applied_total, 0); /* nothing applied again */
+	cleave_engine_close(e);
+
+	/* the machine went down: every copy is rebuilt from the log */
+	write_file(run, "{\"boot_id\":\"another-boot\",\"clean\":false}");
+	e = open_engine(dir, &td_domain, 0);
+	TU_OK(cleave_wait_position(e, NULL, 0, pos, 5000));
+	int rc;
+	int64_t qpos;
+	cJSON *j = query(e, "count", "b", &qpos, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(cJSON_GetObjectItem(j, "n")->valuedouble, 20);
+	cJSON_Delete(j);
+	int64_t nd = -1, at;
+	TU_OK(cleave_projection_verify(e, "totals", NULL, NULL, &nd, &at));
+	assert_int_equal(nd, 0);
+	cleave_proj_status s2;
+	status_of(e, "totals", &s2);
+	assert_int_equal(s2.applied_total, 20); /* applied again */
+	cleave_engine_close(e);
+	tu_rmdir(dir);
+}
+
+static void test_model_ahead_of_log(void **state)
+{
+	char *dir = tu_tmpdir("ahead");
+	cleave_engine *e = open_engine(dir, &td_domain, 0);
+	int64_t pos;
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(td_run(e, "Inc", "{\"id\":\"a\",\"by\":1}",
+					NULL, &pos),
+				 0);
+	TU_OK(cleave_wait_position(e, NULL, 0, pos, 5000));
+	cleave_engine_close(e);
+	/* the log loses its last 4 events (a restored backup, say) */
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/write.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "DELETE FROM events WHERE position > 6;"
+				      "UPDATE counters SET n = 6",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	e = open_engine(dir, &td_domain, 0);
+	TU_OK(cleave_wait_position(e, NULL, 0, 6, 5000));
+	cleave_proj_status s;
+	status_of(e, "totals", &s);
+	assert_int_equal(s.position, 6);
+	int rc;
+	cJSON *j = query(e, "count", "a", NULL, &rc);
+	assert_int_equal(cJSON_GetObjectItem(j, "n")->valuedouble, 6);
+	cJSON_Delete(j);
+	cleave_engine_close(e);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -617,6 +728,8 @@ int main(void)
 		cmocka_unit_test(test_rebuild_under_queries),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_lock),
+		cmocka_unit_test(test_machine_crash_rebuilds),
+		cmocka_unit_test(test_model_ahead_of_log),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
