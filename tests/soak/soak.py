@@ -235,8 +235,10 @@ plot '{csv}' using ($1/60):($2/1024) every ::1 with lines title 'RSS', \\
      '' using ($1/60):($3/1024) every ::1 with lines title 'RSS anon', \\
      '' using ($1/60):($4/1024) every ::1 with lines title 'RSS file'
 set ylabel 'open fds'
+set yrange [0:*]
 plot '{csv}' using ($1/60):5 every ::1 with lines title 'fds'
 set ylabel 'ms'
+set yrange [*:*]
 set xlabel 'minutes'
 set logscale y
 plot '{csv}' using ($1/60):8 every ::1 with lines title 'p99', \\
