@@ -508,6 +508,11 @@ again:
 			}
 			atomic_store(&e->head, wb.next_pos - 1);
 			cl_sync_notify(e);
+		} else {
+			/* commands that emitted and were rolled back left
+			 * their memory behind */
+			free(wb.ev);
+			cl_arena_free(&wb.arena);
 		}
 	}
 	e->commands_total += (uint64_t)n;
