@@ -138,7 +138,7 @@ static int sq_open(const cl_wstore_opts *o, cl_wstore **out)
 			 "PRAGMA journal_mode=WAL;"
 			 "PRAGMA synchronous=%s;"
 			 "PRAGMA wal_autocheckpoint=0;"
-			 "PRAGMA cache_size=-65536;"
+			 "PRAGMA cache_size=-16384;"
 			 "PRAGMA temp_store=MEMORY;"
 			 "PRAGMA foreign_keys=ON;",
 			 o->durability == CLEAVE_DURABILITY_OS ? "NORMAL"
@@ -422,7 +422,7 @@ static int sq_reader_open(cl_wstore *base, cl_wreader **out)
 		return rc;
 	}
 	/* no mmap: a reader's memory must not grow with the log */
-	cl_sqlite_script(r->db, "PRAGMA cache_size=-8192;");
+	cl_sqlite_script(r->db, "PRAGMA cache_size=-1024;");
 	r->cache = cl_stmt_cache_new(r->db);
 	if (!r->cache) {
 		sqlite3_close(r->db);
