@@ -8,6 +8,13 @@
 #include "cleave.h"
 #include "cli/cli.h"
 
+/* Read by jemalloc (the program's allocator, see CMakeLists.txt) at start:
+ * a background thread returns freed memory to the system even for arenas
+ * no thread allocates from any more (a finished rebuild's reader, say).
+ * Unused with any other allocator. */
+extern const char *malloc_conf;
+const char *malloc_conf = "background_thread:true,dirty_decay_ms:5000";
+
 static const cl_subcommand subcommands[] = {
 	{"serve", cl_cmd_serve, "serve a domain over HTTP (the default)"},
 	{"status", cl_cmd_status, "projections: state, position, lag"},
