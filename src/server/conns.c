@@ -1,5 +1,7 @@
 /*
- * conns.c — a deadline on slow clients.
+ * conns.c — per-connection state: the deadline on slow clients, and the
+ * request MHD holds for the connection (released here when MHD forgets
+ * it).
  */
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -23,7 +25,41 @@ struct cl_conn {
 	atomic_bool receiving;
 	_Atomic int64_t since_us;
 	bool cut;
+	cl_req *req; /* see cl_conn_hold; the connection's thread only */
 };
+
+/* ---- the request MHD holds ------------------------------------------------
+ *
+ * MHD 0.9.75 can lose a request: when the query string exhausts the
+ * connection's memory pool after our URI callback made its record, MHD
+ * queues its own 431, fails to grow the pool again, marks the connection
+ * closed, and calls neither the access handler nor the completion
+ * callback.  So each connection remembers the record MHD holds, from the
+ * URI callback (or the access handler's first call) to the completion
+ * callback; whatever is still there when the connection closes, or when
+ * the next request on it starts, MHD has forgotten, and we release it as
+ * the completion callback would have.  Every MHD callback of a
+ * connection runs on that connection's thread, so `req` needs no lock. */
+
+void cl_conn_hold(cl_conn *c, cl_req *r)
+{
+	if (!c || c->req == r)
+		return;
+	cl_req *old = c->req;
+	c->req = r;
+	if (old) {
+		cl_logf(CLEAVE_LOG_DEBUG, old->trace_id, NULL, -1,
+		        "releasing a request libmicrohttpd dropped");
+		old->track = NULL;
+		cl_req_drop(old);
+	}
+}
+
+void cl_conn_release(cl_conn *c, cl_req *r)
+{
+	if (c && c->req == r)
+		c->req = NULL;
+}
 
 void cl_conn_receiving(cl_conn *c, bool on)
 {
@@ -59,6 +95,7 @@ void cl_conn_notify(void *cls, struct MHD_Connection *conn,
 		cl_conn *c = *socket_context;
 		if (!c)
 			return;
+		cl_conn_hold(c, NULL);
 		pthread_mutex_lock(&s->cmu);
 		if (c->prev)
 			c->prev->next = c->next;

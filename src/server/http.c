@@ -378,26 +378,38 @@ static bool authorized(cl_req *r)
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	cl_srv *s = cls;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	cl_conn *track = ci ? ci->socket_context : NULL;
 	cl_req *r = req_new(s, uri, conn);
-	if (r) {
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		    conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		r->track = ci ? ci->socket_context : NULL;
-	}
+	if (r)
+		r->track = track;
+	cl_conn_hold(track, r);
 	return r;
+}
+
+void cl_req_drop(cl_req *r)
+{
+	cl_srv *s = r->s;
+	cl_waiter_del(s, r);
+	/* a pending engine callback must not resume what MHD dropped */
+	atomic_store(&r->resumed, true);
+	atomic_fetch_sub(&s->live_reqs, 1);
+	if (r->busy)
+		atomic_fetch_sub(&s->busy_reqs, 1);
+	cl_req_unref(r);
 }
 
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-	cl_srv *s = cls;
 	cl_req *r = *con_cls;
+	(void)cls;
+	(void)conn;
 	*con_cls = NULL;
 	if (!r)
 		return;
-	cl_waiter_del(s, r);
-	/* a pending engine callback must not resume what MHD dropped */
-	atomic_store(&r->resumed, true);
+	cl_conn_release(r->track, r);
 	cl_conn_receiving(r->track, true);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
 	    toe != MHD_REQUEST_TERMINATED_CLIENT_ABORT &&
@@ -405,10 +417,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	    toe != MHD_REQUEST_TERMINATED_READ_ERROR)
 		cl_logf(CLEAVE_LOG_DEBUG, r->trace_id, NULL, -1,
 		        "request ended early (MHD code %d)", (int)toe);
-	atomic_fetch_sub(&s->live_reqs, 1);
-	if (r->busy)
-		atomic_fetch_sub(&s->busy_reqs, 1);
-	cl_req_unref(r);
+	cl_req_drop(r);
 }
 
 static unsigned method_of(const char *m)
@@ -617,10 +626,14 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 	(void)url;
 	(void)version;
 	if (!r) {
-		/* no URI callback (out of memory there) */
+		/* no record from the URI callback (out of memory there) */
 		r = req_new(s, url, conn);
 		if (!r)
 			return MHD_NO;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		    conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		r->track = ci ? ci->socket_context : NULL;
+		cl_conn_hold(r->track, r);
 		*con_cls = r;
 	}
 	r->conn = conn;

@@ -11,8 +11,9 @@
  * runs the handler's continuation (`cont`) to answer.
  *
  * Ownership: a cl_req is reference-counted.  MHD holds one reference
- * until its request-completed callback; each pending engine callback holds
- * one.  The connection is resumed at most once per suspension: whoever
+ * until its request-completed callback (or, when MHD drops the request
+ * without that callback, until the connection closes: cl_conn_hold); each
+ * pending engine callback holds one.  The connection is resumed at most once per suspension: whoever
  * wins the exchange on `resumed` (the engine's callback or the shutdown
  * sweep) resumes it and records the result.
  */
@@ -203,6 +204,14 @@ long cl_pct_decode(char *s, size_t n, bool plus);
 void cl_conn_notify(void *cls, struct MHD_Connection *conn,
                     void **socket_context,
                     enum MHD_ConnectionNotificationCode toe);
+/* The request MHD holds for connection c, from the URI callback to the
+ * completion callback (r NULL: none).  A request still held when another
+ * replaces it, or when the connection closes, was dropped by MHD without
+ * its completion callback, and is released (cl_req_drop).  Both safe on a
+ * NULL c; connection thread only. */
+void cl_conn_hold(cl_conn *c, cl_req *r);
+/* Clears c's request if it is r (its completion callback ran). */
+void cl_conn_release(cl_conn *c, cl_req *r);
 /* on: a request is arriving (its deadline starts now); off: received. */
 void cl_conn_receiving(cl_conn *c, bool on);
 /* Cuts connections past their deadline; returns how many. */
@@ -218,6 +227,9 @@ void cl_waiters_close(cl_srv *s);
 /* Reference counting of requests. */
 void cl_req_ref(cl_req *r);
 void cl_req_unref(cl_req *r);
+/* Gives up MHD's reference to r (what the completion callback does): no
+ * engine callback will resume it any more. */
+void cl_req_drop(cl_req *r);
 /* Resumes r's suspended connection with result rc (r->async_rc), unless
  * someone already did (see the header comment).  True when this call
  * resumed it.  Any thread. */
