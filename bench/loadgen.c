@@ -213,6 +213,7 @@ struct worker {
 	size_t pq_head, pq_tail, pq_cap;
 	uint64_t pq_max;
 	uint64_t lag_timeouts;
+	uint64_t stuck;
 	bool stopping;
 };
 
@@ -758,8 +759,14 @@ static void *worker_run(void *arg)
 				conn_send(c, now_ns());
 		}
 	}
-	for (int i = 0; i < w->nconns; i++)
+	/* connections still waiting for an answer older than 1 s at the end:
+	 * a server that lost a request shows up here */
+	uint64_t tnow = now_ns();
+	for (int i = 0; i < w->nconns; i++) {
+		if (w->conns[i].busy && tnow - w->conns[i].t_start > 1000000000ull)
+			w->stuck++;
 		close(w->conns[i].fd);
+	}
 	return NULL;
 }
 
@@ -890,7 +897,7 @@ int main(int argc, char **argv)
 	hist *all = calloc(1, sizeof(hist)), *co = calloc(1, sizeof(hist)),
 	     *lag = calloc(1, sizeof(hist));
 	uint64_t done = 0, errors = 0, cerr = 0, checkouts = 0, cok = 0,
-		 pqmax = 0, lagto = 0;
+		 pqmax = 0, lagto = 0, stuck = 0;
 	uint64_t status[600] = {0};
 	for (int t = 0; t < nt; t++) {
 		worker *w = &ws[t];
@@ -903,6 +910,7 @@ int main(int argc, char **argv)
 		checkouts += w->checkouts;
 		cok += w->checkouts_ok;
 		lagto += w->lag_timeouts;
+		stuck += w->stuck;
 		if (w->pq_max > pqmax)
 			pqmax = w->pq_max;
 		for (int s = 0; s < 600; s++)
@@ -913,11 +921,12 @@ int main(int argc, char **argv)
 	       "\"conns\":%d,\"threads\":%d,\"rate\":%.1f,"
 	       "\"duration_s\":%.3f,\"requests\":%" PRIu64
 	       ",\"rps\":%.1f,\"errors\":%" PRIu64 ",\"conn_errors\":%" PRIu64
+	       ",\"stuck_conns\":%" PRIu64
 	       ",\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
 	       "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"mean_ms\":%.3f",
 	       opt.label, open_loop() ? "open" : "closed",
 	       opt.resp ? "resp" : "http", opt.conns, nt, opt.rate, secs, done,
-	       (double)done / secs, errors, cerr, hist_q(all, 0.5),
+	       (double)done / secs, errors, cerr, stuck, hist_q(all, 0.5),
 	       hist_q(all, 0.9), hist_q(all, 0.99), hist_q(all, 0.999),
 	       (double)all->max / 1000.0,
 	       all->n ? (double)all->sum / (double)all->n / 1000.0 : 0);

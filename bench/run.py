@@ -109,6 +109,39 @@ def git_commit():
         return "unknown"
 
 
+def mark_stall(r):
+    """A loadgen result with no answer in its window is a stall, not a
+    latency of zero: its latencies become None (n/a)."""
+    if not r.get("requests"):
+        r["stalled"] = True
+        for k in ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+                  "mean_ms", "checkout_p99_ms"]:
+            if k in r:
+                r[k] = None
+    if r.get("lag_count") == 0:
+        for k in ["lag_p50_ms", "lag_p99_ms", "lag_p999_ms", "lag_max_ms"]:
+            r[k] = None
+    return r
+
+
+def normalize(r):
+    """Applies mark_stall to a stored run (older files kept zeros)."""
+    raw = r.get("raw", {})
+    for w in ["w1", "w3", "w5", "w6"]:
+        x = raw.get(w, {})
+        groups = x.values() if w == "w1" else [x]
+        for g in groups:
+            for v in g.values():
+                if isinstance(v, dict) and "requests" in v:
+                    mark_stall(v)
+    w5 = raw.get("w5", {})
+    half = w5.get(50) or w5.get("50")
+    if half:
+        r["lag_p50_ms"] = half.get("lag_p50_ms")
+        r["lag_p99_ms"] = half.get("lag_p99_ms")
+    return r
+
+
 def cpu_pressure():
     """Share of the last 10 s in which some task waited for a CPU."""
     try:
@@ -204,7 +237,7 @@ class Bench:
                str(self.warm), "--prefix", self.prefix(), "--label", label]
         if resp:
             cmd.append("--resp")
-        r = run_json(cmd + list(args), timeout=600)
+        r = mark_stall(run_json(cmd + list(args), timeout=600))
         if srv and r.get("requests"):
             # CPU over the whole run (warmup included) per request answered
             # in it, estimated from the measured rate
@@ -230,15 +263,18 @@ class Bench:
                         'POST /commands/Restock {"productId":"p${rnd:1000}",'
                         '"quantity":1}', label="restock-%d" % c, srv=srv)
             out["restock"][c] = r
-            log("W1 Restock %3d conns: %8.0f/s p99 %.2f ms, server %s us CPU/req"
-                % (c, r["rps"], r["p99_ms"], r.get("server_cpu_us_per_request")))
+            log("W1 Restock %3d conns: %8.0f/s p99 %s ms, server %s us CPU/req%s"
+                % (c, r["rps"], fmt(r["p99_ms"]),
+                   r.get("server_cpu_us_per_request"),
+                   " STALLED" if r.get("stalled") else ""))
         for c in conns:
             r = self.lg(srv.port, "--conns", str(c), "--scenario", "checkout",
                         label="checkout-%d" % c, srv=srv)
             out["checkout"][c] = r
             log("W1 checkout mix %3d conns: %8.0f checkouts/s (%0.f cmd/s) "
-                "p99 %.2f ms" % (c, r["checkouts_per_s"], r["rps"],
-                                 r["p99_ms"]))
+                "p99 %s ms%s" % (c, r["checkouts_per_s"], r["rps"],
+                                 fmt(r["p99_ms"]),
+                                 " STALLED" if r.get("stalled") else ""))
         self.r["raw"]["w1"] = out
         best = max(out["restock"].values(), key=lambda x: x["rps"])
         bestc = max(out["checkout"].values(),
@@ -347,10 +383,11 @@ class Bench:
                         "--scenario", "lag", "--rate", "%.0f" % rate,
                         label="lag-%d" % pct)
             out[pct] = r
-            log("W5 lag at %d%% (%.0f/s): p50 %.2f p99 %.2f max %.2f ms "
-                "(commands p99 %.2f ms)" % (pct, rate, r["lag_p50_ms"],
-                                           r["lag_p99_ms"], r["lag_max_ms"],
-                                           r["p99_ms"]))
+            log("W5 lag at %d%% (%.0f/s): p50 %s p99 %s max %s ms "
+                "(commands p99 %s ms)%s" % (
+                    pct, rate, fmt(r["lag_p50_ms"]), fmt(r["lag_p99_ms"]),
+                    fmt(r["lag_max_ms"]), fmt(r["p99_ms"]),
+                    " STALLED" if r.get("stalled") else ""))
         self.r["raw"]["w5"] = out
         self.r["lag_p50_ms"] = out[50]["lag_p50_ms"]
         self.r["lag_p99_ms"] = out[50]["lag_p99_ms"]
@@ -869,9 +906,11 @@ def plot(r, png):
             a = raw["w1"]["restock"].get(c) or raw["w1"]["restock"][str(c)]
             b = raw["w1"]["checkout"].get(c) or raw["w1"]["checkout"][str(c)]
             p = pg.get(c) or pg.get(str(c)) or {}
-            f.write("%d %f %f %f %f %f %f\n" % (
-                c, a["rps"], b["checkouts_per_s"], p.get("tps") or 0,
-                a["p99_ms"], b["p99_ms"], p.get("p99_ms") or 0))
+            nan = lambda v: "NaN" if v is None else "%f" % v
+            f.write("%d %s %s %s %s %s %s\n" % (
+                c, nan(a["rps"] or None), nan(b["checkouts_per_s"] or None),
+                nan(p.get("tps")), nan(a["p99_ms"]), nan(b["p99_ms"]),
+                nan(p.get("p99_ms"))))
     bars = []
     for label, key in [("Restock HTTP", "commands_per_s"),
                        ("in-process", "inprocess_commands_per_s"),
@@ -948,9 +987,21 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--no-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--report", metavar="JSON",
+                    help="re-render the .md/.png/README of a full run's "
+                    "JSON (bench/results/<date>.json) without running")
     ap.add_argument("--commit", help="the commit --build was built from "
                     "(default: this tree's HEAD, -dirty when src/ differs)")
     a = ap.parse_args()
+    if a.report:
+        r = normalize(json.load(open(a.report)))
+        with open(a.report, "w") as f:
+            json.dump(r, f, indent=1, default=str)
+            f.write("\n")
+        stamp = os.path.basename(a.report).rsplit(".", 1)[0]
+        write_full(r, os.path.join(os.path.dirname(a.report), stamp), stamp,
+                   a)
+        return
     b = Bench(a)
     try:
         r = b.run()
@@ -977,20 +1028,30 @@ def main():
     with open(base + ".json", "w") as f:
         json.dump(r, f, indent=1, default=str)
         f.write("\n")
+    write_full(r, base, stamp, a)
+
+
+def write_full(r, base, stamp, a):
+    """The full run's markdown, plot and README table."""
+    md = table(r)
+    details = detail_tables(r)
     has_png = plot(r, base + ".png")
     with open(base + ".md", "w") as f:
         f.write("# Cleave benchmarks, %s\n\n" % stamp)
         f.write("Machine: %s. Commit %s. Load average at start %s, at end "
                 "%s (the machine is shared: other sessions' tests ran "
-                "meanwhile). Run took %s s.\n\n" % (
+                "meanwhile). Run took %s s. `n/a` in a latency column: no "
+                "answer came in the whole window (a stall; see "
+                "docs/performance.md).\n\n" % (
                     r["machine"], r["git_commit"], r["loadavg_at_start"],
                     r["loadavg_at_end"], r["seconds"]))
         f.write(md + "\n" + details + "\n")
         if has_png:
-            f.write("\n![throughput and latency](%s.png)\n" % stamp)
+            f.write("\n![throughput and latency](%s.png)\n" %
+                    os.path.basename(base))
     log("wrote %s.md/.json%s" % (base, "/.png" if has_png else ""))
     if not a.no_readme and not a.only:
-        update_readme(md, stamp)
+        update_readme(md, r.get("started", stamp)[:10])
         log("updated the README's benchmark table")
 
 
