@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #define HB_SUB 512
-#define HB_N (1024 + 40 * HB_SUB)
+#define HB_N   (1024 + 40 * HB_SUB)
 
 typedef struct hist {
 	uint64_t n, max, sum;

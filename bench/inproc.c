@@ -70,14 +70,15 @@ static void *run_thread(void *arg)
 	while (!atomic_load(&stop)) {
 		int len;
 		if (!checkout) {
-			len = snprintf(body, sizeof(body),
-				       "{\"productId\":\"p%u\",\"quantity\":1}",
-				       sl_rnd(&rng) % (uint32_t)opt.products + 1);
+			len =
+			    snprintf(body, sizeof(body),
+			             "{\"productId\":\"p%u\",\"quantity\":1}",
+			             sl_rnd(&rng) % (uint32_t)opt.products + 1);
 			sl_submit(t->e, &t->w, "Restock", body, len);
 			continue;
 		}
 		snprintf(cart, sizeof(cart), "ci-%d-%d-%" PRIu64, (int)pid,
-			 t->idx, n++);
+		         t->idx, n++);
 		int user = (int)(sl_rnd(&rng) % (uint32_t)opt.users) + 1;
 		bool sc = sl_rnd(&rng) % 100 < 5, promo = sl_rnd(&rng) % 4 == 0;
 		for (int step = 0; step < 4; step++) {
@@ -191,12 +192,12 @@ static int cmd_cleave(void)
 	       "\"projection_lag_events_at_end\":%" PRId64 "}\n",
 	       opt.workload, opt.threads, opt.window,
 	       opt.no_projections ? "false" : "true",
-	       opt.durability ? "os" : "fsync", secs,
-	       (double)(n1 - n0) / secs, ok, rej, failed, busy,
-	       hist_q(all, 0.5), hist_q(all, 0.99), (double)batches / secs,
+	       opt.durability ? "os" : "fsync", secs, (double)(n1 - n0) / secs,
+	       ok, rej, failed, busy, hist_q(all, 0.5), hist_q(all, 0.99),
+	       (double)batches / secs,
 	       batches ? (double)(s1.commands_total - s0.commands_total) /
-			     (double)batches
-		       : 0,
+	                     (double)batches
+	               : 0,
 	       (double)(s1.fsyncs - s0.fsyncs) / secs,
 	       (double)(s1.events_appended - s0.events_appended) / secs,
 	       n1 > n0 ? (double)(io1 - io0) / (double)(n1 - n0) : 0,
@@ -212,8 +213,10 @@ static int cmd_seed(void)
 	int64_t head = cleave_log_head(e);
 	cleave_wait_position(e, NULL, 0, head, 60000);
 	cleave_engine_close(e);
-	fprintf(stderr, "seeded %s: %d users, %d products, %d scarce, head %" PRId64 "\n",
-		opt.data, opt.users, opt.products, opt.scarce, head);
+	fprintf(stderr,
+	        "seeded %s: %d users, %d products, %d scarce, head %" PRId64
+	        "\n",
+	        opt.data, opt.users, opt.products, opt.scarce, head);
 	return 0;
 }
 
@@ -266,11 +269,11 @@ static int cmd_naive(void)
 	       " command_id TEXT, idem_key TEXT, causation_id TEXT);"
 	       "CREATE UNIQUE INDEX events_stream ON events(stream, version);");
 	sqlite3_stmt *ip = prep(db, "INSERT INTO products (product_id, name,"
-				    " category, description, price_cents,"
-				    " added_at) VALUES (?, 'x', 'c', '', 100,"
-				    " 0)");
+	                            " category, description, price_cents,"
+	                            " added_at) VALUES (?, 'x', 'c', '', 100,"
+	                            " 0)");
 	sqlite3_stmt *ii = prep(db, "INSERT INTO inventory (product_id, stock)"
-				    " VALUES (?, 1000000000)");
+	                            " VALUES (?, 1000000000)");
 	for (int i = 1; i <= opt.products; i++) {
 		char id[24];
 		snprintf(id, sizeof(id), "p%d", i);
@@ -281,20 +284,22 @@ static int cmd_naive(void)
 	}
 	sq(db, "COMMIT");
 	sqlite3_stmt *sel = prep(db, "SELECT stock FROM inventory"
-				     " WHERE product_id = ?");
+	                             " WHERE product_id = ?");
 	sqlite3_stmt *upd = prep(db, "UPDATE inventory SET stock = ?"
-				     " WHERE product_id = ?");
-	sqlite3_stmt *ver = prep(db, "SELECT version FROM events WHERE"
-				     " stream = ? ORDER BY version DESC LIMIT 1");
+	                             " WHERE product_id = ?");
+	sqlite3_stmt *ver =
+	    prep(db, "SELECT version FROM events WHERE"
+	             " stream = ? ORDER BY version DESC LIMIT 1");
 	sqlite3_stmt *app = prep(
 	    db, "INSERT INTO events(position, stream, version, type,"
-		" schema_version, data, ts_us, trace_id, command_id, idem_key,"
-		" causation_id) VALUES(NULL,?,?,'ProductRestocked',1,?,?,?,?,"
-		"NULL,NULL)");
+	        " schema_version, data, ts_us, trace_id, command_id, idem_key,"
+	        " causation_id) VALUES(NULL,?,?,'ProductRestocked',1,?,?,?,?,"
+	        "NULL,NULL)");
 	sqlite3_stmt *begin = prep(db, "BEGIN IMMEDIATE");
 	sqlite3_stmt *commit = prep(db, "COMMIT");
 	uint32_t rng = 12345;
-	uint64_t n = 0, t0 = sl_now_ns(), tend = t0 + (uint64_t)(opt.duration * 1e9);
+	uint64_t n = 0, t0 = sl_now_ns(),
+	         tend = t0 + (uint64_t)(opt.duration * 1e9);
 	uint64_t t = t0;
 	hist *h = calloc(1, sizeof(hist));
 	while (t < tend) {
@@ -313,13 +318,13 @@ static int cmd_naive(void)
 		step_done(db, upd);
 		sqlite3_bind_text(ver, 1, stream, -1, SQLITE_STATIC);
 		int64_t v = sqlite3_step(ver) == SQLITE_ROW
-				? sqlite3_column_int64(ver, 0)
-				: 0;
+		                ? sqlite3_column_int64(ver, 0)
+		                : 0;
 		sqlite3_reset(ver);
 		int dn = snprintf(data, sizeof(data),
-				  "{\"productId\":\"%s\",\"quantity\":1,"
-				  "\"stock\":%" PRId64 "}",
-				  id, stock);
+		                  "{\"productId\":\"%s\",\"quantity\":1,"
+		                  "\"stock\":%" PRId64 "}",
+		                  id, stock);
 		sqlite3_bind_text(app, 1, stream, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(app, 2, v + 1);
 		sqlite3_bind_text(app, 3, data, dn, SQLITE_STATIC);
@@ -345,12 +350,12 @@ static int cmd_naive(void)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"data", 1, 0, 'D'},     {"workload", 1, 0, 'W'},
-	    {"threads", 1, 0, 't'},  {"window", 1, 0, 'w'},
-	    {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'u'},
+	    {"data", 1, 0, 'D'},           {"workload", 1, 0, 'W'},
+	    {"threads", 1, 0, 't'},        {"window", 1, 0, 'w'},
+	    {"duration", 1, 0, 'd'},       {"warmup", 1, 0, 'u'},
 	    {"no-projections", 0, 0, 'N'}, {"durability", 1, 0, 'y'},
-	    {"users", 1, 0, 'U'},    {"products", 1, 0, 'P'},
-	    {"scarce", 1, 0, 'S'},   {0, 0, 0, 0}};
+	    {"users", 1, 0, 'U'},          {"products", 1, 0, 'P'},
+	    {"scarce", 1, 0, 'S'},         {0, 0, 0, 0}};
 	if (argc < 2)
 		sl_die("usage: inproc seed|cleave|naive --data DIR [options]");
 	const char *sub = argv[1];
@@ -358,18 +363,41 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'D': opt.data = optarg; break;
-		case 'W': opt.workload = optarg; break;
-		case 't': opt.threads = atoi(optarg); break;
-		case 'w': opt.window = atoi(optarg); break;
-		case 'd': opt.duration = atof(optarg); break;
-		case 'u': opt.warmup = atof(optarg); break;
-		case 'N': opt.no_projections = true; break;
-		case 'y': opt.durability = !strcmp(optarg, "os"); break;
-		case 'U': opt.users = atoi(optarg); break;
-		case 'P': opt.products = atoi(optarg); break;
-		case 'S': opt.scarce = atoi(optarg); break;
-		default: sl_die("bad option");
+		case 'D':
+			opt.data = optarg;
+			break;
+		case 'W':
+			opt.workload = optarg;
+			break;
+		case 't':
+			opt.threads = atoi(optarg);
+			break;
+		case 'w':
+			opt.window = atoi(optarg);
+			break;
+		case 'd':
+			opt.duration = atof(optarg);
+			break;
+		case 'u':
+			opt.warmup = atof(optarg);
+			break;
+		case 'N':
+			opt.no_projections = true;
+			break;
+		case 'y':
+			opt.durability = !strcmp(optarg, "os");
+			break;
+		case 'U':
+			opt.users = atoi(optarg);
+			break;
+		case 'P':
+			opt.products = atoi(optarg);
+			break;
+		case 'S':
+			opt.scarce = atoi(optarg);
+			break;
+		default:
+			sl_die("bad option");
 		}
 	}
 	if (!opt.data && strcmp(sub, "schema"))

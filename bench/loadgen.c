@@ -203,13 +203,13 @@ struct worker {
 	uint64_t t_measure, t_end;
 	uint64_t sent;
 	/* open loop */
-	double rate;        /* this worker's share */
-	uint64_t next_due;  /* ns */
+	double rate;       /* this worker's share */
+	uint64_t next_due; /* ns */
 	uint64_t sched_n;
 	uint64_t t0;
-	conn *idle;        /* idle command connections */
-	conn *idle_q;      /* idle query connections (lag) */
-	pending *pq;       /* lag: answers waiting for a query connection */
+	conn *idle;   /* idle command connections */
+	conn *idle_q; /* idle query connections (lag) */
+	pending *pq;  /* lag: answers waiting for a query connection */
 	size_t pq_head, pq_tail, pq_cap;
 	uint64_t pq_max;
 	uint64_t lag_timeouts;
@@ -255,7 +255,8 @@ static void expand(worker *w, conn *c, const char *t, size_t tn, buf *b)
 		const char *k = d + 2;
 		size_t kn = (size_t)(close - k);
 		if (kn == 2 && !memcmp(k, "id", 2))
-			buf_printf(b, "%s-%d-%" PRIu64, opt.prefix, c->id, c->seq);
+			buf_printf(b, "%s-%d-%" PRIu64, opt.prefix, c->id,
+			           c->seq);
 		else if (kn == 4 && !memcmp(k, "conn", 4))
 			buf_printf(b, "%d", c->id);
 		else if (kn == 3 && !memcmp(k, "seq", 3))
@@ -268,7 +269,8 @@ static void expand(worker *w, conn *c, const char *t, size_t tn, buf *b)
 			int n = 0;
 			const char *s = k + 5;
 			while (s <= close && n < 64) {
-				const char *bar = memchr(s, '|', (size_t)(close - s));
+				const char *bar =
+				    memchr(s, '|', (size_t)(close - s));
 				const char *e = bar ? bar : close;
 				opts[n] = s;
 				lens[n++] = (size_t)(e - s);
@@ -283,16 +285,16 @@ static void expand(worker *w, conn *c, const char *t, size_t tn, buf *b)
 }
 
 static void http_request(conn *c, const char *method, const char *path,
-			 const char *body, size_t blen)
+                         const char *body, size_t blen)
 {
 	buf *o = &c->out;
 	buf_printf(o, "%s %s HTTP/1.1\r\nHost: %s:%d\r\n", method, path,
-		   opt.host, opt.port);
+	           opt.host, opt.port);
 	if (body) {
 		buf_printf(o,
-			   "Content-Type: application/json\r\n"
-			   "Content-Length: %zu\r\n\r\n",
-			   blen);
+		           "Content-Type: application/json\r\n"
+		           "Content-Length: %zu\r\n\r\n",
+		           blen);
 		buf_add(o, body, blen);
 	} else
 		buf_add(o, "\r\n", 2);
@@ -340,7 +342,7 @@ static void build_checkout(worker *w, conn *c)
 	int n;
 	if (c->step == 0) {
 		snprintf(c->cart, sizeof(c->cart), "c-%s-%d-%" PRIu64,
-			 opt.prefix, c->id, c->seq);
+		         opt.prefix, c->id, c->seq);
 		snprintf(c->user, sizeof(c->user), "u%d", rnd_n(w, opt.users));
 		c->cart_scarce = chance(w, opt.scarce_share);
 	}
@@ -348,25 +350,25 @@ static void build_checkout(worker *w, conn *c)
 		char product[32];
 		if (c->step == 2 && c->cart_scarce)
 			snprintf(product, sizeof(product), "s%d",
-				 rnd_n(w, opt.scarce));
+			         rnd_n(w, opt.scarce));
 		else
 			snprintf(product, sizeof(product), "p%d",
-				 rnd_n(w, opt.products));
+			         rnd_n(w, opt.products));
 		n = snprintf(body, sizeof(body),
-			     "{\"cartId\":\"%s\",\"userId\":\"%s\","
-			     "\"productId\":\"%s\",\"quantity\":%d}",
-			     c->cart, c->user, product, rnd_n(w, 3));
+		             "{\"cartId\":\"%s\",\"userId\":\"%s\","
+		             "\"productId\":\"%s\",\"quantity\":%d}",
+		             c->cart, c->user, product, rnd_n(w, 3));
 		http_request(c, "POST", "/commands/AddToCart", body, (size_t)n);
 	} else {
 		if (chance(w, opt.promo_share))
 			n = snprintf(body, sizeof(body),
-				     "{\"userId\":\"%s\",\"cartId\":\"%s\","
-				     "\"promoCode\":\"%s\"}",
-				     c->user, c->cart, opt.promo);
+			             "{\"userId\":\"%s\",\"cartId\":\"%s\","
+			             "\"promoCode\":\"%s\"}",
+			             c->user, c->cart, opt.promo);
 		else
 			n = snprintf(body, sizeof(body),
-				     "{\"userId\":\"%s\",\"cartId\":\"%s\"}",
-				     c->user, c->cart);
+			             "{\"userId\":\"%s\",\"cartId\":\"%s\"}",
+			             c->user, c->cart);
 		http_request(c, "POST", "/commands/Checkout", body, (size_t)n);
 	}
 }
@@ -375,8 +377,8 @@ static void build_lag_cmd(worker *w, conn *c)
 {
 	char body[128];
 	int n = snprintf(body, sizeof(body),
-			 "{\"productId\":\"p%d\",\"quantity\":1}",
-			 rnd_n(w, opt.products));
+	                 "{\"productId\":\"p%d\",\"quantity\":1}",
+	                 rnd_n(w, opt.products));
 	http_request(c, "POST", "/commands/Restock", body, (size_t)n);
 }
 
@@ -394,13 +396,14 @@ static void conn_open(conn *c)
 		die("socket: %s", strerror(errno));
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) && errno != EINPROGRESS)
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) &&
+	    errno != EINPROGRESS)
 		die("connect %s:%d: %s", opt.host, opt.port, strerror(errno));
 	c->fd = fd;
 	c->connected = false;
 	c->in.len = 0;
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET,
-				 .data.ptr = c};
+	                         .data.ptr = c};
 	if (epoll_ctl(c->w->ep, EPOLL_CTL_ADD, fd, &ev))
 		die("epoll_ctl: %s", strerror(errno));
 }
@@ -419,7 +422,7 @@ static void conn_flush(conn *c)
 {
 	while (c->out_off < c->out.len) {
 		ssize_t n = send(c->fd, c->out.p + c->out_off,
-				 c->out.len - c->out_off, MSG_NOSIGNAL);
+		                 c->out.len - c->out_off, MSG_NOSIGNAL);
 		if (n > 0) {
 			c->out_off += (size_t)n;
 			continue;
@@ -457,9 +460,9 @@ static void conn_send_query(conn *c, const pending *p)
 	c->in.len = 0;
 	c->seq++;
 	snprintf(path, sizeof(path),
-		 "/queries/product?productId=p%d&min_position=%" PRId64
-		 "&wait_ms=10000",
-		 p->product, p->pos);
+	         "/queries/product?productId=p%d&min_position=%" PRId64
+	         "&wait_ms=10000",
+	         p->product, p->pos);
 	http_request(c, "GET", path, NULL, 0);
 	c->busy = true;
 	c->t_start = now_ns();
@@ -554,9 +557,9 @@ static void on_answer(conn *c, int status, int64_t pos)
 	uint64_t t = now_ns();
 	/* closed loop: requests sent in the window; open loop: answers that
 	 * came in the window, however late (a backlog shows as latency) */
-	bool in_window = (open_loop() ? t >= w->t_measure
-				      : c->t_start >= w->t_measure) &&
-			 t <= w->t_end;
+	bool in_window =
+	    (open_loop() ? t >= w->t_measure : c->t_start >= w->t_measure) &&
+	    t <= w->t_end;
 	uint64_t us = (t - c->t_start) / 1000;
 	c->busy = false;
 	if (c->role == R_QUERY) {
@@ -578,7 +581,8 @@ static void on_answer(conn *c, int status, int64_t pos)
 		hist_add(&w->lat, us);
 		w->done++;
 		w->status[status > 0 && status < 600 ? status : 0]++;
-		if (status != 200 && !(opt.scenario == SC_CHECKOUT && status == 422))
+		if (status != 200 &&
+		    !(opt.scenario == SC_CHECKOUT && status == 422))
 			w->errors++;
 	}
 	if (opt.scenario == SC_CHECKOUT) {
@@ -617,13 +621,14 @@ static void conn_read(conn *c)
 	for (;;) {
 		buf_need(&c->in, 65536);
 		ssize_t n = recv(c->fd, c->in.p + c->in.len,
-				 c->in.cap - c->in.len - 1, 0);
+		                 c->in.cap - c->in.len - 1, 0);
 		if (n > 0) {
 			c->in.len += (size_t)n;
 			int status;
 			int64_t pos;
 			bool close_after;
-			long used = parse_answer(c, &status, &pos, &close_after);
+			long used =
+			    parse_answer(c, &status, &pos, &close_after);
 			if (used < 0) {
 				conn_reopen(c);
 				return;
@@ -671,7 +676,8 @@ static void dispatch_due(worker *w, uint64_t t)
 		w->idle = c->next_idle;
 		conn_send(c, w->next_due);
 		w->sched_n++;
-		w->next_due = w->t0 + (uint64_t)((double)w->sched_n * 1e9 / w->rate);
+		w->next_due =
+		    w->t0 + (uint64_t)((double)w->sched_n * 1e9 / w->rate);
 	}
 }
 
@@ -690,7 +696,8 @@ static void *worker_run(void *arg)
 			if (!c->connected && (evs[i].events & EPOLLOUT)) {
 				int err = 0;
 				socklen_t l = sizeof(err);
-				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err,
+				           &l);
 				if (err)
 					die("connect %s:%d: %s", opt.host,
 					    opt.port, strerror(err));
@@ -763,7 +770,8 @@ static void *worker_run(void *arg)
 	 * a server that lost a request shows up here */
 	uint64_t tnow = now_ns();
 	for (int i = 0; i < w->nconns; i++) {
-		if (w->conns[i].busy && tnow - w->conns[i].t_start > 1000000000ull)
+		if (w->conns[i].busy &&
+		    tnow - w->conns[i].t_start > 1000000000ull)
 			w->stuck++;
 		close(w->conns[i].fd);
 	}
@@ -774,61 +782,90 @@ static void *worker_run(void *arg)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: loadgen [options]\n"
-		"  --host A --port P       target (IPv4), default 127.0.0.1:8080\n"
-		"  --conns N               connections (default 16)\n"
-		"  --threads N             epoll threads (default 1)\n"
-		"  --duration S            measured seconds (default 10)\n"
-		"  --warmup S              unmeasured seconds first (default 1)\n"
-		"  --requests N            stop after N requests instead\n"
-		"  --rate R                open loop: R requests/s in total\n"
-		"  --req 'M PATH [BODY]'   a request template (repeatable)\n"
-		"  --resp                  speak Redis RESP (templates are "
-		"command lines)\n"
-		"  --scenario checkout|lag\n"
-		"  --prefix S              id prefix (unique per run)\n"
-		"  --users N --products N --scarce N   id ranges (u1.., p1.., "
-		"s1..)\n"
-		"  --promo CODE --promo-share F --scarce-share F\n"
-		"  --query-conns N         lag: query connections (default "
-		"2 x conns)\n"
-		"  --label S               copied into the JSON\n");
+	fprintf(
+	    stderr,
+	    "usage: loadgen [options]\n"
+	    "  --host A --port P       target (IPv4), default 127.0.0.1:8080\n"
+	    "  --conns N               connections (default 16)\n"
+	    "  --threads N             epoll threads (default 1)\n"
+	    "  --duration S            measured seconds (default 10)\n"
+	    "  --warmup S              unmeasured seconds first (default 1)\n"
+	    "  --requests N            stop after N requests instead\n"
+	    "  --rate R                open loop: R requests/s in total\n"
+	    "  --req 'M PATH [BODY]'   a request template (repeatable)\n"
+	    "  --resp                  speak Redis RESP (templates are "
+	    "command lines)\n"
+	    "  --scenario checkout|lag\n"
+	    "  --prefix S              id prefix (unique per run)\n"
+	    "  --users N --products N --scarce N   id ranges (u1.., p1.., "
+	    "s1..)\n"
+	    "  --promo CODE --promo-share F --scarce-share F\n"
+	    "  --query-conns N         lag: query connections (default "
+	    "2 x conns)\n"
+	    "  --label S               copied into the JSON\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-	    {"host", 1, 0, 'h'},       {"port", 1, 0, 'p'},
-	    {"conns", 1, 0, 'c'},      {"threads", 1, 0, 't'},
-	    {"duration", 1, 0, 'd'},   {"warmup", 1, 0, 'w'},
-	    {"requests", 1, 0, 'n'},   {"rate", 1, 0, 'r'},
-	    {"req", 1, 0, 'q'},        {"resp", 0, 0, 'R'},
-	    {"scenario", 1, 0, 's'},   {"prefix", 1, 0, 'P'},
-	    {"users", 1, 0, 'U'},      {"products", 1, 0, 'D'},
-	    {"scarce", 1, 0, 'S'},     {"promo", 1, 0, 'm'},
-	    {"promo-share", 1, 0, 'M'}, {"scarce-share", 1, 0, 'X'},
-	    {"query-conns", 1, 0, 'Q'}, {"label", 1, 0, 'L'},
-	    {"seed", 1, 0, 'e'},       {"help", 0, 0, 'H'},
-	    {0, 0, 0, 0}};
+	static const struct option lo[] = {{"host", 1, 0, 'h'},
+	                                   {"port", 1, 0, 'p'},
+	                                   {"conns", 1, 0, 'c'},
+	                                   {"threads", 1, 0, 't'},
+	                                   {"duration", 1, 0, 'd'},
+	                                   {"warmup", 1, 0, 'w'},
+	                                   {"requests", 1, 0, 'n'},
+	                                   {"rate", 1, 0, 'r'},
+	                                   {"req", 1, 0, 'q'},
+	                                   {"resp", 0, 0, 'R'},
+	                                   {"scenario", 1, 0, 's'},
+	                                   {"prefix", 1, 0, 'P'},
+	                                   {"users", 1, 0, 'U'},
+	                                   {"products", 1, 0, 'D'},
+	                                   {"scarce", 1, 0, 'S'},
+	                                   {"promo", 1, 0, 'm'},
+	                                   {"promo-share", 1, 0, 'M'},
+	                                   {"scarce-share", 1, 0, 'X'},
+	                                   {"query-conns", 1, 0, 'Q'},
+	                                   {"label", 1, 0, 'L'},
+	                                   {"seed", 1, 0, 'e'},
+	                                   {"help", 0, 0, 'H'},
+	                                   {0, 0, 0, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'h': opt.host = optarg; break;
-		case 'p': opt.port = atoi(optarg); break;
-		case 'c': opt.conns = atoi(optarg); break;
-		case 't': opt.threads = atoi(optarg); break;
-		case 'd': opt.duration = atof(optarg); break;
-		case 'w': opt.warmup = atof(optarg); break;
-		case 'n': opt.max_requests = strtoull(optarg, NULL, 10); break;
-		case 'r': opt.rate = atof(optarg); break;
+		case 'h':
+			opt.host = optarg;
+			break;
+		case 'p':
+			opt.port = atoi(optarg);
+			break;
+		case 'c':
+			opt.conns = atoi(optarg);
+			break;
+		case 't':
+			opt.threads = atoi(optarg);
+			break;
+		case 'd':
+			opt.duration = atof(optarg);
+			break;
+		case 'w':
+			opt.warmup = atof(optarg);
+			break;
+		case 'n':
+			opt.max_requests = strtoull(optarg, NULL, 10);
+			break;
+		case 'r':
+			opt.rate = atof(optarg);
+			break;
 		case 'q':
 			if (opt.nreqs == 32)
 				die("at most 32 --req");
 			opt.reqs[opt.nreqs++] = optarg;
 			break;
-		case 'R': opt.resp = true; break;
+		case 'R':
+			opt.resp = true;
+			break;
 		case 's':
 			if (!strcmp(optarg, "checkout"))
 				opt.scenario = SC_CHECKOUT;
@@ -837,17 +874,38 @@ int main(int argc, char **argv)
 			else
 				die("unknown scenario %s", optarg);
 			break;
-		case 'P': opt.prefix = optarg; break;
-		case 'U': opt.users = atoi(optarg); break;
-		case 'D': opt.products = atoi(optarg); break;
-		case 'S': opt.scarce = atoi(optarg); break;
-		case 'm': opt.promo = optarg; break;
-		case 'M': opt.promo_share = atof(optarg); break;
-		case 'X': opt.scarce_share = atof(optarg); break;
-		case 'Q': opt.query_conns = atoi(optarg); break;
-		case 'L': opt.label = optarg; break;
-		case 'e': opt.seed = (uint32_t)strtoul(optarg, NULL, 10); break;
-		default: usage();
+		case 'P':
+			opt.prefix = optarg;
+			break;
+		case 'U':
+			opt.users = atoi(optarg);
+			break;
+		case 'D':
+			opt.products = atoi(optarg);
+			break;
+		case 'S':
+			opt.scarce = atoi(optarg);
+			break;
+		case 'm':
+			opt.promo = optarg;
+			break;
+		case 'M':
+			opt.promo_share = atof(optarg);
+			break;
+		case 'X':
+			opt.scarce_share = atof(optarg);
+			break;
+		case 'Q':
+			opt.query_conns = atoi(optarg);
+			break;
+		case 'L':
+			opt.label = optarg;
+			break;
+		case 'e':
+			opt.seed = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (opt.scenario == SC_TEMPLATE && !opt.nreqs)
@@ -872,8 +930,8 @@ int main(int argc, char **argv)
 		w->rng = opt.seed * 2654435761u + (uint32_t)t * 40503u + 1;
 		int nc = opt.conns / nt + (t < opt.conns % nt);
 		int nq = opt.scenario == SC_LAG
-			     ? opt.query_conns / nt + (t < opt.query_conns % nt)
-			     : 0;
+		             ? opt.query_conns / nt + (t < opt.query_conns % nt)
+		             : 0;
 		w->nconns = nc + nq;
 		w->conns = calloc((size_t)w->nconns, sizeof(conn));
 		w->ep = epoll_create1(0);
@@ -897,7 +955,7 @@ int main(int argc, char **argv)
 	hist *all = calloc(1, sizeof(hist)), *co = calloc(1, sizeof(hist)),
 	     *lag = calloc(1, sizeof(hist));
 	uint64_t done = 0, errors = 0, cerr = 0, checkouts = 0, cok = 0,
-		 pqmax = 0, lagto = 0, stuck = 0;
+	         pqmax = 0, lagto = 0, stuck = 0;
 	uint64_t status[600] = {0};
 	for (int t = 0; t < nt; t++) {
 		worker *w = &ws[t];
@@ -934,7 +992,8 @@ int main(int argc, char **argv)
 	bool first = true;
 	for (int s = 0; s < 600; s++)
 		if (status[s]) {
-			printf("%s\"%d\":%" PRIu64, first ? "" : ",", s, status[s]);
+			printf("%s\"%d\":%" PRIu64, first ? "" : ",", s,
+			       status[s]);
 			first = false;
 		}
 	printf("}");
@@ -953,9 +1012,9 @@ int main(int argc, char **argv)
 		       pqmax);
 	printf("}\n");
 	fprintf(stderr,
-		"loadgen %s: %d conns, %.0f req/s, p50 %.3f ms, p99 %.3f ms, "
-		"p99.9 %.3f ms, errors %" PRIu64 "\n",
-		opt.label, opt.conns, (double)done / secs, hist_q(all, 0.5),
-		hist_q(all, 0.99), hist_q(all, 0.999), errors);
+	        "loadgen %s: %d conns, %.0f req/s, p50 %.3f ms, p99 %.3f ms, "
+	        "p99.9 %.3f ms, errors %" PRIu64 "\n",
+	        opt.label, opt.conns, (double)done / secs, hist_q(all, 0.5),
+	        hist_q(all, 0.99), hist_q(all, 0.999), errors);
 	return 0;
 }

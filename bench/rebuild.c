@@ -68,21 +68,22 @@ static int64_t gen_direct(const char *data, int64_t target)
 	snprintf(path, sizeof(path), "%s/write.db", data);
 	if (sqlite3_open(path, &db) != SQLITE_OK)
 		sl_die("open %s", path);
-	sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
-			 "PRAGMA cache_size=-262144;",
-		     NULL, NULL, NULL);
+	sqlite3_exec(db,
+	             "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+	             "PRAGMA cache_size=-262144;",
+	             NULL, NULL, NULL);
 	sqlite3_stmt *st = NULL, *q = NULL;
 	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO events(position, stream, version,"
-			       " type, schema_version, data, ts_us, trace_id,"
-			       " command_id, idem_key, causation_id)"
-			       " VALUES(?,?,?,?,1,?,?,?,?,NULL,NULL)",
-			       -1, &st, NULL) != SQLITE_OK ||
+	                       "INSERT INTO events(position, stream, version,"
+	                       " type, schema_version, data, ts_us, trace_id,"
+	                       " command_id, idem_key, causation_id)"
+	                       " VALUES(?,?,?,?,1,?,?,?,?,NULL,NULL)",
+	                       -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db,
-			       "SELECT coalesce(max(position),0),"
-			       " (SELECT count(*) FROM events"
-			       "  WHERE type = 'OrderPlaced') FROM events",
-			       -1, &q, NULL) != SQLITE_OK)
+	                       "SELECT coalesce(max(position),0),"
+	                       " (SELECT count(*) FROM events"
+	                       "  WHERE type = 'OrderPlaced') FROM events",
+	                       -1, &q, NULL) != SQLITE_OK)
 		sl_die("prepare: %s", sqlite3_errmsg(db));
 	sqlite3_step(q);
 	int64_t pos = sqlite3_column_int64(q, 0);
@@ -115,29 +116,34 @@ static int64_t gen_direct(const char *data, int64_t target)
 		for (int l = 0; l < 3; l++) {
 			int n;
 			if (l == 2 && scarce)
-				n = snprintf(buf, sizeof(buf),
-					     "{\"cartId\":\"%s\",\"userId\":"
-					     "\"u%d\",\"productId\":\"s%d\","
-					     "\"quantity\":%d,\"line_quantity\":"
-					     "%d,\"opened\":false}",
-					     cart, user, prod[l] % 10 + 1, qty[l],
-					     qty[l]);
+				n = snprintf(
+				    buf, sizeof(buf),
+				    "{\"cartId\":\"%s\",\"userId\":"
+				    "\"u%d\",\"productId\":\"s%d\","
+				    "\"quantity\":%d,\"line_quantity\":"
+				    "%d,\"opened\":false}",
+				    cart, user, prod[l] % 10 + 1, qty[l],
+				    qty[l]);
 			else
-				n = snprintf(buf, sizeof(buf),
-					     "{\"cartId\":\"%s\",\"userId\":"
-					     "\"u%d\",\"productId\":\"p%d\","
-					     "\"quantity\":%d,\"line_quantity\":"
-					     "%d,\"opened\":%s}",
-					     cart, user, prod[l], qty[l], lq[l],
-					     l == 0 ? "true" : "false");
-			snprintf(trace, sizeof(trace), "%032" PRIx64, (uint64_t)pos * 2654435761u);
-			snprintf(cmd, sizeof(cmd), "%032" PRIx64, (uint64_t)pos * 40503u + 1);
+				n = snprintf(
+				    buf, sizeof(buf),
+				    "{\"cartId\":\"%s\",\"userId\":"
+				    "\"u%d\",\"productId\":\"p%d\","
+				    "\"quantity\":%d,\"line_quantity\":"
+				    "%d,\"opened\":%s}",
+				    cart, user, prod[l], qty[l], lq[l],
+				    l == 0 ? "true" : "false");
+			snprintf(trace, sizeof(trace), "%032" PRIx64,
+			         (uint64_t)pos * 2654435761u);
+			snprintf(cmd, sizeof(cmd), "%032" PRIx64,
+			         (uint64_t)pos * 40503u + 1);
 			pos++;
 			ts += 50;
 			sqlite3_bind_int64(st, 1, pos);
 			sqlite3_bind_text(st, 2, stream, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(st, 3, l + 1);
-			sqlite3_bind_text(st, 4, "ItemAddedToCart", -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 4, "ItemAddedToCart", -1,
+			                  SQLITE_STATIC);
 			sqlite3_bind_text(st, 5, buf, n, SQLITE_STATIC);
 			sqlite3_bind_int64(st, 6, ts);
 			sqlite3_bind_text(st, 7, trace, -1, SQLITE_STATIC);
@@ -165,7 +171,7 @@ static int64_t gen_direct(const char *data, int64_t target)
 				char name[96];
 				int price;
 				sl_product(prod[l], false, name, sizeof(name),
-					   &price);
+				           &price);
 				stock[prod[l]] -= total;
 				sub += (int64_t)total * price;
 				ln += (size_t)snprintf(
@@ -179,7 +185,7 @@ static int64_t gen_direct(const char *data, int64_t target)
 			int64_t disc = promo ? sub * 10 / 100 : 0;
 			char order[32];
 			snprintf(order, sizeof(order), "o-%08" PRIx64,
-				 (uint64_t)++orders);
+			         (uint64_t)++orders);
 			int64_t placed = ts / 1000000;
 			int n = snprintf(
 			    buf, sizeof(buf),
@@ -194,14 +200,17 @@ static int64_t gen_direct(const char *data, int64_t target)
 			    placed);
 			char ostream[48];
 			snprintf(ostream, sizeof(ostream), "order-%s", order);
-			snprintf(trace, sizeof(trace), "%032" PRIx64, (uint64_t)pos * 2654435761u);
-			snprintf(cmd, sizeof(cmd), "%032" PRIx64, (uint64_t)pos * 40503u + 1);
+			snprintf(trace, sizeof(trace), "%032" PRIx64,
+			         (uint64_t)pos * 2654435761u);
+			snprintf(cmd, sizeof(cmd), "%032" PRIx64,
+			         (uint64_t)pos * 40503u + 1);
 			pos++;
 			ts += 50;
 			sqlite3_bind_int64(st, 1, pos);
 			sqlite3_bind_text(st, 2, ostream, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(st, 3, 1);
-			sqlite3_bind_text(st, 4, "OrderPlaced", -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 4, "OrderPlaced", -1,
+			                  SQLITE_STATIC);
 			sqlite3_bind_text(st, 5, buf, n, SQLITE_STATIC);
 			sqlite3_bind_int64(st, 6, ts);
 			sqlite3_bind_text(st, 7, trace, -1, SQLITE_STATIC);
@@ -217,7 +226,7 @@ static int64_t gen_direct(const char *data, int64_t target)
 	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		sl_die("commit: %s", sqlite3_errmsg(db));
 	sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-				  NULL);
+	                          NULL);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return pos - start;
@@ -334,9 +343,9 @@ static int cmd_measure(const char *data, const char *what)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {{"data", 1, 0, 'D'},
-					   {"events", 1, 0, 'n'},
-					   {"what", 1, 0, 'w'},
-					   {0, 0, 0, 0}};
+	                                   {"events", 1, 0, 'n'},
+	                                   {"what", 1, 0, 'w'},
+	                                   {0, 0, 0, 0}};
 	const char *data = NULL, *what = "all";
 	int64_t events = 1000000;
 	int ch;
@@ -345,10 +354,17 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'D': data = optarg; break;
-		case 'n': events = strtoll(optarg, NULL, 10); break;
-		case 'w': what = optarg; break;
-		default: sl_die("bad option");
+		case 'D':
+			data = optarg;
+			break;
+		case 'n':
+			events = strtoll(optarg, NULL, 10);
+			break;
+		case 'w':
+			what = optarg;
+			break;
+		default:
+			sl_die("bad option");
 		}
 	}
 	if (!data)

@@ -62,7 +62,7 @@ static void on_done(void *arg, const cleave_outcome *o)
 }
 
 void sl_submit(cleave_engine *e, sl_window *w, const char *cmd,
-	       const char *body, int len)
+               const char *body, int len)
 {
 	cleave_request r = {0};
 	r.command = cmd;
@@ -112,20 +112,19 @@ void sl_drain(sl_window *w)
 }
 
 static const char *const countries[] = {"SE", "DE", "FR", "US", "GB",
-					"JP", "BR", "IN", "NL", "ES"};
+                                        "JP", "BR", "IN", "NL", "ES"};
 static const char *const categories[] = {"kitchen", "garden", "books",
-					 "toys", "audio", "sports",
-					 "office", "travel"};
+                                         "toys",    "audio",  "sports",
+                                         "office",  "travel"};
 static const char *const words[] = {
-    "espresso", "grinder", "kettle",  "lamp",   "chair",   "desk",
-    "speaker",  "racket",  "tent",    "novel",  "puzzle",  "blender",
+    "espresso", "grinder", "kettle",  "lamp",   "chair",    "desk",
+    "speaker",  "racket",  "tent",    "novel",  "puzzle",   "blender",
     "shovel",   "hose",    "monitor", "pillow", "backpack", "bottle"};
 #define NW (sizeof(words) / sizeof(words[0]))
 
 void sl_product(int k, bool scarce, char *name, size_t cap, int *price)
 {
-	snprintf(name, cap, "%s %s %d", words[k % NW], words[(k / NW) % NW],
-		 k);
+	snprintf(name, cap, "%s %s %d", words[k % NW], words[(k / NW) % NW], k);
 	*price = 100 + (k * 7919) % 99900;
 	(void)scarce;
 }
@@ -143,9 +142,9 @@ void sl_seed(cleave_engine *e, int users, int products, int scarce)
 	sl_window_init(&w, 4096);
 	for (int i = 1; i <= users; i++) {
 		n = snprintf(body, sizeof(body),
-			     "{\"userId\":\"u%d\",\"name\":\"User %d\","
-			     "\"country\":\"%s\"}",
-			     i, i, sl_country(i));
+		             "{\"userId\":\"u%d\",\"name\":\"User %d\","
+		             "\"country\":\"%s\"}",
+		             i, i, sl_country(i));
 		sl_submit(e, &w, "RegisterUser", body, n);
 	}
 	for (int i = 1; i <= products + scarce; i++) {
@@ -155,53 +154,53 @@ void sl_seed(cleave_engine *e, int users, int products, int scarce)
 		int price;
 		sl_product(k, sc, name, sizeof(name), &price);
 		n = snprintf(body, sizeof(body),
-			     "{\"productId\":\"%s%d\",\"name\":\"%s\","
-			     "\"category\":\"%s\",\"price_cents\":%d,"
-			     "\"stock\":%d,\"description\":\"a %s for "
-			     "benchmarks\"}",
-			     sc ? "s" : "p", k, name, categories[k % 8], price,
-			     sc ? 0 : SL_STOCK, words[(k * 3) % NW]);
+		             "{\"productId\":\"%s%d\",\"name\":\"%s\","
+		             "\"category\":\"%s\",\"price_cents\":%d,"
+		             "\"stock\":%d,\"description\":\"a %s for "
+		             "benchmarks\"}",
+		             sc ? "s" : "p", k, name, categories[k % 8], price,
+		             sc ? 0 : SL_STOCK, words[(k * 3) % NW]);
 		sl_submit(e, &w, "AddProduct", body, n);
 	}
 	n = snprintf(body, sizeof(body),
-		     "{\"code\":\"BENCH10\",\"percent_off\":10,"
-		     "\"max_uses\":1000000000,\"expires_at\":4102444800}");
+	             "{\"code\":\"BENCH10\",\"percent_off\":10,"
+	             "\"max_uses\":1000000000,\"expires_at\":4102444800}");
 	sl_submit(e, &w, "CreatePromo", body, n);
 	sl_drain(&w);
 	if (w.failed || w.rejected)
 		fprintf(stderr,
-			"seed: %llu failed, %llu rejected (already seeded?)\n",
-			(unsigned long long)w.failed,
-			(unsigned long long)w.rejected);
+		        "seed: %llu failed, %llu rejected (already seeded?)\n",
+		        (unsigned long long)w.failed,
+		        (unsigned long long)w.rejected);
 }
 
 const char *sl_checkout_step(char *body, int cap, int *len, int step,
-			     const char *cart, int user, uint32_t *rng,
-			     int products, int scarce, bool scarce_cart,
-			     bool promo)
+                             const char *cart, int user, uint32_t *rng,
+                             int products, int scarce, bool scarce_cart,
+                             bool promo)
 {
 	if (step < 3) {
 		char product[24];
 		if (step == 2 && scarce_cart && scarce > 0)
 			snprintf(product, sizeof(product), "s%u",
-				 sl_rnd(rng) % (uint32_t)scarce + 1);
+			         sl_rnd(rng) % (uint32_t)scarce + 1);
 		else
 			snprintf(product, sizeof(product), "p%u",
-				 sl_rnd(rng) % (uint32_t)products + 1);
+			         sl_rnd(rng) % (uint32_t)products + 1);
 		*len = snprintf(body, (size_t)cap,
-				"{\"cartId\":\"%s\",\"userId\":\"u%d\","
-				"\"productId\":\"%s\",\"quantity\":%u}",
-				cart, user, product, sl_rnd(rng) % 3 + 1);
+		                "{\"cartId\":\"%s\",\"userId\":\"u%d\","
+		                "\"productId\":\"%s\",\"quantity\":%u}",
+		                cart, user, product, sl_rnd(rng) % 3 + 1);
 		return "AddToCart";
 	}
 	if (promo)
 		*len = snprintf(body, (size_t)cap,
-				"{\"userId\":\"u%d\",\"cartId\":\"%s\","
-				"\"promoCode\":\"BENCH10\"}",
-				user, cart);
+		                "{\"userId\":\"u%d\",\"cartId\":\"%s\","
+		                "\"promoCode\":\"BENCH10\"}",
+		                user, cart);
 	else
 		*len = snprintf(body, (size_t)cap,
-				"{\"userId\":\"u%d\",\"cartId\":\"%s\"}", user,
-				cart);
+		                "{\"userId\":\"u%d\",\"cartId\":\"%s\"}", user,
+		                cart);
 	return "Checkout";
 }

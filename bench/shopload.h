@@ -36,7 +36,7 @@ void sl_window_init(sl_window *w, int window);
  * (on CLEAVE_EBUSY) until one of ours completes.  Exits on any other
  * submit error. */
 void sl_submit(cleave_engine *e, sl_window *w, const char *cmd,
-	       const char *body, int len);
+               const char *body, int len);
 /* Waits until none of this window's commands are in flight. */
 void sl_drain(sl_window *w);
 
@@ -52,9 +52,9 @@ void sl_seed(cleave_engine *e, int users, int products, int scarce);
 /* Body of the i-th command of the checkout mix on cart `cart` (step 0..3:
  * AddToCart x3 then Checkout). Returns the command name. */
 const char *sl_checkout_step(char *body, int cap, int *len, int step,
-			     const char *cart, int user, uint32_t *rng,
-			     int products, int scarce, bool scarce_cart,
-			     bool promo);
+                             const char *cart, int user, uint32_t *rng,
+                             int products, int scarce, bool scarce_cart,
+                             bool promo);
 
 uint32_t sl_rnd(uint32_t *s);
 uint64_t sl_now_ns(void);
