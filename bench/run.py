@@ -929,33 +929,59 @@ def plot(r, png):
     with open(os.path.join(d, "bars.dat"), "w") as f:
         for i, (label, v) in enumerate(bars):
             f.write('%d "%s" %f\n' % (i, label, v))
+    # p99 latency per workload (ms), where the run has it
+    w1, w3 = raw.get("w1", {}), raw.get("w3", {})
+    w5, w6 = raw.get("w5", {}), raw.get("w6", {})
+    pg = raw.get("postgres", {})
+    g = lambda m, k: (m.get(k) or m.get(str(k)) or {}) if m else {}
+    lat = [("Restock HTTP (peak conns)", r.get("command_p99_ms")),
+           ("checkout mix 64 conns", g(w1.get("checkout"), 64).get("p99_ms")),
+           ("PG checkout 16 clients", g(pg.get("checkout"), 16).get("p99_ms")),
+           ("product query 50 conns", g(w3, "product-50").get("p99_ms")),
+           ("Redis GET 50 conns", g(w3, "redis-50").get("p99_ms")),
+           ("search 50 conns", g(w3, "search-50").get("p99_ms")),
+           ("lag 10%", g(w5, 10).get("lag_p99_ms")),
+           ("lag 50%", g(w5, 50).get("lag_p99_ms")),
+           ("lag 90%", g(w5, 90).get("lag_p99_ms")),
+           ("writes alone (W6)", g(w6, "write_only").get("p99_ms")),
+           ("writes+reads +rebuilds", g(w6, "under_load").get("p99_ms")),
+           ("PG writes +dashboards", g(pg, "under_read_load").get("p99_ms"))]
+    with open(os.path.join(d, "lat.dat"), "w") as f:
+        for i, (label, v) in enumerate(lat):
+            f.write('%d "%s" %s\n' % (i, label, "NaN" if v is None else v))
     script = """
-set terminal pngcairo size 1400,900 font ",10"
+set terminal pngcairo size 1400,1200 font ",10"
 set output '%s'
-set multiplot layout 2,2 title "Cleave benchmarks %s (%s)"
+set multiplot layout 3,2 title "Cleave benchmarks %s (%s)"
 set logscale x 2
 set xlabel "connections"
 set ylabel "per second"
 set key top left
 set grid
+set origin 0,0.66
+set size 0.5,0.33
 plot '%s/w1.dat' u 1:2 w lp t "Restock commands/s", '' u 1:3 w lp t "checkouts/s", '' u 1:4 w lp t "PostgreSQL checkouts/s"
 set ylabel "p99 ms"
 set logscale y
-plot '%s/w1.dat' u 1:5 w lp t "Restock p99", '' u 1:6 w lp t "checkout mix p99", '' u 1:7 w lp t "PostgreSQL checkout p99"
+set origin 0.5,0.66
+set size 0.5,0.33
+plot '%s/w1.dat' u 1:5 w lp t "Restock p99", '' u 1:6 w lp t "checkout mix p99", '' u 1:7 w lp t "PostgreSQL checkout p99 (4 txns)"
 unset logscale x
-unset logscale y
-set logscale y
 set style fill solid 0.6
 set boxwidth 0.7
 set xtics rotate by -35
 unset xlabel
 set ylabel "per second (log)"
-set origin 0,0
-set size 1,0.5
+set origin 0,0.33
+set size 1,0.33
 plot '%s/bars.dat' u 1:3:xtic(2) w boxes notitle
+set ylabel "p99 ms (log)"
+set origin 0,0
+set size 1,0.33
+plot '%s/lat.dat' u 1:3:xtic(2) w boxes lc rgb "#d0783c" notitle
 unset multiplot
 """ % (png, r.get("started", ""), "quick" if r.get("quick") else "full", d,
-       d, d)
+       d, d, d)
     res = subprocess.run([gp], input=script, text=True, capture_output=True)
     shutil.rmtree(d, ignore_errors=True)
     if res.returncode:
