@@ -203,6 +203,8 @@ class FaultServer(ct.Server):
         self.proc = None
 
     def cleanup(self):
+        if os.path.islink(self.data):  # data_on(): the link, not the mount
+            os.unlink(self.data)
         super().cleanup()
         for p in (self.ctl, self.flog):
             try:
