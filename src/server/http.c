@@ -147,7 +147,7 @@ enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
 	cl_srv *s = r->s;
 	if (!resp)
 		return MHD_NO; /* out of memory: MHD closes the connection */
-	if (atomic_load(&s->stopping))
+	if (r->close || atomic_load(&s->stopping))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
 		                        "close");
 	if (status == MHD_HTTP_SERVICE_UNAVAILABLE &&
@@ -442,39 +442,24 @@ static void allow_list(unsigned allow, char *out, size_t n)
 }
 
 /* First call of a request (headers read).  MHD 0.9.75 gives up keep-alive
- * for any answer queued on this first call, so only a body that is too
- * large by its Content-Length is answered here, without reading it, when
- * the client waits for "100 Continue" or the excess is past
- * CL_BODY_DRAIN_MAX (the connection then closes); everything else is
- * answered once the body has been read (and, past --max-body, dropped),
- * in finish(). */
-static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
-                                       const char *key, const char *value)
-{
-	size_t *n = cls;
-	(void)kind;
-	*n += strlen(key) + (value ? strlen(value) : 0) + 4;
-	return MHD_YES;
-}
-
-static enum MHD_Result begin(cl_req *r, const char *method)
+ * for any answer queued on this first call when a body follows, so only a
+ * head that must be refused (bad framing, too large: head.c) and a body
+ * that is too large by its Content-Length are answered here — the latter
+ * without reading it, when the client waits for "100 Continue" or the
+ * excess is past CL_BODY_DRAIN_MAX (the connection then closes);
+ * everything else is answered once the body has been read (and, past
+ * --max-body, dropped), in finish(). */
+static enum MHD_Result begin(cl_req *r, const char *method, const char *url,
+                             const char *version)
 {
 	cl_srv *s = r->s;
+	cl_head_err he;
 	r->t0_us = cl_mono_now_us();
 	r->method = method_of(method);
-	/* --max-header: MHD's own limit (its memory pool, a little larger)
-	 * answers without our error JSON, so we check the real figure */
-	size_t hsize = strlen(method) + strlen(r->uri) + 12;
-	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_header_size,
-	                          &hsize);
-	if (hsize > s->cfg->max_header) {
+	if (!cl_head_check(r, method, url, version, &he)) {
 		random_hex32(r->trace_id);
-		return cl_send_error(
-		    r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "too_large",
-		    "request line and headers are larger "
-		    "than the limit of %zu bytes "
-		    "(--max-header)",
-		    s->cfg->max_header);
+		r->close = he.close;
+		return cl_send_error(r, he.status, he.code, "%s", he.msg);
 	}
 	/* split the raw target into path and query string */
 	char *q = strchr(r->uri, '?');
@@ -623,8 +608,6 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 {
 	cl_srv *s = cls;
 	cl_req *r = *con_cls;
-	(void)url;
-	(void)version;
 	if (!r) {
 		/* no record from the URI callback (out of memory there) */
 		r = req_new(s, url, conn);
@@ -639,7 +622,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 	r->conn = conn;
 	switch (r->phase) {
 	case CL_P_NEW:
-		return begin(r, method);
+		return begin(r, method, url, version);
 	case CL_P_BODY:
 		if (*upload_data_size) {
 			enum MHD_Result ret =

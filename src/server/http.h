@@ -13,9 +13,10 @@
  * Ownership: a cl_req is reference-counted.  MHD holds one reference
  * until its request-completed callback (or, when MHD drops the request
  * without that callback, until the connection closes: cl_conn_hold); each
- * pending engine callback holds one.  The connection is resumed at most once per suspension: whoever
- * wins the exchange on `resumed` (the engine's callback or the shutdown
- * sweep) resumes it and records the result.
+ * pending engine callback holds one.  The connection is resumed at most
+ * once per suspension: whoever wins the exchange on `resumed` (the
+ * engine's callback or the shutdown sweep) resumes it and records the
+ * result.
  */
 #ifndef CL_SERVER_HTTP_H
 #define CL_SERVER_HTTP_H
@@ -92,6 +93,7 @@ struct cl_req {
 	char trace_id[CLEAVE_TRACE_ID_MAX + 1];
 	int64_t t0_us; /* monotonic, when routed */
 	bool busy;     /* received whole, being answered */
+	bool close;    /* answer with "Connection: close" (bad framing) */
 
 	/* body */
 	char *body;
@@ -197,6 +199,25 @@ int64_t cl_mono_now_us(void);
 /* Percent-decodes s[0..n) in place ('+' → ' ' when plus), NUL-ends it;
  * returns the new length, or -1 on a bad escape or an encoded NUL. */
 long cl_pct_decode(char *s, size_t n, bool plus);
+
+/* ---- the request head (head.c) ----------------------------------------- */
+
+/* Why a request head was refused: status, error code, message, and
+ * whether the connection must close after the answer. */
+typedef struct cl_head_err {
+	unsigned status;
+	const char *code;
+	char msg[256];
+	bool close;
+} cl_head_err;
+
+/* Checks r's head on the access handler's first call (method, url and
+ * version as MHD passed them): the framing headers (both
+ * Transfer-Encoding and Content-Length, either twice, a coding other than
+ * chunked, Transfer-Encoding in HTTP/1.0 → 400 and close) and
+ * --max-header (431).  False with *err filled when refused. */
+bool cl_head_check(cl_req *r, const char *method, const char *url,
+                   const char *version, cl_head_err *err);
 
 /* ---- connections (conns.c) -------------------------------------------- */
 

@@ -786,11 +786,11 @@ class ProtocolErrors(unittest.TestCase):
     `Idempotency-Key: a<NUL>b` is taken as key "a" (so keys "a<NUL>b" and
     "a<NUL>c" collide).  Percent-encoded %00 is refused as documented.
 
-    FINDING 4 (server, src/server): two Content-Length headers with
-    different values are not refused (RFC 9112 §6.3: an unrecoverable
-    error, 400); the first one wins, so "Content-Length: 31" then
-    "Content-Length: 2" runs the 31-byte command — the framing ambiguity
-    behind request smuggling when a proxy picks the other header.
+    FIXED (was FINDING 4): two Content-Length headers (equal or not),
+    Content-Length with Transfer-Encoding, or two Transfer-Encodings are
+    refused with 400 and the error JSON, and the connection closes
+    (RFC 9112 §6.3) — before, the first Content-Length won and the
+    command ran.
     """
     srv = None
 
@@ -842,15 +842,35 @@ class ProtocolErrors(unittest.TestCase):
         for head, body, status in self.FRAMING:
             ct.check_error(self.send(head, body), status)
 
-    @unittest.expectedFailure  # FINDING 4: conflicting Content-Length
     def test_conflicting_content_lengths(self):
         h = self.head()
         b = self.BODY
-        for first, second in ((len(b), 2), (2, len(b))):
+        for first, second in ((len(b), 2), (2, len(b)), (len(b), len(b))):
             r = self.send(b"Content-Length: %d\r\nContent-Length: %d\r\n" %
                           (first, second), b)
             self.assertEqual(self.head(), h, "the command ran: %r" % r)
-            ct.check_error(r, 400)
+            ct.check_error(r, 400, "invalid_header")
+            self.assertEqual(r.header("connection"), "close")
+
+    def test_content_length_with_transfer_encoding(self):
+        h = self.head()
+        b = self.BODY
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(b), b)
+        for head in (b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n"
+                     % len(chunked),
+                     b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n"
+                     % len(chunked),
+                     b"Transfer-Encoding: chunked\r\n"
+                     b"Transfer-Encoding: chunked\r\n",
+                     b"Transfer-Encoding: gzip, chunked\r\n"):
+            with self.subTest(head=head):
+                r = self.send(head, chunked)
+                ct.check_error(r, 400, "invalid_header")
+                self.assertEqual(r.header("connection"), "close")
+        self.assertEqual(self.head(), h)
+        # one chunked body, framed one way, is still served
+        r = self.send(b"Transfer-Encoding: chunked\r\n", chunked)
+        self.assertEqual(r.status, 200, r)
 
     @unittest.expectedFailure  # FINDING 2: raw NUL truncates the target
     def test_raw_nul_in_target(self):
