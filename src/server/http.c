@@ -382,8 +382,10 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	cl_conn *track = ci ? ci->socket_context : NULL;
 	cl_req *r = req_new(s, uri, conn);
-	if (r)
+	if (r) {
 		r->track = track;
+		r->target_at = (uintptr_t)uri;
+	}
 	cl_conn_hold(track, r);
 	return r;
 }

@@ -85,6 +85,8 @@ struct cl_req {
 	unsigned method;
 	enum cl_phase phase;
 	char *uri;               /* raw request target, owned */
+	uintptr_t target_at;     /* where the URI callback saw it in MHD's
+	                            buffer (head.c's NUL check), or 0 */
 	unsigned allow;          /* methods the path takes when route is NULL */
 	const char *early_error; /* static text of a path error, or NULL */
 	unsigned early_status;
@@ -214,8 +216,10 @@ typedef struct cl_head_err {
 /* Checks r's head on the access handler's first call (method, url and
  * version as MHD passed them): the framing headers (both
  * Transfer-Encoding and Content-Length, either twice, a coding other than
- * chunked, Transfer-Encoding in HTTP/1.0 → 400 and close) and
- * --max-header (431).  False with *err filled when refused. */
+ * chunked, Transfer-Encoding in HTTP/1.0, a name that is not a token →
+ * 400 and close), NUL bytes in the target or a header value and folded
+ * headers (400 and close), and --max-header (431).  False with *err
+ * filled when refused. */
 bool cl_head_check(cl_req *r, const char *method, const char *url,
                    const char *version, cl_head_err *err);
 

@@ -778,13 +778,13 @@ class ProtocolErrors(unittest.TestCase):
     a malformed Content-Length ("abc", "-5", "0x2"), bad chunked framing,
     a Content-Length past 2^64 (its own 413).
 
-    FINDING 2 (server, src/server): a raw NUL byte in the request target or
-    in a header value is not refused: the C string ends there, so the
-    server serves another request than the one sent —
-    `POST /commands/Restock<NUL>junk` runs Restock (writes),
-    `GET /queries/product?productId=p1<NUL>junk` answers p1, and
-    `Idempotency-Key: a<NUL>b` is taken as key "a" (so keys "a<NUL>b" and
-    "a<NUL>c" collide).  Percent-encoded %00 is refused as documented.
+    FIXED (was FINDING 2): a raw NUL byte in the request target or in a
+    header value is refused with 400 and the error JSON (naming the
+    header) — before, the C string ended there, so
+    `POST /commands/Restock<NUL>junk` ran Restock,
+    `GET /queries/product?productId=p1<NUL>junk` answered p1, and
+    `Idempotency-Key: a<NUL>b` was key "a".  Percent-encoded %00 is
+    refused as documented.
 
     FIXED (was FINDING 4): two Content-Length headers (equal or not),
     Content-Length with Transfer-Encoding, or two Transfer-Encodings are
@@ -872,7 +872,6 @@ class ProtocolErrors(unittest.TestCase):
         r = self.send(b"Transfer-Encoding: chunked\r\n", chunked)
         self.assertEqual(r.status, 200, r)
 
-    @unittest.expectedFailure  # FINDING 2: raw NUL truncates the target
     def test_raw_nul_in_target(self):
         h = self.head()
         b = self.BODY
@@ -882,19 +881,32 @@ class ProtocolErrors(unittest.TestCase):
         self.assertEqual(self.head(), h, "the command ran: %r" % r)
         ct.check_error(r, 400)
 
-    @unittest.expectedFailure  # FINDING 2: raw NUL truncates the target
     def test_raw_nul_in_query_parameter(self):
         r = ct.raw_request(self.srv.port, b"GET /queries/product?productId="
                            b"p1\x00junk HTTP/1.1\r\nHost: x\r\n\r\n")
-        ct.check_error(r, 400)
+        ct.check_error(r, 400, "invalid_parameter")
 
-    @unittest.expectedFailure  # FINDING 2: raw NUL truncates a header
     def test_raw_nul_in_idempotency_key(self):
         b = self.BODY
         r = ct.raw_request(self.srv.port, b"POST /commands/Restock HTTP/1.1"
                            b"\r\nHost: x\r\nIdempotency-Key: k\x00x\r\n"
                            b"Content-Length: %d\r\n\r\n" % len(b) + b)
-        ct.check_error(r, 400)
+        err = ct.check_error(r, 400, "invalid_header")
+        self.assertIn("Idempotency-Key", err["message"])
+
+    def test_raw_nul_in_other_headers(self):
+        h = self.head()
+        b = self.BODY
+        for hdr in (b"X-Trace-Id: t\x00x", b"If-Match: \"1\x00\"",
+                    b"Authorization: Bearer \x00", b"Idempotency-Key: k\x00",
+                    b"X-Anything: \x00\x00\x00"):
+            with self.subTest(header=hdr):
+                r = self.send(hdr + b"\r\nContent-Length: %d\r\n" % len(b),
+                              b)
+                err = ct.check_error(r, 400, "invalid_header")
+                self.assertIn(hdr.split(b":")[0].decode(), err["message"])
+                self.assertEqual(r.header("connection"), "close")
+        self.assertEqual(self.head(), h)
 
 
 if __name__ == "__main__":

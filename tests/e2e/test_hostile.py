@@ -69,13 +69,9 @@ def smuggled(tag):
 SMUGGLED = smuggled("x")
 
 
-# Known issues, reported in docs/security.md; their cases run last (they
-# may write) and print what happened instead of failing.
-KNOWN_NUL_HEADER = (
-    "a NUL byte inside a header value is accepted: libmicrohttpd 0.9.75 "
-    "keeps the header and hands the server a C string cut at the NUL "
-    "('Idempotency-Key: a\\0b' runs the command with key 'a'); "
-    "RFC 9110 5.5 says reject")
+# Known issues, reported in docs/security.md, get known="why" on their
+# case: such cases run last, on a server of their own (they may write),
+# and print what happened instead of failing.  None at the moment.
 
 
 class Case:
@@ -409,23 +405,39 @@ def nul_cases():
         Case(G, "body-before", cmd("RegisterUser", b"\x00" + b), want={400}),
         Case(G, "header-value",
              cmd("RegisterUser", hb("hv"), b"Idempotency-Key: a\x00b\r\n"),
-             close_ok=True, known=KNOWN_NUL_HEADER),
+             want={400}, ours=True, closes=True),
         Case(G, "header-name",
              cmd("RegisterUser", hb("hn"), b"Idem\x00potency-Key: ab\r\n"),
              close_ok=True),
-        Case(G, "trace-id", cmd("RegisterUser", hb("tr"), b"X-Trace-Id: a\x00b\r\n"),
-             close_ok=True, known=KNOWN_NUL_HEADER),
-        Case(G, "if-match", cmd("RegisterUser", hb("im"), b"If-Match: \"1\x00\"\r\n"),
-             close_ok=True),
+        Case(G, "trace-id", cmd("RegisterUser", hb("tr"),
+                                b"X-Trace-Id: a\x00b\r\n"),
+             want={400}, ours=True, closes=True),
+        Case(G, "if-match", cmd("RegisterUser", hb("im"),
+                                b"If-Match: \"1\x00\"\r\n"),
+             want={400}, ours=True, closes=True),
+        Case(G, "value-end", cmd("RegisterUser", hb("ve"),
+                                 b"Idempotency-Key: ab\x00\r\n"),
+             want={400}, ours=True, closes=True),
+        Case(G, "value-only-nul", cmd("RegisterUser", hb("vo"),
+                                      b"Idempotency-Key: \x00\r\n"),
+             want={400}, ours=True, closes=True),
+        Case(G, "content-length", cmd("RegisterUser", hb("cl"),
+                                      b"Content-Length: 5\x000\r\n"),
+             want={400}, ours=True, closes=True),
         Case(G, "auth", cmd("RegisterUser", hb("au"),
                             b"Authorization: Bearer \x00\r\n"),
-             close_ok=True, known=KNOWN_NUL_HEADER),
+             want={400}, ours=True, closes=True),
         Case(G, "url-raw", post(b"/commands/Register\x00User", b),
-             close_ok=True),
+             want={400}, ours=True, closes=True),
+        Case(G, "url-raw-cmd", post(b"/commands/RegisterUser\x00junk",
+                                    hb("ur")),
+             want={400}, ours=True, closes=True),
         Case(G, "url-pct", post(b"/commands/Register%00User", b),
              want={400}),
         Case(G, "query-raw", get(b"/queries/product?productId=hp\x000"),
-             close_ok=True),
+             want={400}, ours=True, closes=True),
+        Case(G, "query-raw-end", get(b"/queries/product?productId=hp0\x00"),
+             want={400}, ours=True, closes=True),
         Case(G, "query-pct", get(b"/queries/product?productId=hp%000"),
              want={400}),
         Case(G, "query-name-pct", get(b"/queries/product?product%00Id=hp0"),
@@ -435,8 +447,10 @@ def nul_cases():
         Case(G, "version", b"GET /health HTTP/1.\x001\r\nHost: x\r\n\r\n",
              close_ok=True),
         Case(G, "host", b"GET /events HTTP/1.1\r\nHost: \x00\r\n\r\n"
-             b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", close_ok=True,
-             known=KNOWN_NUL_HEADER),
+             b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+             want={400}, ours=True, closes=True),
+        Case(G, "bare-lf", b"GET /health HTTP/1.1\nHost: x\nX-A: b\x00c\n\n",
+             want={400}, ours=True, closes=True),
         Case(G, "only-nuls", b"\x00" * 4096, close_ok=True),
     ]
 
@@ -910,6 +924,16 @@ class Hostile(unittest.TestCase):
     def test_07_smuggling(self):
         self.run_group(smuggling_cases(), workers=4)
 
+    def test_07b_folded_headers(self):
+        # obs-fold: MHD 0.9.75 appends the continuation to the header's
+        # name; refused, as RFC 9112 5.2 allows
+        self.run_group([Case("fold", "obs-fold-%d" % i, get(b"/health", h),
+                             want={400}, ours=True, closes=True)
+                        for i, h in enumerate((
+                            b"X-A: a\r\n folded\r\n",
+                            b"X-A: a\r\n\tfolded\r\n",
+                            b"Idempotency-Key: a\r\n b\r\nX-B: c\r\n"))])
+
     def test_08_routes(self):
         self.run_group(route_cases(random.Random(SEED + 2)))
 
@@ -991,6 +1015,8 @@ class Hostile(unittest.TestCase):
     def test_98_known_issues(self):
         """Cases of known issues, on a server of their own (they may
         write or leak): outcome printed, not judged."""
+        if not type(self).known:
+            self.skipTest("no known issue has a case")
         srv = ct.Server("--idle-timeout", str(IDLE), name="hostile-known",
                         env={"ASAN_OPTIONS": "detect_leaks=0"}).start()
         port = srv.port
