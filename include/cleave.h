@@ -59,7 +59,9 @@ extern "C" {
 	X(ECORRUPT, -14, "corrupt", "stored data is corrupt")                  \
 	X(EINTERNAL, -15, "internal", "internal error")                        \
 	X(EPARKED, -16, "parked", "projection parked on a failing event")      \
-	X(EREADONLY, -17, "read_only", "read-only transaction")
+	X(EREADONLY, -17, "read_only", "read-only transaction")                \
+	X(EFAILED, -18, "write_store_failed",                                  \
+	  "the write store failed; restart required")
 
 enum {
 	CLEAVE_OK = 0,
@@ -511,6 +513,12 @@ void cleave_engine_close(cleave_engine *e);
  * get CLEAVE_ESHUTDOWN.  Thread-safe and async-signal-unsafe. */
 void cleave_engine_stop_accepting(cleave_engine *e);
 const cleave_domain *cleave_engine_domain(const cleave_engine *e);
+/* 0 while the engine can take commands; CLEAVE_EFAILED (with the reason
+ * copied into reason[cap]) once the write store failed to make a commit
+ * durable: the engine then refuses every command until it is reopened,
+ * because what the failed commit left on disk is only known after the
+ * store's recovery at the next open.  Queries go on. */
+int cleave_engine_health(cleave_engine *e, char *reason, size_t cap);
 
 /* ------------------------------------------------------------------------
  * Submitting commands.
@@ -542,11 +550,20 @@ typedef struct cleave_outcome {
 typedef void (*cleave_done_fn)(void *arg, const cleave_outcome *out);
 
 /* Checks the request (name, JSON, fields) on the calling thread and queues
- * it.  On 0, `done` will be called exactly once, from the writer thread,
+ * it.  On 0, `done` will be called exactly once, from an engine thread,
  * after the command's batch is durable (or failed).  On error `done` is not
  * called.  Errors: CLEAVE_ENOTFOUND (unknown command), CLEAVE_EINVAL (bad
  * JSON or fields, bad key/trace id), CLEAVE_EBUSY (queue full),
- * CLEAVE_ESHUTDOWN. */
+ * CLEAVE_ESHUTDOWN, CLEAVE_EFAILED (the write store failed; see
+ * cleave_engine_health).
+ *
+ * When a group's commit fails with an I/O error, its commands complete
+ * with CLEAVE_EIO and code "commit_unknown": the store may or may not have
+ * made it durable (a failed fsync leaves the pages in an unknown state);
+ * the engine stops taking commands, and after a restart a retry with the
+ * same idempotency key learns the outcome with exactly one effect.  A
+ * commit refused for lack of space (CLEAVE_ENOSPC) did not happen and the
+ * engine goes on. */
 int cleave_command_submit(cleave_engine *e, const cleave_request *req,
 			  cleave_done_fn done, void *arg);
 /* Submits and waits.  Returns the submit error, or 0 with *out set (check
@@ -702,6 +719,7 @@ typedef struct cleave_stats {
 	uint64_t batches, fsyncs, events_appended, commands_total;
 	uint64_t queue_depth, queue_max;
 	int64_t head;
+	bool write_failed;    /* see cleave_engine_health */
 	cleave_hist batch_size;
 } cleave_stats;
 

@@ -463,6 +463,21 @@ const cleave_domain *cleave_engine_domain(const cleave_engine *e)
 	return e->dom;
 }
 
+int cleave_engine_health(cleave_engine *e, char *reason, size_t cap)
+{
+	int rc = 0;
+	pthread_mutex_lock(&e->qmu);
+	if (e->write_failed) {
+		rc = CLEAVE_EFAILED;
+		if (reason && cap)
+			snprintf(reason, cap, "%s", e->write_failed_msg);
+	} else if (reason && cap) {
+		reason[0] = 0;
+	}
+	pthread_mutex_unlock(&e->qmu);
+	return rc;
+}
+
 /* ---- log readers ------------------------------------------------------------ */
 
 cl_wreader *cl_reader_get(cleave_engine *e)
@@ -598,6 +613,7 @@ void cleave_stats_get(cleave_engine *e, cleave_stats *out)
 	out->commands_total = e->commands_total;
 	pthread_mutex_lock(&e->qmu);
 	out->queue_depth = (uint64_t)e->qlen;
+	out->write_failed = e->write_failed;
 	pthread_mutex_unlock(&e->qmu);
 	out->queue_max = (uint64_t)e->cfg.queue_max;
 	out->head = atomic_load(&e->head);

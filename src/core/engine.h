@@ -211,6 +211,8 @@ struct cleave_engine {
 	cleave_cmd *qhead, *qtail;
 	int qlen;
 	bool accepting, stopping;
+	bool write_failed;         /* sticky: a commit's outcome is unknown */
+	char write_failed_msg[256];
 	pthread_t writer, maint;
 	bool writer_running, maint_running;
 	cl_vcache *vcache;

@@ -438,10 +438,22 @@ static void complete(cleave_engine *e, cleave_cmd *c)
 
 static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 {
+	if (e->write_failed) {
+		/* queued before the failure: refused, never run */
+		char msg[512];
+		snprintf(msg, sizeof(msg),
+			 "commits are stopped since the write store failed to "
+			 "make one durable (%s); restart the server",
+			 e->write_failed_msg);
+		for (cleave_cmd *c = list; c; c = c->next)
+			set_failure(c, CLEAVE_EFAILED, NULL, msg);
+		goto complete;
+	}
 	const cl_wstore_methods *m = e->wm;
 	cl_wbatch wb = {0};
 	wb.next_pos = atomic_load(&e->head) + 1;
 	bool sp = !(m->flags & CL_WSTORE_STMT_ATOMIC);
+	bool in_commit = false;
 	int rc;
 again:
 	rc = m->begin(e->ws);
@@ -460,18 +472,43 @@ again:
 			goto again;
 		}
 		rc = m->commit(e->ws);
+		in_commit = rc != 0;
 	}
 	if (rc) {
-		/* Nothing of the batch is durable: every caller hears so. */
 		char msg[512];
+		const char *code = NULL;
 		snprintf(msg, sizeof(msg), "commit failed: %s",
 			 cleave_errmsg());
 		m->rollback(e->ws);
 		cl_vcache_clear(e->vcache);
+		if (in_commit && rc != CLEAVE_ENOSPC && rc != CLEAVE_EBUSY &&
+		    rc != CLEAVE_ENOMEM) {
+			/* A failed sync leaves the group's pages in a state
+			 * nobody can know (the kernel may have dropped them
+			 * or kept them): the store's recovery at the next
+			 * open decides.  Fail-stop until then. */
+			code = "commit_unknown";
+			pthread_mutex_lock(&e->qmu);
+			e->write_failed = true;
+			snprintf(e->write_failed_msg,
+				 sizeof(e->write_failed_msg), "%.200s",
+				 msg + strlen("commit failed: "));
+			pthread_mutex_unlock(&e->qmu);
+			snprintf(msg, sizeof(msg),
+				 "the write store failed to make this commit "
+				 "durable (%s); its outcome is unknown: retry "
+				 "with the same Idempotency-Key once the "
+				 "server has restarted",
+				 e->write_failed_msg);
+			cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
+			       "write store failed: commits stopped until a "
+			       "restart (group of %d commands, outcome unknown)",
+			       n);
+		}
 		cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1, "group of %d %s", n,
 		       msg);
 		for (cleave_cmd *c = list; c; c = c->next)
-			set_failure(c, rc, NULL, msg);
+			set_failure(c, rc, code, msg);
 		wb_truncate(&wb, 0);
 		free(wb.ev);
 		cl_arena_free(&wb.arena);
@@ -516,6 +553,7 @@ again:
 		}
 	}
 	e->commands_total += (uint64_t)n;
+complete:
 	/* the callers hear from the completer while this thread goes on
 	 * with the next batch */
 	cleave_cmd *last = list;
@@ -746,6 +784,16 @@ int cleave_command_submit(cleave_engine *e, const cleave_request *req,
 		 (unsigned long long)h);
 
 	pthread_mutex_lock(&e->qmu);
+	if (e->write_failed) {
+		int frc = cl_err(CLEAVE_EFAILED,
+				 "commits are stopped since the write store "
+				 "failed to make one durable (%s); restart the "
+				 "server",
+				 e->write_failed_msg);
+		pthread_mutex_unlock(&e->qmu);
+		cmd_free(c);
+		return frc;
+	}
 	if (!e->accepting) {
 		pthread_mutex_unlock(&e->qmu);
 		cmd_free(c);
