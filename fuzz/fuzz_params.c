@@ -52,6 +52,8 @@ STUB(cl_h_events)
 STUB(cl_h_projections)
 STUB(cl_h_rebuild)
 STUB(cl_h_resume)
+STUB(cl_h_verify)
+STUB(cl_h_trace)
 STUB(cl_h_metrics)
 STUB(cl_h_health)
 

@@ -517,36 +517,67 @@ void cli_http_resp_free(cli_http_resp *r)
 	r->len = 0;
 }
 
-int cli_server_call(const cli_common *c, const char *method, const char *target,
-                    cJSON **json, cli_http_resp *resp)
+int cli_server_request(const cli_common *c, const char *method,
+                       const char *target, int timeout_ms, cli_http_resp *resp)
 {
 	char err[512];
-	cli_http_resp r;
-	if (json)
-		*json = NULL;
 	if (cli_http_request(c->server, method, target, c->auth_token, NULL, 0,
-	                     c->http_timeout_ms, &r, err, sizeof(err))) {
+	                     timeout_ms, resp, err, sizeof(err))) {
 		if (!cli_interrupted)
 			cli_errorf(c, "%s %s%s: %s", method, c->server, target,
 			           err);
 		return CLI_EXIT_FAIL;
 	}
+	return 0;
+}
+
+int cli_slow_timeout_ms(const cli_common *c)
+{
+	return c->http_timeout_set ? c->http_timeout_ms : 600000;
+}
+
+void cli_error_message(const cli_http_resp *r, char *buf, size_t cap)
+{
+	cJSON *e = cJSON_ParseWithLength(r->body, r->len);
+	const char *msg =
+	    cli_jstr(cJSON_GetObjectItemCaseSensitive(e, "error"), "message");
+	if (msg)
+		snprintf(buf, cap, "%s", msg);
+	else
+		cli_escape(buf, cap, r->body, r->len);
+	cJSON_Delete(e);
+}
+
+void cli_server_error(const cli_common *c, const char *method,
+                      const char *target, const cli_http_resp *r)
+{
+	cJSON *e = cJSON_ParseWithLength(r->body, r->len);
+	const cJSON *eo = cJSON_GetObjectItemCaseSensitive(e, "error");
+	const char *code = cli_jstr(eo, "code");
+	const char *msg = cli_jstr(eo, "message");
+	char shown[300];
+	cli_escape(shown, sizeof(shown), r->body, r->len);
+	cli_errorf(c, "%s %s%s: the server answered %d%s%s%s%s", method,
+	           c->server, target, r->status, code ? " " : "",
+	           code ? code : "", msg || !code ? ": " : "",
+	           msg ? msg : shown);
+	if (r->status == 401 || r->status == 403)
+		fprintf(stderr, "hint: give the server's token with "
+		                "--auth-token-file PATH or "
+		                "CLEAVE_AUTH_TOKEN\n");
+	cJSON_Delete(e);
+}
+
+int cli_server_call(const cli_common *c, const char *method, const char *target,
+                    cJSON **json, cli_http_resp *resp)
+{
+	cli_http_resp r;
+	if (json)
+		*json = NULL;
+	if (cli_server_request(c, method, target, c->http_timeout_ms, &r))
+		return CLI_EXIT_FAIL;
 	if (r.status < 200 || r.status > 299) {
-		cJSON *e = cJSON_ParseWithLength(r.body, r.len);
-		const cJSON *eo = cJSON_GetObjectItemCaseSensitive(e, "error");
-		const char *code = cli_jstr(eo, "code");
-		const char *msg = cli_jstr(eo, "message");
-		char shown[300];
-		cli_escape(shown, sizeof(shown), r.body, r.len);
-		cli_errorf(c, "%s %s%s: the server answered %d%s%s%s%s", method,
-		           c->server, target, r.status, code ? " " : "",
-		           code ? code : "", msg || !code ? ": " : "",
-		           msg ? msg : shown);
-		if (r.status == 401 || r.status == 403)
-			fprintf(stderr, "hint: give the server's token with "
-			                "--auth-token-file PATH or "
-			                "CLEAVE_AUTH_TOKEN\n");
-		cJSON_Delete(e);
+		cli_server_error(c, method, target, &r);
 		cli_http_resp_free(&r);
 		return CLI_EXIT_FAIL;
 	}

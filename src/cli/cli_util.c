@@ -210,6 +210,7 @@ int cli_parse(const cli_cmd_spec *spec, cli_common *c, int argc, char **argv,
 				                       "seconds, not '%s'",
 				                       optarg);
 			c->http_timeout_ms = (int)(s * 1000);
+			c->http_timeout_set = true;
 			break;
 		}
 		case OPT_HELP:

@@ -40,9 +40,10 @@ typedef struct cli_common {
 	bool json;               /* --json, or stdout is not a terminal */
 	bool verbose;            /* --verbose: engine logs on stderr */
 	const char
-	    *auth_token;     /* --auth-token(-file), CLEAVE_AUTH_TOKEN(_FILE):
-	                        sent as a bearer token to --server */
-	int http_timeout_ms; /* per request to --server */
+	    *auth_token;       /* --auth-token(-file), CLEAVE_AUTH_TOKEN(_FILE):
+	                          sent as a bearer token to --server */
+	int http_timeout_ms;   /* per request to --server */
+	bool http_timeout_set; /* --http-timeout was given */
 } cli_common;
 
 /* Called for each option of a subcommand's own table: return 0 to go on,
@@ -125,6 +126,20 @@ int cli_url_check(const char *url, char *err, size_t errcap);
  * (cJSON_Delete) when json is not NULL. */
 int cli_server_call(const cli_common *c, const char *method, const char *target,
                     cJSON **json, cli_http_resp *resp);
+/* The same request, waiting up to timeout_ms for each piece of the
+ * answer, and returning any status: CLI_EXIT_FAIL (printed) only on a
+ * transport failure, else 0 with *resp (cli_http_resp_free). */
+int cli_server_request(const cli_common *c, const char *method,
+                       const char *target, int timeout_ms, cli_http_resp *resp);
+/* Prints the error a non-2xx answer carries (with a hint on 401/403). */
+void cli_server_error(const cli_common *c, const char *method,
+                      const char *target, const cli_http_resp *r);
+/* The "message" of an answer's {"error":{…}}, copied to buf (cap bytes),
+ * or the answer itself, escaped, when it has none. */
+void cli_error_message(const cli_http_resp *r, char *buf, size_t cap);
+/* How long to wait for a server that works before it answers (verify,
+ * trace): --http-timeout when given, else 10 minutes. */
+int cli_slow_timeout_ms(const cli_common *c);
 
 /* Appends s percent-encoded (RFC 3986 unreserved kept) to buf. */
 void cli_url_encode(char *buf, size_t cap, const char *s);

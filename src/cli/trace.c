@@ -9,6 +9,10 @@
  * When a projection applied a position is remembered by the engine for
  * recent positions only and not across restarts: older ones print
  * "applied (time not recorded)".
+ *
+ * With --server the server answers the same (GET /trace/ID, which groups
+ * the events by command and gives each projection's fate), and the
+ * output is the same.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +153,7 @@ static void projection_fate(cleave_engine *e, int i, const tev *ev, int n,
 	}
 }
 
-static void print_json(cleave_engine *e, const tev *ev, int n)
+static void print_json(const tev *ev, int n, const papplied *pa, int np)
 {
 	char t[32];
 	cJSON *o = cJSON_CreateObject();
@@ -180,10 +184,8 @@ static void print_json(cleave_engine *e, const tev *ev, int n)
 		cJSON_AddItemToArray(evs, x);
 	}
 	cJSON *ps = cJSON_AddArrayToObject(o, "projections");
-	int np = cleave_projection_count(e);
 	for (int i = 0; i < np; i++) {
-		papplied a;
-		projection_fate(e, i, ev, n, &a);
+		papplied a = pa[i];
 		if (!a.name)
 			continue;
 		cJSON *x = cJSON_CreateObject();
@@ -207,7 +209,7 @@ static void print_json(cleave_engine *e, const tev *ev, int n)
 	cJSON_Delete(o);
 }
 
-static void print_human(cleave_engine *e, const tev *ev, int n)
+static void print_human(const tev *ev, int n, const papplied *pa, int np)
 {
 	char t[32];
 	const tev *f = &ev[0];
@@ -241,10 +243,8 @@ static void print_human(cleave_engine *e, const tev *ev, int n)
 	                                 "APPLIED"};
 	static const bool pright[] = {false, false, true, false};
 	cli_table_init(&tb, 4, ph, pright);
-	int np = cleave_projection_count(e);
 	for (int i = 0; i < np; i++) {
-		papplied a;
-		projection_fate(e, i, ev, n, &a);
+		papplied a = pa[i];
 		if (!a.name)
 			continue;
 		char p[24], what[160];
@@ -273,6 +273,153 @@ static void print_human(cleave_engine *e, const tev *ev, int n)
 	cli_table_free(&tb);
 }
 
+static void print_block(const cli_common *c, const tev *ev, int n,
+                        const papplied *pa, int np, int *blocks)
+{
+	if (!c->json && (*blocks)++)
+		printf("\n");
+	if (c->json)
+		print_json(ev, n, pa, np);
+	else
+		print_human(ev, n, pa, np);
+}
+
+/* ---- --server ------------------------------------------------------------ */
+
+static char *jdup(const cJSON *o, const char *key)
+{
+	return dup0(cli_jstr(o, key));
+}
+
+/* The server's answer to GET /trace/ID, printed as with --data: one block
+ * per command of "commands", with its events (found by position in
+ * "events") and the fate it gives for each projection. */
+static int print_answer(const cli_common *c, const cJSON *j)
+{
+	tctx x = {0};
+	int rc = 0, blocks = 0;
+	const cJSON *e, *cmd;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "events"))
+	{
+		if (x.n == x.cap) {
+			int cap = x.cap ? x.cap * 2 : 16;
+			tev *p = realloc(x.ev, (size_t)cap * sizeof(*p));
+			if (!p) {
+				rc = CLI_EXIT_FAIL;
+				break;
+			}
+			x.ev = p;
+			x.cap = cap;
+		}
+		tev *t = &x.ev[x.n++];
+		memset(t, 0, sizeof(*t));
+		t->position = cli_jint(e, "position", 0);
+		t->version = cli_jint(e, "version", 0);
+		t->ts_us = cli_jint(e, "ts_us", 0);
+		t->schema_version = (int)cli_jint(e, "schema_version", 0);
+		t->stream = jdup(e, "stream");
+		t->type = jdup(e, "type");
+		t->data = cJSON_PrintUnformatted(
+		    cJSON_GetObjectItemCaseSensitive(e, "data"));
+		t->trace_id = jdup(e, "trace_id");
+		t->command_id = jdup(e, "command_id");
+		t->idem = jdup(e, "idempotency_key");
+		t->causation = jdup(e, "causation_id");
+		if (!t->stream || !t->type || !t->data) {
+			rc = CLI_EXIT_FAIL;
+			break;
+		}
+	}
+	tev *group = rc ? NULL : malloc((size_t)x.n * sizeof(*group) + 1);
+	papplied *pa = NULL;
+	cJSON_ArrayForEach(cmd, cJSON_GetObjectItemCaseSensitive(j, "commands"))
+	{
+		if (!group || cli_out_broken())
+			break;
+		int g = 0, np = 0;
+		const cJSON *p;
+		cJSON_ArrayForEach(
+		    p, cJSON_GetObjectItemCaseSensitive(cmd, "events"))
+		{
+			for (int k = 0; k < x.n; k++)
+				if (x.ev[k].position == (int64_t)p->valuedouble)
+					group[g++] = x.ev[k];
+		}
+		const cJSON *ps =
+		    cJSON_GetObjectItemCaseSensitive(cmd, "projections");
+		free(pa);
+		pa = calloc((size_t)cJSON_GetArraySize(ps) + 1, sizeof(*pa));
+		if (!pa)
+			break;
+		cJSON_ArrayForEach(p, ps)
+		{
+			papplied *a = &pa[np++];
+			a->name = cli_jstr(p, "name");
+			a->version = (int)cli_jint(p, "version", 0);
+			a->state = cli_jstr(p, "state");
+			if (!a->state)
+				a->state = "?";
+			a->position = cli_jint(p, "position", 0);
+			a->subscribed = cJSON_IsTrue(
+			    cJSON_GetObjectItemCaseSensitive(p, "subscribed"));
+			a->applied = cJSON_IsTrue(
+			    cJSON_GetObjectItemCaseSensitive(p, "applied"));
+			a->when_us = cli_jint(p, "applied_at_us", 0);
+			a->upto = cli_jint(p, "needs", 0);
+		}
+		if (g)
+			print_block(c, group, g, pa, np, &blocks);
+	}
+	if (!group || rc) {
+		cli_errorf(c, "out of memory");
+		rc = CLI_EXIT_FAIL;
+	}
+	free(pa);
+	free(group);
+	tctx_free(&x);
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "truncated")))
+		cli_errorf(c, "only the first %d events are shown",
+		           TRACE_EVENTS_MAX);
+	return rc;
+}
+
+static int trace_server(const cli_common *c, const char *id)
+{
+	char target[512] = "/trace/";
+	cli_url_encode(target, sizeof(target), id);
+	cli_http_resp resp;
+	if (cli_server_request(c, "GET", target, cli_slow_timeout_ms(c), &resp))
+		return CLI_EXIT_FAIL;
+	int rc = 0;
+	if (resp.status == 404) {
+		cli_errorf(c,
+		           "no event has trace id or command id '%s' "
+		           "(a command that was rejected wrote none)",
+		           id);
+		rc = CLI_EXIT_FAIL;
+	} else if (resp.status == 400) {
+		char msg[512];
+		cli_error_message(&resp, msg, sizeof(msg));
+		cli_errorf(c, "%s", msg);
+		rc = CLI_EXIT_USAGE;
+	} else if (resp.status != 200) {
+		cli_server_error(c, "GET", target, &resp);
+		rc = CLI_EXIT_FAIL;
+	} else {
+		cJSON *j = cJSON_ParseWithLength(resp.body, resp.len);
+		if (j)
+			rc = print_answer(c, j);
+		else {
+			cli_errorf(c, "GET %s%s: the answer is not JSON",
+			           c->server, target);
+			rc = CLI_EXIT_FAIL;
+		}
+		cJSON_Delete(j);
+	}
+	cli_http_resp_free(&resp);
+	return cli_finish(c, rc);
+}
+
 int cl_cmd_trace(int argc, char **argv)
 {
 	static const cli_cmd_spec spec = {
@@ -289,7 +436,10 @@ int cl_cmd_trace(int argc, char **argv)
 	        "projection whether it has\n"
 	        "applied them and when.  Exit status 1 when nothing "
 	        "matches.\n"
-	        "Works beside a running server (read-only).",
+	        "Works beside a running server (read-only), or asks it "
+	        "with --server\n"
+	        "(GET /trace/ID; it waits up to --http-timeout, default "
+	        "10 minutes here).",
 	    .min_args = 1,
 	    .max_args = 1,
 	};
@@ -299,13 +449,9 @@ int cl_cmd_trace(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	const char *id = argv[first];
-	if (c.server) {
-		cli_errorf(&c, "trace is not available over --server yet; "
-		               "run it with --data DIR on the server's "
-		               "machine (it works while the server runs)");
-		return CLI_EXIT_USAGE;
-	}
 	cli_signals_init();
+	if (c.server)
+		return trace_server(&c, id);
 	cleave_engine *e;
 	if ((rc = cli_engine_open(&c, true, &e)))
 		return rc;
@@ -335,12 +481,17 @@ int cl_cmd_trace(int argc, char **argv)
 					group[g++] = x.ev[k];
 					done[k] = true;
 				}
-			if (!c.json && blocks++)
-				printf("\n");
-			if (c.json)
-				print_json(e, group, g);
-			else
-				print_human(e, group, g);
+			int np = cleave_projection_count(e);
+			papplied *pa = calloc((size_t)np + 1, sizeof(*pa));
+			if (!pa) {
+				free(done);
+				done = NULL;
+				break;
+			}
+			for (int k = 0; k < np; k++)
+				projection_fate(e, k, group, g, &pa[k]);
+			print_block(&c, group, g, pa, np, &blocks);
+			free(pa);
 			if (cli_out_broken())
 				break;
 		}

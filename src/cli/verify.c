@@ -3,12 +3,16 @@
  * scratch copy from the log, up to the live copy's position, and compare
  * the two key by key.  Every differing key is printed; exit 1 on drift.
  *
- * The engine is opened read-only, so this works beside a running server
- * (the live copy is read from a snapshot; the scratch copy is built in
- * read/NAME.verify-* and removed afterwards).
+ * With --data the engine is opened read-only, so this works beside a
+ * running server (the live copy is read from a snapshot; the scratch copy
+ * is built in read/NAME.verify-* and removed afterwards).  With --server
+ * the server does the same (POST /projections/NAME/verify) and lists the
+ * differing keys, the first 1000 of them; the output is the same.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
@@ -104,6 +108,147 @@ static int verify_one(const cli_common *c, cleave_engine *e, const char *name,
 	return 0;
 }
 
+/* ---- --server ------------------------------------------------------------ */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A differing key from the server: "key_hex" (its bytes) when the text
+ * could not say them exactly, else "key".  Returns its length in buf. */
+static size_t diff_key(const cJSON *d, char *buf, size_t cap)
+{
+	const char *hex = cli_jstr(d, "key_hex");
+	const char *key = cli_jstr(d, "key");
+	size_t n = 0;
+	if (hex) {
+		for (; hex[0] && hex[1] && n < cap; hex += 2) {
+			int h = hexval(hex[0]), l = hexval(hex[1]);
+			if (h < 0 || l < 0)
+				break;
+			buf[n++] = (char)(h * 16 + l);
+		}
+		return n;
+	}
+	n = key ? strlen(key) : 0;
+	if (n > cap)
+		n = cap;
+	memcpy(buf, key ? key : "", n);
+	return n;
+}
+
+static int verify_remote(const cli_common *c, const char *name, bool *drift)
+{
+	static const char *const headers[] = {"TABLE", "KEY", "DIFF"};
+	char target[512] = "/projections/", msg[512];
+	cli_url_encode(target, sizeof(target) - 8, name);
+	strcat(target, "/verify");
+	int64_t t0 = cli_now_us();
+	cli_http_resp resp;
+	if (cli_server_request(c, "POST", target, cli_slow_timeout_ms(c),
+	                       &resp))
+		return CLI_EXIT_FAIL;
+	double secs = (double)(cli_now_us() - t0) / 1e6;
+	if (resp.status == 404) {
+		cli_errorf(c, "no projection '%s' on the server", name);
+		cli_http_resp_free(&resp);
+		return CLI_EXIT_FAIL;
+	}
+	if (resp.status == 401 || resp.status == 403) {
+		cli_server_error(c, "POST", target, &resp);
+		cli_http_resp_free(&resp);
+		return CLI_EXIT_FAIL;
+	}
+	if (resp.status != 200) {
+		/* the engine's failure (or a verify already running): the
+		 * same summary as with --data */
+		cli_error_message(&resp, msg, sizeof(msg));
+		cli_http_resp_free(&resp);
+		summary(c, name, 0, 0, secs, msg);
+		return CLI_EXIT_FAIL;
+	}
+	cJSON *j = cJSON_ParseWithLength(resp.body, resp.len);
+	cli_http_resp_free(&resp);
+	const cJSON *diffs = cJSON_GetObjectItemCaseSensitive(j, "diffs");
+	if (!cJSON_IsArray(diffs)) {
+		cli_errorf(c, "POST %s%s: not a verify answer", c->server,
+		           target);
+		cJSON_Delete(j);
+		return CLI_EXIT_FAIL;
+	}
+	cli_table t;
+	cli_table_init(&t, 3, headers, NULL);
+	vstate v = {c, name, &t, 0};
+	const cJSON *d;
+	cJSON_ArrayForEach(d, diffs)
+	{
+		char key[CLEAVE_KEY_MAX * 4 + 8]; /* what on_diff shows */
+		size_t klen = diff_key(d, key, sizeof(key));
+		const char *table = cli_jstr(d, "table");
+		const char *what = cli_jstr(d, "what");
+		if (on_diff(&v, table ? table : "?", key, klen,
+		            what ? what : "?"))
+			break;
+	}
+	if (!c->json && t.nrows > 1) {
+		printf("%s:\n", name);
+		cli_table_print(&t, stdout);
+	}
+	cli_table_free(&t);
+	int64_t ndiff = cli_jint(j, "differences", 0);
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "truncated")))
+		cli_errorf(c,
+		           "%s: the server lists the first %lld of %lld "
+		           "differing keys",
+		           name, (long long)v.shown, (long long)ndiff);
+	summary(c, name, cli_jint(j, "position", 0), ndiff, secs, NULL);
+	cJSON_Delete(j);
+	if (ndiff)
+		*drift = true;
+	return 0;
+}
+
+static int verify_server(const cli_common *c, char **names, int n)
+{
+	bool drift = false;
+	int rc = 0;
+	cJSON *j = NULL;
+	if (n == 0) {
+		if ((rc = cli_server_call(c, "GET", "/projections", &j, NULL)))
+			return rc;
+		const cJSON *ps =
+		    cJSON_GetObjectItemCaseSensitive(j, "projections");
+		const cJSON *p;
+		cJSON_ArrayForEach(p, ps)
+		{
+			const char *name = cli_jstr(p, "name");
+			if (!name || cli_interrupted || cli_out_broken())
+				continue;
+			int r = verify_remote(c, name, &drift);
+			if (r)
+				rc = r;
+		}
+		cJSON_Delete(j);
+	}
+	for (int i = 0; i < n && !cli_interrupted; i++) {
+		int r = verify_remote(c, names[i], &drift);
+		if (r)
+			rc = r;
+	}
+	if (cli_interrupted && !rc)
+		rc = CLI_EXIT_FAIL;
+	if (!rc && drift)
+		rc = CLI_EXIT_FAIL;
+	return cli_finish(c, rc);
+}
+
 int cl_cmd_verify(int argc, char **argv)
 {
 	static const cli_cmd_spec spec = {
@@ -125,7 +270,13 @@ int cl_cmd_verify(int argc, char **argv)
 	        "Keys are shown with \\\\ and \\xHH escapes for "
 	        "bytes that are not\n"
 	        "printable text.  Works beside a running server "
-	        "(read-only).",
+	        "(read-only).\n"
+	        "With --server the server verifies (POST "
+	        "/projections/NAME/verify)\n"
+	        "and lists at most 1000 differing keys per projection; "
+	        "it waits for\n"
+	        "the answer up to --http-timeout (default 10 minutes "
+	        "here).",
 	    .min_args = 0,
 	    .max_args = -1,
 	};
@@ -134,13 +285,9 @@ int cl_cmd_verify(int argc, char **argv)
 	int rc = cli_parse(&spec, &c, argc, argv, &first);
 	if (rc >= 0)
 		return rc;
-	if (c.server) {
-		cli_errorf(&c, "verify is not available over --server yet; "
-		               "run it with --data DIR on the server's "
-		               "machine (it works while the server runs)");
-		return CLI_EXIT_USAGE;
-	}
 	cli_signals_init();
+	if (c.server)
+		return verify_server(&c, argv + first, argc - first);
 	cleave_engine *e;
 	if ((rc = cli_engine_open(&c, true, &e)))
 		return rc;

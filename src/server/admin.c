@@ -32,12 +32,8 @@ typedef struct events_ctx {
 	int64_t last;
 } events_ctx;
 
-static int add_event(void *arg, const cleave_event *ev)
+void cl_event_json(cl_sbuf *b, const cleave_event *ev)
 {
-	events_ctx *x = arg;
-	cl_sbuf *b = x->b;
-	if (x->n++)
-		cl_sbuf_addc(b, ',');
 	cl_sbuf_adds(b, "{\"position\":");
 	cl_sbuf_add_i64(b, ev->position);
 	cl_sbuf_adds(b, ",\"stream\":");
@@ -61,8 +57,16 @@ static int add_event(void *arg, const cleave_event *ev)
 	add_opt_str(b, "idempotency_key", ev->idempotency_key, false);
 	add_opt_str(b, "causation_id", ev->causation_id, false);
 	cl_sbuf_addc(b, '}');
+}
+
+static int add_event(void *arg, const cleave_event *ev)
+{
+	events_ctx *x = arg;
+	if (x->n++)
+		cl_sbuf_addc(x->b, ',');
+	cl_event_json(x->b, ev);
 	x->last = ev->position;
-	return b->oom ? CLEAVE_ENOMEM : 0;
+	return x->b->oom ? CLEAVE_ENOMEM : 0;
 }
 
 enum MHD_Result cl_h_events(cl_req *r)

@@ -40,6 +40,10 @@
 /* An oversized body is read and dropped (so simple clients see the 413)
  * up to this many bytes; a larger one is refused at once, unread. */
 #define CL_BODY_DRAIN_MAX (16u << 20)
+/* Verify and trace runs at once (inspect.c), and the verify slots: one
+ * verify per projection, projections past the last slot share it. */
+#define CL_JOBS_MAX     8
+#define CL_VERIFY_SLOTS 64
 
 typedef struct cl_srv cl_srv;
 typedef struct cl_req cl_req;
@@ -121,6 +125,7 @@ struct cl_req {
 	size_t out_len;
 	bool out_replayed;
 	char out_cmd_id[CLEAVE_TRACE_ID_MAX + 1];
+	char out_code[32]; /* a job's error code when not cleave_errname */
 
 	/* a query waiting for min_position */
 	int qindex;
@@ -161,6 +166,10 @@ struct cl_srv {
 	pthread_mutex_t wmu;
 	cl_req *waiters;
 	bool waiters_closed;
+
+	/* verify and trace runs (inspect.c); shutdown waits for them */
+	atomic_int jobs;
+	atomic_bool verifying[CL_VERIFY_SLOTS];
 
 	/* connection deadlines (slow clients) */
 	pthread_mutex_t cmu;
@@ -290,8 +299,13 @@ enum MHD_Result cl_h_events(cl_req *r);
 enum MHD_Result cl_h_projections(cl_req *r);
 enum MHD_Result cl_h_rebuild(cl_req *r);
 enum MHD_Result cl_h_resume(cl_req *r);
+enum MHD_Result cl_h_verify(cl_req *r);
+enum MHD_Result cl_h_trace(cl_req *r);
 enum MHD_Result cl_h_metrics(cl_req *r);
 enum MHD_Result cl_h_health(cl_req *r);
+
+/* Appends event ev as the JSON object GET /events lists (admin.c). */
+void cl_event_json(cl_sbuf *b, const cleave_event *ev);
 
 /* Query index of `name` in the domain, or -1. */
 int cl_query_index(cl_srv *s, const char *name);

@@ -15,6 +15,8 @@ static const cl_route routes[] = {
     {CL_M_POST, "/projections/{}/rebuild", cl_h_rebuild,
      CL_R_BODY | CL_R_ADMIN},
     {CL_M_POST, "/projections/{}/resume", cl_h_resume, CL_R_BODY | CL_R_ADMIN},
+    {CL_M_POST, "/projections/{}/verify", cl_h_verify, CL_R_BODY | CL_R_ADMIN},
+    {CL_M_GET, "/trace/{}", cl_h_trace, CL_R_ADMIN},
     {CL_M_GET, "/metrics", cl_h_metrics, 0},
     {CL_M_GET, "/health", cl_h_health, 0},
     {0, NULL, NULL, 0},

@@ -7,7 +7,8 @@
  *     stopping: answers carry "Connection: close", /health says 503;
  *  2. the engine stops accepting commands (new ones get 503);
  *  3. queries waiting for a position are answered 503 at once;
- *  4. every command already queued is committed and answered;
+ *  4. every command already queued is committed and answered, and every
+ *     verify or trace run finishes and is answered;
  *  5. requests still in flight get --shutdown-grace-ms to finish;
  *  6. MHD stops, the engine closes its stores; exit 0.
  * A second signal during shutdown exits at once with status 1.
@@ -287,6 +288,9 @@ int cl_server_run(const cl_server_config *cfg)
 	cleave_engine_stop_accepting(s.e);
 	cl_waiters_close(&s);
 	drain(&s, sfd, &s.inflight_cmds, -1, "command(s)");
+	/* a verify or trace cannot be cancelled, and MHD must not stop
+	 * while their connections are suspended */
+	drain(&s, sfd, &s.jobs, -1, "verify or trace run(s)");
 	if (!drain(&s, sfd, &s.busy_reqs, cfg->shutdown_grace_ms, "request(s)"))
 		cl_logf(CLEAVE_LOG_WARN, NULL, NULL, -1,
 		        "shutdown: closing %d request(s) still open after "

@@ -414,15 +414,98 @@ class CliWithServer(unittest.TestCase):
         self.assertEqual((rc, out), (1, ""))
         self.assertIn("no event", err)
 
-    # ---- not over HTTP yet -------------------------------------------
+    # ---- verify and trace over --server --------------------------------
 
-    def test_verify_and_trace_need_data(self):
-        for args in (["verify"], ["verify", "catalog"],
-                     ["trace", self.answers["checkout_trace"]]):
-            rc, out, err = cli(*args, "--server", self.url)
-            self.assertEqual(rc, 2, err)
-            self.assertIn("not available over --server", err)
-            self.assertIn("--data", err)
+    def test_verify_over_server(self):
+        wait_caught_up(self.c)
+        rc, out, err = cli("verify", "--server", self.url)
+        self.assertEqual(rc, 0, out + err)
+        srv_lines = json_lines(out)
+        self.assertEqual({ln["projection"] for ln in srv_lines},
+                         SHOP_PROJECTIONS)
+        for ln in srv_lines:
+            self.assertEqual(ln["result"], "ok", ln)
+            self.assertEqual(ln["differences"], 0)
+            self.assertGreaterEqual(ln["position"], 1)
+        # the same lines as from the data directory (times aside)
+        rc, out, err = cli("verify", "--data", self.srv.data)
+        self.assertEqual(rc, 0, out + err)
+        data_lines = json_lines(out)
+        for ln in srv_lines + data_lines:
+            del ln["seconds"]
+        self.assertEqual(srv_lines, data_lines)
+        rc, out, err = cli("verify", "catalog", "--server", self.url)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual([ln["projection"] for ln in json_lines(out)],
+                         ["catalog"])
+        rc, out, err = cli_tty("verify", "orders", "--server", self.url)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("orders: ok, identical to a rebuild", out)
+        rc, out, err = cli("verify", "no_such_projection", "--server",
+                           self.url)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("no projection 'no_such_projection'", err)
+        # no scratch copy left behind by the server either
+        self.assertFalse([d for d in os.listdir(
+            os.path.join(self.srv.data, "read")) if ".verify-" in d])
+
+    def trace_both(self, tid, tty=False):
+        run = cli_tty if tty else cli
+        a = run("trace", tid, "--server", self.url)
+        b = run("trace", tid, "--data", self.srv.data)
+        return a, b
+
+    @staticmethod
+    def timeless(lines):
+        """Trace lines without when projections applied: the server
+        remembers recent times, a read-only engine none."""
+        for t in lines:
+            for p in t["projections"]:
+                p.pop("applied_at_us")
+                p.pop("applied_at")
+        return lines
+
+    def test_trace_over_server(self):
+        wait_caught_up(self.c)
+        a = self.answers["checkout"]
+        for tid in (self.answers["checkout_trace"], a["command_id"],
+                    self.answers["user1"]["trace_id"]):
+            (rc, out, err), (rc2, out2, err2) = self.trace_both(tid)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(rc2, 0, err2)
+            srv_lines = json_lines(out)
+            self.assertTrue(srv_lines)
+            # the server remembers when each projection applied them
+            for t in srv_lines:
+                for p in t["projections"]:
+                    self.assertTrue(p["applied"], p)
+                    self.assertIsInstance(p["applied_at_us"], int, p)
+            self.assertEqual(self.timeless(srv_lines),
+                             self.timeless(json_lines(out2)))
+        t = json_lines(cli("trace", a["command_id"], "--server",
+                           self.url)[1])[0]
+        self.assertEqual([(e["position"], e["type"], e["stream"])
+                          for e in t["events"]],
+                         [(e["position"], e["type"], e["stream"])
+                          for e in a["events"]])
+        # a terminal gets the same report
+        (rc, out, err), (rc2, out2, err2) = self.trace_both(
+            self.answers["checkout_trace"], tty=True)
+        self.assertEqual((rc, rc2), (0, 0), err + err2)
+        srv_rows, data_rows = out.splitlines(), out2.splitlines()
+        self.assertEqual(len(srv_rows), len(data_rows), out + out2)
+        for x, y in zip(srv_rows, data_rows):
+            if x.split()[:1] and x.split()[0] in SHOP_PROJECTIONS:
+                self.assertEqual(x.split()[:3], y.split()[:3])
+                self.assertIn("applied at", x)
+            else:
+                self.assertEqual(x, y)
+        # nothing found, and a malformed id
+        rc, out, err = cli("trace", uid("nothing-"), "--server", self.url)
+        self.assertEqual((rc, out), (1, ""))
+        self.assertIn("no event", err)
+        rc, out, err = cli("trace", "not an id", "--server", self.url)
+        self.assertEqual((rc, out), (2, ""), err)
 
 
 class CliServerStopped(unittest.TestCase):
@@ -504,6 +587,27 @@ class CliServerStopped(unittest.TestCase):
             db.close()
         raise AssertionError("no table with rows in %s" % path)
 
+    def same_over_server(self, name):
+        """verify NAME over --server finds the drift --data finds."""
+        rc, out, err = cli("verify", name, "--data", self.data)
+        self.assertEqual(rc, 1, err)
+        want = json_lines(out)
+        srv = ct.Server(data=self.data, name="cli-drift").start()
+        try:
+            url = "http://127.0.0.1:%d" % srv.port
+            rc, out, err = cli("verify", name, "--server", url)
+            self.assertEqual(rc, 1, err)
+            got = json_lines(out)
+            rc, tty, err = cli_tty("verify", name, "--server", url)
+            self.assertEqual(rc, 1, err)
+            self.assertIn("DRIFT", tty)
+        finally:
+            srv.stop()  # the data directory stays
+        for ln in got + want:
+            ln.pop("seconds", None)
+        key = lambda ln: json.dumps(ln, sort_keys=True)  # noqa: E731
+        self.assertEqual(sorted(got, key=key), sorted(want, key=key))
+
     def test_verify_finds_sqlite_drift(self):
         table = self.tamper_sqlite("search")
         rc, diffs, summary, err = self.verify("search")
@@ -526,6 +630,7 @@ class CliServerStopped(unittest.TestCase):
         self.assertEqual(rc, 1, err)
         self.assertIn("DRIFT", out)
         self.assertIn(table, out)
+        self.same_over_server("search")
         # a rebuild repairs it
         rc, out, err = cli("rebuild", "search", "--data", self.data)
         self.assertEqual(rc, 0, err)
@@ -569,6 +674,7 @@ class CliServerStopped(unittest.TestCase):
                          max(e["position"] for a in self.answers.values()
                              if isinstance(a, dict) and "events" in a
                              for e in a["events"]))
+        self.same_over_server("catalog")
         rc, out, err = cli("rebuild", "catalog", "--data", self.data)
         self.assertEqual(rc, 0, err)
         rc, diffs, summary, err = self.verify("catalog")

@@ -451,6 +451,81 @@ class HttpApi(unittest.TestCase):
                        (pid, r.json()["position"]))
         self.assertEqual(q.status, 200)
 
+    def test_verify(self):
+        add_product(self.c)
+        r = self.c.post("/projections/catalog/verify")
+        self.assertEqual(r.status, 200, r)
+        v = r.json()
+        self.assertEqual(v["projection"], "catalog")
+        self.assertEqual((v["differences"], v["diffs"], v["truncated"]),
+                         (0, [], False))
+        self.assertIsInstance(v["position"], int)
+        self.assertGreaterEqual(v["position"], 1)
+        assert_error(self, self.c.post("/projections/nope/verify"), 404,
+                     "not_found")
+        r = self.c.get("/projections/catalog/verify")
+        assert_error(self, r, 405)
+        self.assertEqual(r.header("allow"), "POST")
+        # one verify per projection at a time: the others get 409
+        out = []
+
+        def one():
+            c = ct.Client(self.srv.port)
+            out.append(c.post("/projections/search/verify"))
+            c.close()
+        ts = [threading.Thread(target=one) for _ in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertIn(200, [r.status for r in out])
+        for r in out:
+            if r.status != 200:
+                assert_error(self, r, 409, "already_verifying")
+        # the server still serves, nothing was written
+        self.assertEqual(self.c.get("/health").status, 200)
+
+    def test_trace(self):
+        tid = uid("tr-")
+        pid, r = add_product(self.c, headers={"X-Trace-Id": tid})
+        self.assertEqual(r.status, 200, r)
+        a = r.json()
+        q = self.c.get("/queries/product?productId=%s&min_position=%d" %
+                       (pid, a["position"]))
+        self.assertEqual(q.status, 200, q)
+        for key in (tid, a["command_id"]):
+            r = self.c.get("/trace/" + key)
+            self.assertEqual(r.status, 200, r)
+            t = r.json()
+            self.assertEqual(t["id"], key)
+            self.assertEqual([(e["position"], e["stream"], e["version"],
+                               e["type"], e["trace_id"], e["command_id"])
+                              for e in t["events"]],
+                             [(e["position"], e["stream"], e["version"],
+                               e["type"], tid, a["command_id"])
+                              for e in a["events"]])
+            for e in t["events"]:
+                self.assertIsInstance(e["ts_us"], int)
+            self.assertEqual([c["command_id"] for c in t["commands"]],
+                             [a["command_id"]])
+            self.assertEqual(t["commands"][0]["events"],
+                             [e["position"] for e in a["events"]])
+            names = [p["name"] for p in t["projections"]]
+            self.assertIn("catalog", names)
+            for p in t["projections"]:
+                self.assertIsInstance(p["applied"], bool)
+                if p["name"] == "catalog":
+                    # the query above waited for it
+                    self.assertTrue(p["applied"], p)
+                    self.assertTrue(p["subscribed"], p)
+                    self.assertIsInstance(p["applied_at_us"], int)
+                if not p["applied"]:
+                    self.assertIsNone(p["applied_at_us"])
+        assert_error(self, self.c.get("/trace/" + uid("none-")), 404,
+                     "not_found")
+        assert_error(self, self.c.get("/trace/a%20b"), 400)
+        assert_error(self, self.c.post("/trace/" + tid), 405)
+
     def test_metrics(self):
         add_product(self.c)
         self.c.get("/queries/product?productId=x")
@@ -715,6 +790,14 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(r.status, 200, r)
             assert_error(self, c.get("/events"), 401)
             self.assertEqual(c.get("/events", headers=good).status, 200)
+            # verify and trace need the token too
+            assert_error(self, c.post("/projections/catalog/verify"), 401)
+            assert_error(self, c.get("/trace/" + r.json()["trace_id"]),
+                         401)
+            self.assertEqual(c.post("/projections/catalog/verify",
+                                    headers=good).status, 200)
+            self.assertEqual(c.get("/trace/" + r.json()["trace_id"],
+                                   headers=good).status, 200)
             pos = r.json()["position"]
             self.assertEqual(c.get("/queries/product?productId=%s"
                                    "&min_position=%d" % (pid, pos))

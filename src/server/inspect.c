@@ -1,0 +1,496 @@
+/*
+ * inspect.c — the operator's inspections, which read a lot and so run off
+ * MHD's threads: POST /projections/<name>/verify and GET /trace/<id>.
+ *
+ * A verify rebuilds a projection into a scratch copy from the log and
+ * compares it key by key (seconds on a large model); a trace scans the
+ * log for a trace or command id.  Neither may hold an MHD thread, so the
+ * handler suspends the connection and hands the request to a job thread
+ * of its own; the job records its answer in the request (out_rc,
+ * out_body) and resumes the connection, and job_answer sends it.  At most
+ * CL_JOBS_MAX jobs run at once (503 beyond), and one verify per
+ * projection (409).  Shutdown waits for running jobs (they cannot be
+ * cancelled) before MHD stops.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/http.h"
+#include "server/log.h"
+
+#define VERIFY_DIFFS_MAX 1000  /* differences listed in an answer */
+#define TRACE_EVENTS_MAX 10000 /* events of one id in an answer */
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+typedef void (*job_fn)(cl_req *r);
+
+typedef struct job {
+	cl_req *r;
+	job_fn work;
+	int slot; /* verify slot held, or -1 */
+} job;
+
+/* Resumed: the job's answer is in the request. */
+static enum MHD_Result job_answer(cl_req *r)
+{
+	int rc = r->async_rc;
+	if (rc == 0) {
+		char *body = r->out_body;
+		r->out_body = NULL;
+		return cl_send_json(r, MHD_HTTP_OK, body, r->out_len);
+	}
+	const char *code = r->out_code[0] ? r->out_code : cleave_errname(rc);
+	return cl_send_error(r, cl_status_of(rc), code, "%s",
+	                     r->out_body ? r->out_body : cleave_strerror(rc));
+}
+
+static void job_release(cl_srv *s, int slot);
+
+static void *job_main(void *arg)
+{
+	job *j = arg;
+	cl_req *r = j->r;
+	cl_srv *s = r->s;
+	j->work(r);
+	pthread_mutex_lock(&r->mu);
+	cl_req_resume(r, r->out_rc);
+	pthread_mutex_unlock(&r->mu);
+	int slot = j->slot;
+	free(j);
+	cl_req_unref(r);
+	job_release(s, slot); /* last: shutdown waits for it */
+	return NULL;
+}
+
+static void job_release(cl_srv *s, int slot)
+{
+	if (slot >= 0)
+		atomic_store(&s->verifying[slot], false);
+	atomic_fetch_sub(&s->jobs, 1);
+}
+
+/* Runs work(r) on a thread of its own with r's connection suspended.
+ * slot: the verify slot the caller took (released when the job ends), or
+ * -1. */
+static enum MHD_Result run_job(cl_req *r, job_fn work, int slot)
+{
+	cl_srv *s = r->s;
+	/* counted before the check, so shutdown (stopping, then waiting
+	 * for jobs to end) never misses one that is starting */
+	int running = atomic_fetch_add(&s->jobs, 1);
+	if (atomic_load(&s->stopping)) {
+		job_release(s, slot);
+		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                     "shutting_down", "shutting down");
+	}
+	if (running >= CL_JOBS_MAX) {
+		job_release(s, slot);
+		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                     "overloaded",
+		                     "%d verify or trace runs are in progress; "
+		                     "retry later",
+		                     CL_JOBS_MAX);
+	}
+	job *j = calloc(1, sizeof(*j));
+	pthread_attr_t at;
+	if (!j || pthread_attr_init(&at)) {
+		free(j);
+		job_release(s, slot);
+		return cl_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		                     "out_of_memory", "out of memory");
+	}
+	j->r = r;
+	j->work = work;
+	j->slot = slot;
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_t t;
+	pthread_mutex_lock(&r->mu);
+	cl_req_ref(r);
+	/* suspended before the job can resume it */
+	cl_req_suspend(r, job_answer);
+	int err = pthread_create(&t, &at, job_main, j);
+	if (err) {
+		r->out_rc = CLEAVE_EBUSY;
+		cl_req_resume(r, CLEAVE_EBUSY); /* job_answer: 503 */
+	}
+	pthread_mutex_unlock(&r->mu);
+	pthread_attr_destroy(&at);
+	if (err) {
+		cl_logf(CLEAVE_LOG_WARN, r->trace_id, NULL, -1,
+		        "cannot start a thread for %s: %s", r->uri,
+		        strerror(err));
+		free(j);
+		cl_req_unref(r);
+		job_release(s, slot);
+	}
+	return MHD_YES;
+}
+
+/* Records a failure for job_answer: rc, its message (copied) and an
+ * error code when not cleave_errname(rc). */
+static void job_fail(cl_req *r, int rc, const char *code, const char *msg)
+{
+	r->out_rc = rc;
+	snprintf(r->out_code, sizeof(r->out_code), "%s", code ? code : "");
+	free(r->out_body);
+	r->out_body = strdup(msg && *msg ? msg : cleave_strerror(rc));
+}
+
+static void job_done(cl_req *r, cl_sbuf *b)
+{
+	size_t len;
+	char *body = cl_sbuf_steal(b, &len);
+	if (!body) {
+		job_fail(r, CLEAVE_ENOMEM, NULL, "out of memory");
+		return;
+	}
+	r->out_rc = 0;
+	r->out_body = body;
+	r->out_len = len;
+}
+
+/* ---- POST /projections/<name>/verify ------------------------------------ */
+
+typedef struct vstate {
+	cl_sbuf *b;
+	int64_t n;
+} vstate;
+
+/* A key as JSON: "key" is its text; "key_hex" its bytes in hex as well
+ * when the text cannot say them exactly (not UTF-8, or a NUL inside). */
+static void add_key(cl_sbuf *b, const char *key, size_t klen)
+{
+	static const char hex[] = "0123456789abcdef";
+	cl_sbuf_adds(b, ",\"key\":");
+	cl_sbuf_add_jstr(b, key, klen);
+	if (cl_utf8_valid(key, klen) && !memchr(key, 0, klen))
+		return;
+	cl_sbuf_adds(b, ",\"key_hex\":\"");
+	for (size_t i = 0; i < klen; i++) {
+		unsigned char c = (unsigned char)key[i];
+		char h[2] = {hex[c >> 4], hex[c & 15]};
+		cl_sbuf_add(b, h, 2);
+	}
+	cl_sbuf_addc(b, '"');
+}
+
+static int on_diff(void *arg, const char *table, const char *key, size_t klen,
+                   const char *what)
+{
+	vstate *v = arg;
+	cl_sbuf *b = v->b;
+	if (v->n++ >= VERIFY_DIFFS_MAX)
+		return 0; /* counted by the engine, not listed */
+	if (v->n > 1)
+		cl_sbuf_addc(b, ',');
+	cl_sbuf_adds(b, "{\"table\":");
+	cl_sbuf_add_jstr(b, table, strlen(table));
+	add_key(b, key, klen);
+	cl_sbuf_adds(b, ",\"what\":");
+	cl_sbuf_add_jstr(b, what, strlen(what));
+	cl_sbuf_addc(b, '}');
+	return b->oom ? CLEAVE_ENOMEM : 0;
+}
+
+static void verify_work(cl_req *r)
+{
+	cl_srv *s = r->s;
+	cl_sbuf b;
+	vstate v = {&b, 0};
+	int64_t ndiff = 0, pos = 0, t0 = cl_mono_now_us();
+	cl_sbuf_init(&b);
+	cl_sbuf_adds(&b, "{\"projection\":");
+	cl_sbuf_add_jstr(&b, r->name, strlen(r->name));
+	cl_sbuf_adds(&b, ",\"diffs\":[");
+	cl_logf(CLEAVE_LOG_INFO, r->trace_id, NULL, -1,
+	        "verify of projection %s started", r->name);
+	int rc =
+	    cleave_projection_verify(s->e, r->name, on_diff, &v, &ndiff, &pos);
+	double secs = (double)(cl_mono_now_us() - t0) / 1e6;
+	if (rc) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "verify of '%s': %s", r->name,
+		         *cleave_errmsg() ? cleave_errmsg()
+		                          : cleave_strerror(rc));
+		cl_logf(CLEAVE_LOG_WARN, r->trace_id, NULL, pos, "%s", msg);
+		cl_sbuf_free(&b);
+		job_fail(r, rc, NULL, msg);
+		return;
+	}
+	cl_sbuf_addf(&b,
+	             "],\"truncated\":%s,\"position\":%lld,"
+	             "\"differences\":%lld,\"seconds\":%.3f}",
+	             ndiff > VERIFY_DIFFS_MAX ? "true" : "false",
+	             (long long)pos, (long long)ndiff, secs);
+	cl_logf(ndiff ? CLEAVE_LOG_WARN : CLEAVE_LOG_INFO, r->trace_id, NULL,
+	        pos, "verify of projection %s: %lld difference(s) (%.2f s)",
+	        r->name, (long long)ndiff, secs);
+	job_done(r, &b);
+}
+
+enum MHD_Result cl_h_verify(cl_req *r)
+{
+	cl_srv *s = r->s;
+	int i = cleave_projection_find(s->e, r->name);
+	if (i < 0)
+		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+		                     "unknown projection '%s'", r->name);
+	/* projections past the last slot share it */
+	int slot = i < CL_VERIFY_SLOTS ? i : CL_VERIFY_SLOTS - 1;
+	if (atomic_exchange(&s->verifying[slot], true))
+		return cl_send_error(r, MHD_HTTP_CONFLICT, "already_verifying",
+		                     "a verify of '%s' is already running",
+		                     r->name);
+	return run_job(r, verify_work, slot);
+}
+
+/* ---- GET /trace/<id> ----------------------------------------------------- */
+
+typedef struct tev {
+	int64_t position, ts_us;
+	char *type, *command_id, *trace_id, *idem, *causation;
+} tev;
+
+typedef struct tstate {
+	cl_sbuf *b;
+	tev *ev;
+	int n, cap;
+	bool truncated;
+} tstate;
+
+static char *dup0(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static int collect(void *arg, const cleave_event *e)
+{
+	tstate *x = arg;
+	if (x->n == TRACE_EVENTS_MAX) {
+		x->truncated = true;
+		return 1;
+	}
+	if (x->n == x->cap) {
+		int cap = x->cap ? x->cap * 2 : 16;
+		tev *p = realloc(x->ev, (size_t)cap * sizeof(*p));
+		if (!p)
+			return CLEAVE_ENOMEM;
+		x->ev = p;
+		x->cap = cap;
+	}
+	tev *t = &x->ev[x->n++];
+	memset(t, 0, sizeof(*t));
+	t->position = e->position;
+	t->ts_us = e->ts_us;
+	t->type = dup0(e->type);
+	t->command_id = dup0(e->command_id);
+	t->trace_id = dup0(e->trace_id);
+	t->idem = dup0(e->idempotency_key);
+	t->causation = dup0(e->causation_id);
+	if (!t->type)
+		return CLEAVE_ENOMEM;
+	if (x->n > 1)
+		cl_sbuf_addc(x->b, ',');
+	cl_event_json(x->b, e);
+	return x->b->oom ? CLEAVE_ENOMEM : 0;
+}
+
+static void tstate_free(tstate *x)
+{
+	for (int i = 0; i < x->n; i++) {
+		tev *t = &x->ev[i];
+		free(t->type);
+		free(t->command_id);
+		free(t->trace_id);
+		free(t->idem);
+		free(t->causation);
+	}
+	free(x->ev);
+}
+
+static bool same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* The domain's definition of projection `name` at `version` (a domain
+ * may list several versions of one projection while migrating). */
+static const cleave_projection_def *proj_def(const cleave_domain *d,
+                                             const char *name, int version)
+{
+	const cleave_projection_def *any = NULL;
+	for (const cleave_projection_def *p = d->projections; p && p->name;
+	     p++) {
+		if (strcmp(p->name, name))
+			continue;
+		if (p->version == version)
+			return p;
+		any = p;
+	}
+	return any;
+}
+
+static bool subscribes(const cleave_projection_def *d, const char *type)
+{
+	if (!d || !d->event_types)
+		return true;
+	for (const char *const *t = d->event_types; *t; t++)
+		if (!strcmp(*t, type))
+			return true;
+	return false;
+}
+
+static void add_str_or_null(cl_sbuf *b, const char *key, const char *v)
+{
+	cl_sbuf_addf(b, "\"%s\":", key);
+	if (v)
+		cl_sbuf_add_jstr(b, v, strlen(v));
+	else
+		cl_sbuf_adds(b, "null");
+}
+
+/* For each projection, whether its serving copy has applied the events
+ * ev[k] with pick[k] (the last one it subscribes to; the last of all when
+ * it subscribes to none) and when. */
+static void add_fates(cl_sbuf *b, cl_srv *s, const tev *ev, const bool *pick,
+                      int n)
+{
+	int np = cleave_projection_count(s->e);
+	cl_sbuf_addc(b, '[');
+	for (int i = 0, out = 0; i < np; i++) {
+		cleave_proj_status st;
+		if (cleave_projection_status(s->e, i, &st))
+			continue;
+		const cleave_projection_def *d =
+		    proj_def(s->dom, st.name, st.version);
+		bool sub = false;
+		int64_t upto = 0, last = 0, when = 0;
+		for (int k = 0; k < n; k++) {
+			if (!pick[k])
+				continue;
+			last = ev[k].position;
+			if (subscribes(d, ev[k].type)) {
+				sub = true;
+				upto = ev[k].position;
+			}
+		}
+		if (!sub)
+			upto = last;
+		bool applied =
+		    cleave_projection_applied_at(s->e, i, upto, &when) == 0;
+		if (out++)
+			cl_sbuf_addc(b, ',');
+		cl_sbuf_adds(b, "{\"name\":");
+		cl_sbuf_add_jstr(b, st.name, strlen(st.name));
+		cl_sbuf_addf(b,
+		             ",\"version\":%d,\"state\":\"%s\",\"position\":"
+		             "%lld,\"subscribed\":%s,\"needs\":%lld,"
+		             "\"applied\":%s,\"applied_at_us\":",
+		             st.version, cleave_proj_state_name(st.state),
+		             (long long)st.position, sub ? "true" : "false",
+		             (long long)upto, applied ? "true" : "false");
+		if (applied && when)
+			cl_sbuf_add_i64(b, when);
+		else
+			cl_sbuf_adds(b, "null");
+		cl_sbuf_addc(b, '}');
+	}
+	cl_sbuf_addc(b, ']');
+}
+
+/* One object per command (events grouped by command id, in log order of
+ * their first event): its ids, time, event positions and the fate of
+ * its events in each projection. */
+static void add_commands(cl_sbuf *b, cl_srv *s, const tev *ev, int n,
+                         bool *done, bool *pick)
+{
+	cl_sbuf_addc(b, '[');
+	for (int i = 0, blocks = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		const tev *f = &ev[i];
+		if (blocks++)
+			cl_sbuf_addc(b, ',');
+		cl_sbuf_addc(b, '{');
+		add_str_or_null(b, "command_id", f->command_id);
+		cl_sbuf_addc(b, ',');
+		add_str_or_null(b, "trace_id", f->trace_id);
+		cl_sbuf_addc(b, ',');
+		add_str_or_null(b, "idempotency_key", f->idem);
+		cl_sbuf_addc(b, ',');
+		add_str_or_null(b, "causation_id", f->causation);
+		cl_sbuf_addf(b, ",\"ts_us\":%lld,\"events\":[",
+		             (long long)f->ts_us);
+		for (int k = i, m = 0; k < n; k++) {
+			pick[k] =
+			    !done[k] && same(ev[k].command_id, f->command_id);
+			if (!pick[k])
+				continue;
+			done[k] = true;
+			if (m++)
+				cl_sbuf_addc(b, ',');
+			cl_sbuf_add_i64(b, ev[k].position);
+		}
+		for (int k = 0; k < i; k++)
+			pick[k] = false;
+		cl_sbuf_adds(b, "],\"projections\":");
+		add_fates(b, s, ev, pick, n);
+		cl_sbuf_addc(b, '}');
+	}
+	cl_sbuf_addc(b, ']');
+}
+
+static void trace_work(cl_req *r)
+{
+	cl_srv *s = r->s;
+	cl_sbuf b;
+	tstate x = {&b, NULL, 0, 0, false};
+	cl_sbuf_init(&b);
+	cl_sbuf_adds(&b, "{\"id\":");
+	cl_sbuf_add_jstr(&b, r->name, strlen(r->name));
+	cl_sbuf_adds(&b, ",\"events\":[");
+	int rc = cleave_log_trace(s->e, r->name, collect, &x);
+	if (rc < 0 || x.n == 0) {
+		char msg[512];
+		if (rc < 0)
+			snprintf(msg, sizeof(msg), "%s",
+			         *cleave_errmsg() ? cleave_errmsg()
+			                          : cleave_strerror(rc));
+		else
+			snprintf(msg, sizeof(msg),
+			         "no event has trace id or command id '%s' (a "
+			         "command that was rejected wrote none)",
+			         r->name);
+		tstate_free(&x);
+		cl_sbuf_free(&b);
+		job_fail(r, rc < 0 ? rc : CLEAVE_ENOTFOUND,
+		         rc == CLEAVE_EINVAL ? "invalid_argument" : NULL, msg);
+		return;
+	}
+	bool *done = calloc((size_t)x.n, sizeof(bool));
+	bool *pick = calloc((size_t)x.n, sizeof(bool));
+	if (done && pick) {
+		cl_sbuf_addf(&b, "],\"truncated\":%s,\"commands\":",
+		             x.truncated ? "true" : "false");
+		add_commands(&b, s, x.ev, x.n, done, pick);
+		for (int k = 0; k < x.n; k++)
+			pick[k] = true;
+		cl_sbuf_adds(&b, ",\"projections\":");
+		add_fates(&b, s, x.ev, pick, x.n);
+		cl_sbuf_addc(&b, '}');
+	} else {
+		b.oom = true;
+	}
+	free(done);
+	free(pick);
+	tstate_free(&x);
+	job_done(r, &b);
+}
+
+enum MHD_Result cl_h_trace(cl_req *r)
+{
+	return run_job(r, trace_work, -1);
+}
