@@ -92,16 +92,18 @@ enum MHD_Result cl_h_events(cl_req *r)
 	cl_sbuf b;
 	cl_sbuf_init(&b);
 	cl_sbuf_adds(&b, "{\"events\":[");
-	events_ctx x = {&b, 0, from};
-	int rc =
-	    cleave_log_read(s->e, from, stream, (size_t)limit, add_event, &x);
+	/* from=P is inclusive: the events at P and after; "next" is the
+	 * from of the following page */
+	events_ctx x = {&b, 0, from > 0 ? from - 1 : 0};
+	int rc = cleave_log_read(s->e, x.last, stream, (size_t)limit,
+	                         add_event, &x);
 	if (rc < 0) {
 		cl_sbuf_free(&b);
 		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
 		                     "reading the log: %s", cleave_errmsg());
 	}
 	cl_sbuf_adds(&b, "],\"next\":");
-	cl_sbuf_add_i64(&b, x.last);
+	cl_sbuf_add_i64(&b, x.n ? x.last + 1 : (from > 0 ? from : 1));
 	cl_sbuf_adds(&b, ",\"head\":");
 	cl_sbuf_add_i64(&b, head > x.last ? head : x.last);
 	cl_sbuf_addc(&b, '}');

@@ -263,7 +263,7 @@ class HttpApi(unittest.TestCase):
         self.assertEqual(r.header("x-trace-id"), trace)
         self.assertEqual(r.json()["trace_id"], trace)
         pos = r.json()["position"]
-        ev = self.c.get("/events?from=%d&limit=1" % (pos - 1)).json()
+        ev = self.c.get("/events?from=%d&limit=1" % pos).json()
         self.assertEqual(ev["events"][0]["trace_id"], trace)
         self.assertEqual(ev["events"][0]["command_id"],
                          r.header("x-command-id"))
@@ -273,7 +273,7 @@ class HttpApi(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.header("x-trace-id"), "order-flow.42")
         ev = self.c.get("/events?from=%d&limit=1" %
-                        (r.json()["position"] - 1)).json()
+                        r.json()["position"]).json()
         self.assertEqual(ev["events"][0]["trace_id"], "order-flow.42")
 
     # ---- queries ----------------------------------------------------------
@@ -397,7 +397,8 @@ class HttpApi(unittest.TestCase):
     def test_events(self):
         pid, r = add_product(self.c)
         pos = r.json()["position"]
-        ev = self.c.get("/events?from=%d&limit=5" % (pos - 1)).json()
+        # from is inclusive: the page starts at the command's event
+        ev = self.c.get("/events?from=%d&limit=5" % pos).json()
         e = ev["events"][0]
         for k in ("position", "stream", "version", "type", "schema_version",
                   "data", "ts_us", "trace_id", "command_id"):
@@ -406,7 +407,7 @@ class HttpApi(unittest.TestCase):
         self.assertIsInstance(e["data"], dict)
         self.assertEqual(e["data"]["productId"], pid)
         self.assertGreaterEqual(ev["head"], pos)
-        self.assertEqual(ev["next"], ev["events"][-1]["position"])
+        self.assertEqual(ev["next"], ev["events"][-1]["position"] + 1)
         big = self.c.get("/events?limit=100000").json()
         self.assertLessEqual(len(big["events"]), 1000)
         empty = self.c.get("/events?from=%d" % (ev["head"] + 10)).json()
@@ -716,7 +717,7 @@ class Lifecycle(unittest.TestCase):
         missing = [a for a in acked if a not in seen]
         self.assertEqual(missing, [])
         q = c2.get("/queries/product?productId=%s&min_position=%d" %
-                   (pid, after))
+                   (pid, after - 1))  # next is one past the last event
         self.assertEqual(q.status, 200)
         self.assertEqual(q.json()["stock"], len(acked))
         srv2.stop(expect=0)

@@ -556,12 +556,13 @@ class Torture:
     def http_log(self, conn, after):
         """Events after `after` from GET /events."""
         out = []
+        frm = after + 1  # from is inclusive; next is the following from
         while True:
-            d = conn.get_json("/events?from=%d&limit=1000" % after)
+            d = conn.get_json("/events?from=%d&limit=1000" % frm)
             if not d["events"]:
                 return out, d["head"]
             out.extend(d["events"])
-            after = d["next"]
+            frm = d["next"]
 
     def wait_rebuilds(self, conn, timeout=120):
         deadline = time.time() + timeout
