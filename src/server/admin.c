@@ -240,6 +240,23 @@ enum MHD_Result cl_h_health(cl_req *r)
 	if (atomic_load(&s->stopping))
 		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		                     "shutting_down", "shutting down");
+	char reason[256];
+	if (cleave_engine_health(s->e, reason, sizeof(reason))) {
+		/* a supervisor should restart us: commands are refused */
+		char *fb = NULL;
+		cl_sbuf jb;
+		cl_sbuf_init(&jb);
+		cl_sbuf_adds(&jb, "{\"status\":\"failed\",\"reason\":");
+		cl_sbuf_add_jstr(&jb, reason, strlen(reason));
+		cl_sbuf_adds(&jb, ",\"head\":");
+		cl_sbuf_add_i64(&jb, cleave_log_head(s->e));
+		cl_sbuf_addc(&jb, '}');
+		size_t flen;
+		fb = cl_sbuf_steal(&jb, &flen);
+		if (!fb)
+			return MHD_NO;
+		return cl_send_json(r, MHD_HTTP_SERVICE_UNAVAILABLE, fb, flen);
+	}
 	int n = cleave_projection_count(s->e), live = 0, parked = 0,
 	    rebuilding = 0, failing = 0;
 	for (int i = 0; i < n; i++) {

@@ -103,6 +103,7 @@ unsigned cl_status_of(int rc)
 	case CLEAVE_EBUSY:
 	case CLEAVE_ESHUTDOWN:
 	case CLEAVE_EPARKED:
+	case CLEAVE_EFAILED:
 		return MHD_HTTP_SERVICE_UNAVAILABLE;
 	case CLEAVE_ETIMEDOUT:
 		return MHD_HTTP_GATEWAY_TIMEOUT;

@@ -119,6 +119,11 @@ static void engine(cl_sbuf *b, cl_srv *s)
 	     "Queue limit (--queue-max).");
 	cl_sbuf_addf(b, "cleave_command_queue_max %llu\n",
 	             (unsigned long long)st.queue_max);
+	help(b, "cleave_write_store_failed", "gauge",
+	     "1 once a commit failed to become durable: commands are refused "
+	     "until a restart.");
+	cl_sbuf_addf(b, "cleave_write_store_failed %d\n",
+	             st.write_failed ? 1 : 0);
 }
 
 static void projections(cl_sbuf *b, cl_srv *s)

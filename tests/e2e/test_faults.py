@@ -521,8 +521,20 @@ class WriteStoreIO(FaultCase):
         self.assertTrue(log_has(srv, "commit failed") or
                         log_has(srv, "write store failed"),
                         srv.logs()[-2000:])
-        # the engine goes on (or, if it fail-stops, says so and restarts)
+        # the outcome of that commit is unknown: said so, and the engine
+        # fail-stops — commands refused, /health 503 — until a restart
+        self.assert_error(r, (500,), "commit_unknown")
+        h = c.get("/health")
+        self.assertEqual(h.status, 503, h)
+        self.assertEqual(h.json()["status"], "failed", h)
+        m = c.get("/metrics").body.decode()
+        self.assertIn("cleave_write_store_failed 1", m)
         r = led.send(c, "Restock", {"productId": "p1", "quantity": 1})
+        self.assert_error(r, (503,), "write_store_failed")
+        self.assertEqual(len(srv.injected()), 1, "a refused command "
+                         "touched the store")
+        q = c.get("/queries/product?productId=p0")
+        self.assertEqual(q.status, 200, q)  # reads go on
         policy = "continue"
         if r.status != 200:
             self.assert_error(r, (500, 503))
