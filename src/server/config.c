@@ -65,7 +65,7 @@ static const flag flags[] = {
     {"max-body", "CLEAVE_MAX_BODY", F_SIZE, OFF(max_body), S, 2, 1LL << 30,
      "BYTES", "largest command body (413 beyond)", "1MiB"},
     {"max-header", "CLEAVE_MAX_HEADER", F_SIZE, OFF(max_header), S, 1024,
-     1 << 20, "BYTES", "largest request line + headers (431 beyond)", "32KiB"},
+     1 << 20, "BYTES", "largest request line + headers (431 beyond)", "16KiB"},
     {"max-connections", "CLEAVE_MAX_CONNECTIONS", F_INT, OFF(max_connections),
      S, 1, 1000000, "N", "open HTTP connections at most", "10000"},
     {"idle-timeout", "CLEAVE_IDLE_TIMEOUT", F_INT, OFF(idle_timeout), S, 1,
@@ -249,7 +249,7 @@ int cl_server_config_init(cl_server_config *c, unsigned scope)
 	c->durability = CLEAVE_DURABILITY_FSYNC;
 	c->http_threads = 2;
 	c->max_body = 1 << 20;
-	c->max_header = 32 << 10;
+	c->max_header = 16 << 10;
 	c->max_connections = 10000;
 	c->idle_timeout = 30;
 	c->queue_max = 65536;
