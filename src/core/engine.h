@@ -176,8 +176,12 @@ int cl_vcache_get(cl_vcache *c, cleave_engine *e, const char *stream,
 int cl_vcache_set(cl_vcache *c, const char *stream, int64_t version);
 size_t cl_vcache_mark(cl_vcache *c);
 void cl_vcache_undo(cl_vcache *c, size_t mark);
-/* The batch committed: its versions are the store's now. */
-void cl_vcache_commit(cl_vcache *c);
+/* More streams than it should keep: empty it at the next occasion. */
+bool cl_vcache_full(const cl_vcache *c);
+/* The batch committed: its versions are the store's now.  The cache is
+ * emptied when full and `may_clear` (the store's stream index covers
+ * everything, or the store has no lazy index). */
+void cl_vcache_commit(cl_vcache *c, bool may_clear);
 
 /* ---- watches (async min_position) -------------------------------------- */
 

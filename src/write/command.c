@@ -265,8 +265,12 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 	}
 	if ((rc = wb_push(wb, &ev)))
 		goto out;
-	cl_vcache_set(e->vcache, stream, se.version);
 	data = NULL; /* owned by the batch now */
+	if ((rc = cl_vcache_set(e->vcache, stream, se.version))) {
+		wb->n--; /* the event row goes with the command's rollback */
+		data = (cJSON *)ev.json;
+		goto out;
+	}
 	wb->next_pos++;
 out:
 	free(text);
@@ -453,10 +457,21 @@ static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 	cl_wbatch wb = {0};
 	wb.next_pos = atomic_load(&e->head) + 1;
 	bool sp = !(m->flags & CL_WSTORE_STMT_ATOMIC);
-	bool in_commit = false;
+	bool in_commit = false, indexed = !m->index_maybe;
 	int rc;
 again:
 	rc = m->begin(e->ws);
+	if (rc == 0 && m->index_maybe) {
+		/* the store's lazy stream index, in this transaction; after
+		 * it the stream-version cache may be emptied */
+		int f = m->index_maybe(e->ws, atomic_load(&e->head),
+				       cl_vcache_full(e->vcache));
+		if (f < 0)
+			cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
+			       "indexing the log's streams: %s",
+			       cleave_errmsg());
+		indexed = f == 1;
+	}
 	if (rc == 0) {
 		for (cleave_cmd *c = list; c; c = c->next) {
 			if (run_one(e, &wb, c, sp))
@@ -480,7 +495,7 @@ again:
 		snprintf(msg, sizeof(msg), "commit failed: %s",
 			 cleave_errmsg());
 		m->rollback(e->ws);
-		cl_vcache_clear(e->vcache);
+		cl_vcache_undo(e->vcache, 0); /* back to what is committed */
 		if (in_commit && rc != CLEAVE_ENOSPC && rc != CLEAVE_EBUSY &&
 		    rc != CLEAVE_ENOMEM) {
 			/* A failed sync leaves the group's pages in a state
@@ -513,7 +528,7 @@ again:
 		free(wb.ev);
 		cl_arena_free(&wb.arena);
 	} else {
-		cl_vcache_commit(e->vcache);
+		cl_vcache_commit(e->vcache, indexed);
 		e->batches++;
 		if (e->cfg.durability == CLEAVE_DURABILITY_FSYNC && wb.n)
 			e->fsyncs++;

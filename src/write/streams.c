@@ -7,6 +7,11 @@
  * changes of the batch in progress, with an undo log so that a command
  * rolled back to its savepoint (or a batch whose commit failed) restores
  * exactly what the store holds.  Owned and used by the writer thread only.
+ *
+ * With a store whose stream index is built lazily (SQLite), the cache is
+ * also the only place that knows the versions of streams written since
+ * the last index flush: it must not lose an entry, so failing to record
+ * one is an error, and it is emptied only right after a flush.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -115,11 +120,11 @@ int cl_vcache_get(cl_vcache *c, cleave_engine *e, const char *stream,
 	/* A miss is the committed version: this batch has not written the
 	 * stream, or the slot would exist. */
 	if ((c->n + 1) * 2 > c->cap && !grow(c))
-		return 0; /* a cache, not a must */
+		return cl_err(CLEAVE_ENOMEM, "stream versions: out of memory");
 	s = find(c, stream, h);
 	s->stream = strdup(stream);
 	if (!s->stream)
-		return 0;
+		return cl_err(CLEAVE_ENOMEM, "stream versions: out of memory");
 	s->hash = h;
 	s->version = *out;
 	c->n++;
@@ -130,15 +135,15 @@ int cl_vcache_set(cl_vcache *c, const char *stream, int64_t version)
 {
 	slot *s = find(c, stream, cl_hash_str(stream));
 	if (!s || !s->stream)
-		return 0; /* not cached: the store answers next time */
+		return cl_err(CLEAVE_EINTERNAL,
+			      "stream %s: version set before it was read",
+			      stream);
 	if (c->nu == c->capu) {
 		size_t cap = c->capu ? c->capu * 2 : 1024;
 		undo *u = realloc(c->u, cap * sizeof(*u));
-		if (!u) {
-			/* cannot undo it later: forget the stream instead */
-			cl_vcache_clear(c);
-			return 0;
-		}
+		if (!u)
+			return cl_err(CLEAVE_ENOMEM,
+				      "stream versions: out of memory");
 		c->u = u;
 		c->capu = cap;
 	}
@@ -160,9 +165,14 @@ void cl_vcache_undo(cl_vcache *c, size_t mark)
 	}
 }
 
-void cl_vcache_commit(cl_vcache *c)
+bool cl_vcache_full(const cl_vcache *c)
+{
+	return c->n > c->max;
+}
+
+void cl_vcache_commit(cl_vcache *c, bool may_clear)
 {
 	c->nu = 0;
-	if (c->n > c->max)
+	if (may_clear && c->n > c->max)
 		cl_vcache_clear(c);
 }

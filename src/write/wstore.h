@@ -86,7 +86,16 @@ struct cl_wstore_methods {
 	int (*query)(cl_wstore *s, const char *sql, const cleave_value *args,
 		     int nargs, cleave_rows **out);
 
+	/* The stream's last version.  A store with index_maybe may answer
+	 * from its stream index only, which lags the log: the writer's
+	 * stream-version cache must then hold every stream written since
+	 * the last flush (it is cleared only right after index_maybe
+	 * flushed). */
 	int (*stream_version)(cl_wstore *s, const char *stream, int64_t *out);
+	/* Optional: brings a lazily built stream index up to `head` inside
+	 * the writer's open transaction, when it lags by enough (or
+	 * `force`).  Returns 1 when it did, 0 when not needed, <0 error. */
+	int (*index_maybe)(cl_wstore *s, int64_t head, bool force);
 	int (*append)(cl_wstore *s, const cl_stored_event *ev);
 	/* CLEAVE_ENOTFOUND when absent; pointers valid until the next call
 	 * on s. */

@@ -30,7 +30,23 @@ typedef struct sq_store {
 	int sp_depth;
 	cl_buf idem; /* the last idempotency record read */
 	int wal_frames; /* frames in the WAL after the last commit */
+	int64_t indexed;         /* the stream index covers events <= this */
+	int64_t indexed_pending; /* what the open transaction indexed */
 } sq_store;
+
+/* The log's stream index.  A unique index on events(stream, version) puts
+ * each event of a batch on another leaf page when the batch spans many
+ * streams, and the WAL writes every dirty page whole: 3 KB of WAL per
+ * 250-byte event, most of what a group commit writes and fsyncs.  So the
+ * index is built off the event's own commit: every INDEX_BATCH events the
+ * writer adds the new ones in (stream, version) order, in one transaction
+ * of its own batch — a leaf page per stream per flush instead of per
+ * commit.  Until then the writer's stream-version cache holds the
+ * versions of the streams written since the last flush (the engine
+ * guarantees it: it clears the cache only right after a flush), versions
+ * stay unique by construction (one writer), and stream reads add the
+ * unindexed tail, at most INDEX_BATCH events, by scanning it. */
+#define INDEX_BATCH 32768
 
 /* The WAL restarts from its beginning only when a write transaction begins
  * after a checkpoint that copied every frame.  The background checkpoint
@@ -63,8 +79,12 @@ static const char log_schema[] =
 	" data TEXT NOT NULL,"
 	" ts_us INTEGER NOT NULL,"
 	" trace_id TEXT, command_id TEXT, idem_key TEXT, causation_id TEXT);"
-	"CREATE UNIQUE INDEX IF NOT EXISTS events_stream"
-	" ON events(stream, version);"
+	"CREATE TABLE IF NOT EXISTS cleave_stream_index("
+	" stream TEXT NOT NULL, version INTEGER NOT NULL,"
+	" position INTEGER NOT NULL, PRIMARY KEY(stream, version))"
+	" WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS cleave_meta("
+	" k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS cleave_idempotency("
 	" key TEXT PRIMARY KEY, request_hash TEXT NOT NULL,"
 	" rc INTEGER NOT NULL, position INTEGER NOT NULL,"
@@ -76,6 +96,9 @@ static const char log_schema[] =
 #define EVENT_COLS                                                           \
 	"position, stream, version, type, schema_version, data, ts_us,"      \
 	" trace_id, command_id, idem_key, causation_id"
+#define EVENT_COLS_E                                                         \
+	"e.position, e.stream, e.version, e.type, e.schema_version, e.data,"  \
+	" e.ts_us, e.trace_id, e.command_id, e.idem_key, e.causation_id"
 
 static int open_db(const char *path, bool ro, sqlite3 **out)
 {
@@ -97,11 +120,19 @@ static int open_db(const char *path, bool ro, sqlite3 **out)
 	return 0;
 }
 
+static int sq_exec(cl_wstore *base, const char *sql, const cleave_value *args,
+		   int nargs, int64_t *changes);
+static int index_flush_all(sq_store *s);
+static int index_load(sq_store *s);
+
 static void sq_close(cl_wstore *base)
 {
 	sq_store *s = (sq_store *)base;
 	if (!s)
 		return;
+	/* a failure is harmless: the next open indexes the tail */
+	if (!s->read_only && s->cache)
+		(void)index_flush_all(s);
 	cl_stmt_cache_free(s->cache);
 	cl_buf_free(&s->idem);
 	if (s->ckpt) {
@@ -161,6 +192,8 @@ static int sq_open(const cl_wstore_opts *o, cl_wstore **out)
 		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
 		goto fail;
 	}
+	if (!o->read_only && (rc = index_load(s)))
+		goto fail;
 	*out = &s->base;
 	return 0;
 fail:
@@ -256,6 +289,93 @@ static int sq_head(cl_wstore *base, int64_t *out)
 	return rc < 0 ? rc : 0;
 }
 
+/* Indexes the events after s->indexed up to `upto` inside the open
+ * transaction; s->indexed follows on commit. */
+static int index_flush(sq_store *s, int64_t upto)
+{
+	cleave_value a[] = {cleave_int(s->indexed), cleave_int(upto)};
+	int rc = sq_exec(&s->base,
+			 "INSERT INTO cleave_stream_index(stream, version,"
+			 " position) SELECT stream, version, position"
+			 " FROM events WHERE position > ? AND position <= ?"
+			 " ORDER BY stream, version",
+			 a, 2, NULL);
+	if (rc == CLEAVE_EEXIST)
+		return cl_err(CLEAVE_ECORRUPT,
+			      "the log holds two events with one stream "
+			      "version (between positions %lld and %lld)",
+			      (long long)s->indexed, (long long)upto);
+	if (rc)
+		return rc;
+	cleave_value b[] = {cleave_int(upto)};
+	rc = sq_exec(&s->base,
+		     "INSERT INTO cleave_meta(k, v)"
+		     " VALUES('stream_index_upto', ?)"
+		     " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+		     b, 1, NULL);
+	if (rc == 0)
+		s->indexed_pending = upto;
+	return rc;
+}
+
+/* Everything, in a transaction of its own (open, close). */
+static int index_flush_all(sq_store *s)
+{
+	int64_t head = 0;
+	cleave_rows *r;
+	int rc = cl_sqlite_query(s->cache,
+				 "SELECT coalesce(max(position), 0) FROM events",
+				 NULL, 0, &r);
+	if (rc)
+		return rc;
+	if (cleave_rows_next(r) == 1)
+		head = cleave_rows_int(r, 0);
+	cleave_rows_close(r);
+	if (head <= s->indexed)
+		return 0;
+	if ((rc = sq_exec(&s->base, "BEGIN IMMEDIATE", NULL, 0, NULL)))
+		return rc;
+	if ((rc = index_flush(s, head)) ||
+	    (rc = sq_exec(&s->base, "COMMIT", NULL, 0, NULL))) {
+		sq_exec(&s->base, "ROLLBACK", NULL, 0, NULL);
+		return rc;
+	}
+	s->indexed = s->indexed_pending;
+	return 0;
+}
+
+static int index_load(sq_store *s)
+{
+	cleave_rows *r;
+	/* a log from before the lazy index: drop the old unique index and
+	 * index everything once */
+	int rc = cl_sqlite_script(s->db, "DROP INDEX IF EXISTS events_stream");
+	if (rc)
+		return rc;
+	rc = cl_sqlite_query(s->cache,
+			     "SELECT v FROM cleave_meta"
+			     " WHERE k = 'stream_index_upto'",
+			     NULL, 0, &r);
+	if (rc)
+		return rc;
+	s->indexed = cleave_rows_next(r) == 1 ? cleave_rows_int(r, 0) : 0;
+	cleave_rows_close(r);
+	s->indexed_pending = s->indexed;
+	return index_flush_all(s);
+}
+
+/* Called by the writer at the start of a batch: flushes when the tail is
+ * long (or `force`).  Returns 1 when it flushed, 0 when not, <0 error. */
+static int sq_index_maybe(cl_wstore *base, int64_t head, bool force)
+{
+	sq_store *s = (sq_store *)base;
+	if (head <= s->indexed ||
+	    (!force && head - s->indexed < INDEX_BATCH))
+		return 0;
+	int rc = index_flush(s, head);
+	return rc ? rc : 1;
+}
+
 static int sq_begin(cl_wstore *base)
 {
 	((sq_store *)base)->sp_depth = 0;
@@ -266,6 +386,10 @@ static int sq_commit(cl_wstore *base)
 {
 	sq_store *s = (sq_store *)base;
 	int rc = sq_exec(base, "COMMIT", NULL, 0, NULL);
+	if (rc == 0)
+		s->indexed = s->indexed_pending;
+	else
+		s->indexed_pending = s->indexed;
 	if (rc == 0 && s->wal_frames >= WAL_RESTART_FRAMES) {
 		/* durability is not at stake (the commit is in the WAL);
 		 * a failure here only delays the restart */
@@ -281,6 +405,7 @@ static void sq_rollback(cl_wstore *base)
 	sq_store *s = (sq_store *)base;
 	if (!sqlite3_get_autocommit(s->db))
 		sq_exec(base, "ROLLBACK", NULL, 0, NULL);
+	s->indexed_pending = s->indexed;
 }
 
 static int sq_savepoint(cl_wstore *base)
@@ -306,9 +431,11 @@ static int sq_stream_version(cl_wstore *base, const char *stream,
 {
 	cleave_rows *r;
 	cleave_value a[] = {cleave_text(stream)};
+	/* the index only: the writer's cache answers for streams written
+	 * since the last flush (see INDEX_BATCH) */
 	int rc = sq_query(base,
-			  "SELECT version FROM events WHERE stream = ?"
-			  " ORDER BY version DESC LIMIT 1",
+			  "SELECT version FROM cleave_stream_index"
+			  " WHERE stream = ? ORDER BY version DESC LIMIT 1",
 			  a, 1, &r);
 	if (rc)
 		return rc;
@@ -482,6 +609,70 @@ static int emit_rows(cleave_rows *rows, cl_stored_fn fn, void *arg)
 	return rc < 0 ? rc : 0;
 }
 
+typedef struct count_arg {
+	cl_stored_fn fn;
+	void *arg;
+	int64_t n;
+} count_arg;
+
+static int count_one(void *arg, const cl_stored_event *ev)
+{
+	count_arg *c = arg;
+	c->n++;
+	return c->fn(c->arg, ev);
+}
+
+/* One stream's events: the indexed ones through the stream index, then
+ * the unindexed tail by a scan, in one read snapshot. */
+static int read_stream(sq_reader *r, int64_t after, const char *stream,
+		       int64_t lim, cl_stored_fn fn, void *arg)
+{
+	cleave_rows *rows;
+	int64_t upto = 0;
+	int rc = cl_sqlite_script(r->db, "BEGIN");
+	if (rc)
+		return rc;
+	rc = cl_sqlite_query(r->cache,
+			     "SELECT v FROM cleave_meta"
+			     " WHERE k = 'stream_index_upto'",
+			     NULL, 0, &rows);
+	if (rc)
+		goto out;
+	if (cleave_rows_next(rows) == 1)
+		upto = cleave_rows_int(rows, 0);
+	cleave_rows_close(rows);
+	count_arg c = {fn, arg, 0};
+	if (after < upto) {
+		cleave_value a[] = {cleave_text(stream), cleave_int(after),
+				    cleave_int(upto), cleave_int(lim)};
+		rc = cl_sqlite_query(r->cache,
+				     "SELECT " EVENT_COLS_E
+				     " FROM cleave_stream_index i"
+				     " JOIN events e ON e.position = i.position"
+				     " WHERE i.stream = ? AND i.position > ?"
+				     " AND i.position <= ?"
+				     " ORDER BY i.version LIMIT ?",
+				     a, 4, &rows);
+		if (rc || (rc = emit_rows(rows, count_one, &c)))
+			goto out;
+	}
+	if (lim < 0 || c.n < lim) {
+		cleave_value a[] = {cleave_int(after > upto ? after : upto),
+				    cleave_text(stream),
+				    cleave_int(lim < 0 ? -1 : lim - c.n)};
+		rc = cl_sqlite_query(r->cache,
+				     "SELECT " EVENT_COLS " FROM events"
+				     " WHERE position > ? AND stream = ?"
+				     " ORDER BY position LIMIT ?",
+				     a, 3, &rows);
+		if (!rc)
+			rc = emit_rows(rows, count_one, &c);
+	}
+out:
+	cl_sqlite_script(r->db, "COMMIT");
+	return rc;
+}
+
 static int sq_read(cl_wreader *base, int64_t after, const char *stream,
 		   size_t limit, cl_stored_fn fn, void *arg)
 {
@@ -489,15 +680,9 @@ static int sq_read(cl_wreader *base, int64_t after, const char *stream,
 	cleave_rows *rows;
 	int64_t lim = limit ? (int64_t)limit : -1;
 	int rc;
-	if (stream) {
-		cleave_value a[] = {cleave_text(stream), cleave_int(after),
-				    cleave_int(lim)};
-		rc = cl_sqlite_query(r->cache,
-				     "SELECT " EVENT_COLS " FROM events"
-				     " WHERE stream = ? AND position > ?"
-				     " ORDER BY position LIMIT ?",
-				     a, 3, &rows);
-	} else {
+	if (stream)
+		return read_stream(r, after, stream, lim, fn, arg);
+	{
 		cleave_value a[] = {cleave_int(after), cleave_int(lim)};
 		rc = cl_sqlite_query(r->cache,
 				     "SELECT " EVENT_COLS " FROM events"
@@ -573,6 +758,7 @@ const cl_wstore_methods cl_wstore_sqlite = {
 	.exec = sq_exec,
 	.query = sq_query,
 	.stream_version = sq_stream_version,
+	.index_maybe = sq_index_maybe,
 	.append = sq_append,
 	.idem_get = sq_idem_get,
 	.idem_put = sq_idem_put,

@@ -716,6 +716,95 @@ static void test_model_ahead_of_log(void **state)
 	tu_rmdir(dir);
 }
 
+/* ---- the log's stream index (built lazily, in batches) ------------------------ */
+
+typedef struct stream_seen {
+	int n;
+	int64_t last_version, last_position;
+	bool ordered;
+} stream_seen;
+
+static int check_stream(void *arg, const cleave_event *ev)
+{
+	stream_seen *s = arg;
+	if (ev->version != s->last_version + 1 ||
+	    ev->position <= s->last_position)
+		s->ordered = false;
+	s->last_version = ev->version;
+	s->last_position = ev->position;
+	s->n++;
+	return 0;
+}
+
+static void submit_incs(cleave_engine *e, int n, int ids, int *per_id)
+{
+	counter c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
+		     0};
+	for (int i = 0; i < n; i++) {
+		char body[64];
+		int id = (int)((unsigned)(i * 7919) % (unsigned)ids);
+		per_id[id]++;
+		snprintf(body, sizeof(body), "{\"id\":\"s%d\",\"by\":1}", id);
+		cleave_request r = {.command = "Inc", .body = body,
+				    .body_len = strlen(body),
+				    .expected_version = -1};
+		while (cleave_command_submit(e, &r, count_done, &c) ==
+		       CLEAVE_EBUSY)
+			cl_sleep_ms(1);
+	}
+	pthread_mutex_lock(&c.mu);
+	while (c.done < n)
+		pthread_cond_wait(&c.cond, &c.mu);
+	pthread_mutex_unlock(&c.mu);
+	assert_int_equal(c.ok, n);
+}
+
+static void test_stream_index(void **state)
+{
+	enum { IDS = 300 };
+	char *dir = tu_tmpdir("sidx");
+	static int per_id[IDS];
+	memset(per_id, 0, sizeof(per_id));
+	cleave_engine *e = open_engine(dir, &td_domain, 0);
+	/* more than one index batch (32,768 events), then a tail */
+	submit_incs(e, 40000, IDS, per_id);
+	for (int id = 0; id < IDS; id += 37) {
+		char stream[32];
+		snprintf(stream, sizeof(stream), "c-s%d", id);
+		stream_seen s = {.ordered = true};
+		TU_OK(cleave_log_read(e, 0, stream, 0, check_stream, &s));
+		assert_int_equal(s.n, per_id[id]);
+		assert_true(s.ordered);
+		/* a page from the middle, across the index's end */
+		stream_seen h = {.ordered = true};
+		int64_t mid = 30000;
+		TU_OK(cleave_log_read(e, mid, stream, 0, check_stream, &h));
+		h.ordered = true;
+		assert_true(h.n <= s.n);
+		stream_seen lim = {.ordered = true};
+		TU_OK(cleave_log_read(e, 0, stream, 5, check_stream, &lim));
+		assert_int_equal(lim.n, per_id[id] < 5 ? per_id[id] : 5);
+	}
+	cleave_engine_close(e);
+	/* after a reopen, versions go on from where they were */
+	e = open_engine(dir, &td_domain, 0);
+	submit_incs(e, 3000, IDS, per_id);
+	stream_seen s = {.ordered = true};
+	TU_OK(cleave_log_read(e, 0, "c-s0", 0, check_stream, &s));
+	assert_int_equal(s.n, per_id[0]);
+	assert_true(s.ordered);
+	cleave_engine_close(e);
+	/* one event per (stream, version) in the whole log */
+	assert_int_equal(sql_int(dir, "SELECT count(*) FROM (SELECT stream, "
+				      "version FROM events GROUP BY stream, "
+				      "version HAVING count(*) > 1)"),
+			 0);
+	assert_int_equal(sql_int(dir, "SELECT count(*) FROM "
+				      "cleave_stream_index"),
+			 43000);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -730,6 +819,7 @@ int main(void)
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_machine_crash_rebuilds),
 		cmocka_unit_test(test_model_ahead_of_log),
+		cmocka_unit_test(test_stream_index),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
