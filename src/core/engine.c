@@ -506,9 +506,19 @@ void cl_reader_put(cleave_engine *e, cl_wreader *r)
 		e->wm->reader_close(r);
 }
 
-int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
-			 cleave_event *ev)
+static bool needs_upcast(cleave_engine *e, const char *type, int version)
 {
+	for (const cleave_upcaster *u = e->dom->upcasters; u && u->type; u++)
+		if (u->from_version == version && !strcmp(u->type, type))
+			return true;
+	return false;
+}
+
+int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
+			 cleave_event *ev, cl_arena *a, bool *in_arena)
+{
+	if (in_arena)
+		*in_arena = false;
 	ev->position = s->position;
 	ev->stream = s->stream;
 	ev->version = s->version;
@@ -521,6 +531,15 @@ int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
 	ev->command_id = s->command_id;
 	ev->idempotency_key = s->idem_key;
 	ev->causation_id = s->causation_id;
+	if (a && !needs_upcast(e, s->type, s->schema_version)) {
+		cJSON *t = cl_json_parse_arena(s->data, s->data_len, a);
+		if (t) {
+			ev->json = t;
+			*in_arena = true;
+			return 0;
+		}
+		/* not understood: cJSON decides */
+	}
 	cJSON *j = cJSON_ParseWithLength(s->data, s->data_len);
 	if (!j)
 		return cl_err(CLEAVE_ECORRUPT,
@@ -566,7 +585,7 @@ static int read_one(void *arg, const cl_stored_event *s)
 {
 	read_ctx *x = arg;
 	cleave_event ev;
-	int rc = cl_event_from_stored(x->e, s, &ev);
+	int rc = cl_event_from_stored(x->e, s, &ev, NULL, NULL);
 	if (rc)
 		return rc;
 	rc = x->fn(x->arg, &ev);

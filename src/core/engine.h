@@ -265,10 +265,15 @@ void cl_log(cleave_engine *e, int level, const char *trace_id,
 	__attribute__((format(printf, 6, 7)));
 cl_wreader *cl_reader_get(cleave_engine *e);
 void cl_reader_put(cleave_engine *e, cl_wreader *r);
-/* Turns a stored row into an event (parsing and upcasting data).  The
- * event's json must be freed with cJSON_Delete. */
+/* Turns a stored row into an event (parsing and upcasting data).  With an
+ * arena, an event that needs no upcasting is parsed into it (*in_arena
+ * true: drop it with the arena, never cJSON_Delete); otherwise the json
+ * must be freed with cJSON_Delete. */
 int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
-			 cleave_event *ev);
+			 cleave_event *ev, cl_arena *a, bool *in_arena);
+/* json_arena.c: a cJSON tree whose nodes live in `a` (see above); NULL
+ * when the text is not JSON it understands. */
+cJSON *cl_json_parse_arena(const char *s, size_t n, cl_arena *a);
 
 /* write/command.c */
 int cl_writer_start(cleave_engine *e);

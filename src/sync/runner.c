@@ -546,6 +546,7 @@ typedef struct evlist {
 	cl_evbatch *refs[64]; /* ring batches held */
 	int nrefs;
 	cleave_event *own;    /* events read from the store */
+	bool *own_arena;      /* own[i].json lives in the arena */
 	int nown, capown;
 	cl_arena arena;
 } evlist;
@@ -555,7 +556,8 @@ static void evlist_clear(evlist *l)
 	for (int i = 0; i < l->nrefs; i++)
 		cl_evbatch_unref(l->refs[i]);
 	for (int i = 0; i < l->nown; i++)
-		cJSON_Delete((cJSON *)l->own[i].json);
+		if (!l->own_arena[i])
+			cJSON_Delete((cJSON *)l->own[i].json);
 	l->n = l->nrefs = l->nown = 0;
 	cl_arena_free(&l->arena);
 }
@@ -565,6 +567,7 @@ static void evlist_free(evlist *l)
 	evlist_clear(l);
 	free(l->ev);
 	free(l->own);
+	free(l->own_arena);
 }
 
 static int evlist_reserve(evlist *l, int n)
@@ -581,6 +584,10 @@ static int evlist_reserve(evlist *l, int n)
 		if (!p)
 			return cl_err(CLEAVE_ENOMEM, "out of memory");
 		l->own = p;
+		bool *b = realloc(l->own_arena, (size_t)n * sizeof(*b));
+		if (!b)
+			return cl_err(CLEAVE_ENOMEM, "out of memory");
+		l->own_arena = b;
 		l->capown = n;
 	}
 	return 0;
@@ -602,7 +609,7 @@ static int collect_stored(void *arg, const cl_stored_event *s)
 	evlist *l = x->l;
 	cl_arena *a = &l->arena;
 	cleave_event *ev = &l->own[l->nown];
-	int rc = cl_event_from_stored(x->e, s, ev);
+	int rc = cl_event_from_stored(x->e, s, ev, a, &l->own_arena[l->nown]);
 	if (rc)
 		return rc;
 	l->nown++;
