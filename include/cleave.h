@@ -280,10 +280,18 @@ typedef struct cleave_upcaster {
  * Keys are NUL-terminated strings of at most CLEAVE_KEY_MAX bytes.
  * A value pointer handed out is valid until the transaction ends.
  * ------------------------------------------------------------------------ */
+/* The value at key (borrowed until the transaction ends), or
+ * CLEAVE_ENOTFOUND.  Errors of every rtx call: CLEAVE_EINVAL (a bad
+ * namespace or key, named in the message), CLEAVE_EREADONLY,
+ * CLEAVE_ENOTSUP, and the store's CLEAVE_ENOSPC / CLEAVE_EIO /
+ * CLEAVE_ECORRUPT / CLEAVE_ENOMEM — return those from a handler: the
+ * engine retries the batch rather than treating the event as poison. */
 int cleave_rtx_get(cleave_rtx *tx, const char *ns, const char *key,
-		   const void **val, size_t *len); /* CLEAVE_ENOTFOUND */
+		   const void **val, size_t *len);
+/* Sets key to a copy of len bytes at val. */
 int cleave_rtx_put(cleave_rtx *tx, const char *ns, const char *key,
 		   const void *val, size_t len);
+/* Deletes key; deleting an absent key succeeds. */
 int cleave_rtx_del(cleave_rtx *tx, const char *ns, const char *key);
 
 /* Documents: the JSON value stored at key, parsed once per transaction.
@@ -512,6 +520,7 @@ void cleave_engine_close(cleave_engine *e);
 /* Begins the shutdown of cleave_engine_close without waiting: new commands
  * get CLEAVE_ESHUTDOWN.  Thread-safe and async-signal-unsafe. */
 void cleave_engine_stop_accepting(cleave_engine *e);
+/* The domain the engine was opened with (borrowed, as passed). */
 const cleave_domain *cleave_engine_domain(const cleave_engine *e);
 /* 0 while the engine can take commands; CLEAVE_EFAILED (with the reason
  * copied into reason[cap]) once the write store failed to make a commit
@@ -570,6 +579,8 @@ int cleave_command_submit(cleave_engine *e, const cleave_request *req,
  * (*out)->rc); free it with cleave_outcome_free(). */
 int cleave_command_run(cleave_engine *e, const cleave_request *req,
 		       cleave_outcome **out);
+/* Frees an outcome of cleave_command_run (never one given to a done
+ * callback).  Safe on NULL. */
 void cleave_outcome_free(cleave_outcome *o);
 
 /* ------------------------------------------------------------------------
@@ -594,6 +605,7 @@ typedef struct cleave_answer {
 int cleave_query_run(cleave_engine *e, const char *name,
 		     const cleave_param *params, int nparams,
 		     cleave_answer *out);
+/* Frees the body of an answer of cleave_query_run.  Safe on NULL. */
 void cleave_answer_free(cleave_answer *a);
 /* Position that every projection read by query `name` has applied.
  * CLEAVE_ENOTFOUND for an unknown query. */
@@ -642,6 +654,7 @@ typedef enum cleave_proj_state {
 	CLEAVE_PROJ_REBUILDING = 1, /* live copy serves; a new copy builds */
 	CLEAVE_PROJ_PARKED = 2,
 } cleave_proj_state;
+/* "live", "rebuilding" or "parked" (static storage). */
 const char *cleave_proj_state_name(cleave_proj_state s);
 
 typedef struct cleave_proj_status {
@@ -664,7 +677,8 @@ typedef struct cleave_proj_status {
 
 /* Number of projections in the domain. */
 int cleave_projection_count(cleave_engine *e);
-/* Status of projection i (0 <= i < count). */
+/* Status of projection i (0 <= i < count); CLEAVE_ENOTFOUND past the
+ * end.  Strings in *out are borrowed from the domain or copied into it. */
 int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out);
 /* Index of projection `name`, or CLEAVE_ENOTFOUND. */
 int cleave_projection_find(cleave_engine *e, const char *name);
