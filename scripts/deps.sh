@@ -18,6 +18,9 @@ for w in $want; do
 done
 missing=""
 for p in $pkgs; do
+  # Node.js from another source (NodeSource ships npm inside its nodejs
+  # package, which conflicts with Debian's npm): a working npm will do
+  case "$p" in nodejs|npm) command -v npm >/dev/null 2>&1 && continue ;; esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

@@ -39,12 +39,15 @@ typedef struct sq_store {
  * streams, and the WAL writes every dirty page whole: 3 KB of WAL per
  * 250-byte event, most of what a group commit writes and fsyncs.  So the
  * index is built off the event's own commit: every INDEX_BATCH events the
- * writer adds the new ones in (stream, version) order, in one transaction
- * of its own batch — a leaf page per stream per flush instead of per
- * commit.  Until then the writer's stream-version cache holds the
- * versions of the streams written since the last flush (the engine
- * guarantees it: it clears the cache only right after a flush), versions
- * stay unique by construction (one writer), and stream reads add the
+ * writer indexes the new ones inside one of its batches, as one row per
+ * stream (cleave_stream_chunks: the stream, its first and last version in
+ * the chunk, and the positions of those versions, delta-encoded) — a few
+ * hundred B-tree inserts per flush instead of one per event.  Until then
+ * the writer's stream-version cache holds the versions of the streams
+ * written since the last flush (the engine guarantees it: it clears the
+ * cache only right after a flush), versions stay unique by construction
+ * (one writer; each flush checks that every stream's versions go on from
+ * its last chunk without a gap or a repeat), and stream reads add the
  * unindexed tail, at most INDEX_BATCH events, by scanning it. */
 #define INDEX_BATCH 32768
 
@@ -79,9 +82,10 @@ static const char log_schema[] =
 	" data TEXT NOT NULL,"
 	" ts_us INTEGER NOT NULL,"
 	" trace_id TEXT, command_id TEXT, idem_key TEXT, causation_id TEXT);"
-	"CREATE TABLE IF NOT EXISTS cleave_stream_index("
-	" stream TEXT NOT NULL, version INTEGER NOT NULL,"
-	" position INTEGER NOT NULL, PRIMARY KEY(stream, version))"
+	"CREATE TABLE IF NOT EXISTS cleave_stream_chunks("
+	" stream TEXT NOT NULL, first_version INTEGER NOT NULL,"
+	" last_version INTEGER NOT NULL, last_position INTEGER NOT NULL,"
+	" positions BLOB NOT NULL, PRIMARY KEY(stream, first_version))"
 	" WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS cleave_meta("
 	" k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
@@ -96,9 +100,6 @@ static const char log_schema[] =
 #define EVENT_COLS                                                           \
 	"position, stream, version, type, schema_version, data, ts_us,"      \
 	" trace_id, command_id, idem_key, causation_id"
-#define EVENT_COLS_E                                                         \
-	"e.position, e.stream, e.version, e.type, e.schema_version, e.data,"  \
-	" e.ts_us, e.trace_id, e.command_id, e.idem_key, e.causation_id"
 
 static int open_db(const char *path, bool ro, sqlite3 **out)
 {
@@ -289,32 +290,174 @@ static int sq_head(cl_wstore *base, int64_t *out)
 	return rc < 0 ? rc : 0;
 }
 
+/* ---- the stream index's chunks ----------------------------------------- */
+
+typedef struct ix_ent {
+	uint32_t stream; /* offset of the NUL-terminated id in the text buf */
+	int64_t version, position;
+} ix_ent;
+
+static const char *ix_text; /* qsort has no argument: the flush's buffer */
+
+static int ix_cmp(const void *pa, const void *pb)
+{
+	const ix_ent *a = pa, *b = pb;
+	int c = strcmp(ix_text + a->stream, ix_text + b->stream);
+	if (c)
+		return c;
+	return (a->position > b->position) - (a->position < b->position);
+}
+
+static void varint_put(cl_buf *b, uint64_t v)
+{
+	unsigned char x[10];
+	int n = 0;
+	do {
+		x[n] = (unsigned char)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			x[n] |= 0x80;
+		n++;
+	} while (v);
+	cl_buf_add(b, x, (size_t)n);
+}
+
+/* Decodes one varint from p[0..end); NULL when it runs past the end. */
+static const unsigned char *varint_get(const unsigned char *p,
+				       const unsigned char *end, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int shift = 0; p < end && shift < 64; shift += 7) {
+		unsigned char c = *p++;
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			*out = v;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* One stream's group of the flush: checks that it goes on from the
+ * stream's last chunk and inserts it. */
+static int ix_put_chunk(sq_store *s, const char *stream, const ix_ent *g,
+			int n, cl_buf *blob)
+{
+	sqlite3_stmt *st;
+	int64_t last = 0;
+	cleave_rows *r;
+	cleave_value a[] = {cleave_text(stream)};
+	int rc = sq_query(&s->base,
+			  "SELECT last_version FROM cleave_stream_chunks"
+			  " WHERE stream = ? ORDER BY first_version DESC"
+			  " LIMIT 1",
+			  a, 1, &r);
+	if (rc)
+		return rc;
+	rc = cleave_rows_next(r);
+	if (rc == 1)
+		last = cleave_rows_int(r, 0);
+	cleave_rows_close(r);
+	if (rc < 0)
+		return rc;
+	for (int i = 0; i < n; i++)
+		if (g[i].version != last + 1 + i)
+			return cl_err(CLEAVE_ECORRUPT,
+				      "the log's stream %s goes from version "
+				      "%lld to %lld at position %lld",
+				      stream, (long long)(last + i),
+				      (long long)g[i].version,
+				      (long long)g[i].position);
+	cl_buf_reset(blob);
+	int64_t prev = 0;
+	for (int i = 0; i < n; i++) {
+		varint_put(blob, (uint64_t)(g[i].position - prev));
+		prev = g[i].position;
+	}
+	if (blob->oom)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	if ((rc = cl_stmt_get(s->cache,
+			      "INSERT INTO cleave_stream_chunks(stream,"
+			      " first_version, last_version, last_position,"
+			      " positions) VALUES(?,?,?,?,?)",
+			      &st)))
+		return rc;
+	sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, g[0].version);
+	sqlite3_bind_int64(st, 3, g[n - 1].version);
+	sqlite3_bind_int64(st, 4, g[n - 1].position);
+	sqlite3_bind_blob(st, 5, blob->p, (int)blob->len, SQLITE_STATIC);
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (src != SQLITE_DONE)
+		return src == SQLITE_CONSTRAINT_PRIMARYKEY
+			       ? cl_err(CLEAVE_ECORRUPT,
+					"the log's stream %s has version %lld "
+					"twice",
+					stream, (long long)g[0].version)
+			       : cl_sqlite_err(s->db, src, "stream index");
+	return 0;
+}
+
 /* Indexes the events after s->indexed up to `upto` inside the open
  * transaction; s->indexed follows on commit. */
 static int index_flush(sq_store *s, int64_t upto)
 {
+	cl_buf text, ents, blob;
+	cl_buf_init(&text);
+	cl_buf_init(&ents);
+	cl_buf_init(&blob);
+	cleave_rows *r;
 	cleave_value a[] = {cleave_int(s->indexed), cleave_int(upto)};
-	int rc = sq_exec(&s->base,
-			 "INSERT INTO cleave_stream_index(stream, version,"
-			 " position) SELECT stream, version, position"
-			 " FROM events WHERE position > ? AND position <= ?"
-			 " ORDER BY stream, version",
-			 a, 2, NULL);
-	if (rc == CLEAVE_EEXIST)
-		return cl_err(CLEAVE_ECORRUPT,
-			      "the log holds two events with one stream "
-			      "version (between positions %lld and %lld)",
-			      (long long)s->indexed, (long long)upto);
+	int rc = sq_query(&s->base,
+			  "SELECT stream, version, position FROM events"
+			  " WHERE position > ? AND position <= ?"
+			  " ORDER BY position",
+			  a, 2, &r);
 	if (rc)
-		return rc;
+		goto out;
+	while ((rc = cleave_rows_next(r)) == 1) {
+		size_t len;
+		const char *id = cleave_rows_text(r, 0, &len);
+		ix_ent e = {(uint32_t)text.len, cleave_rows_int(r, 1),
+			    cleave_rows_int(r, 2)};
+		cl_buf_add(&text, id ? id : "", id ? len : 0);
+		cl_buf_addc(&text, 0);
+		cl_buf_add(&ents, &e, sizeof(e));
+	}
+	cleave_rows_close(r);
+	if (rc < 0)
+		goto out;
+	if (text.oom || ents.oom || text.len > UINT32_MAX) {
+		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+		goto out;
+	}
+	ix_ent *e = (ix_ent *)(void *)ents.p;
+	size_t n = ents.len / sizeof(ix_ent);
+	ix_text = text.p;
+	qsort(e, n, sizeof(*e), ix_cmp);
+	rc = 0;
+	for (size_t i = 0, j; i < n && !rc; i = j) {
+		const char *id = text.p + e[i].stream;
+		for (j = i + 1; j < n && !strcmp(text.p + e[j].stream, id); j++)
+			;
+		rc = ix_put_chunk(s, id, e + i, (int)(j - i), &blob);
+	}
+	if (rc)
+		goto out;
 	cleave_value b[] = {cleave_int(upto)};
 	rc = sq_exec(&s->base,
 		     "INSERT INTO cleave_meta(k, v)"
-		     " VALUES('stream_index_upto', ?)"
+		     " VALUES('stream_chunks_upto', ?)"
 		     " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
 		     b, 1, NULL);
 	if (rc == 0)
 		s->indexed_pending = upto;
+out:
+	cl_buf_free(&text);
+	cl_buf_free(&ents);
+	cl_buf_free(&blob);
 	return rc;
 }
 
@@ -331,30 +474,40 @@ static int index_flush_all(sq_store *s)
 	if (cleave_rows_next(r) == 1)
 		head = cleave_rows_int(r, 0);
 	cleave_rows_close(r);
-	if (head <= s->indexed)
-		return 0;
-	if ((rc = sq_exec(&s->base, "BEGIN IMMEDIATE", NULL, 0, NULL)))
-		return rc;
-	if ((rc = index_flush(s, head)) ||
-	    (rc = sq_exec(&s->base, "COMMIT", NULL, 0, NULL))) {
-		sq_exec(&s->base, "ROLLBACK", NULL, 0, NULL);
-		return rc;
+	/* in windows, so a long unindexed log (an old data directory)
+	 * needs bounded memory */
+	while (s->indexed < head) {
+		int64_t upto = head - s->indexed > 4 * INDEX_BATCH
+				       ? s->indexed + 4 * INDEX_BATCH
+				       : head;
+		if ((rc = sq_exec(&s->base, "BEGIN IMMEDIATE", NULL, 0, NULL)))
+			return rc;
+		if ((rc = index_flush(s, upto)) ||
+		    (rc = sq_exec(&s->base, "COMMIT", NULL, 0, NULL))) {
+			sq_exec(&s->base, "ROLLBACK", NULL, 0, NULL);
+			s->indexed_pending = s->indexed;
+			return rc;
+		}
+		s->indexed = s->indexed_pending;
 	}
-	s->indexed = s->indexed_pending;
 	return 0;
 }
 
 static int index_load(sq_store *s)
 {
 	cleave_rows *r;
-	/* a log from before the lazy index: drop the old unique index and
-	 * index everything once */
-	int rc = cl_sqlite_script(s->db, "DROP INDEX IF EXISTS events_stream");
+	/* a log from before the chunked index: drop the old index (a unique
+	 * index on events, then a row per event) and index everything once */
+	int rc = cl_sqlite_script(s->db,
+				  "DROP INDEX IF EXISTS events_stream;"
+				  "DROP TABLE IF EXISTS cleave_stream_index;"
+				  "DELETE FROM cleave_meta"
+				  " WHERE k = 'stream_index_upto';");
 	if (rc)
 		return rc;
 	rc = cl_sqlite_query(s->cache,
 			     "SELECT v FROM cleave_meta"
-			     " WHERE k = 'stream_index_upto'",
+			     " WHERE k = 'stream_chunks_upto'",
 			     NULL, 0, &r);
 	if (rc)
 		return rc;
@@ -434,8 +587,9 @@ static int sq_stream_version(cl_wstore *base, const char *stream,
 	/* the index only: the writer's cache answers for streams written
 	 * since the last flush (see INDEX_BATCH) */
 	int rc = sq_query(base,
-			  "SELECT version FROM cleave_stream_index"
-			  " WHERE stream = ? ORDER BY version DESC LIMIT 1",
+			  "SELECT last_version FROM cleave_stream_chunks"
+			  " WHERE stream = ? ORDER BY first_version DESC"
+			  " LIMIT 1",
 			  a, 1, &r);
 	if (rc)
 		return rc;
@@ -622,19 +776,21 @@ static int count_one(void *arg, const cl_stored_event *ev)
 	return c->fn(c->arg, ev);
 }
 
-/* One stream's events: the indexed ones through the stream index, then
- * the unindexed tail by a scan, in one read snapshot. */
+/* One stream's events: the indexed ones through the stream index's
+ * chunks, then the unindexed tail by a scan, in one read snapshot. */
 static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		       int64_t lim, cl_stored_fn fn, void *arg)
 {
 	cleave_rows *rows;
 	int64_t upto = 0;
+	cl_buf pos;
+	cl_buf_init(&pos);
 	int rc = cl_sqlite_script(r->db, "BEGIN");
 	if (rc)
 		return rc;
 	rc = cl_sqlite_query(r->cache,
 			     "SELECT v FROM cleave_meta"
-			     " WHERE k = 'stream_index_upto'",
+			     " WHERE k = 'stream_chunks_upto'",
 			     NULL, 0, &rows);
 	if (rc)
 		goto out;
@@ -642,19 +798,65 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		upto = cleave_rows_int(rows, 0);
 	cleave_rows_close(rows);
 	count_arg c = {fn, arg, 0};
-	if (after < upto) {
-		cleave_value a[] = {cleave_text(stream), cleave_int(after),
-				    cleave_int(upto), cleave_int(lim)};
-		rc = cl_sqlite_query(r->cache,
-				     "SELECT " EVENT_COLS_E
-				     " FROM cleave_stream_index i"
-				     " JOIN events e ON e.position = i.position"
-				     " WHERE i.stream = ? AND i.position > ?"
-				     " AND i.position <= ?"
-				     " ORDER BY i.version LIMIT ?",
-				     a, 4, &rows);
-		if (rc || (rc = emit_rows(rows, count_one, &c)))
+	/* a chunk at a time: its positions are copied out and its cursor
+	 * reset before the events are read */
+	int64_t from_version = 0; /* the last chunk read began here */
+	while (after < upto && (lim < 0 || c.n < lim)) {
+		sqlite3_stmt *st;
+		if ((rc = cl_stmt_get(r->cache,
+				      "SELECT first_version, positions"
+				      " FROM cleave_stream_chunks"
+				      " WHERE stream = ? AND first_version > ?"
+				      " AND last_position > ?"
+				      " ORDER BY first_version LIMIT 1",
+				      &st)))
 			goto out;
+		sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, from_version);
+		sqlite3_bind_int64(st, 3, after);
+		int src = sqlite3_step(st);
+		if (src != SQLITE_ROW) {
+			if (src != SQLITE_DONE)
+				rc = cl_sqlite_err(r->db, src, "stream index");
+			sqlite3_reset(st);
+			if (rc)
+				goto out;
+			break;
+		}
+		from_version = sqlite3_column_int64(st, 0);
+		const unsigned char *p = sqlite3_column_blob(st, 1);
+		const unsigned char *end = p + sqlite3_column_bytes(st, 1);
+		cl_buf_reset(&pos);
+		int64_t at = 0;
+		while (p && p < end) {
+			uint64_t d;
+			if (!(p = varint_get(p, end, &d)) || d == 0) {
+				rc = cl_err(CLEAVE_ECORRUPT,
+					    "stream index of %s: bad chunk at "
+					    "version %lld",
+					    stream, (long long)from_version);
+				break;
+			}
+			at += (int64_t)d;
+			if (at > after && at <= upto)
+				cl_buf_add(&pos, &at, sizeof(at));
+		}
+		sqlite3_reset(st);
+		if (!rc && pos.oom)
+			rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+		if (rc)
+			goto out;
+		const int64_t *pp = (const int64_t *)(void *)pos.p;
+		size_t np = pos.len / sizeof(int64_t);
+		for (size_t i = 0; i < np && (lim < 0 || c.n < lim); i++) {
+			cleave_value a[] = {cleave_int(pp[i])};
+			rc = cl_sqlite_query(r->cache,
+					     "SELECT " EVENT_COLS " FROM events"
+					     " WHERE position = ?",
+					     a, 1, &rows);
+			if (rc || (rc = emit_rows(rows, count_one, &c)))
+				goto out;
+		}
 	}
 	if (lim < 0 || c.n < lim) {
 		cleave_value a[] = {cleave_int(after > upto ? after : upto),
@@ -669,6 +871,7 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 			rc = emit_rows(rows, count_one, &c);
 	}
 out:
+	cl_buf_free(&pos);
 	cl_sqlite_script(r->db, "COMMIT");
 	return rc;
 }
