@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -564,4 +565,14 @@ int cl_fsync_dir(const char *path)
 			   : 0;
 	close(fd);
 	return rc;
+}
+
+void cl_thread_name(const char *fmt, ...)
+{
+	char name[16];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	pthread_setname_np(pthread_self(), name);
 }

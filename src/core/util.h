@@ -52,6 +52,11 @@ char *cl_buf_steal(cl_buf *b, size_t *len);
 
 /* Time. */
 int64_t cl_now_us(void);      /* CLOCK_REALTIME, microseconds */
+
+/* Names the calling thread for `top -H`, `ps -L`, perf and gdb (Linux
+ * keeps 15 bytes; longer names are cut). */
+void cl_thread_name(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
 int64_t cl_mono_us(void);     /* CLOCK_MONOTONIC, microseconds */
 void cl_sleep_ms(int ms);
 

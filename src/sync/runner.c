@@ -980,6 +980,7 @@ static void *prefetch_main(void *arg)
 	cleave_engine *e = f->c->proj->e;
 	const cleave_projection_def *def = f->c->def;
 	cl_wreader *rd = NULL;
+	cl_thread_name("cl-read:%s", def->name);
 	int max = e->cfg.apply_batch_max;
 	int64_t pos = f->pos;
 	int rc = 0;
@@ -1080,6 +1081,7 @@ static void *runner_main(void *arg)
 	cl_proj *p = c->proj;
 	cleave_engine *e = p->e;
 	cl_wreader *rd = NULL;
+	cl_thread_name("cl-run:%s", c->def->name);
 	evlist l = {0};
 	while (!atomic_load(&c->stop)) {
 		pthread_mutex_lock(&p->mu);

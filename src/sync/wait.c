@@ -120,6 +120,7 @@ int cleave_query_position(cleave_engine *e, const char *name, int64_t *out)
 static void *watcher_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_thread_name("cl-watch");
 	cl_watch *fire = NULL;
 	int *rcs = NULL;
 	int cap = 0;

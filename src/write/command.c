@@ -587,6 +587,7 @@ complete:
 static void *completer_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_thread_name("cl-complete");
 	pthread_mutex_lock(&e->cmu);
 	for (;;) {
 		while (!e->chead && !e->completer_stop)
@@ -609,6 +610,7 @@ static void *completer_main(void *arg)
 static void *writer_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_thread_name("cl-writer");
 	int max = e->cfg.batch_max;
 	for (;;) {
 		pthread_mutex_lock(&e->qmu);
@@ -638,6 +640,7 @@ static void *writer_main(void *arg)
 static void *maint_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_thread_name("cl-maint");
 	pthread_mutex_lock(&e->qmu);
 	while (!e->stopping) {
 		struct timespec ts;
