@@ -90,6 +90,144 @@ char *dom_print(const cJSON *v, size_t *len)
 	return cleave_json_print(v, len);
 }
 
+/* Room for n more bytes and the NUL; false (sticky) when out of memory. */
+static bool w_room(dom_w *w, size_t n)
+{
+	if (w->oom)
+		return false;
+	if (w->len + n + 1 <= w->cap)
+		return true;
+	size_t cap = w->cap ? w->cap : 256;
+	while (cap < w->len + n + 1)
+		cap *= 2;
+	char *p = realloc(w->p, cap);
+	if (!p) {
+		w->oom = true;
+		return false;
+	}
+	w->p = p;
+	w->cap = cap;
+	return true;
+}
+
+static void w_add(dom_w *w, const char *s, size_t n)
+{
+	if (!w_room(w, n))
+		return;
+	memcpy(w->p + w->len, s, n);
+	w->len += n;
+}
+
+/* A comma before every value but the first of its container, unless the
+ * value follows its key. */
+static void w_sep(dom_w *w)
+{
+	if (w->more)
+		w_add(w, ",", 1);
+	w->more = true;
+}
+
+void dom_w_open(dom_w *w, char brace)
+{
+	w_sep(w);
+	w_add(w, &brace, 1);
+	w->more = false;
+}
+
+void dom_w_close(dom_w *w, char brace)
+{
+	w_add(w, &brace, 1);
+	w->more = true;
+}
+
+static void w_string(dom_w *w, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(s);
+	if (!w_room(w, n * 6 + 2)) /* every byte as \u00XX at worst */
+		return;
+	char *o = w->p + w->len;
+	*o++ = '"';
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	w->len = (size_t)(o - w->p);
+}
+
+void dom_w_key(dom_w *w, const char *k)
+{
+	w_sep(w);
+	w_string(w, k);
+	w_add(w, ":", 1);
+	w->more = false; /* the value that follows takes no comma */
+}
+
+void dom_w_str(dom_w *w, const char *s)
+{
+	if (!s) {
+		dom_w_null(w);
+		return;
+	}
+	w_sep(w);
+	w_string(w, s);
+}
+
+void dom_w_int(dom_w *w, int64_t v)
+{
+	char b[24], *e = b + sizeof(b), *p = e;
+	/* through the unsigned magnitude: INT64_MIN has no positive twin */
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	w_sep(w);
+	w_add(w, p, (size_t)(e - p));
+}
+
+void dom_w_null(dom_w *w)
+{
+	w_sep(w);
+	w_add(w, "null", 4);
+}
+
+char *dom_w_done(dom_w *w, size_t *len)
+{
+	if (w->oom || !w->p) {
+		free(w->p);
+		w->p = NULL;
+		return NULL;
+	}
+	w->p[w->len] = 0;
+	*len = w->len;
+	char *p = w->p;
+	w->p = NULL;
+	return p;
+}
+
 int dom_get_int(const cJSON *obj, const char *name, int64_t *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);

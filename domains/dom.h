@@ -2,14 +2,14 @@
  * dom.h — what the domain modules share (private to domains/): the domain
  * tables, and small helpers built only on the public API and cJSON.
  *
- * Numbers in answers.  cJSON holds numbers as doubles and prints large
- * integers in exponent form ("1e+15"), which clients may read as floats.
- * Answers and stored documents therefore carry integers as raw decimal
- * text (dom_add_int), exact for every int64.  Event data keeps plain cJSON
- * numbers — a projection receives the emitted tree itself when the event is
- * still in memory, and must see the same types as when it is parsed from
- * the log — and the domains bound every number in an event below 2^53, so
- * the double is exact.
+ * Numbers.  cJSON holds numbers as doubles; cleave_json_print writes every
+ * integral one up to 2^53 in plain decimal (cJSON's own printer would use
+ * exponent form, "1e+15", which clients may read as floats).  The domains
+ * bound every number in commands, events, documents and answers by 2^53,
+ * so doubles are exact everywhere: a projection receives the emitted tree
+ * itself when the event is still in memory and must see the same values
+ * as when it is parsed from the log.  dom_w_int writes any int64 exactly,
+ * and the same text as the tree printer up to 2^53.
  */
 #ifndef CL_DOM_H
 #define CL_DOM_H
@@ -53,6 +53,28 @@ cJSON *dom_add_int(cJSON *obj, const char *name, int64_t v);
 cJSON *dom_int_item(int64_t v);
 /* Prints `v` without spaces into a malloc'd string (free()); NULL on OOM. */
 char *dom_print(const cJSON *v, size_t *len);
+
+/* A JSON text written straight into a buffer, for documents a projection
+ * builds from event data on every event (no tree to allocate, print and
+ * free).  Members are written in call order; the writer adds the commas.
+ * Strings must be valid UTF-8 (event data is); they are escaped as JSON
+ * requires.  Start from a zeroed dom_w.  Out of memory is sticky:
+ * dom_w_done returns NULL. */
+typedef struct dom_w {
+	char *p;
+	size_t len, cap;
+	bool oom;
+	bool more; /* the next value follows another: a comma first */
+} dom_w;
+void dom_w_open(dom_w *w, char brace);   /* '{' or '[' (also nested) */
+void dom_w_close(dom_w *w, char brace);  /* '}' or ']' */
+void dom_w_key(dom_w *w, const char *k); /* before a member's value */
+void dom_w_str(dom_w *w, const char *s); /* NULL writes null */
+void dom_w_int(dom_w *w, int64_t v);
+void dom_w_null(dom_w *w);
+/* The text (malloc'd, free()) and its length, or NULL when out of memory
+ * (then the buffer is freed). */
+char *dom_w_done(dom_w *w, size_t *len);
 
 /* Reads an integer member of event data: 0, or CLEAVE_ECORRUPT naming the
  * member when absent or not an integer (a projection returns it: the event

@@ -303,11 +303,10 @@ static const char *const orders_types[] = {"OrderPlaced", "OrderCancelled",
  * placed_at, cancelled_at (or null). */
 static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
 {
-	const char *id, *user, *cart, *country, *promo;
+	const char *id, *user, *cart, *country;
 	int64_t sub, disc, total, placed, cancelled_at = 0;
 	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(d, "lines");
 	const cJSON *l;
-	char *text = NULL;
 	if (dom_get_str(d, "orderId", &id) || dom_get_str(d, "userId", &user) ||
 	    dom_get_str(d, "cartId", &cart) ||
 	    dom_get_str(d, "country", &country) ||
@@ -317,46 +316,62 @@ static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
 	    dom_get_int(d, "placed_at", &placed) || !cJSON_IsArray(lines) ||
 	    (cancelled && dom_get_int(d, "cancelled_at", &cancelled_at)))
 		return NULL;
-	promo = dom_opt_str(d, "promoCode");
-	cJSON *o = cJSON_CreateObject(), *arr;
-	bool ok = o && cJSON_AddStringToObject(o, "orderId", id) &&
-	          cJSON_AddStringToObject(o, "userId", user) &&
-	          cJSON_AddStringToObject(o, "cartId", cart) &&
-	          cJSON_AddStringToObject(o, "country", country) &&
-	          cJSON_AddStringToObject(o, "status",
-	                                  cancelled ? "cancelled" : "placed") &&
-	          (arr = cJSON_AddArrayToObject(o, "lines"));
+	dom_w w = {0};
+	dom_w_open(&w, '{');
+	dom_w_key(&w, "orderId");
+	dom_w_str(&w, id);
+	dom_w_key(&w, "userId");
+	dom_w_str(&w, user);
+	dom_w_key(&w, "cartId");
+	dom_w_str(&w, cart);
+	dom_w_key(&w, "country");
+	dom_w_str(&w, country);
+	dom_w_key(&w, "status");
+	dom_w_str(&w, cancelled ? "cancelled" : "placed");
+	dom_w_key(&w, "lines");
+	dom_w_open(&w, '[');
 	cJSON_ArrayForEach(l, lines)
 	{
 		const char *pid, *name;
 		int64_t q, p;
-		cJSON *x;
-		if (!ok)
-			break;
-		ok = !dom_get_str(l, "productId", &pid) &&
-		     !dom_get_str(l, "name", &name) &&
-		     !dom_get_int(l, "quantity", &q) &&
-		     !dom_get_int(l, "price_cents", &p) &&
-		     (x = cJSON_CreateObject()) &&
-		     cJSON_AddItemToArray(arr, x) &&
-		     cJSON_AddStringToObject(x, "productId", pid) &&
-		     cJSON_AddStringToObject(x, "name", name) &&
-		     dom_add_int(x, "quantity", q) &&
-		     dom_add_int(x, "price_cents", p) &&
-		     dom_add_int(x, "line_total_cents", q * p);
+		if (dom_get_str(l, "productId", &pid) ||
+		    dom_get_str(l, "name", &name) ||
+		    dom_get_int(l, "quantity", &q) ||
+		    dom_get_int(l, "price_cents", &p)) {
+			free(w.p);
+			return NULL;
+		}
+		dom_w_open(&w, '{');
+		dom_w_key(&w, "productId");
+		dom_w_str(&w, pid);
+		dom_w_key(&w, "name");
+		dom_w_str(&w, name);
+		dom_w_key(&w, "quantity");
+		dom_w_int(&w, q);
+		dom_w_key(&w, "price_cents");
+		dom_w_int(&w, p);
+		dom_w_key(&w, "line_total_cents");
+		dom_w_int(&w, q * p);
+		dom_w_close(&w, '}');
 	}
-	ok = ok && dom_add_int(o, "subtotal_cents", sub) &&
-	     dom_add_int(o, "discount_cents", disc) &&
-	     dom_add_int(o, "total_cents", total) &&
-	     (promo ? cJSON_AddStringToObject(o, "promoCode", promo)
-	            : cJSON_AddNullToObject(o, "promoCode")) &&
-	     dom_add_int(o, "placed_at", placed) &&
-	     (cancelled ? dom_add_int(o, "cancelled_at", cancelled_at)
-	                : cJSON_AddNullToObject(o, "cancelled_at"));
-	if (ok)
-		text = dom_print(o, len);
-	cJSON_Delete(o);
-	return text;
+	dom_w_close(&w, ']');
+	dom_w_key(&w, "subtotal_cents");
+	dom_w_int(&w, sub);
+	dom_w_key(&w, "discount_cents");
+	dom_w_int(&w, disc);
+	dom_w_key(&w, "total_cents");
+	dom_w_int(&w, total);
+	dom_w_key(&w, "promoCode");
+	dom_w_str(&w, dom_opt_str(d, "promoCode"));
+	dom_w_key(&w, "placed_at");
+	dom_w_int(&w, placed);
+	dom_w_key(&w, "cancelled_at");
+	if (cancelled)
+		dom_w_int(&w, cancelled_at);
+	else
+		dom_w_null(&w);
+	dom_w_close(&w, '}');
+	return dom_w_done(&w, len);
 }
 
 /* The user-list item: {orderId, status, total_cents, placed_at}. */
@@ -364,20 +379,22 @@ static char *order_item(const cJSON *d, bool cancelled, size_t *len)
 {
 	const char *id;
 	int64_t total, placed;
-	char *text = NULL;
 	if (dom_get_str(d, "orderId", &id) ||
 	    dom_get_int(d, "total_cents", &total) ||
 	    dom_get_int(d, "placed_at", &placed))
 		return NULL;
-	cJSON *o = cJSON_CreateObject();
-	if (o && cJSON_AddStringToObject(o, "orderId", id) &&
-	    cJSON_AddStringToObject(o, "status",
-	                            cancelled ? "cancelled" : "placed") &&
-	    dom_add_int(o, "total_cents", total) &&
-	    dom_add_int(o, "placed_at", placed))
-		text = dom_print(o, len);
-	cJSON_Delete(o);
-	return text;
+	dom_w w = {0};
+	dom_w_open(&w, '{');
+	dom_w_key(&w, "orderId");
+	dom_w_str(&w, id);
+	dom_w_key(&w, "status");
+	dom_w_str(&w, cancelled ? "cancelled" : "placed");
+	dom_w_key(&w, "total_cents");
+	dom_w_int(&w, total);
+	dom_w_key(&w, "placed_at");
+	dom_w_int(&w, placed);
+	dom_w_close(&w, '}');
+	return dom_w_done(&w, len);
 }
 
 static int orders_apply(cleave_rtx *tx, const cleave_event *ev)

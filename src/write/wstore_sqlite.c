@@ -293,18 +293,24 @@ static int sq_head(cl_wstore *base, int64_t *out)
 /* ---- the stream index's chunks ----------------------------------------- */
 
 typedef struct ix_ent {
+	uint64_t hash;   /* of the stream id: groups sort by it, not by name */
 	uint32_t stream; /* offset of the NUL-terminated id in the text buf */
 	int64_t version, position;
 } ix_ent;
 
 static const char *ix_text; /* qsort has no argument: the flush's buffer */
 
+/* By stream (hash first, the name only on a tie), then position. */
 static int ix_cmp(const void *pa, const void *pb)
 {
 	const ix_ent *a = pa, *b = pb;
-	int c = strcmp(ix_text + a->stream, ix_text + b->stream);
-	if (c)
-		return c;
+	if (a->hash != b->hash)
+		return a->hash < b->hash ? -1 : 1;
+	if (a->stream != b->stream) {
+		int c = strcmp(ix_text + a->stream, ix_text + b->stream);
+		if (c)
+			return c;
+	}
 	return (a->position > b->position) - (a->position < b->position);
 }
 
@@ -420,7 +426,8 @@ static int index_flush(sq_store *s, int64_t upto)
 	while ((rc = cleave_rows_next(r)) == 1) {
 		size_t len;
 		const char *id = cleave_rows_text(r, 0, &len);
-		ix_ent e = {(uint32_t)text.len, cleave_rows_int(r, 1),
+		ix_ent e = {cl_hash(id ? id : "", id ? len : 0),
+			    (uint32_t)text.len, cleave_rows_int(r, 1),
 			    cleave_rows_int(r, 2)};
 		cl_buf_add(&text, id ? id : "", id ? len : 0);
 		cl_buf_addc(&text, 0);
@@ -440,7 +447,9 @@ static int index_flush(sq_store *s, int64_t upto)
 	rc = 0;
 	for (size_t i = 0, j; i < n && !rc; i = j) {
 		const char *id = text.p + e[i].stream;
-		for (j = i + 1; j < n && !strcmp(text.p + e[j].stream, id); j++)
+		for (j = i + 1; j < n && e[j].hash == e[i].hash &&
+				!strcmp(text.p + e[j].stream, id);
+		     j++)
 			;
 		rc = ix_put_chunk(s, id, e + i, (int)(j - i), &blob);
 	}

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dom.h"
 #include "domains.h"
 #include "testutil.h"
 
@@ -1159,9 +1160,80 @@ static void test_rebuild_and_verify(void **state)
 	assert_int_equal(query("order", "orderId", want, NULL), 0);
 }
 
+/* The projections' direct JSON writer gives the bytes the cJSON tree
+ * printer gives for the same document: stored documents must not change
+ * with the way they are built (verify compares bytes). */
+static void test_json_writer(void **state)
+{
+	(void)state;
+	const char *odd = "q\"b\\s/\n\r\t\b\f\x01\x1f é €";
+	cJSON *o = cJSON_CreateObject(), *arr;
+	assert_non_null(o);
+	cJSON_AddStringToObject(o, "id", "o-1");
+	cJSON_AddStringToObject(o, odd, odd);
+	arr = cJSON_AddArrayToObject(o, "lines");
+	for (int i = 0; i < 3; i++) {
+		cJSON *x = cJSON_CreateObject();
+		cJSON_AddItemToArray(arr, x);
+		cJSON_AddStringToObject(x, "p", i ? "b" : "a");
+		dom_add_int(x, "n", i == 2 ? -DOM_EXACT_MAX : i - 1);
+		dom_add_int(x, "m", DOM_EXACT_MAX);
+	}
+	cJSON_AddArrayToObject(o, "empty");
+	cJSON_AddNullToObject(o, "none");
+	dom_add_int(o, "zero", 0);
+	size_t n1, n2;
+	char *want = dom_print(o, &n1);
+	cJSON_Delete(o);
+	dom_w w = {0};
+	dom_w_open(&w, '{');
+	dom_w_key(&w, "id");
+	dom_w_str(&w, "o-1");
+	dom_w_key(&w, odd);
+	dom_w_str(&w, odd);
+	dom_w_key(&w, "lines");
+	dom_w_open(&w, '[');
+	for (int i = 0; i < 3; i++) {
+		dom_w_open(&w, '{');
+		dom_w_key(&w, "p");
+		dom_w_str(&w, i ? "b" : "a");
+		dom_w_key(&w, "n");
+		dom_w_int(&w, i == 2 ? -DOM_EXACT_MAX : i - 1);
+		dom_w_key(&w, "m");
+		dom_w_int(&w, DOM_EXACT_MAX);
+		dom_w_close(&w, '}');
+	}
+	dom_w_close(&w, ']');
+	dom_w_key(&w, "empty");
+	dom_w_open(&w, '[');
+	dom_w_close(&w, ']');
+	dom_w_key(&w, "none");
+	dom_w_str(&w, NULL);
+	dom_w_key(&w, "zero");
+	dom_w_int(&w, 0);
+	dom_w_close(&w, '}');
+	char *got = dom_w_done(&w, &n2);
+	assert_non_null(want);
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	assert_int_equal(n1, n2);
+	free(want);
+	free(got);
+	/* past 2^53 the writer stays exact */
+	dom_w x = {0};
+	dom_w_open(&x, '[');
+	dom_w_int(&x, INT64_MIN);
+	dom_w_int(&x, INT64_MAX);
+	dom_w_close(&x, ']');
+	got = dom_w_done(&x, &n2);
+	assert_string_equal(got, "[-9223372036854775808,9223372036854775807]");
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_json_writer),
 	    cmocka_unit_test_setup_teardown(test_users, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_products, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_promos, setup, teardown),
