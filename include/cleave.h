@@ -309,6 +309,29 @@ int cleave_rtx_doc_put(cleave_rtx *tx, const char *ns, const char *key,
 		       cJSON *doc);
 int cleave_rtx_doc_del(cleave_rtx *tx, const char *ns, const char *key);
 
+/* Deferred writes.  A projection that changes the same rows on many events
+ * (a product's stock and sales on every order line) can gather the changes
+ * in memory and write each row once per transaction — a rebuild applies
+ * thousands of events per transaction.  cleave_rtx_defer registers `flush`
+ * under `key` (any address unique to the caller, such as a static's):
+ * the engine calls flush(tx, arg) inside the transaction before it
+ * commits, and free_fn(arg) (may be NULL) when the transaction ends,
+ * committed or not.  cleave_rtx_deferred gives the arg registered under key
+ * in this transaction, or NULL.
+ *
+ * flush must write everything gathered and leave arg empty, ready for
+ * more: the engine may call it several times in one transaction.  When a
+ * flush fails with a handler error (not a store error) in a batch of many
+ * events, the engine finds the event responsible by applying the batch
+ * again one event at a time, flushing after each, in a transaction it
+ * then abandons; that event is poison as if its handler had failed.
+ * Errors: CLEAVE_EINVAL (NULL key or flush, a read-only transaction,
+ * key already registered), CLEAVE_ENOMEM (arg is not taken: free it). */
+typedef int (*cleave_flush_fn)(cleave_rtx *tx, void *arg);
+int cleave_rtx_defer(cleave_rtx *tx, const void *key, cleave_flush_fn flush,
+		     void *arg, void (*free_fn)(void *arg));
+void *cleave_rtx_deferred(cleave_rtx *tx, const void *key);
+
 /* Visits keys in [from, to) (NULL from = start, NULL to = end) in byte
  * order, or descending with CLEAVE_SCAN_REVERSE, at most `limit` keys (0 =
  * no limit).  The callback returns 0 to go on, 1 to stop, <0 to fail. */

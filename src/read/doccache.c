@@ -220,14 +220,68 @@ static int docs_flush(cleave_rtx *tx)
 	return rc;
 }
 
+/* ---- deferred writes ---------------------------------------------------- */
+
+struct cl_defer {
+	const void *key;
+	cleave_flush_fn flush;
+	void *arg;
+	void (*free_fn)(void *arg);
+};
+
+int cleave_rtx_defer(cleave_rtx *tx, const void *key, cleave_flush_fn flush,
+		     void *arg, void (*free_fn)(void *arg))
+{
+	if (!tx || !key || !flush)
+		return cl_err(CLEAVE_EINVAL, "defer: NULL key or flush");
+	if (!tx->write)
+		return cl_err(CLEAVE_EINVAL, "defer: a read-only transaction");
+	if (cleave_rtx_deferred(tx, key))
+		return cl_err(CLEAVE_EINVAL, "defer: key already registered");
+	if (tx->ndefer == tx->capdefer) {
+		int cap = tx->capdefer ? tx->capdefer * 2 : 4;
+		struct cl_defer *v = realloc(tx->defer, (size_t)cap * sizeof(*v));
+		if (!v)
+			return cl_err(CLEAVE_ENOMEM, "out of memory");
+		tx->defer = v;
+		tx->capdefer = cap;
+	}
+	tx->defer[tx->ndefer++] = (struct cl_defer){key, flush, arg, free_fn};
+	return 0;
+}
+
+void *cleave_rtx_deferred(cleave_rtx *tx, const void *key)
+{
+	for (int i = 0; tx && i < tx->ndefer; i++)
+		if (tx->defer[i].key == key)
+			return tx->defer[i].arg;
+	return NULL;
+}
+
+static void defer_free(cleave_rtx *tx)
+{
+	for (int i = 0; i < tx->ndefer; i++)
+		if (tx->defer[i].free_fn)
+			tx->defer[i].free_fn(tx->defer[i].arg);
+	free(tx->defer);
+	tx->defer = NULL;
+	tx->ndefer = tx->capdefer = 0;
+}
+
 int cl_rtx_flush(cleave_rtx *tx)
 {
+	for (int i = 0; i < tx->ndefer; i++) {
+		int rc = tx->defer[i].flush(tx, tx->defer[i].arg);
+		if (rc)
+			return rc;
+	}
 	return docs_flush(tx);
 }
 
 int cl_rtx_commit(cleave_rtx *tx)
 {
-	int rc = docs_flush(tx);
+	int rc = cl_rtx_flush(tx);
+	defer_free(tx);
 	docs_free(tx->docs);
 	tx->docs = NULL;
 	if (rc) {
@@ -239,6 +293,7 @@ int cl_rtx_commit(cleave_rtx *tx)
 
 void cl_rtx_abort(cleave_rtx *tx)
 {
+	defer_free(tx);
 	docs_free(tx->docs);
 	tx->docs = NULL;
 	tx->m->abort(tx);

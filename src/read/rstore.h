@@ -38,11 +38,14 @@ struct cleave_rtx {
 	cl_rstore *store;
 	bool write;
 	cl_docs *docs;
+	struct cl_defer *defer; /* cleave_rtx_defer: registrations */
+	int ndefer, capdefer;
 };
 
 int cl_rtx_commit(cleave_rtx *tx);
 void cl_rtx_abort(cleave_rtx *tx);
-/* Writes the cached documents that changed (before a dump, say). */
+/* Runs the deferred flushes, then writes the cached documents that
+ * changed (before a checkpoint, before a dump). */
 int cl_rtx_flush(cleave_rtx *tx);
 
 /* Common head of every opened store. */

@@ -702,6 +702,33 @@ static int collect(cl_copy *c, cl_wreader **rd, int64_t pos, int64_t head,
 			     CL_MIN(head, pos + span), max, l);
 }
 
+/* A deferred flush (cleave_rtx_defer) failed with a handler error over
+ * ev[from, to): applies them again one at a time, flushing after each, in
+ * a transaction abandoned at the end.  The index of the first event whose
+ * handler or flush fails, or -1 when none does alone. */
+static int flush_culprit(cl_copy *c, const cleave_event **ev, int from,
+			 int to)
+{
+	const cl_rstore_methods *m = c->store->m;
+	cleave_rtx *tx;
+	int bad = -1;
+	if (m->begin(c->store, true, &tx))
+		return -1;
+	for (int i = from; i < to && bad < 0; i++) {
+		if (!subscribed(c->def, ev[i]->type))
+			continue;
+		int rc = c->def->apply(tx, ev[i]);
+		if (rc == 0)
+			rc = cl_rtx_flush(tx);
+		if (rc && !store_error(rc))
+			bad = i;
+		else if (rc)
+			break;
+	}
+	cl_rtx_abort(tx);
+	return bad;
+}
+
 /* Applies ev[from, to) in one transaction with the checkpoint.  On a
  * handler failure returns its code with *bad = index; on a store failure
  * returns the code with *bad = -1. */
@@ -725,6 +752,17 @@ static int apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
 			cl_rtx_abort(tx);
 			goto fail;
 		}
+	}
+	/* the handler's deferred writes and cached documents, before the
+	 * checkpoint: their failure is the handler's */
+	if ((rc = cl_rtx_flush(tx))) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
+		cl_rtx_abort(tx);
+		if (!store_error(rc))
+			*bad = flush_culprit(c, ev, from, to);
+		cl_err(rc, "%s", msg);
+		goto fail;
 	}
 	if ((rc = m->checkpoint_set(tx, ckpt))) {
 		cl_rtx_abort(tx);

@@ -177,6 +177,60 @@ static int apply_poison(cleave_rtx *tx, const cleave_event *ev)
 	return cleave_rtx_counter_add(tx, "seen", "all", d, 1);
 }
 
+/* "deferred": counts per id gathered in the transaction and written at its
+ * flush (cleave_rtx_defer); a poison event fails only there, so the engine
+ * must find it among the batch's events. */
+typedef struct td_acc {
+	int n;
+	char id[64][32];
+	int64_t count[64];
+	bool poisoned;
+} td_acc;
+
+static char td_acc_key;
+
+static int td_acc_flush(cleave_rtx *tx, void *arg)
+{
+	td_acc *a = arg;
+	int rc = a->poisoned ? CLEAVE_EINVAL : 0;
+	for (int i = 0; i < a->n && !rc; i++) {
+		int64_t d[1] = {a->count[i]};
+		rc = cleave_rtx_counter_add(tx, "dseen", a->id[i], d, 1);
+	}
+	a->n = 0;
+	a->poisoned = false;
+	return rc;
+}
+
+static int apply_deferred(cleave_rtx *tx, const cleave_event *ev)
+{
+	td_acc *a = cleave_rtx_deferred(tx, &td_acc_key);
+	if (!a) {
+		int rc;
+		if (!(a = calloc(1, sizeof(*a))))
+			return CLEAVE_ENOMEM;
+		if ((rc = cleave_rtx_defer(tx, &td_acc_key, td_acc_flush, a,
+					   free))) {
+			free(a);
+			return rc;
+		}
+	}
+	if (cJSON_IsTrue(cJSON_GetObjectItem(ev->json, "poison")) && !td_cure)
+		a->poisoned = true;
+	const char *id = cJSON_GetObjectItem(ev->json, "id")->valuestring;
+	int i = 0;
+	while (i < a->n && strcmp(a->id[i], id))
+		i++;
+	if (i == a->n) {
+		if (a->n == 64)
+			return CLEAVE_ENOMEM;
+		snprintf(a->id[a->n], sizeof(a->id[0]), "%s", id);
+		a->count[a->n++] = 0;
+	}
+	a->count[i]++;
+	return 0;
+}
+
 static int setup_rows(cleave_rtx *tx)
 {
 	return cleave_rtx_exec(tx,
@@ -205,6 +259,8 @@ static const cleave_projection_def projections[] = {
 	 CLEAVE_POISON_SKIP},
 	{"rows", 1, "sqlite", inc_types, setup_rows, apply_rows,
 	 CLEAVE_POISON_PARK},
+	{"deferred", 1, "lmdb", inc_types, NULL, apply_deferred,
+	 CLEAVE_POISON_SKIP},
 	{NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 
@@ -258,13 +314,30 @@ static int q_rows(cleave_query *q)
 	return cleave_query_reply(q, o);
 }
 
+static int q_dseen(cleave_query *q)
+{
+	const char *id;
+	int rc = cleave_query_param_str(q, "id", true, 64, &id);
+	if (rc)
+		return rc;
+	int64_t v[1] = {0};
+	rc = cleave_rtx_counter_get(cleave_query_rtx(q, 0), "dseen", id, v, 1);
+	if (rc && rc != CLEAVE_ENOTFOUND)
+		return rc;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "n", (double)v[0]);
+	return cleave_query_reply(q, o);
+}
+
 static const char *const reads_totals[] = {"totals", NULL};
+static const char *const reads_deferred[] = {"deferred", NULL};
 static const char *const reads_rows[] = {"rows", NULL};
 
 static const cleave_query_def queries[] = {
 	{"count", q_count, reads_totals, "one counter"},
 	{"sum", q_sum, reads_totals, "sum of all counters"},
 	{"rows", q_rows, reads_rows, "rows projection stats"},
+	{"dseen", q_dseen, reads_deferred, "deferred projection's count"},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -244,8 +244,8 @@ static void check_write_model(const char *dir)
 static void verify_all(cleave_engine *e)
 {
 	static const char *const names[] = {"totals", "poison", "skipper",
-					    "rows"};
-	for (size_t i = 0; i < 4; i++) {
+					    "rows", "deferred"};
+	for (size_t i = 0; i < 5; i++) {
 		int64_t nd = -1, at;
 		TU_OK(cleave_projection_verify(e, names[i], NULL, NULL, &nd,
 					       &at));
