@@ -228,6 +228,127 @@ char *dom_w_done(dom_w *w, size_t *len)
 	return p;
 }
 
+/* ---- per-batch accumulators -------------------------------------------- */
+
+typedef struct acc_ent {
+	char *id;
+	uint64_t hash;
+	int64_t v[2];
+} acc_ent;
+
+struct dom_acc {
+	acc_ent *v; /* first-touched order */
+	size_t n, cap;
+	size_t *slot; /* open addressing: index + 1, 0 empty */
+	size_t scap;
+};
+
+static uint64_t acc_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+void dom_acc_clear(dom_acc *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i].id);
+	a->n = 0;
+	if (a->slot)
+		memset(a->slot, 0, a->scap * sizeof(*a->slot));
+}
+
+static void acc_free(void *arg)
+{
+	dom_acc *a = arg;
+	dom_acc_clear(a);
+	free(a->v);
+	free(a->slot);
+	free(a);
+}
+
+int dom_acc_get(cleave_rtx *tx, const void *key, cleave_flush_fn flush,
+                dom_acc **out)
+{
+	dom_acc *a = cleave_rtx_deferred(tx, key);
+	if (!a) {
+		int rc;
+		if (!(a = calloc(1, sizeof(*a))))
+			return CLEAVE_ENOMEM;
+		if ((rc = cleave_rtx_defer(tx, key, flush, a, acc_free))) {
+			free(a);
+			return rc;
+		}
+	}
+	*out = a;
+	return 0;
+}
+
+static bool acc_rehash(dom_acc *a, size_t scap)
+{
+	size_t *slot = calloc(scap, sizeof(*slot));
+	if (!slot)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		size_t j = a->v[i].hash & (scap - 1);
+		while (slot[j])
+			j = (j + 1) & (scap - 1);
+		slot[j] = i + 1;
+	}
+	free(a->slot);
+	a->slot = slot;
+	a->scap = scap;
+	return true;
+}
+
+int64_t *dom_acc_at(dom_acc *a, const char *id)
+{
+	uint64_t h = acc_hash(id);
+	for (size_t j = a->scap ? h & (a->scap - 1) : 0; a->scap && a->slot[j];
+	     j = (j + 1) & (a->scap - 1)) {
+		acc_ent *x = &a->v[a->slot[j] - 1];
+		if (x->hash == h && !strcmp(x->id, id))
+			return x->v;
+	}
+	if ((a->n + 1) * 2 > a->scap &&
+	    !acc_rehash(a, a->scap ? a->scap * 2 : 64))
+		return NULL;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		acc_ent *v = realloc(a->v, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		a->v = v;
+		a->cap = cap;
+	}
+	char *copy = strdup(id);
+	if (!copy)
+		return NULL;
+	a->v[a->n] = (acc_ent){copy, h, {0, 0}};
+	size_t j = h & (a->scap - 1);
+	while (a->slot[j])
+		j = (j + 1) & (a->scap - 1);
+	a->slot[j] = ++a->n;
+	return a->v[a->n - 1].v;
+}
+
+size_t dom_acc_count(const dom_acc *a)
+{
+	return a->n;
+}
+
+const char *dom_acc_id(const dom_acc *a, size_t i)
+{
+	return a->v[i].id;
+}
+
+int64_t *dom_acc_vals(dom_acc *a, size_t i)
+{
+	return a->v[i].v;
+}
+
 int dom_get_int(const cJSON *obj, const char *name, int64_t *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);

@@ -76,6 +76,25 @@ void dom_w_null(dom_w *w);
  * (then the buffer is freed). */
 char *dom_w_done(dom_w *w, size_t *len);
 
+/* ---- per-batch accumulators -------------------------------------------- */
+
+/* Two int64 values per string id, gathered over a read-store transaction
+ * and written by `flush` once per batch (cleave_rtx_defer): for rows or
+ * scores that many events change.  Ids keep the order they were first
+ * touched in, so flushes write in a repeatable order. */
+typedef struct dom_acc dom_acc;
+/* The accumulator registered under `key` in tx, created with `flush` on
+ * first use.  0 or CLEAVE_ENOMEM / the defer error. */
+int dom_acc_get(cleave_rtx *tx, const void *key, cleave_flush_fn flush,
+                dom_acc **out);
+/* The values of `id` ({0, 0} when new), or NULL when out of memory. */
+int64_t *dom_acc_at(dom_acc *a, const char *id);
+size_t dom_acc_count(const dom_acc *a);
+const char *dom_acc_id(const dom_acc *a, size_t i);
+int64_t *dom_acc_vals(dom_acc *a, size_t i);
+/* Forgets every id (a flush ends with it). */
+void dom_acc_clear(dom_acc *a);
+
 /* Reads an integer member of event data: 0, or CLEAVE_ECORRUPT naming the
  * member when absent or not an integer (a projection returns it: the event
  * is poison). */

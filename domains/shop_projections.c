@@ -228,79 +228,22 @@ static int update_one(cleave_rtx *tx, const char *sql, const cleave_value *a,
 
 /* Stock and sales change on every order line and restock, and `sold` is
  * indexed: an UPDATE per line rewrites an index entry each time.  So they
- * gather per product in the transaction (cleave_rtx_defer) and each
- * product's row is written once per batch — the stock as the last event
- * left it, the sales summed.  Every write of `stock` goes through here, so
- * the last event wins; the price is written at once (nothing else writes
- * it). */
-typedef struct stock_ent {
-	char *product_id;
-	uint64_t hash;
-	int64_t stock, sold_delta;
-} stock_ent;
-
-typedef struct stock_acc {
-	stock_ent *v; /* first-touched order */
-	size_t n, cap;
-	size_t *slot; /* open addressing: index + 1, 0 empty */
-	size_t scap;
-} stock_acc;
-
+ * gather per product in the transaction (dom_acc: {stock, sold delta}) and
+ * each product's row is written once per batch — the stock as the last
+ * event left it, the sales summed.  Every write of `stock` goes through
+ * here, so the last event wins; the price is written at once (nothing
+ * else writes it). */
 static char stock_key; /* the registration's name */
-
-static uint64_t str_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static void stock_acc_clear(stock_acc *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		free(a->v[i].product_id);
-	a->n = 0;
-	if (a->slot)
-		memset(a->slot, 0, a->scap * sizeof(*a->slot));
-}
-
-static void stock_acc_free(void *arg)
-{
-	stock_acc *a = arg;
-	stock_acc_clear(a);
-	free(a->v);
-	free(a->slot);
-	free(a);
-}
-
-static int stock_acc_rehash(stock_acc *a, size_t scap)
-{
-	size_t *slot = calloc(scap, sizeof(*slot));
-	if (!slot)
-		return CLEAVE_ENOMEM;
-	for (size_t i = 0; i < a->n; i++) {
-		size_t j = a->v[i].hash & (scap - 1);
-		while (slot[j])
-			j = (j + 1) & (scap - 1);
-		slot[j] = i + 1;
-	}
-	free(a->slot);
-	a->slot = slot;
-	a->scap = scap;
-	return 0;
-}
 
 static int stock_flush(cleave_rtx *tx, void *arg)
 {
-	stock_acc *a = arg;
+	dom_acc *a = arg;
 	int rc = 0;
-	for (size_t i = 0; i < a->n && !rc; i++) {
-		const stock_ent *x = &a->v[i];
-		cleave_value v[] = {cleave_int(x->stock),
-		                    cleave_int(x->sold_delta),
-		                    cleave_text(x->product_id)};
-		if (x->sold_delta)
+	for (size_t i = 0; i < dom_acc_count(a) && !rc; i++) {
+		const int64_t *x = dom_acc_vals(a, i);
+		cleave_value v[] = {cleave_int(x[0]), cleave_int(x[1]),
+		                    cleave_text(dom_acc_id(a, i))};
+		if (x[1])
 			rc = update_one(tx,
 			                "UPDATE products SET stock = ?,"
 			                " sold = sold + ? WHERE product_id = ?",
@@ -311,7 +254,7 @@ static int stock_flush(cleave_rtx *tx, void *arg)
 			                " WHERE product_id = ?",
 			                (cleave_value[]){v[0], v[2]}, 2);
 	}
-	stock_acc_clear(a);
+	dom_acc_clear(a);
 	return rc;
 }
 
@@ -319,48 +262,15 @@ static int stock_flush(cleave_rtx *tx, void *arg)
 static int stock_note(cleave_rtx *tx, const char *id, int64_t stock,
                       int64_t sold_delta)
 {
-	stock_acc *a = cleave_rtx_deferred(tx, &stock_key);
-	int rc;
-	if (!a) {
-		if (!(a = calloc(1, sizeof(*a))))
-			return CLEAVE_ENOMEM;
-		if ((rc = cleave_rtx_defer(tx, &stock_key, stock_flush, a,
-		                           stock_acc_free))) {
-			free(a);
-			return rc;
-		}
-	}
-	uint64_t h = str_hash(id);
-	if (a->scap) {
-		for (size_t j = h & (a->scap - 1); a->slot[j];
-		     j = (j + 1) & (a->scap - 1)) {
-			stock_ent *x = &a->v[a->slot[j] - 1];
-			if (x->hash == h && !strcmp(x->product_id, id)) {
-				x->stock = stock;
-				x->sold_delta += sold_delta;
-				return 0;
-			}
-		}
-	}
-	if ((a->n + 1) * 2 > a->scap &&
-	    (rc = stock_acc_rehash(a, a->scap ? a->scap * 2 : 64)))
+	dom_acc *a;
+	int64_t *v;
+	int rc = dom_acc_get(tx, &stock_key, stock_flush, &a);
+	if (rc)
 		return rc;
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		stock_ent *v = realloc(a->v, cap * sizeof(*v));
-		if (!v)
-			return CLEAVE_ENOMEM;
-		a->v = v;
-		a->cap = cap;
-	}
-	char *copy = strdup(id);
-	if (!copy)
+	if (!(v = dom_acc_at(a, id)))
 		return CLEAVE_ENOMEM;
-	a->v[a->n] = (stock_ent){copy, h, stock, sold_delta};
-	size_t j = h & (a->scap - 1);
-	while (a->slot[j])
-		j = (j + 1) & (a->scap - 1);
-	a->slot[j] = ++a->n;
+	v[0] = stock;
+	v[1] += sold_delta;
 	return 0;
 }
 
@@ -601,15 +511,41 @@ static int revenue_apply(cleave_rtx *tx, const cleave_event *ev)
 static const char *const bestsellers_types[] = {"ProductAdded", "OrderPlaced",
                                                 "OrderCancelled", NULL};
 
+/* Units per product gather over the transaction (dom_acc) and each score
+ * changes once per batch: a score is the sum of its lines, and one that
+ * comes to zero leaves the set, whichever way the lines were grouped. */
+static char sold_key;
+
+static int sold_flush(cleave_rtx *tx, void *arg)
+{
+	dom_acc *a = arg;
+	int rc = 0;
+	for (size_t i = 0; i < dom_acc_count(a) && !rc; i++) {
+		const char *id = dom_acc_id(a, i);
+		int64_t d = dom_acc_vals(a, i)[0], score;
+		if (d == 0)
+			continue;
+		rc = cleave_rtx_zincr(tx, "sold", id, d, &score);
+		if (rc == 0 && score == 0)
+			rc = cleave_rtx_zrem(tx, "sold", id);
+	}
+	dom_acc_clear(a);
+	return rc;
+}
+
 static int bestsellers_line(cleave_rtx *tx, const ev_line *l, int sign,
                             void *arg)
 {
-	int64_t score;
-	int rc = cleave_rtx_zincr(tx, "sold", l->product_id, sign * l->quantity,
-	                          &score);
+	(void)arg;
+	dom_acc *a;
+	int64_t *v;
+	int rc = dom_acc_get(tx, &sold_key, sold_flush, &a);
 	if (rc)
 		return rc;
-	return score == 0 ? cleave_rtx_zrem(tx, "sold", l->product_id) : 0;
+	if (!(v = dom_acc_at(a, l->product_id)))
+		return CLEAVE_ENOMEM;
+	v[0] += sign * l->quantity;
+	return 0;
 }
 
 static int bestsellers_apply(cleave_rtx *tx, const cleave_event *ev)
