@@ -342,41 +342,57 @@ static int search_apply(cleave_rtx *tx, const cleave_event *ev)
 static const char *const orders_types[] = {"OrderPlaced", "OrderCancelled",
                                            NULL};
 
-/* The order document, from OrderPlaced or OrderCancelled data (both carry
- * every field): orderId, userId, cartId, country, status, lines
+/* What the order document and the user-list item need, read once from
+ * OrderPlaced or OrderCancelled data (both carry every field). */
+typedef struct order_fields {
+	const char *id, *user, *cart, *country, *promo;
+	int64_t sub, disc, total, placed, cancelled_at;
+	const cJSON *lines;
+	bool cancelled;
+} order_fields;
+
+static int order_read(const cJSON *d, bool cancelled, order_fields *o)
+{
+	o->cancelled = cancelled;
+	o->cancelled_at = 0;
+	o->lines = cJSON_GetObjectItemCaseSensitive(d, "lines");
+	if (dom_get_str(d, "orderId", &o->id) ||
+	    dom_get_str(d, "userId", &o->user) ||
+	    dom_get_str(d, "cartId", &o->cart) ||
+	    dom_get_str(d, "country", &o->country) ||
+	    dom_get_int(d, "subtotal_cents", &o->sub) ||
+	    dom_get_int(d, "discount_cents", &o->disc) ||
+	    dom_get_int(d, "total_cents", &o->total) ||
+	    dom_get_int(d, "placed_at", &o->placed) ||
+	    !cJSON_IsArray(o->lines) ||
+	    (cancelled && dom_get_int(d, "cancelled_at", &o->cancelled_at)))
+		return CLEAVE_ECORRUPT;
+	o->promo = dom_opt_str(d, "promoCode");
+	return 0;
+}
+
+/* The order document: orderId, userId, cartId, country, status, lines
  * [{productId, name, quantity, price_cents, line_total_cents}],
  * subtotal_cents, discount_cents, total_cents, promoCode (or null),
  * placed_at, cancelled_at (or null). */
-static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
+static char *order_doc(const order_fields *o, size_t *len)
 {
-	const char *id, *user, *cart, *country;
-	int64_t sub, disc, total, placed, cancelled_at = 0;
-	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(d, "lines");
 	const cJSON *l;
-	if (dom_get_str(d, "orderId", &id) || dom_get_str(d, "userId", &user) ||
-	    dom_get_str(d, "cartId", &cart) ||
-	    dom_get_str(d, "country", &country) ||
-	    dom_get_int(d, "subtotal_cents", &sub) ||
-	    dom_get_int(d, "discount_cents", &disc) ||
-	    dom_get_int(d, "total_cents", &total) ||
-	    dom_get_int(d, "placed_at", &placed) || !cJSON_IsArray(lines) ||
-	    (cancelled && dom_get_int(d, "cancelled_at", &cancelled_at)))
-		return NULL;
 	dom_w w = {0};
 	dom_w_open(&w, '{');
 	dom_w_key(&w, "orderId");
-	dom_w_str(&w, id);
+	dom_w_str(&w, o->id);
 	dom_w_key(&w, "userId");
-	dom_w_str(&w, user);
+	dom_w_str(&w, o->user);
 	dom_w_key(&w, "cartId");
-	dom_w_str(&w, cart);
+	dom_w_str(&w, o->cart);
 	dom_w_key(&w, "country");
-	dom_w_str(&w, country);
+	dom_w_str(&w, o->country);
 	dom_w_key(&w, "status");
-	dom_w_str(&w, cancelled ? "cancelled" : "placed");
+	dom_w_str(&w, o->cancelled ? "cancelled" : "placed");
 	dom_w_key(&w, "lines");
 	dom_w_open(&w, '[');
-	cJSON_ArrayForEach(l, lines)
+	cJSON_ArrayForEach(l, o->lines)
 	{
 		const char *pid, *name;
 		int64_t q, p;
@@ -402,18 +418,18 @@ static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
 	}
 	dom_w_close(&w, ']');
 	dom_w_key(&w, "subtotal_cents");
-	dom_w_int(&w, sub);
+	dom_w_int(&w, o->sub);
 	dom_w_key(&w, "discount_cents");
-	dom_w_int(&w, disc);
+	dom_w_int(&w, o->disc);
 	dom_w_key(&w, "total_cents");
-	dom_w_int(&w, total);
+	dom_w_int(&w, o->total);
 	dom_w_key(&w, "promoCode");
-	dom_w_str(&w, dom_opt_str(d, "promoCode"));
+	dom_w_str(&w, o->promo);
 	dom_w_key(&w, "placed_at");
-	dom_w_int(&w, placed);
+	dom_w_int(&w, o->placed);
 	dom_w_key(&w, "cancelled_at");
-	if (cancelled)
-		dom_w_int(&w, cancelled_at);
+	if (o->cancelled)
+		dom_w_int(&w, o->cancelled_at);
 	else
 		dom_w_null(&w);
 	dom_w_close(&w, '}');
@@ -421,45 +437,36 @@ static char *order_doc(const cJSON *d, bool cancelled, size_t *len)
 }
 
 /* The user-list item: {orderId, status, total_cents, placed_at}. */
-static char *order_item(const cJSON *d, bool cancelled, size_t *len)
+static char *order_item(const order_fields *o, size_t *len)
 {
-	const char *id;
-	int64_t total, placed;
-	if (dom_get_str(d, "orderId", &id) ||
-	    dom_get_int(d, "total_cents", &total) ||
-	    dom_get_int(d, "placed_at", &placed))
-		return NULL;
 	dom_w w = {0};
 	dom_w_open(&w, '{');
 	dom_w_key(&w, "orderId");
-	dom_w_str(&w, id);
+	dom_w_str(&w, o->id);
 	dom_w_key(&w, "status");
-	dom_w_str(&w, cancelled ? "cancelled" : "placed");
+	dom_w_str(&w, o->cancelled ? "cancelled" : "placed");
 	dom_w_key(&w, "total_cents");
-	dom_w_int(&w, total);
+	dom_w_int(&w, o->total);
 	dom_w_key(&w, "placed_at");
-	dom_w_int(&w, placed);
+	dom_w_int(&w, o->placed);
 	dom_w_close(&w, '}');
 	return dom_w_done(&w, len);
 }
 
 static int orders_apply(cleave_rtx *tx, const cleave_event *ev)
 {
-	const cJSON *d = ev->json;
-	const char *id, *user;
-	bool cancelled = IS(ev, "OrderCancelled");
+	order_fields o;
 	char seqbuf[24];
 	int64_t seq = ev->position;
 	size_t dlen = 0, ilen = 0;
 	char *doc = NULL, *item = NULL;
 	int rc;
-	if ((rc = dom_get_str(d, "orderId", &id)) ||
-	    (rc = dom_get_str(d, "userId", &user)))
+	if ((rc = order_read(ev->json, IS(ev, "OrderCancelled"), &o)))
 		return rc;
-	if (cancelled) {
+	if (o.cancelled) {
 		const void *v;
 		size_t n;
-		if ((rc = cleave_rtx_get(tx, "placed", id, &v, &n)))
+		if ((rc = cleave_rtx_get(tx, "placed", o.id, &v, &n)))
 			return rc == CLEAVE_ENOTFOUND ? CLEAVE_ECORRUPT : rc;
 		if (n == 0 || n >= sizeof(seqbuf))
 			return CLEAVE_ECORRUPT;
@@ -468,15 +475,15 @@ static int orders_apply(cleave_rtx *tx, const cleave_event *ev)
 		seq = strtoll(seqbuf, NULL, 10);
 	} else {
 		int n = snprintf(seqbuf, sizeof(seqbuf), "%" PRId64, seq);
-		if ((rc = cleave_rtx_put(tx, "placed", id, seqbuf, (size_t)n)))
+		if ((rc = cleave_rtx_put(tx, "placed", o.id, seqbuf, (size_t)n)))
 			return rc;
 	}
-	doc = order_doc(d, cancelled, &dlen);
-	item = order_item(d, cancelled, &ilen);
+	doc = order_doc(&o, &dlen);
+	item = order_item(&o, &ilen);
 	if (!doc || !item)
 		rc = CLEAVE_ECORRUPT;
-	else if (!(rc = cleave_rtx_put(tx, "orders", id, doc, dlen)))
-		rc = cleave_rtx_list_put(tx, "by_user", user, seq, item, ilen);
+	else if (!(rc = cleave_rtx_put(tx, "orders", o.id, doc, dlen)))
+		rc = cleave_rtx_list_put(tx, "by_user", o.user, seq, item, ilen);
 	free(doc);
 	free(item);
 	return rc;
