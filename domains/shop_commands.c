@@ -181,27 +181,33 @@ static int restock(cleave_cmd *c, const cJSON *in)
 {
 	const char *id = dom_in_str(in, "productId");
 	int64_t qty = dom_in_int(in, "quantity"), stock;
-	cleave_value a[] = {cleave_text(id)};
-	int rc = cleave_cmd_query_int(
-	    c, "SELECT stock FROM inventory WHERE product_id = ?", a, 1,
-	    &stock);
-	if (rc == CLEAVE_ENOTFOUND)
-		return cleave_cmd_fail(c, rc, "product_not_found",
-		                       "no product '%s'", id);
-	if (rc)
-		return rc;
-	if (stock + qty > SHOP_STOCK_MAX)
+	/* the rule and the change in one statement: no row comes back when
+	 * the product is missing or the limit would be passed, and then
+	 * nothing changed */
+	cleave_value b[] = {cleave_int(qty), cleave_text(id), cleave_int(qty),
+	                    cleave_int(SHOP_STOCK_MAX)};
+	int rc = cleave_cmd_query_int(c,
+	                              "UPDATE inventory SET stock = stock + ?"
+	                              " WHERE product_id = ?"
+	                              " AND stock + ? <= ? RETURNING stock",
+	                              b, 4, &stock);
+	if (rc == CLEAVE_ENOTFOUND) {
+		cleave_value a[] = {cleave_text(id)};
+		rc = cleave_cmd_query_int(
+		    c, "SELECT stock FROM inventory WHERE product_id = ?", a, 1,
+		    &stock);
+		if (rc == CLEAVE_ENOTFOUND)
+			return cleave_cmd_fail(c, rc, "product_not_found",
+			                       "no product '%s'", id);
+		if (rc)
+			return rc;
 		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "stock_limit",
 		                       "product '%s' has %" PRId64 " in stock; "
 		                       "adding %" PRId64 " would pass the "
 		                       "limit of %lld",
 		                       id, stock, qty, SHOP_STOCK_MAX);
-	stock += qty;
-	cleave_value b[] = {cleave_int(stock), cleave_text(id)};
-	if ((rc = cleave_cmd_exec(c,
-	                          "UPDATE inventory SET stock = ?"
-	                          " WHERE product_id = ?",
-	                          b, 2, NULL)))
+	}
+	if (rc)
 		return rc;
 	cJSON *d = cJSON_CreateObject();
 	bool ok = d && cJSON_AddStringToObject(d, "productId", id) &&

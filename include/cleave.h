@@ -206,7 +206,10 @@ typedef struct cleave_command_def {
  * handler should return it). */
 int cleave_cmd_exec(cleave_cmd *c, const char *sql, const cleave_value *args,
 		    int nargs, int64_t *changes);
-/* Opens a cursor; close it before the handler returns. */
+/* Opens a cursor; close it before the handler returns.  A statement that
+ * is not a SELECT (an UPDATE ... RETURNING, say) counts as a change of
+ * the write model, as cleave_cmd_exec's do: if the command then fails,
+ * the engine undoes it. */
 int cleave_cmd_query(cleave_cmd *c, const char *sql, const cleave_value *args,
 		     int nargs, cleave_rows **out);
 /* Convenience: first column of the first row as an integer.

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/engine.h"
 #include "core/json.h"
@@ -98,16 +99,34 @@ int cleave_cmd_exec(cleave_cmd *c, const char *sql, const cleave_value *args,
 	return rc;
 }
 
+/* Whether sql is a plain SELECT: anything else may write. */
+static bool is_select(const char *sql)
+{
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '(')
+		sql++;
+	if (strncasecmp(sql, "SELECT", 6))
+		return false;
+	char next = sql[6];
+	return next == ' ' || next == '\t' || next == '\n' || next == '(' ||
+	       next == '*';
+}
+
 int cleave_cmd_query(cleave_cmd *c, const char *sql, const cleave_value *args,
 		     int nargs, cleave_rows **out)
 {
-	return c->e->wm->query(c->e->ws, sql, args, nargs, out);
+	int rc = c->e->wm->query(c->e->ws, sql, args, nargs, out);
+	/* conservatively: the statement may have written before a failure,
+	 * and a RETURNING cursor writes as it steps */
+	if (!is_select(sql))
+		c->dirty = true;
+	return rc;
 }
 
 int cleave_cmd_query_int(cleave_cmd *c, const char *sql,
 			 const cleave_value *args, int nargs, int64_t *out)
 {
 	cleave_rows *r;
+	bool dirty = c->dirty;
 	int rc = cleave_cmd_query(c, sql, args, nargs, &r);
 	if (rc)
 		return rc;
@@ -115,8 +134,15 @@ int cleave_cmd_query_int(cleave_cmd *c, const char *sql,
 	if (rc == 1 && !cleave_rows_is_null(r, 0)) {
 		*out = cleave_rows_int(r, 0);
 		rc = 0;
-	} else if (rc >= 0) {
+	} else if (rc == 0) {
+		/* a statement with RETURNING gives a row per row it changed:
+		 * none back, nothing changed (a command refused at that point
+		 * needs no undo) */
+		if (strcasestr(sql, "RETURNING"))
+			c->dirty = dirty;
 		rc = CLEAVE_ENOTFOUND;
+	} else if (rc > 0) {
+		rc = CLEAVE_ENOTFOUND; /* a NULL */
 	}
 	cleave_rows_close(r);
 	return rc;
