@@ -111,6 +111,26 @@ static int cmd_fail(cleave_cmd *c, const cJSON *in)
 			       "Fail always fails (%s)", id);
 }
 
+/* Writes a row through a cursor (INSERT ... RETURNING), then is rejected
+ * without emitting: the engine must still count the write and undo it. */
+static int cmd_fail_returning(cleave_cmd *c, const cJSON *in)
+{
+	const char *id = cJSON_GetObjectItem(in, "id")->valuestring;
+	cleave_value a[] = {cleave_text(id)};
+	cleave_rows *r;
+	int rc = cleave_cmd_query(c, "INSERT INTO scratch(id) VALUES(?)"
+				     " RETURNING id",
+				  a, 1, &r);
+	if (rc)
+		return rc;
+	rc = cleave_rows_next(r);
+	cleave_rows_close(r);
+	if (rc != 1)
+		return rc < 0 ? rc : CLEAVE_EINTERNAL;
+	return cleave_cmd_fail(c, CLEAVE_EREJECTED, "always_fails",
+			       "FailReturning always fails (%s)", id);
+}
+
 static int cmd_noop(cleave_cmd *c, const cJSON *in)
 {
 	return 0;
@@ -128,6 +148,8 @@ static const cleave_command_def commands[] = {
 	{"Create", cmd_create, id_fields, "create a counter"},
 	{"Inc", cmd_inc, inc_fields, "add to a counter"},
 	{"Fail", cmd_fail, id_fields, "write, then fail"},
+	{"FailReturning", cmd_fail_returning, id_fields,
+	 "write through a cursor, then fail"},
 	{"Noop", cmd_noop, NULL, "nothing"},
 	{"Slow", cmd_slow, NULL, "sleep 50 ms in the writer"},
 	{NULL, NULL, NULL, NULL},
