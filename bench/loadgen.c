@@ -81,6 +81,7 @@ static struct {
 	int query_conns;
 	const char *label;
 	uint32_t seed;
+	double hold_stuck; /* seconds to keep stuck connections open */
 } opt = {
     .host = "127.0.0.1",
     .port = 8080,
@@ -771,10 +772,30 @@ static void *worker_run(void *arg)
 	uint64_t tnow = now_ns();
 	for (int i = 0; i < w->nconns; i++) {
 		if (w->conns[i].busy &&
-		    tnow - w->conns[i].t_start > 1000000000ull)
+		    tnow - w->conns[i].t_start > 1000000000ull) {
 			w->stuck++;
-		close(w->conns[i].fd);
+			if (opt.hold_stuck > 0) {
+				/* for a look at both ends (ss -tn, the server's
+				 * state): which local port, how long */
+				struct sockaddr_in a;
+				socklen_t al = sizeof(a);
+				getsockname(w->conns[i].fd,
+				            (struct sockaddr *)&a, &al);
+				fprintf(stderr,
+				        "loadgen: stuck conn %d, local port %d, "
+				        "waiting %.1f s, request %zu bytes, "
+				        "sent %zu\n",
+				        i, ntohs(a.sin_port),
+				        (double)(tnow - w->conns[i].t_start) /
+				            1e9,
+				        w->conns[i].out.len, w->conns[i].out_off);
+			}
+		}
 	}
+	if (w->stuck && opt.hold_stuck > 0)
+		usleep((useconds_t)(opt.hold_stuck * 1e6));
+	for (int i = 0; i < w->nconns; i++)
+		close(w->conns[i].fd);
 	return NULL;
 }
 
@@ -796,6 +817,8 @@ static void usage(void)
 	    "  --resp                  speak Redis RESP (templates are "
 	    "command lines)\n"
 	    "  --scenario checkout|lag\n"
+	    "  --hold-stuck S          diagnosis: list connections waiting > 1 s\n"
+	    "                          at the end and keep them open S seconds\n"
 	    "  --prefix S              id prefix (unique per run)\n"
 	    "  --users N --products N --scarce N   id ranges (u1.., p1.., "
 	    "s1..)\n"
@@ -829,6 +852,7 @@ int main(int argc, char **argv)
 	                                   {"query-conns", 1, 0, 'Q'},
 	                                   {"label", 1, 0, 'L'},
 	                                   {"seed", 1, 0, 'e'},
+	                                   {"hold-stuck", 1, 0, 'K'},
 	                                   {"help", 0, 0, 'H'},
 	                                   {0, 0, 0, 0}};
 	int ch;
@@ -903,6 +927,9 @@ int main(int argc, char **argv)
 			break;
 		case 'e':
 			opt.seed = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'K':
+			opt.hold_stuck = atof(optarg);
 			break;
 		default:
 			usage();

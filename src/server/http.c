@@ -652,7 +652,17 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6)
 {
 	const cl_server_config *c = s->cfg;
-	unsigned flags = MHD_USE_EPOLL | MHD_USE_INTERNAL_POLLING_THREAD |
+	/* poll(), not epoll: with libmicrohttpd 0.9.75 (Debian 12) in epoll
+	 * mode, under hundreds of connections suspended and resumed from the
+	 * completer thread, some resumed connections were never read again —
+	 * their next request unread in the socket while both HTTP threads
+	 * slept in epoll_wait, until a timeout or any other event woke them
+	 * (reproduced within a few rounds of 2 s at 256 connections; with
+	 * poll() not in 18; tests/e2e/test_liveness.py).  Suspended
+	 * connections leave the poll set, so clients waiting on commands or
+	 * min_position cost nothing per wake-up; the open idle ones cost a
+	 * pollfd each. */
+	unsigned flags = MHD_USE_POLL | MHD_USE_INTERNAL_POLLING_THREAD |
 	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
 	                 MHD_USE_ERROR_LOG;
 	if (ipv6)
