@@ -105,6 +105,8 @@ static char *str(ap *x)
 			if (q - p < 5 || hex4(p + 1, &cp))
 				return NULL;
 			p += 4;
+			if (cp >= 0xDC00 && cp <= 0xDFFF)
+				return NULL; /* a low surrogate alone */
 			if (cp >= 0xD800 && cp <= 0xDBFF) {
 				if (q - p < 7 || p[1] != '\\' || p[2] != 'u' ||
 				    hex4(p + 3, &lo) || lo < 0xDC00 ||
@@ -177,7 +179,13 @@ static cJSON *number(ap *x)
 			return NULL;
 		memcpy(tmp, b, len);
 		tmp[len] = 0;
-		n->valuedouble = strtod(tmp, NULL);
+		/* as cJSON does: the number is what strtod takes of the run
+		 * ("5.9.1" is 5.9, and ".1" is left to fail the container) */
+		char *end;
+		n->valuedouble = strtod(tmp, &end);
+		if (end == tmp)
+			return NULL;
+		x->p = b + (end - tmp);
 	}
 	double d = n->valuedouble;
 	n->valueint = d >= INT32_MAX ? INT32_MAX

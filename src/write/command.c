@@ -466,6 +466,23 @@ static void complete(cleave_engine *e, cleave_cmd *c)
 	cmd_free(c);
 }
 
+/* The callers hear from the completer while the writer goes on with the
+ * next batch. */
+static void to_completer(cleave_engine *e, cleave_cmd *list)
+{
+	cleave_cmd *last = list;
+	while (last->next)
+		last = last->next;
+	pthread_mutex_lock(&e->cmu);
+	if (e->ctail)
+		e->ctail->next = list;
+	else
+		e->chead = list;
+	e->ctail = last;
+	pthread_cond_signal(&e->ccond);
+	pthread_mutex_unlock(&e->cmu);
+}
+
 static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 {
 	if (e->write_failed) {
@@ -595,19 +612,7 @@ again:
 	}
 	e->commands_total += (uint64_t)n;
 complete:
-	/* the callers hear from the completer while this thread goes on
-	 * with the next batch */
-	cleave_cmd *last = list;
-	while (last->next)
-		last = last->next;
-	pthread_mutex_lock(&e->cmu);
-	if (e->ctail)
-		e->ctail->next = list;
-	else
-		e->chead = list;
-	e->ctail = last;
-	pthread_cond_signal(&e->ccond);
-	pthread_mutex_unlock(&e->cmu);
+	to_completer(e, list);
 }
 
 static void *completer_main(void *arg)
