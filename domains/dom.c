@@ -142,36 +142,10 @@ void dom_w_close(dom_w *w, char brace)
 
 static void w_string(dom_w *w, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t n = strlen(s);
 	if (!w_room(w, n * 6 + 2)) /* every byte as \u00XX at worst */
 		return;
-	char *o = w->p + w->len;
-	*o++ = '"';
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c >= 0x20 && c != '"' && c != '\\') {
-			*o++ = (char)c;
-			continue;
-		}
-		*o++ = '\\';
-		switch (c) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '\n': *o++ = 'n'; break;
-		case '\r': *o++ = 'r'; break;
-		case '\t': *o++ = 't'; break;
-		case '\b': *o++ = 'b'; break;
-		case '\f': *o++ = 'f'; break;
-		default:
-			*o++ = 'u';
-			*o++ = '0';
-			*o++ = '0';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
-	}
-	*o++ = '"';
+	char *o = cleave_json_escape(w->p + w->len, s, n);
 	w->len = (size_t)(o - w->p);
 }
 

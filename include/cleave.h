@@ -89,6 +89,12 @@ int cleave_error(int rc, const char *fmt, ...)
  * memory.  *len (may be NULL) gets the length. */
 char *cleave_json_print(const cJSON *v, size_t *len);
 
+/* Writes s[0..n) as a JSON string literal, quotes included, escaped as
+ * cleave_json_print escapes strings, at `out`, which must have room for
+ * 6 * n + 2 bytes (every byte as \u00XX at worst).  Returns the end of
+ * what it wrote; adds no NUL.  For documents written straight as text. */
+char *cleave_json_escape(char *out, const char *s, size_t n);
+
 /* Limits that are fixed at build time (runtime limits live in
  * cleave_config). Hitting one is an error that names it, never a crash. */
 #define CLEAVE_JSON_MAX_DEPTH 32      /* nesting of command bodies */

@@ -191,13 +191,9 @@ static inline bool json_plain(unsigned char c)
 	return c >= 0x20 && c != '"' && c != '\\';
 }
 
-void cl_buf_add_json_str(cl_buf *b, const char *s, size_t n)
+char *cleave_json_escape(char *o, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	/* worst case: every byte becomes \u00XX */
-	if (!cl_buf_reserve(b, n * 6 + 2))
-		return;
-	char *o = b->p + b->len;
 	*o++ = '"';
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -223,6 +219,15 @@ void cl_buf_add_json_str(cl_buf *b, const char *s, size_t n)
 		}
 	}
 	*o++ = '"';
+	return o;
+}
+
+void cl_buf_add_json_str(cl_buf *b, const char *s, size_t n)
+{
+	/* worst case: every byte becomes \u00XX */
+	if (!cl_buf_reserve(b, n * 6 + 2))
+		return;
+	char *o = cleave_json_escape(b->p + b->len, s, n);
 	b->len = (size_t)(o - b->p);
 	b->p[b->len] = 0;
 }

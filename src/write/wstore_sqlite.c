@@ -123,6 +123,8 @@ static int open_db(const char *path, bool ro, sqlite3 **out)
 
 static int sq_exec(cl_wstore *base, const char *sql, const cleave_value *args,
 		   int nargs, int64_t *changes);
+static int sq_stream_version(cl_wstore *base, const char *stream,
+			     int64_t *out);
 static int index_flush_all(sq_store *s);
 static int index_load(sq_store *s);
 
@@ -351,20 +353,8 @@ static int ix_put_chunk(sq_store *s, const char *stream, const ix_ent *g,
 {
 	sqlite3_stmt *st;
 	int64_t last = 0;
-	cleave_rows *r;
-	cleave_value a[] = {cleave_text(stream)};
-	int rc = sq_query(&s->base,
-			  "SELECT last_version FROM cleave_stream_chunks"
-			  " WHERE stream = ? ORDER BY first_version DESC"
-			  " LIMIT 1",
-			  a, 1, &r);
+	int rc = sq_stream_version(&s->base, stream, &last);
 	if (rc)
-		return rc;
-	rc = cleave_rows_next(r);
-	if (rc == 1)
-		last = cleave_rows_int(r, 0);
-	cleave_rows_close(r);
-	if (rc < 0)
 		return rc;
 	for (int i = 0; i < n; i++)
 		if (g[i].version != last + 1 + i)
