@@ -257,7 +257,8 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 		.idem_key = c->idem_key,
 		.causation_id = c->causation_id,
 	};
-	if ((rc = e->wm->append(e->ws, &se)))
+	/* a store that appends a group at once gets it at the commit */
+	if (!e->wm->append_many && (rc = e->wm->append(e->ws, &se)))
 		goto out;
 	c->dirty = true;
 	cl_arena *a = &wb->arena;
@@ -483,6 +484,34 @@ static void to_completer(cleave_engine *e, cleave_cmd *list)
 	pthread_mutex_unlock(&e->cmu);
 }
 
+/* The group's events, in the store at once (wstore append_many). */
+static int append_group(cleave_engine *e, const cl_wbatch *wb)
+{
+	cl_stored_event *se = malloc((size_t)wb->n * sizeof(*se));
+	if (!se)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	for (int i = 0; i < wb->n; i++) {
+		const cleave_event *ev = &wb->ev[i];
+		se[i] = (cl_stored_event){
+			.position = ev->position,
+			.version = ev->version,
+			.ts_us = ev->ts_us,
+			.schema_version = ev->schema_version,
+			.stream = ev->stream,
+			.type = ev->type,
+			.data = ev->data,
+			.data_len = ev->data_len,
+			.trace_id = ev->trace_id,
+			.command_id = ev->command_id,
+			.idem_key = ev->idempotency_key,
+			.causation_id = ev->causation_id,
+		};
+	}
+	int rc = e->wm->append_many(e->ws, se, wb->n);
+	free(se);
+	return rc;
+}
+
 static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 {
 	if (e->write_failed) {
@@ -529,8 +558,12 @@ again:
 			sp = true;
 			goto again;
 		}
-		rc = m->commit(e->ws);
-		in_commit = rc != 0;
+		if (m->append_many && wb.n)
+			rc = append_group(e, &wb);
+		if (rc == 0) {
+			rc = m->commit(e->ws);
+			in_commit = rc != 0;
+		}
 	}
 	if (rc) {
 		char msg[512];

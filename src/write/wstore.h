@@ -97,6 +97,11 @@ struct cl_wstore_methods {
 	 * `force`).  Returns 1 when it did, 0 when not needed, <0 error. */
 	int (*index_maybe)(cl_wstore *s, int64_t head, bool force);
 	int (*append)(cl_wstore *s, const cl_stored_event *ev);
+	/* Optional: appends a group's events at once, in the writer's
+	 * transaction, just before it commits.  A store that has it gets no
+	 * append() calls from handlers' emits: their events wait in memory
+	 * (where a failing command's are dropped) until then. */
+	int (*append_many)(cl_wstore *s, const cl_stored_event *ev, int n);
 	/* CLEAVE_ENOTFOUND when absent; pointers valid until the next call
 	 * on s. */
 	int (*idem_get)(cl_wstore *s, const char *key, cl_idem_rec *out);

@@ -10,6 +10,7 @@
  * from a background thread so a checkpoint's fsyncs never sit in a
  * command's latency.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,25 +599,61 @@ static int sq_stream_version(cl_wstore *base, const char *stream,
 	return rc < 0 ? rc : 0;
 }
 
+/* The 11 values of an event row, in EVENT_COLS order. */
+static void event_values(const cl_stored_event *ev, cleave_value *a)
+{
+	a[0] = cleave_int(ev->position);
+	a[1] = cleave_text(ev->stream);
+	a[2] = cleave_int(ev->version);
+	a[3] = cleave_text(ev->type);
+	a[4] = cleave_int(ev->schema_version);
+	a[5] = cleave_textn(ev->data, ev->data_len);
+	a[6] = cleave_int(ev->ts_us);
+	a[7] = cleave_text(ev->trace_id);
+	a[8] = cleave_text(ev->command_id);
+	a[9] = cleave_text(ev->idem_key);
+	a[10] = cleave_text(ev->causation_id);
+}
+
 static int sq_append(cl_wstore *base, const cl_stored_event *ev)
 {
-	cleave_value a[] = {
-		cleave_int(ev->position),
-		cleave_text(ev->stream),
-		cleave_int(ev->version),
-		cleave_text(ev->type),
-		cleave_int(ev->schema_version),
-		cleave_textn(ev->data, ev->data_len),
-		cleave_int(ev->ts_us),
-		cleave_text(ev->trace_id),
-		cleave_text(ev->command_id),
-		cleave_text(ev->idem_key),
-		cleave_text(ev->causation_id),
-	};
+	cleave_value a[11];
+	event_values(ev, a);
 	return sq_exec(base,
 		       "INSERT OR FAIL INTO events(" EVENT_COLS ")"
 		       " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 		       a, 11, NULL);
+}
+
+/* A group's events, APPEND_ROWS rows per statement: one statement run
+ * instead of one per event.  The statement text is built once (the
+ * statement cache knows a statement by its text's address). */
+#define APPEND_ROWS 32
+static char append_sql[64 + sizeof(EVENT_COLS) + APPEND_ROWS * 26];
+static pthread_once_t append_once = PTHREAD_ONCE_INIT;
+
+static void append_sql_init(void)
+{
+	int n = snprintf(append_sql, sizeof(append_sql),
+			 "INSERT OR FAIL INTO events(" EVENT_COLS ") VALUES");
+	for (int i = 0; i < APPEND_ROWS; i++)
+		n += snprintf(append_sql + n, sizeof(append_sql) - (size_t)n,
+			      "%s(?,?,?,?,?,?,?,?,?,?,?)", i ? "," : "");
+}
+
+static int sq_append_many(cl_wstore *base, const cl_stored_event *ev, int n)
+{
+	cleave_value a[11 * APPEND_ROWS];
+	int i = 0, rc = 0;
+	pthread_once(&append_once, append_sql_init);
+	for (; n - i >= APPEND_ROWS && !rc; i += APPEND_ROWS) {
+		for (int k = 0; k < APPEND_ROWS; k++)
+			event_values(&ev[i + k], a + 11 * k);
+		rc = sq_exec(base, append_sql, a, 11 * APPEND_ROWS, NULL);
+	}
+	for (; i < n && !rc; i++)
+		rc = sq_append(base, &ev[i]);
+	return rc;
 }
 
 static int sq_idem_get(cl_wstore *base, const char *key, cl_idem_rec *out)
@@ -962,6 +999,7 @@ const cl_wstore_methods cl_wstore_sqlite = {
 	.stream_version = sq_stream_version,
 	.index_maybe = sq_index_maybe,
 	.append = sq_append,
+	.append_many = sq_append_many,
 	.idem_get = sq_idem_get,
 	.idem_put = sq_idem_put,
 	.maintain = sq_maintain,
