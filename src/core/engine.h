@@ -178,10 +178,13 @@ size_t cl_vcache_mark(cl_vcache *c);
 void cl_vcache_undo(cl_vcache *c, size_t mark);
 /* More streams than it should keep: empty it at the next occasion. */
 bool cl_vcache_full(const cl_vcache *c);
-/* The batch committed: its versions are the store's now.  The cache is
- * emptied when full and `may_clear` (the store's stream index covers
- * everything, or the store has no lazy index). */
-void cl_vcache_commit(cl_vcache *c, bool may_clear);
+/* The batch committed: its versions are the store's now.  When full and
+ * `may_clear` (the store's stream index was flushed at the start of this
+ * batch, or the store has no lazy index), the cache is emptied of all but
+ * the streams of the batch's own events ev[0..n): those came after the
+ * flush, and only the cache knows their versions until the next one. */
+void cl_vcache_commit(cl_vcache *c, bool may_clear, const cleave_event *ev,
+		      int n);
 
 /* ---- watches (async min_position) -------------------------------------- */
 

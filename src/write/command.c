@@ -604,7 +604,7 @@ again:
 		free(wb.ev);
 		cl_arena_free(&wb.arena);
 	} else {
-		cl_vcache_commit(e->vcache, indexed);
+		cl_vcache_commit(e->vcache, indexed, wb.ev, wb.n);
 		e->batches++;
 		if (e->cfg.durability == CLEAVE_DURABILITY_FSYNC && wb.n)
 			e->fsyncs++;

@@ -170,9 +170,43 @@ bool cl_vcache_full(const cl_vcache *c)
 	return c->n > c->max;
 }
 
-void cl_vcache_commit(cl_vcache *c, bool may_clear)
+/* Records stream's version (a new slot, or the one it has). */
+static bool put(cl_vcache *c, const char *stream, int64_t version)
+{
+	uint64_t h = cl_hash_str(stream);
+	slot *s = find(c, stream, h);
+	if (s && s->stream) {
+		s->version = version;
+		return true;
+	}
+	if ((c->n + 1) * 2 > c->cap && !grow(c))
+		return false;
+	s = find(c, stream, h);
+	if (!(s->stream = strdup(stream)))
+		return false;
+	s->hash = h;
+	s->version = version;
+	c->n++;
+	return true;
+}
+
+void cl_vcache_commit(cl_vcache *c, bool may_clear, const cleave_event *ev,
+		      int n)
 {
 	c->nu = 0;
-	if (may_clear && c->n > c->max)
-		cl_vcache_clear(c);
+	if (!may_clear || c->n <= c->max)
+		return;
+	/* the batch's streams into a fresh table first: out of memory, the
+	 * full cache stays as it is (nothing may be lost) */
+	cl_vcache fresh = {.max = c->max};
+	for (int i = 0; i < n; i++) {
+		if (!put(&fresh, ev[i].stream, ev[i].version)) {
+			cl_vcache_clear(&fresh);
+			return;
+		}
+	}
+	cl_vcache_clear(c);
+	c->s = fresh.s;
+	c->cap = fresh.cap;
+	c->n = fresh.n;
 }
