@@ -432,7 +432,8 @@ static void test_poison(void **state)
 typedef struct reader {
 	cleave_engine *e;
 	atomic_bool stop;
-	long answers, bad;
+	atomic_long answers;
+	long bad;
 	int64_t last;
 } reader;
 
@@ -494,10 +495,13 @@ static void test_rebuild_under_queries(void **state)
 	status_of(e, "totals", &s);
 	assert_int_equal(s.state, CLEAVE_PROJ_LIVE);
 	TU_OK(cleave_wait_position(e, NULL, 0, N + 200, 10000));
-	cl_sleep_ms(20);
+	/* a loaded machine may not have run the reader yet: let it answer */
+	long before = atomic_load(&rd.answers);
+	for (int t = 0; t < 1000 && atomic_load(&rd.answers) < before + 5; t++)
+		cl_sleep_ms(10);
 	atomic_store(&rd.stop, true);
 	pthread_join(th, NULL);
-	assert_true(rd.answers > 0);
+	assert_true(atomic_load(&rd.answers) > 0);
 	assert_int_equal(rd.bad, 0);
 	int rc;
 	int64_t pos;
@@ -938,8 +942,14 @@ static void test_deferred_flush(void **state)
 		cJSON_Delete(j);
 	}
 	assert_int_equal(total, 199);
-	/* the parking projection stops right before the same event */
-	status_of(e, "poison", &s);
+	/* the parking projection stops right before the same event (once
+	 * its retries with backoff are spent) */
+	for (int t = 0; t < 1000; t++) {
+		status_of(e, "poison", &s);
+		if (s.state == CLEAVE_PROJ_PARKED)
+			break;
+		cl_sleep_ms(10);
+	}
 	assert_int_equal(s.state, CLEAVE_PROJ_PARKED);
 	assert_int_equal(s.parked_position, bad);
 	/* and a from-scratch rebuild agrees with the live copy */
