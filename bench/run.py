@@ -355,7 +355,11 @@ class Bench:
              "|chair}&in_stock=true&sort=price&limit=10",
              "--req", "GET /queries/top_products?limit=10",
              "--req", "GET /queries/revenue_daily?country=${pick:SE|DE|FR}"
-             "&from=2020-01-01&to=2100-01-01"],
+             "&from=%s&to=%s" % (  # the API takes at most 366 days
+                 (datetime.date.today() - datetime.timedelta(days=30))
+                 .isoformat(),
+                 (datetime.date.today() + datetime.timedelta(days=1))
+                 .isoformat())],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         started = []
         if rebuild:
