@@ -80,7 +80,11 @@ void *cl_arena_alloc(cl_arena *a, size_t n)
 {
 	n = (n + 7) & ~(size_t)7;
 	if (!a->head || a->used + n > a->cap) {
-		size_t cap = n > 16384 ? n : 16384;
+		/* 1 KiB first, doubling to 16 KiB: a group of one command
+		 * holds a little, one of thousands a lot */
+		size_t cap = a->cap ? CL_MIN(a->cap * 2, (size_t)16384) : 1024;
+		if (cap < n)
+			cap = n;
 		cl_arena_chunk *c = malloc(sizeof(*c) + cap);
 		if (!c)
 			return NULL;
@@ -88,6 +92,7 @@ void *cl_arena_alloc(cl_arena *a, size_t n)
 		a->head = c;
 		a->used = 0;
 		a->cap = cap;
+		a->total += sizeof(*c) + cap;
 	}
 	void *p = a->head->data + a->used;
 	a->used += n;

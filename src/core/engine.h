@@ -35,6 +35,7 @@ typedef struct cl_arena_chunk cl_arena_chunk;
 typedef struct cl_arena {
 	cl_arena_chunk *head;
 	size_t used, cap;
+	size_t total; /* bytes of all its chunks: what it holds in memory */
 } cl_arena;
 
 void *cl_arena_alloc(cl_arena *a, size_t n);

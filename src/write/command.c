@@ -189,7 +189,7 @@ static int schema_version_of(cleave_engine *e, const char *type)
 static int wb_push(cl_wbatch *wb, const cleave_event *ev)
 {
 	if (wb->n == wb->cap) {
-		int cap = wb->cap ? wb->cap * 2 : 256;
+		int cap = wb->cap ? wb->cap * 2 : 16;
 		cleave_event *p = realloc(wb->ev, (size_t)cap * sizeof(*p));
 		if (!p)
 			return cl_err(CLEAVE_ENOMEM, "out of memory");
@@ -627,11 +627,14 @@ again:
 				b->ev = wb.ev;
 				b->arena = wb.arena;
 				b->commit_us = cl_now_us();
-				/* text, parsed tree, strings: ~4x the text */
+				/* what it holds: the event array, the arena
+				 * (strings, text), the parsed trees (~3x
+				 * their text, plus node overhead) */
 				b->bytes = sizeof(*b) +
-					   (size_t)wb.cap * sizeof(*wb.ev);
+					   (size_t)wb.cap * sizeof(*wb.ev) +
+					   wb.arena.total;
 				for (int i = 0; i < wb.n; i++)
-					b->bytes += wb.ev[i].data_len * 4 + 192;
+					b->bytes += wb.ev[i].data_len * 3 + 128;
 				cl_ring_push(e->ring, b);
 			}
 			atomic_store(&e->head, wb.next_pos - 1);
