@@ -429,6 +429,29 @@ static void test_poison(void **state)
 
 /* ---- blue-green rebuild while queries run ----------------------------------- */
 
+/* Submits Inc {"id": id, "by": 1}, waiting out a full queue. */
+static void submit_inc(cleave_engine *e, counter *c, const char *id)
+{
+	char body[96];
+	snprintf(body, sizeof(body), "{\"id\":\"%s\",\"by\":1}", id);
+	cleave_request r = {.command = "Inc", .body = body,
+			    .body_len = strlen(body), .expected_version = -1};
+	int rc;
+	while ((rc = cleave_command_submit(e, &r, count_done, c)) ==
+	       CLEAVE_EBUSY)
+		cl_sleep_ms(1);
+	assert_int_equal(rc, 0);
+}
+
+/* Waits until n submitted commands have completed. */
+static void wait_done(counter *c, int n)
+{
+	pthread_mutex_lock(&c->mu);
+	while (c->done < n)
+		pthread_cond_wait(&c->cond, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
 typedef struct reader {
 	cleave_engine *e;
 	atomic_bool stop;
@@ -466,19 +489,11 @@ static void test_rebuild_under_queries(void **state)
 		     0};
 	enum { N = 20000 };
 	for (int i = 0; i < N; i++) {
-		char body[64];
-		snprintf(body, sizeof(body), "{\"id\":\"r%d\",\"by\":1}", i % 50);
-		cleave_request r = {.command = "Inc", .body = body,
-				    .body_len = strlen(body),
-				    .expected_version = -1};
-		while (cleave_command_submit(e, &r, count_done, &c) ==
-		       CLEAVE_EBUSY)
-			cl_sleep_ms(1);
+		char id[16];
+		snprintf(id, sizeof(id), "r%d", i % 50);
+		submit_inc(e, &c, id);
 	}
-	pthread_mutex_lock(&c.mu);
-	while (c.done < N)
-		pthread_cond_wait(&c.cond, &c.mu);
-	pthread_mutex_unlock(&c.mu);
+	wait_done(&c, N);
 	TU_OK(cleave_wait_position(e, NULL, 0, N, 10000));
 	reader rd = {.e = e};
 	pthread_t th;
@@ -756,21 +771,13 @@ static void submit_incs(cleave_engine *e, int n, int ids, int *per_id)
 	counter c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
 		     0};
 	for (int i = 0; i < n; i++) {
-		char body[64];
+		char sid[16];
 		int id = (int)((unsigned)(i * 7919) % (unsigned)ids);
 		per_id[id]++;
-		snprintf(body, sizeof(body), "{\"id\":\"s%d\",\"by\":1}", id);
-		cleave_request r = {.command = "Inc", .body = body,
-				    .body_len = strlen(body),
-				    .expected_version = -1};
-		while (cleave_command_submit(e, &r, count_done, &c) ==
-		       CLEAVE_EBUSY)
-			cl_sleep_ms(1);
+		snprintf(sid, sizeof(sid), "s%d", id);
+		submit_inc(e, &c, sid);
 	}
-	pthread_mutex_lock(&c.mu);
-	while (c.done < n)
-		pthread_cond_wait(&c.cond, &c.mu);
-	pthread_mutex_unlock(&c.mu);
+	wait_done(&c, n);
 	assert_int_equal(c.ok, n);
 }
 
@@ -832,31 +839,17 @@ static void test_stream_index(void **state)
 		counter c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
 			     0, 0, 0};
 		for (int i = 0; i < MANY; i++) {
-			char body[64];
+			char id[16];
 			/* new streams, and hot ones written again after every
 			 * emptying (their latest events in the very batch that
 			 * empties the cache) */
 			if (i % 2)
-				snprintf(body, sizeof(body),
-					 "{\"id\":\"m%d\",\"by\":1}", i);
+				snprintf(id, sizeof(id), "m%d", i);
 			else
-				snprintf(body, sizeof(body),
-					 "{\"id\":\"h%d\",\"by\":1}", i / 2 % 5);
-			cleave_request r = {0};
-			r.command = "Inc";
-			r.body = body;
-			r.body_len = strlen(body);
-			r.expected_version = -1;
-			int rc;
-			while ((rc = cleave_command_submit(e, &r, count_done,
-							   &c)) == CLEAVE_EBUSY)
-				cl_sleep_ms(1);
-			assert_int_equal(rc, 0);
+				snprintf(id, sizeof(id), "h%d", i / 2 % 5);
+			submit_inc(e, &c, id);
 		}
-		pthread_mutex_lock(&c.mu);
-		while (c.done < MANY)
-			pthread_cond_wait(&c.cond, &c.mu);
-		pthread_mutex_unlock(&c.mu);
+		wait_done(&c, MANY);
 		assert_int_equal(c.ok, MANY);
 	}
 	submit_incs(e, 3000, IDS, per_id);
