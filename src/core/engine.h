@@ -93,6 +93,7 @@ typedef struct cl_copy {
 	/* parked state (guarded by proj->mu) */
 	bool failing;                     /* the store refuses writes */
 	bool reopening;                   /* closed and reopened: not lent */
+	bool fresh;                       /* reopened once before its switch */
 	bool parked;
 	int64_t parked_position;
 	char last_error[256];

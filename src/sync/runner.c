@@ -975,6 +975,20 @@ static void try_switch(cl_copy *c)
 		pthread_mutex_unlock(&p->mu);
 		return;
 	}
+	if (!c->fresh) {
+		/* The rebuild applied batches of up to apply_batch_max
+		 * events, and a store keeps what its largest transaction
+		 * needed (LMDB holds a write transaction's dirty pages on
+		 * its environment's free list until the environment
+		 * closes: ~10 MiB for a batch of order documents).  Nobody
+		 * holds the copy yet, so close and reopen it once before it
+		 * goes live; the runner then applies the few events
+		 * written meanwhile and comes back. */
+		c->fresh = true;
+		pthread_mutex_unlock(&p->mu);
+		copy_reopen(c);
+		return;
+	}
 	p->live = c;
 	p->build = NULL;
 	c->building = false;
