@@ -19,70 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
-
-#define TRACE_EVENTS_MAX 10000
-
-typedef struct tev {
-	int64_t position, version, ts_us;
-	int schema_version;
-	char *stream, *type, *data, *trace_id, *command_id, *idem, *causation;
-} tev;
-
-typedef struct tctx {
-	tev *ev;
-	int n, cap;
-	bool truncated;
-} tctx;
-
-static char *dup0(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-static int collect(void *arg, const cleave_event *e)
-{
-	tctx *x = arg;
-	if (x->n == TRACE_EVENTS_MAX) {
-		x->truncated = true;
-		return 1;
-	}
-	if (x->n == x->cap) {
-		int cap = x->cap ? x->cap * 2 : 16;
-		tev *p = realloc(x->ev, (size_t)cap * sizeof(*p));
-		if (!p)
-			return CLEAVE_ENOMEM;
-		x->ev = p;
-		x->cap = cap;
-	}
-	tev *t = &x->ev[x->n++];
-	t->position = e->position;
-	t->version = e->version;
-	t->ts_us = e->ts_us;
-	t->schema_version = e->schema_version;
-	t->stream = dup0(e->stream);
-	t->type = dup0(e->type);
-	t->data = dup0(e->data);
-	t->trace_id = dup0(e->trace_id);
-	t->command_id = dup0(e->command_id);
-	t->idem = dup0(e->idempotency_key);
-	t->causation = dup0(e->causation_id);
-	return 0;
-}
-
-static void tctx_free(tctx *x)
-{
-	for (int i = 0; i < x->n; i++) {
-		tev *t = &x->ev[i];
-		free(t->stream);
-		free(t->type);
-		free(t->data);
-		free(t->trace_id);
-		free(t->command_id);
-		free(t->idem);
-		free(t->causation);
-	}
-	free(x->ev);
-}
+#include "core/util.h"
 
 static bool same(const char *a, const char *b)
 {
@@ -127,7 +64,7 @@ typedef struct papplied {
 	int64_t upto;    /* the command's last event this one needs */
 } papplied;
 
-static void projection_fate(cleave_engine *e, int i, const tev *ev, int n,
+static void projection_fate(cleave_engine *e, int i, const cl_evcopy *ev, int n,
                             papplied *out)
 {
 	cleave_proj_status s;
@@ -153,11 +90,11 @@ static void projection_fate(cleave_engine *e, int i, const tev *ev, int n,
 	}
 }
 
-static void print_json(const tev *ev, int n, const papplied *pa, int np)
+static void print_json(const cl_evcopy *ev, int n, const papplied *pa, int np)
 {
 	char t[32];
 	cJSON *o = cJSON_CreateObject();
-	const tev *f = &ev[0];
+	const cl_evcopy *f = &ev[0];
 	const char *meta[][2] = {{"command_id", f->command_id},
 	                         {"trace_id", f->trace_id},
 	                         {"idempotency_key", f->idem},
@@ -209,10 +146,10 @@ static void print_json(const tev *ev, int n, const papplied *pa, int np)
 	cJSON_Delete(o);
 }
 
-static void print_human(const tev *ev, int n, const papplied *pa, int np)
+static void print_human(const cl_evcopy *ev, int n, const papplied *pa, int np)
 {
 	char t[32];
-	const tev *f = &ev[0];
+	const cl_evcopy *f = &ev[0];
 	cli_fmt_time(t, f->ts_us);
 	printf("command %s\n", f->command_id ? f->command_id : "-");
 	printf("  trace id         %s\n", f->trace_id ? f->trace_id : "-");
@@ -273,7 +210,7 @@ static void print_human(const tev *ev, int n, const papplied *pa, int np)
 	cli_table_free(&tb);
 }
 
-static void print_block(const cli_common *c, const tev *ev, int n,
+static void print_block(const cli_common *c, const cl_evcopy *ev, int n,
                         const papplied *pa, int np, int *blocks)
 {
 	if (!c->json && (*blocks)++)
@@ -288,7 +225,8 @@ static void print_block(const cli_common *c, const tev *ev, int n,
 
 static char *jdup(const cJSON *o, const char *key)
 {
-	return dup0(cli_jstr(o, key));
+	const char *v = cli_jstr(o, key);
+	return v ? strdup(v) : NULL;
 }
 
 /* The server's answer to GET /trace/ID, printed as with --data: one block
@@ -296,23 +234,16 @@ static char *jdup(const cJSON *o, const char *key)
  * "events") and the fate it gives for each projection. */
 static int print_answer(const cli_common *c, const cJSON *j)
 {
-	tctx x = {0};
+	cl_evcopies x = {0};
 	int rc = 0, blocks = 0;
 	const cJSON *e, *cmd;
 	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "events"))
 	{
-		if (x.n == x.cap) {
-			int cap = x.cap ? x.cap * 2 : 16;
-			tev *p = realloc(x.ev, (size_t)cap * sizeof(*p));
-			if (!p) {
-				rc = CLI_EXIT_FAIL;
-				break;
-			}
-			x.ev = p;
-			x.cap = cap;
+		cl_evcopy *t = cl_evcopies_add(&x);
+		if (!t) {
+			rc = CLI_EXIT_FAIL;
+			break;
 		}
-		tev *t = &x.ev[x.n++];
-		memset(t, 0, sizeof(*t));
 		t->position = cli_jint(e, "position", 0);
 		t->version = cli_jint(e, "version", 0);
 		t->ts_us = cli_jint(e, "ts_us", 0);
@@ -330,7 +261,7 @@ static int print_answer(const cli_common *c, const cJSON *j)
 			break;
 		}
 	}
-	tev *group = rc ? NULL : malloc((size_t)x.n * sizeof(*group) + 1);
+	cl_evcopy *group = rc ? NULL : malloc((size_t)x.n * sizeof(*group) + 1);
 	papplied *pa = NULL;
 	cJSON_ArrayForEach(cmd, cJSON_GetObjectItemCaseSensitive(j, "commands"))
 	{
@@ -376,10 +307,10 @@ static int print_answer(const cli_common *c, const cJSON *j)
 	}
 	free(pa);
 	free(group);
-	tctx_free(&x);
+	cl_evcopies_free(&x);
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "truncated")))
 		cli_errorf(c, "only the first %d events are shown",
-		           TRACE_EVENTS_MAX);
+		           CL_TRACE_EVENTS_MAX);
 	return rc;
 }
 
@@ -455,8 +386,8 @@ int cl_cmd_trace(int argc, char **argv)
 	cleave_engine *e;
 	if ((rc = cli_engine_open(&c, true, &e)))
 		return rc;
-	tctx x = {0};
-	int r = cleave_log_trace(e, id, collect, &x);
+	cl_evcopies x = {0};
+	int r = cleave_log_trace(e, id, cl_evcopies_copy, &x);
 	if (r < 0) {
 		cli_errorf(&c, "%s", cleave_errmsg());
 		rc = r == CLEAVE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
@@ -469,7 +400,7 @@ int cl_cmd_trace(int argc, char **argv)
 	} else {
 		/* one block per command, in log order of first events */
 		bool *done = calloc((size_t)x.n, sizeof(bool));
-		tev *group = malloc((size_t)x.n * sizeof(*group));
+		cl_evcopy *group = malloc((size_t)x.n * sizeof(*group));
 		int blocks = 0;
 		for (int i = 0; done && group && i < x.n; i++) {
 			if (done[i])
@@ -503,9 +434,9 @@ int cl_cmd_trace(int argc, char **argv)
 		free(group);
 		if (x.truncated)
 			cli_errorf(&c, "only the first %d events are shown",
-			           TRACE_EVENTS_MAX);
+			           CL_TRACE_EVENTS_MAX);
 	}
-	tctx_free(&x);
+	cl_evcopies_free(&x);
 	cleave_engine_close(e);
 	return cli_finish(&c, rc);
 }

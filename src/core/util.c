@@ -581,3 +581,71 @@ void cl_thread_name(const char *fmt, ...)
 	va_end(ap);
 	pthread_setname_np(pthread_self(), name);
 }
+
+/* ---- owned copies of events ------------------------------------------------ */
+
+cl_evcopy *cl_evcopies_add(cl_evcopies *l)
+{
+	if (l->n == l->cap) {
+		int cap = l->cap ? l->cap * 2 : 16;
+		cl_evcopy *p = realloc(l->ev, (size_t)cap * sizeof(*p));
+		if (!p)
+			return NULL;
+		l->ev = p;
+		l->cap = cap;
+	}
+	cl_evcopy *t = &l->ev[l->n++];
+	memset(t, 0, sizeof(*t));
+	return t;
+}
+
+static char *dup0(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int cl_evcopies_copy(void *arg, const cleave_event *e)
+{
+	cl_evcopies *l = arg;
+	if (l->n == CL_TRACE_EVENTS_MAX) {
+		l->truncated = true;
+		return 1;
+	}
+	cl_evcopy *t = cl_evcopies_add(l);
+	if (!t)
+		return CLEAVE_ENOMEM;
+	t->position = e->position;
+	t->version = e->version;
+	t->ts_us = e->ts_us;
+	t->schema_version = e->schema_version;
+	t->stream = dup0(e->stream);
+	t->type = dup0(e->type);
+	t->data = dup0(e->data);
+	t->trace_id = dup0(e->trace_id);
+	t->command_id = dup0(e->command_id);
+	t->idem = dup0(e->idempotency_key);
+	t->causation = dup0(e->causation_id);
+	if (!t->stream || !t->type || !t->data ||
+	    (e->trace_id && !t->trace_id) ||
+	    (e->command_id && !t->command_id) ||
+	    (e->idempotency_key && !t->idem) ||
+	    (e->causation_id && !t->causation))
+		return CLEAVE_ENOMEM;
+	return 0;
+}
+
+void cl_evcopies_free(cl_evcopies *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		cl_evcopy *t = &l->ev[i];
+		free(t->stream);
+		free(t->type);
+		free(t->data);
+		free(t->trace_id);
+		free(t->command_id);
+		free(t->idem);
+		free(t->causation);
+	}
+	free(l->ev);
+	memset(l, 0, sizeof(*l));
+}

@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
 #include "server/http.h"
 #include "server/log.h"
 
 #define VERIFY_DIFFS_MAX 1000  /* differences listed in an answer */
-#define TRACE_EVENTS_MAX 10000 /* events of one id in an answer */
 
 /* ---- jobs ---------------------------------------------------------------- */
 
@@ -249,66 +249,21 @@ enum MHD_Result cl_h_verify(cl_req *r)
 
 /* ---- GET /trace/<id> ----------------------------------------------------- */
 
-typedef struct tev {
-	int64_t position, ts_us;
-	char *type, *command_id, *trace_id, *idem, *causation;
-} tev;
-
 typedef struct tstate {
 	cl_sbuf *b;
-	tev *ev;
-	int n, cap;
-	bool truncated;
+	cl_evcopies l;
 } tstate;
-
-static char *dup0(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
 
 static int collect(void *arg, const cleave_event *e)
 {
 	tstate *x = arg;
-	if (x->n == TRACE_EVENTS_MAX) {
-		x->truncated = true;
-		return 1;
-	}
-	if (x->n == x->cap) {
-		int cap = x->cap ? x->cap * 2 : 16;
-		tev *p = realloc(x->ev, (size_t)cap * sizeof(*p));
-		if (!p)
-			return CLEAVE_ENOMEM;
-		x->ev = p;
-		x->cap = cap;
-	}
-	tev *t = &x->ev[x->n++];
-	memset(t, 0, sizeof(*t));
-	t->position = e->position;
-	t->ts_us = e->ts_us;
-	t->type = dup0(e->type);
-	t->command_id = dup0(e->command_id);
-	t->trace_id = dup0(e->trace_id);
-	t->idem = dup0(e->idempotency_key);
-	t->causation = dup0(e->causation_id);
-	if (!t->type)
-		return CLEAVE_ENOMEM;
-	if (x->n > 1)
+	int rc = cl_evcopies_copy(&x->l, e);
+	if (rc)
+		return rc;
+	if (x->l.n > 1)
 		cl_sbuf_addc(x->b, ',');
 	cl_event_json(x->b, e);
 	return x->b->oom ? CLEAVE_ENOMEM : 0;
-}
-
-static void tstate_free(tstate *x)
-{
-	for (int i = 0; i < x->n; i++) {
-		tev *t = &x->ev[i];
-		free(t->type);
-		free(t->command_id);
-		free(t->trace_id);
-		free(t->idem);
-		free(t->causation);
-	}
-	free(x->ev);
 }
 
 static bool same(const char *a, const char *b)
@@ -355,7 +310,7 @@ static void add_str_or_null(cl_sbuf *b, const char *key, const char *v)
 /* For each projection, whether its serving copy has applied the events
  * ev[k] with pick[k] (the last one it subscribes to; the last of all when
  * it subscribes to none) and when. */
-static void add_fates(cl_sbuf *b, cl_srv *s, const tev *ev, const bool *pick,
+static void add_fates(cl_sbuf *b, cl_srv *s, const cl_evcopy *ev, const bool *pick,
                       int n)
 {
 	int np = cleave_projection_count(s->e);
@@ -404,14 +359,14 @@ static void add_fates(cl_sbuf *b, cl_srv *s, const tev *ev, const bool *pick,
 /* One object per command (events grouped by command id, in log order of
  * their first event): its ids, time, event positions and the fate of
  * its events in each projection. */
-static void add_commands(cl_sbuf *b, cl_srv *s, const tev *ev, int n,
+static void add_commands(cl_sbuf *b, cl_srv *s, const cl_evcopy *ev, int n,
                          bool *done, bool *pick)
 {
 	cl_sbuf_addc(b, '[');
 	for (int i = 0, blocks = 0; i < n; i++) {
 		if (done[i])
 			continue;
-		const tev *f = &ev[i];
+		const cl_evcopy *f = &ev[i];
 		if (blocks++)
 			cl_sbuf_addc(b, ',');
 		cl_sbuf_addc(b, '{');
@@ -447,13 +402,13 @@ static void trace_work(cl_req *r)
 {
 	cl_srv *s = r->s;
 	cl_sbuf b;
-	tstate x = {&b, NULL, 0, 0, false};
+	tstate x = {&b, {0}};
 	cl_sbuf_init(&b);
 	cl_sbuf_adds(&b, "{\"id\":");
 	cl_sbuf_add_jstr(&b, r->name, strlen(r->name));
 	cl_sbuf_adds(&b, ",\"events\":[");
 	int rc = cleave_log_trace(s->e, r->name, collect, &x);
-	if (rc < 0 || x.n == 0) {
+	if (rc < 0 || x.l.n == 0) {
 		char msg[512];
 		if (rc < 0)
 			snprintf(msg, sizeof(msg), "%s",
@@ -464,29 +419,29 @@ static void trace_work(cl_req *r)
 			         "no event has trace id or command id '%s' (a "
 			         "command that was rejected wrote none)",
 			         r->name);
-		tstate_free(&x);
+		cl_evcopies_free(&x.l);
 		cl_sbuf_free(&b);
 		job_fail(r, rc < 0 ? rc : CLEAVE_ENOTFOUND,
 		         rc == CLEAVE_EINVAL ? "invalid_argument" : NULL, msg);
 		return;
 	}
-	bool *done = calloc((size_t)x.n, sizeof(bool));
-	bool *pick = calloc((size_t)x.n, sizeof(bool));
+	bool *done = calloc((size_t)x.l.n, sizeof(bool));
+	bool *pick = calloc((size_t)x.l.n, sizeof(bool));
 	if (done && pick) {
 		cl_sbuf_addf(&b, "],\"truncated\":%s,\"commands\":",
-		             x.truncated ? "true" : "false");
-		add_commands(&b, s, x.ev, x.n, done, pick);
-		for (int k = 0; k < x.n; k++)
+		             x.l.truncated ? "true" : "false");
+		add_commands(&b, s, x.l.ev, x.l.n, done, pick);
+		for (int k = 0; k < x.l.n; k++)
 			pick[k] = true;
 		cl_sbuf_adds(&b, ",\"projections\":");
-		add_fates(&b, s, x.ev, pick, x.n);
+		add_fates(&b, s, x.l.ev, pick, x.l.n);
 		cl_sbuf_addc(&b, '}');
 	} else {
 		b.oom = true;
 	}
 	free(done);
 	free(pick);
-	tstate_free(&x);
+	cl_evcopies_free(&x.l);
 	job_done(r, &b);
 }
 
