@@ -514,8 +514,11 @@ typedef struct cleave_config {
 	const char *data_dir;         /* default "./cleave-data" */
 	const char *write_store;      /* NULL/"sqlite": data_dir/write.db;
 					 "postgres://…": PostgreSQL */
-	const char *read_store;       /* NULL/"embedded": LMDB + SQLite, the
-					 only read store of this version */
+	const char *read_store;       /* NULL/"embedded": LMDB + SQLite
+					 under data_dir/read;
+					 "redis://HOST[:PORT][/DB][/PREFIX]":
+					 key/value ("lmdb") read models in
+					 that Redis, SQL ones embedded */
 	cleave_durability durability;
 	int queue_max;        /* queued commands; 0 → 65536 */
 	int batch_max;        /* commands per group commit; 0 → 4096 */

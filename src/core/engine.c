@@ -262,6 +262,40 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 /* One engine writes a data directory at a time: a second one would be a
  * second writer of the log and of the catalog.  The lock is an flock on
  * data/LOCK, released by the kernel when the process dies. */
+/* --read-store: NULL or "embedded" keeps every copy under DATA/read;
+ * "redis://HOST[:PORT][/DB][/PREFIX]" puts the copies of key/value
+ * ("lmdb") projections in that Redis under PREFIX (default "cleave"),
+ * while SQL ("sqlite") projections stay embedded. */
+static int read_store_open(cleave_engine *e, const char *rs)
+{
+	if (!rs || !*rs || !strcmp(rs, "embedded"))
+		return 0;
+	char host[256];
+	int port, db;
+	const char *rest;
+	if (strncmp(rs, "redis://", 8))
+		return cl_err(CLEAVE_EINVAL,
+			      "read store '%s': expected 'embedded' or "
+			      "redis://HOST[:PORT][/DB][/PREFIX]",
+			      rs);
+	int rc = cl_redis_parse(rs, host, sizeof(host), &port, &db, &rest);
+	if (rc)
+		return rc;
+	const char *prefix = *rest ? rest + 1 : "cleave";
+	size_t pl = strlen(prefix);
+	if (!pl || pl > 200 || strchr(prefix, '|') || prefix[pl - 1] == '/')
+		return cl_err(CLEAVE_EINVAL,
+			      "read store '%s': the key prefix must be 1..200 "
+			      "bytes, without '|' or a trailing '/'",
+			      rs);
+	size_t n = strlen(host) + pl + 64;
+	if (!(e->redis_root = malloc(n)))
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	snprintf(e->redis_root, n, "redis://%s:%d/%d/%s", host, port, db,
+		 prefix);
+	return 0;
+}
+
 static int lock_data_dir(cleave_engine *e)
 {
 	char path[4096];
@@ -310,6 +344,7 @@ static void engine_free(cleave_engine *e)
 	free(e->watches);
 	free(e->data_dir);
 	free(e->read_dir);
+	free(e->redis_root);
 	if (e->lock_fd > 0)
 		close(e->lock_fd);
 	pthread_mutex_destroy(&e->qmu);
@@ -385,6 +420,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 		goto fail;
 	}
 	snprintf(e->read_dir, rl, "%s/read", e->data_dir);
+	if ((rc = read_store_open(e, cfg->read_store)))
+		goto fail;
 	if (!cfg->read_only) {
 		if ((rc = cl_mkdirs(e->data_dir)) ||
 		    (rc = cl_mkdirs(e->read_dir)))

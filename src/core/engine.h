@@ -204,6 +204,8 @@ struct cleave_engine {
 	cleave_config cfg;
 	const cleave_domain *dom;
 	char *data_dir, *read_dir;
+	char *redis_root; /* --read-store redis://…: "redis://H:P/DB/PREFIX",
+			     where key/value ("lmdb") copies live; or NULL */
 	int lock_fd;
 	int ncmd, nproj, nquery;
 	cl_nametab cmd_idx, proj_idx, query_idx;

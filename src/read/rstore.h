@@ -3,8 +3,9 @@
  *
  * A read store holds one copy ("generation") of one projection: the
  * projection's data and its checkpoint, written in the same transaction.
- * Backends: rstore_lmdb.c ("lmdb"), rstore_sqlite.c ("sqlite"); Redis joins
- * later through the same table.  The engine never includes a backend
+ * Backends: rstore_lmdb.c ("lmdb"), rstore_sqlite.c ("sqlite"),
+ * rstore_redis.c ("redis", which holds the copies of "lmdb" projections
+ * when the engine is given --read-store redis://…).  The engine never includes a backend
  * header; it finds a backend by kind with cl_rstore_find().
  *
  * Every public cleave_rtx_* call dispatches through tx->m.  The sorted-set,
@@ -87,6 +88,12 @@ struct cl_rstore_methods {
 	/* Every entry of the projection's data (not the checkpoint nor the
 	 * dead letters), in a canonical order. */
 	int (*dump)(cleave_rtx *tx, cl_dump_fn fn, void *arg);
+	/* Stores whose read transactions are not snapshots (NULL for those
+	 * that are): hold(s, true) waits for the store's write transaction
+	 * to end and keeps new ones from beginning until hold(s, false),
+	 * called on the same thread, so that reads in between see one
+	 * commit (verify). */
+	int (*hold)(cl_rstore *s, bool on);
 
 	/* Data: key/value (required for "lmdb", may be NULL for SQL). */
 	int (*get)(cleave_rtx *tx, const char *ns, const char *key,
@@ -135,5 +142,11 @@ const cl_rstore_methods *cl_rstore_find(const char *kind);
 
 extern const cl_rstore_methods cl_rstore_lmdb;
 extern const cl_rstore_methods cl_rstore_sqlite;
+extern const cl_rstore_methods cl_rstore_redis;
+
+/* Parses "redis://HOST[:PORT][/DB]" at the start of uri (port 6379, db 0
+ * by default); *rest points past it ("" or "/..."). 0 or CLEAVE_EINVAL. */
+int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port,
+		   int *db, const char **rest);
 
 #endif

@@ -50,7 +50,9 @@ static const flag flags[] = {
     {"write-store", "CLEAVE_WRITE_STORE", F_STR, OFF(write_store), S, 0, 0,
      "URI", "write store: sqlite (DIR/write.db) or postgres://…", "sqlite"},
     {"read-store", "CLEAVE_READ_STORE", F_STR, OFF(read_store), S, 0, 0, "URI",
-     "read stores: embedded (LMDB + SQLite in DIR/read)", "embedded"},
+     "read stores: embedded (LMDB + SQLite in DIR/read), or "
+     "redis://HOST[:PORT][/DB][/PREFIX] for the key/value read models",
+     "embedded"},
     {"durability", "CLEAVE_DURABILITY", F_DUR, OFF(durability), S, 0, 0, "MODE",
      "fsync (ack after fdatasync) or os (ack after write)", "fsync"},
     {"read-sync", "CLEAVE_READ_SYNC", F_BOOL, OFF(read_sync), S, 0, 0, NULL,

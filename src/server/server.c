@@ -194,16 +194,6 @@ int cl_server_run(const cl_server_config *cfg)
 		        cfg->listen);
 		return 2;
 	}
-	const char *rs = cfg->read_store;
-	if (rs && *rs && strcmp(rs, "embedded")) {
-		/* cleave_config.read_store has no other kind yet: refuse
-		 * rather than silently serve from the embedded stores */
-		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-		        "--read-store '%s' is not available in this build "
-		        "(only 'embedded')",
-		        rs);
-		return 2;
-	}
 	raise_nofile(cfg->max_connections);
 
 	/* Signals: blocked in every thread (created below, they inherit the
@@ -236,7 +226,7 @@ int cl_server_run(const cl_server_config *cfg)
 	ec.domain = s.dom;
 	ec.data_dir = cfg->data_dir;
 	ec.write_store = cfg->write_store;
-	ec.read_store = NULL; /* embedded */
+	ec.read_store = cfg->read_store;
 	ec.durability = cfg->durability;
 	ec.queue_max = cfg->queue_max;
 	ec.lmdb_map_size = cfg->lmdb_map_size;

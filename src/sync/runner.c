@@ -39,10 +39,26 @@
 
 /* ---- copies ---------------------------------------------------------------- */
 
-static void copy_path(cleave_engine *e, const char *name, int gen, char *out,
-		      size_t cap)
+/* The store of a projection's copies: key/value ("lmdb") projections go
+ * to Redis when the engine was given one. */
+static const cl_rstore_methods *copy_methods(cleave_engine *e,
+					     const char *kind)
 {
-	snprintf(out, cap, "%s/%s.g%d", e->read_dir, name, gen);
+	if (e->redis_root && !strcmp(kind, "lmdb"))
+		return &cl_rstore_redis;
+	return cl_rstore_find(kind);
+}
+
+/* Where copies of that store live: DATA/read, or "redis://H:P/DB/PREFIX". */
+static const char *copy_root(cleave_engine *e, const cl_rstore_methods *m)
+{
+	return m == &cl_rstore_redis ? e->redis_root : e->read_dir;
+}
+
+static void copy_path(cleave_engine *e, const cl_rstore_methods *m,
+		      const char *name, int gen, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s.g%d", copy_root(e, m), name, gen);
 }
 
 static const cleave_projection_def *def_for(cl_proj *p, int version)
@@ -84,9 +100,9 @@ static int copy_open(cl_proj *p, int gen, int version, cl_copy **out)
 	cleave_engine *e = p->e;
 	const cleave_projection_def *def = def_for(p, version);
 	const char *kind = def ? def->store : p->def->store;
-	const cl_rstore_methods *m = cl_rstore_find(kind);
+	const cl_rstore_methods *m = copy_methods(e, kind);
 	char path[4096];
-	copy_path(e, p->def->name, gen, path, sizeof(path));
+	copy_path(e, m, p->def->name, gen, path, sizeof(path));
 	cl_copy *c = calloc(1, sizeof(*c));
 	if (!c)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
@@ -133,7 +149,7 @@ fail : {
 static void copy_destroy(cl_copy *c)
 {
 	const cleave_projection_def *d = c->def ? c->def : c->proj->def;
-	const cl_rstore_methods *m = cl_rstore_find(d->store);
+	const cl_rstore_methods *m = copy_methods(c->proj->e, d->store);
 	if (c->store)
 		c->store->m->close(c->store);
 	if (c->retired && m && !c->proj->e->cfg.read_only)
@@ -1374,7 +1390,7 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name)
 		c->store->m->close(c->store);
 		free(c->path);
 		free(c);
-		cl_rstore_find(p->def->store)->drop(path);
+		copy_methods(e, p->def->store)->drop(path);
 		if ((rc = copy_open(p, gen, p->def->version, &c)))
 			return rc;
 	}
@@ -1600,7 +1616,8 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	cl_wreader *rd = NULL;
 	char path[4096], hex[17];
 	int64_t pos = 0;
-	int rc;
+	int rc = 0;
+	bool held = false;
 	path[0] = 0;
 	x.fn = fn;
 	x.arg = arg;
@@ -1611,11 +1628,15 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 			    name, live->version);
 		goto out;
 	}
-	if ((rc = m->begin(live->store, false, &ltx)) ||
+	/* a store without snapshots keeps its writer out meanwhile */
+	if (m->hold && (rc = m->hold(live->store, true)) == 0)
+		held = true;
+	if (rc || (rc = m->begin(live->store, false, &ltx)) ||
 	    (rc = m->checkpoint_get(ltx, &pos)))
 		goto out;
 	cl_random_hex(hex, 8);
-	snprintf(path, sizeof(path), "%s/%s.verify-%s", e->read_dir, name, hex);
+	snprintf(path, sizeof(path), "%s/%s.verify-%s", copy_root(e, m), name,
+		 hex);
 	cl_rstore_opts o = {0};
 	o.nosync = true;
 	o.map_size = e->cfg.lmdb_map_size;
@@ -1701,6 +1722,8 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 out:
 	if (ltx)
 		cl_rtx_abort(ltx);
+	if (held)
+		m->hold(live->store, false);
 	evlist_free(&l);
 	cl_reader_put(e, rd);
 	if (scratch.store)
