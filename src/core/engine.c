@@ -296,6 +296,21 @@ static int read_store_open(cleave_engine *e, const char *rs)
 	return 0;
 }
 
+/* Who writes the Redis copies: this host's data directory (which exists
+ * by now), so a restart finds its own copies and another engine pointed
+ * at the same prefix is refused. */
+static int redis_owner_init(cleave_engine *e)
+{
+	char hn[256] = "", *rp = realpath(e->data_dir, NULL);
+	gethostname(hn, sizeof(hn) - 1);
+	size_t on = strlen(hn) + strlen(rp ? rp : e->data_dir) + 2;
+	if ((e->redis_owner = malloc(on)))
+		snprintf(e->redis_owner, on, "%s:%s", hn,
+			 rp ? rp : e->data_dir);
+	free(rp);
+	return e->redis_owner ? 0 : cl_err(CLEAVE_ENOMEM, "out of memory");
+}
+
 static int lock_data_dir(cleave_engine *e)
 {
 	char path[4096];
@@ -345,6 +360,7 @@ static void engine_free(cleave_engine *e)
 	free(e->data_dir);
 	free(e->read_dir);
 	free(e->redis_root);
+	free(e->redis_owner);
 	if (e->lock_fd > 0)
 		close(e->lock_fd);
 	pthread_mutex_destroy(&e->qmu);
@@ -437,6 +453,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 			goto fail;
 		}
 	}
+	if (e->redis_root && (rc = redis_owner_init(e)))
+		goto fail;
 	e->wm = cl_wstore_find(cfg->write_store);
 	if (!e->wm) {
 		rc = cl_err(CLEAVE_EINVAL, "unknown write store '%s'",

@@ -206,6 +206,7 @@ struct cleave_engine {
 	char *data_dir, *read_dir;
 	char *redis_root; /* --read-store redis://…: "redis://H:P/DB/PREFIX",
 			     where key/value ("lmdb") copies live; or NULL */
+	char *redis_owner; /* "host:/real/data/dir", claims those copies */
 	int lock_fd;
 	int ncmd, nproj, nquery;
 	cl_nametab cmd_idx, proj_idx, query_idx;

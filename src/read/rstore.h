@@ -26,6 +26,8 @@ typedef struct cl_rstore_opts {
 	bool read_only;      /* open without writing (CLI inspection) */
 	bool nosync;         /* durability "os": no fsync at commit */
 	uint64_t map_size;   /* lmdb: bytes of address space; 0 → 64 GiB */
+	const char *owner;   /* redis: the writing engine's identity; a copy
+				claimed by another owner is refused */
 } cl_rstore_opts;
 
 typedef struct cl_docs cl_docs;

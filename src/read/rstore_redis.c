@@ -12,6 +12,7 @@
  *   PREFIX|z|ns   sorted set of the keys, all of score 0, so that
  *                 ZRANGEBYLEX walks them in byte order (scans)
  *   PREFIX|ns     set of the namespaces written (dump, drop)
+ *   PREFIX|owner  the engine that writes the copy (claim)
  *
  * The checkpoint is "#cleave" → "checkpoint" (int64 little-endian), dead
  * letters "#dead" → 16 hex digits of the position → JSON, as in "lmdb".
@@ -283,6 +284,40 @@ static int parse_path(rd_store *s, const char *path)
 	return 0;
 }
 
+/* One writing engine per copy: the first to open it for writing records
+ * itself under PREFIX|owner; another engine (a second data directory
+ * pointed at the same Redis and prefix) is refused rather than let two
+ * writers interleave. */
+static int claim(rd_store *s, redisContext *c, const char *owner)
+{
+	char k[RKEY_CAP];
+	snprintf(k, sizeof(k), "%s|owner", s->prefix);
+	size_t ol = strlen(owner);
+	const char *av[4] = {"SET", k, owner, "NX"};
+	size_t al[4] = {3, strlen(k), ol, 2};
+	redisReply *r = redisCommandArgv(c, 4, av, al);
+	int rc = 0;
+	if (r && r->type == REDIS_REPLY_NIL) {
+		freeReplyObject(r);
+		const char *gv[2] = {"GET", k};
+		size_t gl[2] = {3, al[1]};
+		r = redisCommandArgv(c, 2, gv, gl);
+		if (r && r->type == REDIS_REPLY_STRING &&
+		    (r->len != ol || memcmp(r->str, owner, ol)))
+			rc = cl_err(CLEAVE_EBUSY,
+			            "redis %s:%d: %s is written by another "
+			            "engine (%.*s); give each engine its own "
+			            "--read-store prefix",
+			            s->host, s->port, s->prefix, (int)r->len,
+			            r->str);
+	}
+	if (!rc && (!r || r->type == REDIS_REPLY_ERROR))
+		rc = r ? reply_err(s, r, "claim") : ctx_err(s, c, "claim");
+	if (r)
+		freeReplyObject(r);
+	return rc;
+}
+
 static int rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 {
 	*out = NULL;
@@ -309,6 +344,8 @@ static int rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 	if ((rc = connect_to(s, &c)))
 		goto fail;
 	s->idle[s->nidle++] = c;
+	if (!s->read_only && o && o->owner && (rc = claim(s, c, o->owner)))
+		goto fail;
 	*out = &s->base;
 	return 0;
 fail:
@@ -355,9 +392,12 @@ static int rd_drop(const char *path)
 			freeReplyObject(d);
 	}
 	if (!rc) {
-		const char *dv[2] = {"UNLINK", k};
-		size_t dl[2] = {6, kl};
-		redisReply *d = redisCommandArgv(c, 2, dv, dl);
+		char ok[RKEY_CAP];
+		const char *dv[3] = {"UNLINK", k, ok};
+		size_t dl[3] = {6, kl,
+		                (size_t)snprintf(ok, sizeof(ok), "%s|owner",
+		                                 s->prefix)};
+		redisReply *d = redisCommandArgv(c, 3, dv, dl);
 		if (!d || d->type == REDIS_REPLY_ERROR)
 			rc = d ? cl_err(CLEAVE_EIO, "redis: drop: %s", d->str)
 			       : ctx_err(s, c, "drop");

@@ -76,6 +76,7 @@ static cl_rstore_opts store_opts(cleave_engine *e)
 	o.nosync = !e->cfg.read_sync ||
 		   e->cfg.durability == CLEAVE_DURABILITY_OS;
 	o.map_size = e->cfg.lmdb_map_size;
+	o.owner = e->redis_owner;
 	return o;
 }
 
@@ -1640,6 +1641,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	cl_rstore_opts o = {0};
 	o.nosync = true;
 	o.map_size = e->cfg.lmdb_map_size;
+	o.owner = e->redis_owner;
 	scratch.proj = p;
 	scratch.def = def;
 	scratch.version = live->version;

@@ -452,6 +452,32 @@ static void test_drop(void **state)
 	free(pb);
 }
 
+/* ---- one writing engine per copy ------------------------------------------ */
+
+static void test_claim(void **state)
+{
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "t/%d", ++nprefix);
+	char *path = rdt_path(prefix);
+	cl_rstore_opts a = {.owner = "host:/data/a"}, b = {.owner = "host:/b"};
+	cl_rstore_opts ro = {.owner = "host:/b", .read_only = true};
+	cl_rstore *s = NULL, *s2 = NULL;
+	TU_OK(cl_rstore_redis.open(path, &a, &s));
+	assert_int_equal(cl_rstore_redis.open(path, &b, &s2), CLEAVE_EBUSY);
+	assert_non_null(strstr(cleave_errmsg(), "host:/data/a"));
+	assert_null(s2);
+	TU_OK(cl_rstore_redis.open(path, &a, &s2)); /* a restart of a */
+	s2->m->close(s2);
+	TU_OK(cl_rstore_redis.open(path, &ro, &s2)); /* readers: anyone */
+	s2->m->close(s2);
+	s->m->close(s);
+	TU_OK(cl_rstore_redis.drop(path)); /* the claim goes with it */
+	TU_OK(cl_rstore_redis.open(path, &b, &s));
+	s->m->close(s);
+	TU_OK(cl_rstore_redis.drop(path));
+	free(path);
+}
+
 /* ---- failures ------------------------------------------------------------- */
 
 static void test_outage(void **state)
@@ -600,6 +626,7 @@ int main(void)
 	    cmocka_unit_test(test_differential),
 	    cmocka_unit_test(test_checkpoint_dead),
 	    cmocka_unit_test(test_drop),
+	    cmocka_unit_test(test_claim),
 	    cmocka_unit_test(test_outage),
 	    cmocka_unit_test(test_maxmemory),
 	    cmocka_unit_test(test_race),
