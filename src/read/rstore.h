@@ -150,5 +150,10 @@ extern const cl_rstore_methods cl_rstore_redis;
  * by default); *rest points past it ("" or "/..."). 0 or CLEAVE_EINVAL. */
 int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port,
 		   int *db, const char **rest);
+/* Calls fn(arg, name) for each copy under root ("redis://H:P/DB/PREFIX")
+ * that `owner` claimed, name being what follows "PREFIX/" in its path; fn
+ * returns 0 to go on.  0, or an error (< 0). */
+int cl_redis_list(const char *root, const char *owner,
+		  int (*fn)(void *arg, const char *name), void *arg);
 
 #endif

@@ -412,6 +412,68 @@ out:
 	return rc;
 }
 
+int cl_redis_list(const char *root, const char *owner,
+                  int (*fn)(void *arg, const char *name), void *arg)
+{
+	rd_store *s = NULL;
+	int rc = rd_open(root, NULL, (cl_rstore **)&s);
+	if (rc)
+		return rc;
+	redisContext *c = s->idle[--s->nidle];
+	/* every copy opened for writing has PREFIX/NAME|owner; the pattern
+	 * escapes the prefix's glob characters */
+	char pat[2 * RD_PREFIX_MAX + 16], cur[32] = "0";
+	size_t pl = 0;
+	for (const char *p = s->prefix; *p; p++) {
+		if (strchr("*?[]\\", *p))
+			pat[pl++] = '\\';
+		pat[pl++] = *p;
+	}
+	memcpy(pat + pl, "/*|owner", 9);
+	size_t plen = strlen(s->prefix);
+	do {
+		redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000",
+		                             cur, pat);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			rc = r && r->type == REDIS_REPLY_ERROR
+			         ? reply_err(s, r, "list copies")
+			         : ctx_err(s, c, "list copies");
+			if (r)
+				freeReplyObject(r);
+			break;
+		}
+		snprintf(cur, sizeof(cur), "%s", r->element[0]->str);
+		const redisReply *ks = r->element[1];
+		for (size_t i = 0; i < ks->elements && !rc; i++) {
+			const redisReply *k = ks->element[i];
+			char name[256];
+			size_t nl = k->len - plen - 1 - 6; /* "/", "|owner" */
+			if (k->type != REDIS_REPLY_STRING ||
+			    k->len <= plen + 7 || nl >= sizeof(name))
+				continue;
+			memcpy(name, k->str + plen + 1, nl);
+			name[nl] = 0;
+			if (strchr(name, '/'))
+				continue;
+			const char *gv[2] = {"GET", k->str};
+			size_t gl[2] = {3, k->len};
+			redisReply *o = redisCommandArgv(c, 2, gv, gl);
+			if (o && o->type == REDIS_REPLY_STRING &&
+			    o->len == strlen(owner) &&
+			    !memcmp(o->str, owner, o->len))
+				rc = fn(arg, name);
+			if (o)
+				freeReplyObject(o);
+		}
+		freeReplyObject(r);
+	} while (!rc && strcmp(cur, "0"));
+	redisFree(c);
+	rd_close(&s->base);
+	return rc < 0 ? rc : 0;
+}
+
 /* ---- the transaction's memory ------------------------------------------------ */
 
 static void *arena_copy(rd_tx *t, const void *p, size_t n)

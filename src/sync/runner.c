@@ -314,46 +314,61 @@ static cJSON *catalog_load(cleave_engine *e)
 	return j;
 }
 
-/* Removes copies no catalog entry names (left by a crash mid-switch or a
- * dropped projection's old generations). */
+/* A copy named `name` ("<projection>.g<gen>", or a verify's scratch
+ * "<projection>.verify-<hex>") found at `root`: removed when no catalog
+ * entry names it (left by a crash mid-switch or mid-verify, or a
+ * projection's old generations). */
+static void sweep_one(cleave_engine *e, const cl_rstore_methods *m,
+		      const char *name)
+{
+	char proj[256], path[4096];
+	int gen;
+	const char *dot = strrchr(name, '.');
+	snprintf(path, sizeof(path), "%s/%s", m ? copy_root(e, m) : e->read_dir,
+		 name);
+	if (strstr(name, ".verify-")) {
+		m ? m->drop(path) : cl_rmtree(path);
+		return;
+	}
+	if (!dot || sscanf(dot, ".g%d", &gen) != 1 ||
+	    (size_t)(dot - name) >= sizeof(proj))
+		return;
+	memcpy(proj, name, (size_t)(dot - name));
+	proj[dot - name] = 0;
+	int k = cl_nametab_get(&e->proj_idx, proj);
+	if (k < 0)
+		return; /* a projection this domain lacks: keep */
+	cl_proj *p = &e->proj[k];
+	if ((p->live && p->live->gen == gen) ||
+	    (p->build && p->build->gen == gen))
+		return;
+	cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, -1,
+	       "removing unused read-model copy %s", path);
+	m ? m->drop(path) : cl_rmtree(path);
+}
+
+static int sweep_redis(void *arg, const char *name)
+{
+	sweep_one(arg, &cl_rstore_redis, name);
+	return 0;
+}
+
 static void sweep_orphans(cleave_engine *e)
 {
 	if (e->cfg.read_only)
 		return;
 	DIR *d = opendir(e->read_dir);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		char name[256];
-		int gen;
-		const char *dot = strrchr(de->d_name, '.');
-		if (strstr(de->d_name, ".verify-")) {
-			char path[4096];
-			snprintf(path, sizeof(path), "%s/%s", e->read_dir,
-				 de->d_name);
-			cl_rmtree(path);
-			continue;
-		}
-		if (!dot || sscanf(dot, ".g%d", &gen) != 1 ||
-		    (size_t)(dot - de->d_name) >= sizeof(name))
-			continue;
-		memcpy(name, de->d_name, (size_t)(dot - de->d_name));
-		name[dot - de->d_name] = 0;
-		int k = cl_nametab_get(&e->proj_idx, name);
-		if (k < 0)
-			continue; /* a projection this domain lacks: keep */
-		cl_proj *p = &e->proj[k];
-		if ((p->live && p->live->gen == gen) ||
-		    (p->build && p->build->gen == gen))
-			continue;
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", e->read_dir, de->d_name);
-		cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, -1,
-		       "removing unused read-model copy %s", path);
-		cl_rmtree(path);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d)))
+			sweep_one(e, NULL, de->d_name);
+		closedir(d);
 	}
-	closedir(d);
+	if (e->redis_root &&
+	    cl_redis_list(e->redis_root, e->redis_owner, sweep_redis, e) < 0)
+		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+		       "looking for unused read-model copies in %s: %s",
+		       e->redis_root, cleave_errmsg());
 }
 
 /* ---- read models after a crash of the machine ------------------------- */

@@ -478,6 +478,42 @@ static void test_claim(void **state)
 	free(path);
 }
 
+static int add_name(void *arg, const char *name)
+{
+	cl_buf_adds(arg, name);
+	cl_buf_addc(arg, ';');
+	return 0;
+}
+
+/* The engine sweeps its own unused copies: listing finds the copies one
+ * owner claimed under a root, not another's, not deeper prefixes'. */
+static void test_list(void **state)
+{
+	static const char *const names[] = {"x.g1", "x.g2", "x.g3",
+	                                    "sub/x.g1", "y*.g1"};
+	static const char *const owners[] = {"a", "a", "b", "a", "a"};
+	char root[64], path[128];
+	snprintf(root, sizeof(root), "redis://127.0.0.1:%d/0/l%d", rdt_port(),
+	         ++nprefix);
+	for (size_t i = 0; i < 5; i++) {
+		cl_rstore_opts o = {.owner = owners[i]};
+		cl_rstore *s;
+		snprintf(path, sizeof(path), "%s/%s", root, names[i]);
+		TU_OK(cl_rstore_redis.open(path, &o, &s));
+		s->m->close(s);
+	}
+	cl_buf b;
+	cl_buf_init(&b);
+	cl_buf_adds(&b, "");
+	TU_OK(cl_redis_list(root, "a", add_name, &b));
+	/* SCAN's order is Redis's: compare as a set */
+	assert_int_equal(b.len, strlen("x.g1;x.g2;y*.g1;"));
+	assert_non_null(strstr(b.p, "x.g1;"));
+	assert_non_null(strstr(b.p, "x.g2;"));
+	assert_non_null(strstr(b.p, "y*.g1;"));
+	cl_buf_free(&b);
+}
+
 /* ---- failures ------------------------------------------------------------- */
 
 static void test_outage(void **state)
@@ -627,6 +663,7 @@ int main(void)
 	    cmocka_unit_test(test_checkpoint_dead),
 	    cmocka_unit_test(test_drop),
 	    cmocka_unit_test(test_claim),
+	    cmocka_unit_test(test_list),
 	    cmocka_unit_test(test_outage),
 	    cmocka_unit_test(test_maxmemory),
 	    cmocka_unit_test(test_race),
