@@ -23,6 +23,8 @@
  *       shared: wall time includes waiting for a core), peak
  *       RSS (VmHWM) and the largest anonymous RSS sampled every 20 ms
  *       (RssAnon: heap, not the LMDB map's file pages).
+ *       --read-store URI as for cleave serve (redis://…: the key/value
+ *       projections are built in Redis).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -39,9 +41,12 @@
 #include "domains.h"
 #include "shopload.h"
 
+static const char *read_store; /* --read-store: NULL = embedded */
+
 static cleave_engine *open_engine(const char *data, bool no_proj, int dur)
 {
 	cleave_config cfg = {0};
+	cfg.read_store = read_store;
 	cleave_engine *e = NULL;
 	cfg.domain = cleave_domain_find("shop");
 	cfg.data_dir = data;
@@ -345,6 +350,7 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {{"data", 1, 0, 'D'},
 	                                   {"events", 1, 0, 'n'},
 	                                   {"what", 1, 0, 'w'},
+	                                   {"read-store", 1, 0, 'r'},
 	                                   {0, 0, 0, 0}};
 	const char *data = NULL, *what = "all";
 	int64_t events = 1000000;
@@ -362,6 +368,9 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			what = optarg;
+			break;
+		case 'r':
+			read_store = optarg;
 			break;
 		default:
 			sl_die("bad option");

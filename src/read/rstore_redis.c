@@ -58,6 +58,7 @@ typedef struct rd_store {
 	int port, db;
 	char prefix[RD_PREFIX_MAX];
 	bool read_only;
+	int64_t ckpt; /* the checkpoint in Redis as this store left it */
 	pthread_mutex_t mu; /* idle */
 	redisContext *idle[RD_IDLE_MAX];
 	int nidle;
@@ -284,6 +285,55 @@ static int parse_path(rd_store *s, const char *path)
 	return 0;
 }
 
+/* The checkpoint in a reply: nil is 0, else 8 bytes little-endian. */
+static int ckpt_decode(const rd_store *s, const char *v, size_t n,
+                       int64_t *pos)
+{
+	if (n != 8)
+		return cl_err(CLEAVE_ECORRUPT, "redis %s: checkpoint of %zu "
+		                               "bytes",
+		              s->prefix, n);
+	uint64_t u = 0;
+	for (int i = 7; i >= 0; i--)
+		u = (u << 8) | ((const unsigned char *)v)[i];
+	*pos = (int64_t)u;
+	return 0;
+}
+
+/* The checkpoint in Redis now, watched (WATCH) on c when `watch`: an
+ * EXEC on c then fails if anything changed it meanwhile. */
+static int ckpt_read(rd_store *s, redisContext *c, bool watch, int64_t *pos)
+{
+	char k[RKEY_CAP];
+	size_t kl = rkey(s, "h", RD_META, k, sizeof(k));
+	const char *wv[2] = {"WATCH", k};
+	size_t wl[2] = {5, kl};
+	const char *gv[3] = {"HGET", k, RD_CKPT};
+	size_t gl[3] = {4, kl, sizeof(RD_CKPT) - 1};
+	if (watch)
+		redisAppendCommandArgv(c, 2, wv, wl);
+	redisAppendCommandArgv(c, 3, gv, gl);
+	int rc = 0;
+	*pos = 0;
+	for (int i = watch ? 0 : 1; i < 2; i++) {
+		redisReply *r = NULL;
+		if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+			if (!rc)
+				rc = ctx_err(s, c, "checkpoint");
+			return rc; /* the connection is unusable */
+		}
+		if (!rc && r->type == REDIS_REPLY_ERROR)
+			rc = reply_err(s, r, "checkpoint");
+		else if (!rc && i == 1 && r->type == REDIS_REPLY_STRING)
+			rc = ckpt_decode(s, r->str, r->len, pos);
+		else if (!rc && i == 1 && r->type != REDIS_REPLY_NIL)
+			rc = cl_err(CLEAVE_EIO, "redis: checkpoint: unexpected "
+			                        "reply");
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
 /* One writing engine per copy: the first to open it for writing records
  * itself under PREFIX|owner; another engine (a second data directory
  * pointed at the same Redis and prefix) is refused rather than let two
@@ -345,6 +395,8 @@ static int rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 		goto fail;
 	s->idle[s->nidle++] = c;
 	if (!s->read_only && o && o->owner && (rc = claim(s, c, o->owner)))
+		goto fail;
+	if (!s->read_only && (rc = ckpt_read(s, c, false, &s->ckpt)))
 		goto fail;
 	*out = &s->base;
 	return 0;
@@ -676,6 +728,34 @@ static int rd_commit(cleave_rtx *tx)
 		tx_free(t);
 		return 0;
 	}
+	/* Redis may have lost commits (a restart from an older append-only
+	 * file or snapshot, a failover to a lagging replica): then the
+	 * checkpoint there is not the one this store left, and applying on
+	 * top would skip the events in between.  Refuse (EIO: the runner
+	 * retries, then reopens the copy and re-applies from Redis's
+	 * checkpoint).  WATCH makes the EXEC below fail if it changes. */
+	int64_t there;
+	if ((rc = ckpt_read(s, c, true, &there))) {
+		t->broken = true;
+		tx_free(t);
+		return rc;
+	}
+	if (there != s->ckpt) {
+		rc = cl_err(CLEAVE_EIO,
+		            "redis %s:%d: %s: the checkpoint there is %lld, "
+		            "this engine left %lld: Redis lost writes (restarted "
+		            "from older data?); the copy is re-read from its "
+		            "checkpoint",
+		            s->host, s->port, s->prefix, (long long)there,
+		            (long long)s->ckpt);
+		t->broken = true; /* drops the WATCH with the connection */
+		tx_free(t);
+		return rc;
+	}
+	const rd_op *cop = op_find(t, RD_META, RD_CKPT, sizeof(RD_CKPT) - 1,
+	                           op_hash(RD_META, RD_CKPT,
+	                                   sizeof(RD_CKPT) - 1),
+	                           NULL);
 	/* the distinct namespaces (interned: compare pointers first) */
 	const char **nss = malloc((t->nops + 2) * sizeof(*nss));
 	size_t argcap = 2 + t->nops + 1;
@@ -766,6 +846,8 @@ static int rd_commit(cleave_rtx *tx)
 		}
 		freeReplyObject(r);
 	}
+	if (!rc && cop && !cop->del)
+		ckpt_decode(s, cop->val, cop->vlen, &s->ckpt);
 out:
 	free(keys);
 	free(nss);
@@ -1056,17 +1138,7 @@ static int rd_checkpoint_get(cleave_rtx *tx, int64_t *pos)
 	int rc = rd_get(tx, RD_META, RD_CKPT, &v, &n);
 	if (rc == CLEAVE_ENOTFOUND)
 		return 0;
-	if (rc)
-		return rc;
-	if (n != 8)
-		return cl_err(CLEAVE_ECORRUPT, "redis %s: checkpoint of %zu "
-		                               "bytes",
-		              ((rd_tx *)tx)->s->prefix, n);
-	uint64_t u = 0;
-	for (int i = 7; i >= 0; i--)
-		u = (u << 8) | ((const unsigned char *)v)[i];
-	*pos = (int64_t)u;
-	return 0;
+	return rc ? rc : ckpt_decode(((rd_tx *)tx)->s, v, n, pos);
 }
 
 static int rd_checkpoint_set(cleave_rtx *tx, int64_t pos)
