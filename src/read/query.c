@@ -193,14 +193,22 @@ int cleave_query_run(cleave_engine *e, const char *name,
 		}
 		q.copy[q.n] = c;
 		rc = c->store->m->begin(c->store, false, &q.tx[q.n]);
-		if (rc) {
+		if (rc)
 			q.tx[q.n] = NULL;
-			q.n++;
-			break;
-		}
 		q.n++;
 		int64_t pos;
-		if ((rc = c->store->m->checkpoint_get(q.tx[q.n - 1], &pos)))
+		if (!rc)
+			rc = c->store->m->checkpoint_get(q.tx[q.n - 1], &pos);
+		if (rc == CLEAVE_EIO) {
+			/* a store that cannot be reached (a Redis down):
+			 * the answer may come on a retry */
+			char msg[512];
+			snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
+			rc = cl_err(CLEAVE_EBUSY,
+				    "read model %s is unavailable: %s; retry",
+				    e->proj[idx[i]].def->name, msg);
+		}
+		if (rc)
 			break;
 		if (pos < q.position)
 			q.position = pos;

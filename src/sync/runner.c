@@ -887,7 +887,7 @@ static bool apply_list(cl_copy *c, evlist *l)
 		int64_t ckpt = to == l->n ? l->upto : l->ev[to - 1]->position;
 		rc = apply_range(c, l->ev, i, to, ckpt, &bad, err, sizeof(err));
 		if (rc == 0) {
-			if (store_fail) {
+			if (store_fail || c->failing) { /* this thread sets it */
 				/* last_error stays: it says what happened */
 				pthread_mutex_lock(&c->proj->mu);
 				c->failing = false;

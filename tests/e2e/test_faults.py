@@ -730,6 +730,12 @@ class ReadStoreIO(FaultCase):
         wait_for(settled, 10, 0.05)
         outcome = "recovered" if "recovered" in seen else \
             "reported" if seen else None
+        if outcome == "recovered":
+            # recovered means whole again: not still reported failing
+            self.assertTrue(wait_for(
+                lambda: not projections(c)["catalog"].get("failing") and
+                c.get("/health").json().get("status") == "ok", 10),
+                projections(c))
         ps = projections(c)
         q = c.get("/queries/product?productId=p1")
         self.assertTrue(wait_for(lambda: all(
