@@ -678,6 +678,30 @@ static void tx_free(rd_tx *t)
 	free(t);
 }
 
+/* Redis may have lost commits (a restart from an older append-only file
+ * or snapshot, or empty; a failover to a lagging replica): then the
+ * checkpoint there is not the one this store left, and applying events on
+ * top would skip those in between — or run handlers on data that is not
+ * there.  A write transaction checks first and fails with EIO (the runner
+ * retries, then reopens the copy and applies again from Redis's
+ * checkpoint).  The WATCH makes its EXEC fail if the checkpoint changes
+ * before it commits. */
+static int check_ckpt(rd_tx *t)
+{
+	rd_store *s = t->s;
+	int64_t there;
+	int rc = ckpt_read(s, t->c, true, &there);
+	if (rc || there == s->ckpt)
+		return rc;
+	return cl_err(CLEAVE_EIO,
+	              "redis %s:%d: %s: the checkpoint there is %lld, this "
+	              "engine left %lld: Redis lost writes (restarted from "
+	              "older data?); the copy is read again from its "
+	              "checkpoint",
+	              s->host, s->port, s->prefix, (long long)there,
+	              (long long)s->ckpt);
+}
+
 static int rd_begin(cl_rstore *base, bool write, cleave_rtx **out)
 {
 	rd_store *s = (rd_store *)base;
@@ -706,13 +730,26 @@ static int rd_begin(cl_rstore *base, bool write, cleave_rtx **out)
 		free(t);
 		return rc;
 	}
+	if (write && (rc = check_ckpt(t))) {
+		t->broken = true;
+		tx_free(t);
+		return rc;
+	}
 	*out = &t->base;
 	return 0;
 }
 
 static void rd_abort(cleave_rtx *tx)
 {
-	tx_free((rd_tx *)tx);
+	rd_tx *t = (rd_tx *)tx;
+	if (tx->write && !t->broken) { /* the next EXEC is not ours */
+		redisReply *r = redisCommand(t->c, "UNWATCH");
+		if (!r || r->type == REDIS_REPLY_ERROR)
+			t->broken = true;
+		if (r)
+			freeReplyObject(r);
+	}
+	tx_free(t);
 }
 
 /* Sends the overlay as one MULTI/EXEC: per put HSET + ZADD, per delete
@@ -727,30 +764,6 @@ static int rd_commit(cleave_rtx *tx)
 	if (!tx->write || t->nops == 0) {
 		tx_free(t);
 		return 0;
-	}
-	/* Redis may have lost commits (a restart from an older append-only
-	 * file or snapshot, a failover to a lagging replica): then the
-	 * checkpoint there is not the one this store left, and applying on
-	 * top would skip the events in between.  Refuse (EIO: the runner
-	 * retries, then reopens the copy and re-applies from Redis's
-	 * checkpoint).  WATCH makes the EXEC below fail if it changes. */
-	int64_t there;
-	if ((rc = ckpt_read(s, c, true, &there))) {
-		t->broken = true;
-		tx_free(t);
-		return rc;
-	}
-	if (there != s->ckpt) {
-		rc = cl_err(CLEAVE_EIO,
-		            "redis %s:%d: %s: the checkpoint there is %lld, "
-		            "this engine left %lld: Redis lost writes (restarted "
-		            "from older data?); the copy is re-read from its "
-		            "checkpoint",
-		            s->host, s->port, s->prefix, (long long)there,
-		            (long long)s->ckpt);
-		t->broken = true; /* drops the WATCH with the connection */
-		tx_free(t);
-		return rc;
 	}
 	const rd_op *cop = op_find(t, RD_META, RD_CKPT, sizeof(RD_CKPT) - 1,
 	                           op_hash(RD_META, RD_CKPT,
@@ -836,9 +849,9 @@ static int rd_commit(cleave_rtx *tx)
 		if (!rc && i == sent - 1) {
 			if (r->type != REDIS_REPLY_ARRAY)
 				rc = cl_err(CLEAVE_EIO,
-				            "redis %s:%d: commit: transaction "
-				            "not applied",
-				            s->host, s->port);
+				            "redis %s:%d: %s: commit not applied: "
+				            "the checkpoint changed meanwhile",
+				            s->host, s->port, s->prefix);
 			for (size_t k = 0; !rc && k < r->elements; k++)
 				if (r->element[k]->type == REDIS_REPLY_ERROR)
 					rc = reply_err(s, r->element[k],

@@ -569,11 +569,33 @@ static void test_lost_writes(void **state)
 	redisReply *r = rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, three,
 	                        sizeof(three));
 	freeReplyObject(r);
+	/* refused at begin, before a handler reads what is not there */
+	assert_int_equal(s->m->begin(s, true, &tx), CLEAVE_EIO);
+	assert_non_null(strstr(cleave_errmsg(), "lost writes"));
+	/* and a change after begin makes the commit fail (WATCH) */
+	unsigned char five[8] = {5};
+	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
+	                        sizeof(five)));
 	tx = begin(s, true);
 	put_s(tx, "docs", "b", "2");
 	TU_OK(s->m->checkpoint_set(tx, 6));
+	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, three,
+	                        sizeof(three)));
 	assert_int_equal(cl_rtx_commit(tx), CLEAVE_EIO);
-	assert_non_null(strstr(cleave_errmsg(), "lost writes"));
+	assert_non_null(strstr(cleave_errmsg(), "changed meanwhile"));
+	/* an abandoned write transaction leaves no WATCH behind on the
+	 * pooled connection */
+	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
+	                        sizeof(five)));
+	tx = begin(s, true);
+	cl_rtx_abort(tx);
+	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
+	                        sizeof(five)));
+	tx = begin(s, true);
+	TU_OK(s->m->checkpoint_set(tx, 6));
+	TU_OK(cl_rtx_commit(tx));
+	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, three,
+	                        sizeof(three)));
 	s->m->close(s);
 	TU_OK(cl_rstore_redis.open(path, NULL, &s));
 	tx = begin(s, false);
