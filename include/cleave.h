@@ -513,7 +513,8 @@ typedef struct cleave_config {
 	const cleave_domain *domain;  /* required */
 	const char *data_dir;         /* default "./cleave-data" */
 	const char *write_store;      /* NULL/"sqlite": data_dir/write.db;
-					 "postgres://…": PostgreSQL */
+					 "sqlite:DIR": DIR/write.db (query
+					 nodes); "postgres://…": PostgreSQL */
 	const char *read_store;       /* NULL/"embedded": LMDB + SQLite
 					 under data_dir/read;
 					 "redis://HOST[:PORT][/DB][/PREFIX]":
@@ -528,6 +529,15 @@ typedef struct cleave_config {
 	bool no_projections;  /* open for writing/inspection, run no runners */
 	bool read_only;       /* open the log and stores without writing
 				 (CLI on a data directory) */
+	bool query_node;      /* serve queries only, beside another engine
+				 (the writer) that shares this one's log and
+				 Redis read store: read the log without
+				 writing (write_store "sqlite:DIR" names the
+				 writer's data directory, or the same
+				 postgres:// URI), follow the writer's Redis
+				 read models, run the SQL ones locally;
+				 commands are refused (CLEAVE_EREADONLY).
+				 Needs read_store "redis://…". */
 	int poison_retries;   /* attempts before the policy; 0 → 3 */
 	int poison_backoff_ms;/* first backoff, doubled per retry; 0 → 20 */
 	uint64_t lmdb_map_size; /* address space per LMDB copy, bytes; the

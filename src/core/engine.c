@@ -348,6 +348,8 @@ static void engine_free(cleave_engine *e)
 		e->wm->reader_close(e->readers[i]);
 	if (e->ws)
 		e->wm->close(e->ws);
+	if (e->redis_meta)
+		e->redis_meta->m->close(e->redis_meta);
 	cl_ring_free(e->ring);
 	cl_nametab_free(&e->cmd_idx);
 	cl_nametab_free(&e->query_idx);
@@ -361,6 +363,8 @@ static void engine_free(cleave_engine *e)
 	free(e->read_dir);
 	free(e->redis_root);
 	free(e->redis_owner);
+	free(e->wstore_dir);
+	free(e->catalog_seen);
 	if (e->lock_fd > 0)
 		close(e->lock_fd);
 	pthread_mutex_destroy(&e->qmu);
@@ -455,14 +459,51 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	}
 	if (e->redis_root && (rc = redis_owner_init(e)))
 		goto fail;
-	e->wm = cl_wstore_find(cfg->write_store);
+	if (cfg->query_node && !e->redis_root) {
+		rc = cl_err(CLEAVE_EINVAL,
+			    "a query node serves the read models another "
+			    "engine writes to Redis: give --read-store "
+			    "redis://… (the writer's)");
+		goto fail;
+	}
+	const char *wuri = cfg->write_store;
+	if (wuri && !strncmp(wuri, "sqlite:", 7)) {
+		if (!cfg->query_node && !cfg->read_only) {
+			rc = cl_err(CLEAVE_EINVAL,
+				    "write store '%s': another data directory's "
+				    "log is for query nodes and read-only tools; "
+				    "a writer keeps its log in --data",
+				    wuri);
+			goto fail;
+		}
+		if (!(e->wstore_dir = strdup(wuri + 7)) || !*e->wstore_dir) {
+			rc = cl_err(CLEAVE_EINVAL, "write store '%s': no "
+						   "directory",
+				    wuri);
+			goto fail;
+		}
+		wuri = "sqlite";
+	}
+	if (e->redis_root) {
+		/* the root: the catalog query nodes follow, and the claim
+		 * that keeps a second writing engine off this prefix */
+		cl_rstore_opts ro = {.read_only = cfg->read_only ||
+						  cfg->query_node,
+				     .owner = e->redis_owner};
+		char root[1024];
+		snprintf(root, sizeof(root), "%s", e->redis_root);
+		if ((rc = cl_rstore_redis.open(root, &ro, &e->redis_meta)))
+			goto fail;
+	}
+	e->wm = cl_wstore_find(wuri);
 	if (!e->wm) {
 		rc = cl_err(CLEAVE_EINVAL, "unknown write store '%s'",
 			    cfg->write_store);
 		goto fail;
 	}
-	cl_wstore_opts wo = {e->data_dir, cfg->write_store, cfg->durability,
-			     cfg->read_only};
+	cl_wstore_opts wo = {e->wstore_dir ? e->wstore_dir : e->data_dir,
+			     wuri, cfg->durability,
+			     cfg->read_only || cfg->query_node};
 	if ((rc = e->wm->open(&wo, &e->ws)))
 		goto fail;
 	if ((rc = e->wm->migrate(e->ws, e->dom->name, e->dom->migrations)))
@@ -478,7 +519,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	}
 	if ((rc = cl_sync_open(e)))
 		goto fail;
-	if (!cfg->read_only) {
+	if (!cfg->read_only && !cfg->query_node) {
 		if ((rc = cl_writer_start(e)))
 			goto fail_stop;
 	}
@@ -486,6 +527,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 		if ((rc = cl_sync_start(e)))
 			goto fail_stop;
 	}
+	if (cfg->query_node && (rc = cl_follow_start(e)))
+		goto fail_stop;
 	if ((rc = cl_watch_start(e)))
 		goto fail_stop;
 	cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, head,
@@ -496,6 +539,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 fail_stop : {
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
+	cl_follow_stop(e);
 	cl_writer_stop(e);
 	cl_sync_stop(e);
 	cl_watch_stop(e);
@@ -510,6 +554,7 @@ void cleave_engine_close(cleave_engine *e)
 {
 	if (!e)
 		return;
+	cl_follow_stop(e);
 	cl_writer_stop(e);
 	cl_sync_stop(e);
 	cl_watch_stop(e);

@@ -76,6 +76,10 @@ void cl_evbatch_unref(cl_evbatch *b);
 
 typedef struct cl_proj cl_proj;
 
+/* Seconds a retired copy in Redis stays readable after its switch, for
+ * query nodes that have not yet followed it. */
+#define CL_REDIS_DROP_GRACE_S 3
+
 /* One generation of a projection's read model. */
 typedef struct cl_copy {
 	cl_proj *proj;
@@ -94,6 +98,8 @@ typedef struct cl_copy {
 	bool failing;                     /* the store refuses writes */
 	bool reopening;                   /* closed and reopened: not lent */
 	bool fresh;                       /* reopened once before its switch */
+	bool foreign;                     /* a query node's view of a copy
+					     another engine writes */
 	bool parked;
 	int64_t parked_position;
 	char last_error[256];
@@ -119,6 +125,7 @@ struct cl_proj {
 	cl_copy *live;
 	cl_copy *build;
 	int next_gen;
+	bool followed;                     /* query node: live is foreign */
 };
 
 /* ---- commands --------------------------------------------------------- */
@@ -207,6 +214,13 @@ struct cleave_engine {
 	char *redis_root; /* --read-store redis://…: "redis://H:P/DB/PREFIX",
 			     where key/value ("lmdb") copies live; or NULL */
 	char *redis_owner; /* "host:/real/data/dir", claims those copies */
+	cl_rstore *redis_meta; /* the root itself: the catalog for query nodes */
+	char *wstore_dir;  /* --write-store sqlite:DIR (query nodes) */
+	/* query node: the follower thread (follow.c) */
+	pthread_t follower;
+	bool follower_running;
+	atomic_bool follower_stop;
+	char *catalog_seen; /* the writer's catalog text last applied */
 	int lock_fd;
 	int ncmd, nproj, nquery;
 	cl_nametab cmd_idx, proj_idx, query_idx;
@@ -289,6 +303,15 @@ void cl_writer_stop(cleave_engine *e);
 
 /* sync/runner.c */
 int cl_sync_open(cleave_engine *e);
+int cl_copy_open(cl_proj *p, int gen, int version, bool foreign,
+		 cl_copy **out);
+/* follow.c: a query node follows the log head and the copies another
+ * engine writes in Redis (their checkpoints, their switches). */
+int cl_follow_open(cleave_engine *e, cl_proj *p);
+int cl_follow_start(cleave_engine *e);
+void cl_follow_stop(cleave_engine *e);
+/* Publishes the catalog text for query nodes (writer with Redis). */
+void cl_follow_publish(cleave_engine *e, const char *catalog);
 int cl_sync_start(cleave_engine *e);
 void cl_sync_stop(cleave_engine *e);
 void cl_sync_close(cleave_engine *e);

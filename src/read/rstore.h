@@ -155,5 +155,9 @@ int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port,
  * returns 0 to go on.  0, or an error (< 0). */
 int cl_redis_list(const char *root, const char *owner,
 		  int (*fn)(void *arg, const char *name), void *arg);
+/* Small records beside the copies, "PREFIX|name" (s opened on the root):
+ * get gives a malloc'd NUL-terminated copy, or NULL when absent. */
+int cl_redis_meta_get(cl_rstore *s, const char *name, char **out);
+int cl_redis_meta_set(cl_rstore *s, const char *name, const char *val);
 
 #endif

@@ -526,6 +526,50 @@ int cl_redis_list(const char *root, const char *owner,
 	return rc < 0 ? rc : 0;
 }
 
+int cl_redis_meta_get(cl_rstore *base, const char *name, char **out)
+{
+	rd_store *s = (rd_store *)base;
+	redisContext *c;
+	char k[RKEY_CAP];
+	*out = NULL;
+	int rc = conn_get(s, &c);
+	if (rc)
+		return rc;
+	snprintf(k, sizeof(k), "%s|%s", s->prefix, name);
+	const char *av[2] = {"GET", k};
+	size_t al[2] = {3, strlen(k)};
+	redisReply *r = redisCommandArgv(c, 2, av, al);
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		rc = r ? reply_err(s, r, name) : ctx_err(s, c, name);
+	else if (r->type == REDIS_REPLY_STRING &&
+	         !(*out = cl_strdup(r->str)))
+		rc = cl_err(CLEAVE_ENOMEM, "redis: out of memory");
+	if (r)
+		freeReplyObject(r);
+	conn_put(s, c, !r);
+	return rc;
+}
+
+int cl_redis_meta_set(cl_rstore *base, const char *name, const char *val)
+{
+	rd_store *s = (rd_store *)base;
+	redisContext *c;
+	char k[RKEY_CAP];
+	int rc = conn_get(s, &c);
+	if (rc)
+		return rc;
+	snprintf(k, sizeof(k), "%s|%s", s->prefix, name);
+	const char *av[3] = {"SET", k, val};
+	size_t al[3] = {3, strlen(k), strlen(val)};
+	redisReply *r = redisCommandArgv(c, 3, av, al);
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		rc = r ? reply_err(s, r, name) : ctx_err(s, c, name);
+	if (r)
+		freeReplyObject(r);
+	conn_put(s, c, !r);
+	return rc;
+}
+
 /* ---- the transaction's memory ------------------------------------------------ */
 
 static void *arena_copy(rd_tx *t, const void *p, size_t n)

@@ -48,13 +48,17 @@ static const flag flags[] = {
     {"listen", "CLEAVE_LISTEN", F_STR, OFF(listen), S, 0, 0, "HOST:PORT",
      "address to serve HTTP on; port 0 picks a free one", "127.0.0.1:8080"},
     {"write-store", "CLEAVE_WRITE_STORE", F_STR, OFF(write_store), S, 0, 0,
-     "URI", "write store: sqlite (DIR/write.db) or postgres://…", "sqlite"},
+     "URI", "write store: sqlite (DIR/write.db), postgres://…, or "
+     "sqlite:WRITER_DIR for a query node", "sqlite"},
     {"read-store", "CLEAVE_READ_STORE", F_STR, OFF(read_store), S, 0, 0, "URI",
      "read stores: embedded (LMDB + SQLite in DIR/read), or "
      "redis://HOST[:PORT][/DB][/PREFIX] for the key/value read models",
      "embedded"},
     {"durability", "CLEAVE_DURABILITY", F_DUR, OFF(durability), S, 0, 0, "MODE",
      "fsync (ack after fdatasync) or os (ack after write)", "fsync"},
+    {"query-node", "CLEAVE_QUERY_NODE", F_BOOL, OFF(query_node), S, 0, 0, NULL,
+     "serve queries beside a writer sharing the log (--write-store "
+     "sqlite:DIR or postgres://…) and the Redis read store", NULL},
     {"read-sync", "CLEAVE_READ_SYNC", F_BOOL, OFF(read_sync), S, 0, 0, NULL,
      "fsync every read-model commit (else: rebuilt after a machine crash)",
      NULL},

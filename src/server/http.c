@@ -109,6 +109,8 @@ unsigned cl_status_of(int rc)
 		return MHD_HTTP_GATEWAY_TIMEOUT;
 	case CLEAVE_ENOSPC:
 		return MHD_HTTP_INSUFFICIENT_STORAGE;
+	case CLEAVE_EREADONLY: /* a query node: the writer takes these */
+		return MHD_HTTP_MISDIRECTED_REQUEST;
 	default:
 		return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}

@@ -231,6 +231,7 @@ int cl_server_run(const cl_server_config *cfg)
 	ec.queue_max = cfg->queue_max;
 	ec.lmdb_map_size = cfg->lmdb_map_size;
 	ec.read_sync = cfg->read_sync;
+	ec.query_node = cfg->query_node;
 	ec.batch_max = cfg->batch_max;
 	ec.log = cl_log_engine;
 	int rc = cleave_engine_open(&ec, &s.e);

@@ -98,6 +98,15 @@ static int copy_setup(cl_copy *c)
 
 static int copy_open(cl_proj *p, int gen, int version, cl_copy **out)
 {
+	return cl_copy_open(p, gen, version, false, out);
+}
+
+/* Opens generation gen of p at version.  A foreign copy (a query node's
+ * view of one another engine writes in Redis) is opened read-only and
+ * never set up, written or dropped here. */
+int cl_copy_open(cl_proj *p, int gen, int version, bool foreign,
+		 cl_copy **out)
+{
 	cleave_engine *e = p->e;
 	const cleave_projection_def *def = def_for(p, version);
 	const char *kind = def ? def->store : p->def->store;
@@ -117,10 +126,12 @@ static int copy_open(cl_proj *p, int gen, int version, cl_copy **out)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	}
 	cl_rstore_opts o = store_opts(e);
+	o.read_only |= foreign;
+	c->foreign = foreign;
 	int rc = m->open(path, &o, &c->store);
 	if (rc)
 		goto fail;
-	if ((rc = copy_setup(c)))
+	if (!foreign && (rc = copy_setup(c)))
 		goto fail;
 	cleave_rtx *tx;
 	int64_t pos = 0;
@@ -147,14 +158,57 @@ fail : {
 }
 }
 
+typedef struct late_drop {
+	const cl_rstore_methods *m;
+	char path[];
+} late_drop;
+
+static void *late_drop_main(void *arg)
+{
+	late_drop *d = arg;
+	cl_thread_name("cl-drop");
+	sleep(CL_REDIS_DROP_GRACE_S);
+	d->m->drop(d->path);
+	free(d);
+	return NULL;
+}
+
+/* Deletes a retired copy.  A copy in Redis may still be read by query
+ * nodes that have not yet seen the new catalog: it goes a few seconds
+ * later, on a thread of its own (a copy left by an exit meanwhile is swept
+ * at the next start). */
+static void drop_copy(cleave_engine *e, const cl_rstore_methods *m,
+		      const char *path)
+{
+	if (m == &cl_rstore_redis) {
+		late_drop *d = malloc(sizeof(*d) + strlen(path) + 1);
+		pthread_t th;
+		pthread_attr_t a;
+		if (d) {
+			d->m = m;
+			strcpy(d->path, path);
+			pthread_attr_init(&a);
+			pthread_attr_setdetachstate(&a,
+						    PTHREAD_CREATE_DETACHED);
+			int rc = pthread_create(&th, &a, late_drop_main, d);
+			pthread_attr_destroy(&a);
+			if (!rc)
+				return;
+			free(d);
+		}
+	}
+	m->drop(path);
+	(void)e;
+}
+
 static void copy_destroy(cl_copy *c)
 {
 	const cleave_projection_def *d = c->def ? c->def : c->proj->def;
 	const cl_rstore_methods *m = copy_methods(c->proj->e, d->store);
 	if (c->store)
 		c->store->m->close(c->store);
-	if (c->retired && m && !c->proj->e->cfg.read_only)
-		m->drop(c->path);
+	if (c->retired && m && !c->proj->e->cfg.read_only && !c->foreign)
+		drop_copy(c->proj->e, m, c->path);
 	free(c->path);
 	free(c);
 }
@@ -289,9 +343,11 @@ static int catalog_save_locked(cleave_engine *e)
 			    "writing %s: %s", path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
-	free(text);
 	if (!rc)
 		rc = cl_fsync_dir(e->read_dir);
+	if (!rc)
+		cl_follow_publish(e, text);
+	free(text);
 	return rc;
 }
 
@@ -477,6 +533,13 @@ int cl_sync_open(cleave_engine *e)
 		cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "live");
 		cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "build");
 		p->next_gen = (int)cl_json_int(o, "next_gen", 1);
+		if (e->cfg.query_node &&
+		    copy_methods(e, p->def->store) == &cl_rstore_redis) {
+			/* another engine writes it: follow that one's copy */
+			if ((rc = cl_follow_open(e, p)))
+				break;
+			continue;
+		}
 		if (l) {
 			rc = copy_open(p, (int)cl_json_int(l, "gen", 1),
 				       (int)cl_json_int(l, "version", 1),
@@ -1244,6 +1307,8 @@ int cl_sync_start(cleave_engine *e)
 {
 	for (int i = 0; i < e->nproj; i++) {
 		cl_proj *p = &e->proj[i];
+		if (p->followed)
+			continue; /* written elsewhere */
 		int rc = start_copy(p->live);
 		if (!rc && p->build)
 			rc = start_copy(p->build);
@@ -1383,6 +1448,11 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name)
 	int k = cleave_projection_find(e, name);
 	if (k < 0)
 		return k;
+	if (e->proj[k].followed)
+		return cl_err(CLEAVE_EREADONLY,
+			      "projection %s is written by the writer this "
+			      "query node follows: %s it there",
+			      name, "rebuild");
 	if (e->cfg.read_only || e->cfg.no_projections)
 		return cl_err(CLEAVE_EINVAL,
 			      "rebuild needs an engine that runs projections");
@@ -1432,6 +1502,11 @@ int cleave_projection_resume(cleave_engine *e, const char *name)
 	int k = cleave_projection_find(e, name);
 	if (k < 0)
 		return k;
+	if (e->proj[k].followed)
+		return cl_err(CLEAVE_EREADONLY,
+			      "projection %s is written by the writer this "
+			      "query node follows: %s it there",
+			      name, "resume");
 	cl_proj *p = &e->proj[k];
 	bool any = false;
 	pthread_mutex_lock(&p->mu);
@@ -1617,6 +1692,11 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	int k = cleave_projection_find(e, name);
 	if (k < 0)
 		return k;
+	if (e->proj[k].followed)
+		return cl_err(CLEAVE_EREADONLY,
+			      "projection %s is written by the writer this "
+			      "query node follows: %s it there",
+			      name, "verify");
 	cl_proj *p = &e->proj[k];
 	cl_copy *live = cl_copy_acquire(p);
 	if (!live)

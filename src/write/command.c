@@ -809,6 +809,12 @@ int cleave_command_submit(cleave_engine *e, const cleave_request *req,
 		return cl_err(CLEAVE_ENOTFOUND, "unknown command '%s'",
 			      req->command ? req->command : "");
 	const cleave_command_def *def = &e->dom->commands[idx];
+	if (e->cfg.query_node || e->cfg.read_only)
+		return cl_err(CLEAVE_EREADONLY,
+			      e->cfg.query_node
+				  ? "this is a query node: it serves queries; "
+				    "send commands to the writer"
+				  : "the engine is open read-only");
 	if (req->idempotency_key &&
 	    !header_token_ok(req->idempotency_key, CLEAVE_IDEMPOTENCY_KEY_MAX))
 		return cl_err(CLEAVE_EINVAL,

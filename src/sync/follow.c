@@ -1,0 +1,214 @@
+/*
+ * follow.c — query nodes: more engines serving queries beside the one that
+ * writes.
+ *
+ * The writer keeps its key/value read models in Redis (--read-store
+ * redis://…) and publishes its catalog (which generation of each
+ * projection is live) there as PREFIX|catalog.  A query node opens the
+ * same log read-only (the writer's SQLite write.db as "sqlite:DIR", or the
+ * same PostgreSQL) and the same Redis, and:
+ *
+ *  - serves the writer's Redis copies as they are ("foreign" copies, read
+ *    only: never set up, written or dropped here);
+ *  - runs its own copies of the SQL projections (search) under its own
+ *    --data, from the log, like any engine;
+ *  - on one thread ("cl-follow"), every FOLLOW_TICK_MS: reads the log
+ *    head (wakes its runners), each foreign copy's checkpoint (wakes
+ *    min_position waits), and the catalog (opens a switched-to
+ *    generation and serves it; the writer keeps the old one readable for
+ *    CL_REDIS_DROP_GRACE_S seconds meanwhile).
+ *
+ * So a query node's answers state their position like the writer's, and
+ * read-your-writes works across nodes: a client that wrote at position P
+ * on the writer asks a query node with min_position=P.  Polling keeps the
+ * node independent of the writer's process (no connection between them);
+ * its cost is a few Redis commands and one log query per tick.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/engine.h"
+
+#define FOLLOW_TICK_MS 2
+#define CATALOG_EVERY  10 /* ticks */
+
+/* gen and version of projection `name`'s live copy in a catalog text. */
+static int catalog_gen(const char *text, const char *name, int *gen,
+		       int *version)
+{
+	cJSON *j = cJSON_Parse(text);
+	cJSON *ps = cJSON_GetObjectItemCaseSensitive(j, "projections");
+	cJSON *o = cJSON_GetObjectItemCaseSensitive(ps, name);
+	cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "live");
+	cJSON *g = cJSON_GetObjectItemCaseSensitive(l, "gen");
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
+	int rc = cJSON_IsNumber(g) && cJSON_IsNumber(v) ? 0 : CLEAVE_ENOTFOUND;
+	if (!rc) {
+		*gen = g->valueint;
+		*version = v->valueint;
+	}
+	cJSON_Delete(j);
+	return rc;
+}
+
+int cl_follow_open(cleave_engine *e, cl_proj *p)
+{
+	char *text = NULL;
+	int gen = 0, version = 0;
+	int rc = cl_redis_meta_get(e->redis_meta, "catalog", &text);
+	if (rc)
+		return rc;
+	if (!text || catalog_gen(text, p->def->name, &gen, &version))
+		rc = cl_err(CLEAVE_ENOTFOUND,
+			    "projection %s: the writer has published no copy "
+			    "in %s yet (start the writer first)",
+			    p->def->name, e->redis_root);
+	else
+		rc = cl_copy_open(p, gen, version, true, &p->live);
+	free(text);
+	if (!rc)
+		p->followed = true;
+	return rc;
+}
+
+void cl_follow_publish(cleave_engine *e, const char *catalog)
+{
+	if (!e->redis_meta || e->cfg.query_node || e->cfg.read_only)
+		return;
+	if (cl_redis_meta_set(e->redis_meta, "catalog", catalog))
+		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+		       "publishing the catalog for query nodes in %s: %s",
+		       e->redis_root, cleave_errmsg());
+}
+
+static void set_failing(cl_proj *p, cl_copy *c, bool on, const char *msg)
+{
+	pthread_mutex_lock(&p->mu);
+	if (on)
+		snprintf(c->last_error, sizeof(c->last_error), "%s", msg);
+	c->failing = on;
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Serves the generations the writer's catalog names; a copy that cannot
+ * be opened yet is tried again at the next look. */
+static void follow_catalog(cleave_engine *e)
+{
+	char *text = NULL;
+	if (cl_redis_meta_get(e->redis_meta, "catalog", &text) || !text)
+		return;
+	if (e->catalog_seen && !strcmp(text, e->catalog_seen)) {
+		free(text);
+		return;
+	}
+	bool all = true;
+	for (int i = 0; i < e->nproj; i++) {
+		cl_proj *p = &e->proj[i];
+		int gen, version;
+		if (!p->followed ||
+		    catalog_gen(text, p->def->name, &gen, &version) ||
+		    (p->live->gen == gen && p->live->version == version))
+			continue;
+		cl_copy *c;
+		if (cl_copy_open(p, gen, version, true, &c)) {
+			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+			       "projection %s: following g%d: %s",
+			       p->def->name, gen, cleave_errmsg());
+			all = false;
+			continue;
+		}
+		pthread_mutex_lock(&p->mu);
+		cl_copy *old = p->live;
+		p->live = c;
+		pthread_mutex_unlock(&p->mu);
+		cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, atomic_load(&c->applied),
+		       "projection %s: the writer switched to g%d (v%d); "
+		       "serving it",
+		       p->def->name, gen, version);
+		cl_copy_unref(old);
+	}
+	if (all) {
+		free(e->catalog_seen);
+		e->catalog_seen = text;
+	} else {
+		free(text);
+	}
+	cl_applied_notify(e);
+}
+
+/* Mirrors each foreign copy's checkpoint; true when one moved. */
+static bool follow_checkpoints(cleave_engine *e)
+{
+	bool moved = false;
+	for (int i = 0; i < e->nproj; i++) {
+		cl_proj *p = &e->proj[i];
+		if (!p->followed)
+			continue;
+		cl_copy *c = p->live; /* only this thread replaces it */
+		cleave_rtx *tx;
+		int64_t pos = 0;
+		int rc = c->store->m->begin(c->store, false, &tx);
+		if (!rc) {
+			rc = c->store->m->checkpoint_get(tx, &pos);
+			cl_rtx_abort(tx);
+		}
+		if (rc) {
+			if (!c->failing)
+				cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
+				       "projection %s: following %s: %s",
+				       p->def->name, c->path, cleave_errmsg());
+			set_failing(p, c, true, cleave_errmsg());
+			continue;
+		}
+		if (c->failing)
+			set_failing(p, c, false, NULL);
+		if (pos != atomic_load(&c->applied)) {
+			atomic_store(&c->applied, pos);
+			c->applied_total++;
+			moved = true;
+		}
+	}
+	return moved;
+}
+
+static void *follow_main(void *arg)
+{
+	cleave_engine *e = arg;
+	cl_thread_name("cl-follow");
+	for (unsigned tick = 0; !atomic_load(&e->follower_stop); tick++) {
+		int64_t head;
+		if (e->wm->head(e->ws, &head) == 0 &&
+		    head != atomic_load(&e->head)) {
+			atomic_store(&e->head, head);
+			cl_sync_notify(e); /* the local runners */
+		}
+		if (tick % CATALOG_EVERY == 0)
+			follow_catalog(e);
+		if (follow_checkpoints(e))
+			cl_applied_notify(e);
+		usleep(FOLLOW_TICK_MS * 1000);
+	}
+	return NULL;
+}
+
+int cl_follow_start(cleave_engine *e)
+{
+	atomic_store(&e->follower_stop, false);
+	if (pthread_create(&e->follower, NULL, follow_main, e))
+		return cl_err(CLEAVE_EINTERNAL, "cannot start the follower");
+	e->follower_running = true;
+	return 0;
+}
+
+void cl_follow_stop(cleave_engine *e)
+{
+	if (!e->follower_running)
+		return;
+	atomic_store(&e->follower_stop, true);
+	pthread_join(e->follower, NULL);
+	e->follower_running = false;
+}
