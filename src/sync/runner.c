@@ -605,7 +605,9 @@ int cl_sync_open(cleave_engine *e)
 			p->next_gen = maxgen + 1;
 	}
 	cJSON_Delete(cat);
-	if (!rc && dirty)
+	/* with Redis, query nodes read the catalog there: publish it at
+	 * every open (a writer upgraded from an older version has none) */
+	if (!rc && (dirty || (e->redis_meta && !e->cfg.query_node)))
 		rc = catalog_save(e);
 	if (!rc)
 		sweep_orphans(e);
