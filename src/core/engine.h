@@ -221,6 +221,7 @@ struct cleave_engine {
 	bool follower_running;
 	atomic_bool follower_stop;
 	char *catalog_seen; /* the writer's catalog text last applied */
+	bool catalog_current; /* every switch in it followed */
 	int lock_fd;
 	int ncmd, nproj, nquery;
 	cl_nametab cmd_idx, proj_idx, query_idx;

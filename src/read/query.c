@@ -192,6 +192,9 @@ int cleave_query_run(cleave_engine *e, const char *name,
 			break;
 		}
 		q.copy[q.n] = c;
+		/* what the copy had applied before this read began: its
+		 * store cannot be behind that (the runner commits first) */
+		int64_t before = atomic_load(&c->applied);
 		rc = c->store->m->begin(c->store, false, &q.tx[q.n]);
 		if (rc)
 			q.tx[q.n] = NULL;
@@ -199,6 +202,18 @@ int cleave_query_run(cleave_engine *e, const char *name,
 		int64_t pos;
 		if (!rc)
 			rc = c->store->m->checkpoint_get(q.tx[q.n - 1], &pos);
+		if (!rc && pos < before)
+			/* …unless the store lost data (a Redis restarted
+			 * empty) or the copy was deleted under a query node
+			 * that had not yet followed a switch: an answer from
+			 * it would go back in time */
+			rc = cl_err(CLEAVE_EBUSY,
+				    "read model %s went back from position "
+				    "%lld to %lld (its store lost data, or its "
+				    "generation was retired); it is being "
+				    "caught up: retry",
+				    e->proj[idx[i]].def->name,
+				    (long long)before, (long long)pos);
 		if (rc == CLEAVE_EIO) {
 			/* a store that cannot be reached (a Redis down):
 			 * the answer may come on a retry */

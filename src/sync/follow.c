@@ -34,7 +34,7 @@
 #include "core/engine.h"
 
 #define FOLLOW_TICK_MS 2
-#define CATALOG_EVERY  10 /* ticks */
+#define CATALOG_EVERY  10 /* ticks; every tick while a switch waits */
 
 /* gen and version of projection `name`'s live copy in a catalog text. */
 static int catalog_gen(const char *text, const char *name, int *gen,
@@ -121,6 +121,15 @@ static void follow_catalog(cleave_engine *e)
 			all = false;
 			continue;
 		}
+		if (atomic_load(&c->applied) < atomic_load(&p->live->applied)) {
+			/* the writer switches when the new copy has caught
+			 * up, but its old runner may apply a little more
+			 * before it stops: serving the new one now would go
+			 * back in time.  Look again at the next tick. */
+			cl_copy_unref(c);
+			all = false;
+			continue;
+		}
 		pthread_mutex_lock(&p->mu);
 		cl_copy *old = p->live;
 		p->live = c;
@@ -137,6 +146,7 @@ static void follow_catalog(cleave_engine *e)
 	} else {
 		free(text);
 	}
+	e->catalog_current = all;
 	cl_applied_notify(e);
 }
 
@@ -166,7 +176,11 @@ static bool follow_checkpoints(cleave_engine *e)
 		}
 		if (c->failing)
 			set_failing(p, c, false, NULL);
-		if (pos != atomic_load(&c->applied)) {
+		/* forward only: a copy that went back (retired and deleted
+		 * before this node followed the switch, or a Redis that lost
+		 * data) keeps its position, so queries refuse to answer from
+		 * it (read/query.c) until the catalog or the writer moves on */
+		if (pos > atomic_load(&c->applied)) {
 			atomic_store(&c->applied, pos);
 			c->applied_total++;
 			moved = true;
@@ -186,7 +200,7 @@ static void *follow_main(void *arg)
 			atomic_store(&e->head, head);
 			cl_sync_notify(e); /* the local runners */
 		}
-		if (tick % CATALOG_EVERY == 0)
+		if (tick % CATALOG_EVERY == 0 || !e->catalog_current)
 			follow_catalog(e);
 		if (follow_checkpoints(e))
 			cl_applied_notify(e);

@@ -214,6 +214,7 @@ static void copy_destroy(cl_copy *c)
 }
 
 static bool wait_backoff(cl_copy *c, int ms);
+static int catalog_save(cleave_engine *e);
 
 /* After a store failure that may have left the store unusable (LMDB
  * panics for good after a failed meta-page write, say), close it and open
@@ -254,6 +255,10 @@ static int copy_reopen(cl_copy *c)
 		cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, pos,
 		       "projection %s: store reopened at position %lld",
 		       p->def->name, (long long)pos);
+		/* a Redis that lost data lost the catalog published for
+		 * query nodes too */
+		if (e->redis_meta && m == &cl_rstore_redis)
+			catalog_save(e);
 	}
 	pthread_mutex_lock(&p->mu);
 	c->reopening = false;
@@ -1224,6 +1229,33 @@ static bool catch_up(cl_copy *c, int64_t pos, int64_t end)
 	return ok;
 }
 
+/* A quiet copy in a shared store (Redis) checks now and then that the
+ * store still has what it applied: a write transaction's begin does
+ * (rstore_redis.c check_ckpt).  A store that lost data is reopened and
+ * applied again from its checkpoint without waiting for a new event. */
+static void idle_check(cl_copy *c)
+{
+	cleave_rtx *tx;
+	int rc = c->store->m->begin(c->store, true, &tx);
+	if (rc == 0) {
+		c->store->m->abort(tx);
+		return;
+	}
+	cl_proj *p = c->proj;
+	cl_log(p->e, CLEAVE_LOG_ERROR, NULL, NULL, atomic_load(&c->applied),
+	       "projection %s: store check: %s", p->def->name,
+	       cleave_errmsg());
+	pthread_mutex_lock(&p->mu);
+	snprintf(c->last_error, sizeof(c->last_error), "%s", cleave_errmsg());
+	c->failing = true;
+	pthread_mutex_unlock(&p->mu);
+	if (rc == CLEAVE_EIO && copy_reopen(c) == 0) {
+		pthread_mutex_lock(&p->mu);
+		c->failing = false;
+		pthread_mutex_unlock(&p->mu);
+	}
+}
+
 static void *runner_main(void *arg)
 {
 	cl_copy *c = arg;
@@ -1256,8 +1288,11 @@ static void *runner_main(void *arg)
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1; /* fallback only; commits wake us */
-			pthread_cond_timedwait(&e->advcond, &e->advmu, &ts);
+			int w = pthread_cond_timedwait(&e->advcond, &e->advmu,
+						       &ts);
 			pthread_mutex_unlock(&e->advmu);
+			if (w == ETIMEDOUT && c->store->m->hold)
+				idle_check(c);
 			continue;
 		}
 		pthread_mutex_unlock(&e->advmu);
