@@ -33,6 +33,36 @@ const cl_rstore_methods *cl_rstore_find(const char *kind)
 	return NULL;
 }
 
+void cl_dead_letter_json(cl_buf *b, const cleave_event *ev, const char *error)
+{
+	cl_buf_adds(b, "{\"position\":");
+	cl_buf_add_i64(b, ev->position);
+	cl_buf_adds(b, ",\"type\":");
+	cl_buf_add_json_str(b, ev->type ? ev->type : "",
+	                    ev->type ? strlen(ev->type) : 0);
+	cl_buf_adds(b, ",\"stream\":");
+	cl_buf_add_json_str(b, ev->stream ? ev->stream : "",
+	                    ev->stream ? strlen(ev->stream) : 0);
+	cl_buf_adds(b, ",\"error\":");
+	cl_buf_add_json_str(b, error ? error : "", error ? strlen(error) : 0);
+	cl_buf_adds(b, ",\"data\":");
+	if (ev->data && ev->data_len)
+		cl_buf_add(b, ev->data, ev->data_len);
+	else
+		cl_buf_adds(b, "null");
+	cl_buf_addc(b, '}');
+}
+
+void cl_rstore_locks_init(pthread_mutex_t *mu, pthread_mutex_t *wmu)
+{
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
+	pthread_mutex_init(mu, NULL);
+	pthread_mutex_init(wmu, &ma);
+	pthread_mutexattr_destroy(&ma);
+}
+
 /* ---- checks -------------------------------------------------------------- */
 
 static int tx_check(cleave_rtx *tx, const char *op, bool write)

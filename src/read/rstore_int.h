@@ -11,6 +11,8 @@
 #ifndef CL_RSTORE_INT_H
 #define CL_RSTORE_INT_H
 
+#include <pthread.h>
+
 #include "read/rstore.h"
 
 /* A user namespace: [a-z0-9_], 1..CL_NS_MAX bytes (checked in rstore.c). */
@@ -51,5 +53,17 @@ int cl_gen_list_del(cleave_rtx *tx, const char *ns, const char *list,
 int cl_gen_list_page(cleave_rtx *tx, const char *ns, const char *list,
                      int64_t before, size_t limit, cleave_list_fn fn,
                      void *arg);
+
+/* A dead letter's record, as every store keeps it: JSON {"position",
+ * "type","stream","error","data"} into b (initialised by the caller; b->oom
+ * on failure). */
+struct cl_buf;
+void cl_dead_letter_json(struct cl_buf *b, const cleave_event *ev,
+                         const char *error);
+
+/* The two locks every key/value store has: mu (plain) and wmu, the one
+ * writer's, error-checking so that a second begin on the same thread or an
+ * unlock by another is refused rather than undefined. */
+void cl_rstore_locks_init(pthread_mutex_t *mu, pthread_mutex_t *wmu);
 
 #endif

@@ -342,12 +342,7 @@ static int lm_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return cl_err(CLEAVE_ENOMEM, "lmdb: out of memory");
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_mutex_init(&s->wmu, &ma);
-	pthread_mutexattr_destroy(&ma);
+	cl_rstore_locks_init(&s->mu, &s->wmu);
 	s->base.m = &cl_rstore_lmdb;
 	s->base.path = cl_strdup(path);
 	s->read_only = o->read_only;

@@ -59,22 +59,7 @@ int cl_lm_dead_letter_add(cleave_rtx *tx, const cleave_event *ev,
 	for (int i = 0; i < 8; i++)
 		kb[i] = (unsigned char)((uint64_t)ev->position >> (56 - 8 * i));
 	cl_buf_init(&b);
-	cl_buf_adds(&b, "{\"position\":");
-	cl_buf_add_i64(&b, ev->position);
-	cl_buf_adds(&b, ",\"type\":");
-	cl_buf_add_json_str(&b, ev->type ? ev->type : "",
-	                    ev->type ? strlen(ev->type) : 0);
-	cl_buf_adds(&b, ",\"stream\":");
-	cl_buf_add_json_str(&b, ev->stream ? ev->stream : "",
-	                    ev->stream ? strlen(ev->stream) : 0);
-	cl_buf_adds(&b, ",\"error\":");
-	cl_buf_add_json_str(&b, error ? error : "", error ? strlen(error) : 0);
-	cl_buf_adds(&b, ",\"data\":");
-	if (ev->data && ev->data_len)
-		cl_buf_add(&b, ev->data, ev->data_len);
-	else
-		cl_buf_adds(&b, "null");
-	cl_buf_addc(&b, '}');
+	cl_dead_letter_json(&b, ev, error);
 	if (b.oom) {
 		rc = cl_err(CLEAVE_ENOMEM, "lmdb: out of memory");
 		goto out;

@@ -374,12 +374,7 @@ static int rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 	rd_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return cl_err(CLEAVE_ENOMEM, "redis: out of memory");
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_mutex_init(&s->wmu, &ma);
-	pthread_mutexattr_destroy(&ma);
+	cl_rstore_locks_init(&s->mu, &s->wmu);
 	s->base.m = &cl_rstore_redis;
 	s->read_only = o && o->read_only;
 	int rc;
@@ -1216,22 +1211,7 @@ static int rd_dead_letter_add(cleave_rtx *tx, const cleave_event *ev,
 		                                "read-only transaction");
 	snprintf(key, sizeof(key), "%016llx", (unsigned long long)ev->position);
 	cl_buf_init(&b);
-	cl_buf_adds(&b, "{\"position\":");
-	cl_buf_add_i64(&b, ev->position);
-	cl_buf_adds(&b, ",\"type\":");
-	cl_buf_add_json_str(&b, ev->type ? ev->type : "",
-	                    ev->type ? strlen(ev->type) : 0);
-	cl_buf_adds(&b, ",\"stream\":");
-	cl_buf_add_json_str(&b, ev->stream ? ev->stream : "",
-	                    ev->stream ? strlen(ev->stream) : 0);
-	cl_buf_adds(&b, ",\"error\":");
-	cl_buf_add_json_str(&b, error ? error : "", error ? strlen(error) : 0);
-	cl_buf_adds(&b, ",\"data\":");
-	if (ev->data && ev->data_len)
-		cl_buf_add(&b, ev->data, ev->data_len);
-	else
-		cl_buf_adds(&b, "null");
-	cl_buf_addc(&b, '}');
+	cl_dead_letter_json(&b, ev, error);
 	int rc = b.oom ? cl_err(CLEAVE_ENOMEM, "redis: out of memory")
 	               : rd_put(tx, RD_DEAD, key, b.p, b.len);
 	cl_buf_free(&b);

@@ -32,7 +32,7 @@
 
 #include "core/sqlite_util.h"
 #include "core/util.h"
-#include "read/rstore.h"
+#include "read/rstore_int.h"
 
 #define SQ_FILE         "read.db"
 #define SQ_POOL_MAX     64   /* read connections per store */
@@ -174,12 +174,7 @@ static int sq_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return cl_err(CLEAVE_ENOMEM, "sqlite: out of memory");
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
-	pthread_mutex_init(&s->wmu, &ma);
-	pthread_mutexattr_destroy(&ma);
-	pthread_mutex_init(&s->pmu, NULL);
+	cl_rstore_locks_init(&s->pmu, &s->wmu);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->pcv, &ca);

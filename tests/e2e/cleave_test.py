@@ -330,6 +330,37 @@ def check_error(r, status, code=None):
     return err
 
 
+
+def readme_walk(test, c):
+    """The README's walk through the shop on client c: a user, a product,
+    a promo, a cart and its checkout with an Idempotency-Key, replayed
+    once (the same answer, marked as a replay).  Returns the checkout's
+    answer, asserted: position 5, the 10 % promo applied."""
+    def ok(r):
+        test.assertEqual(r.status, 200, r)
+        return r.json()
+    ok(c.command("RegisterUser", {"userId": "u1", "name": "Ada",
+                                  "country": "SE"}))
+    ok(c.command("AddProduct", {
+        "productId": "p1", "name": "Espresso machine",
+        "category": "kitchen", "price_cents": 19900, "stock": 5,
+        "description": "15 bar pump"}))
+    ok(c.command("CreatePromo", {"code": "WELCOME10", "percent_off": 10,
+                                 "max_uses": 100,
+                                 "expires_at": 4102444800}))
+    ok(c.command("AddToCart", {"cartId": "c1", "userId": "u1",
+                               "productId": "p1", "quantity": 2}))
+    body = {"userId": "u1", "cartId": "c1", "promoCode": "WELCOME10"}
+    key = {"Idempotency-Key": "checkout-c1"}
+    first = ok(c.command("Checkout", body, key))
+    test.assertEqual((first["position"], first["result"]), (5, {
+        "orderId": "o-00000001", "subtotal_cents": 39800,
+        "discount_cents": 3980, "total_cents": 35820}))
+    again = c.command("Checkout", body, key)
+    test.assertEqual((again.status, again.json()), (200, first))
+    test.assertEqual(again.header("idempotent-replayed"), "true")
+    return first
+
 def wait_caught_up(c, timeout=60):
     """Waits until every projection is live at the log head; returns it."""
     deadline = time.time() + timeout

@@ -612,25 +612,7 @@ class QueryNode(unittest.TestCase):
         ok = self.ok
 
         # ---- 1. the README walk-through on the writer, asked on both -------
-        ok(cw.command("RegisterUser", {"userId": "u1", "name": "Ada",
-                                       "country": "SE"}))
-        ok(cw.command("AddProduct", {
-            "productId": "p1", "name": "Espresso machine",
-            "category": "kitchen", "price_cents": 19900, "stock": 5,
-            "description": "15 bar pump"}))
-        ok(cw.command("CreatePromo", {"code": "WELCOME10", "percent_off": 10,
-                                      "max_uses": 100,
-                                      "expires_at": 4102444800}))
-        ok(cw.command("AddToCart", {"cartId": "c1", "userId": "u1",
-                                    "productId": "p1", "quantity": 2}))
-        body = {"userId": "u1", "cartId": "c1", "promoCode": "WELCOME10"}
-        key = {"Idempotency-Key": "checkout-c1"}
-        first = ok(cw.command("Checkout", body, key))
-        self.assertEqual((first["position"], first["result"]), (5, {
-            "orderId": "o-00000001", "subtotal_cents": 39800,
-            "discount_cents": 3980, "total_cents": 35820}))
-        again = cw.command("Checkout", body, key)
-        self.assertEqual((again.status, again.json()), (200, first))
+        first = ct.readme_walk(self, cw)
         ct.check_error(cw.command("AddToCart", {
             "cartId": "c2", "userId": "u1", "productId": "p1",
             "quantity": -1}), 400, "invalid_argument")

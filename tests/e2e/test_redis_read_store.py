@@ -491,27 +491,7 @@ class RedisReadStore(unittest.TestCase):
 
         # ---- 1. the README's walk through the shop --------------------------
         ok = lambda r: self.ok(r)  # noqa: E731
-        ok(c.command("RegisterUser", {"userId": "u1", "name": "Ada",
-                                      "country": "SE"}))
-        ok(c.command("AddProduct", {
-            "productId": "p1", "name": "Espresso machine",
-            "category": "kitchen", "price_cents": 19900, "stock": 5,
-            "description": "15 bar pump"}))
-        ok(c.command("CreatePromo", {"code": "WELCOME10", "percent_off": 10,
-                                     "max_uses": 100,
-                                     "expires_at": 4102444800}))
-        ok(c.command("AddToCart", {"cartId": "c1", "userId": "u1",
-                                   "productId": "p1", "quantity": 2}))
-        body = {"userId": "u1", "cartId": "c1", "promoCode": "WELCOME10"}
-        key = {"Idempotency-Key": "checkout-c1"}
-        first = ok(c.command("Checkout", body, key))
-        self.assertEqual(first["position"], 5)
-        self.assertEqual(first["result"], {
-            "orderId": "o-00000001", "subtotal_cents": 39800,
-            "discount_cents": 3980, "total_cents": 35820})
-        again = c.command("Checkout", body, key)
-        self.assertEqual((again.status, again.json()), (200, first))
-        self.assertEqual(again.header("idempotent-replayed"), "true")
+        ct.readme_walk(self, c)
         pos = 5
         order = self.query(c, "/queries/order?orderId=o-00000001", pos)
         placed = order.pop("placed_at")
