@@ -1084,11 +1084,12 @@ static void try_switch(cl_copy *c)
 		 * its environment's free list until the environment
 		 * closes: ~10 MiB for a batch of order documents).  Nobody
 		 * holds the copy yet, so close and reopen it once before it
-		 * goes live; the runner then applies the few events
-		 * written meanwhile and comes back. */
+		 * goes live (if events came meanwhile, the runner applies
+		 * them and comes back). */
 		c->fresh = true;
 		pthread_mutex_unlock(&p->mu);
 		copy_reopen(c);
+		try_switch(c); /* at once, not at the runner's next wakeup */
 		return;
 	}
 	p->live = c;
