@@ -801,7 +801,7 @@ static int rd_commit(cleave_rtx *tx)
 	int rc = 0;
 	size_t sent = 0;
 	if (!tx->write || t->nops == 0) {
-		tx_free(t);
+		rd_abort(tx); /* nothing to send; drops the begin's WATCH */
 		return 0;
 	}
 	const rd_op *cop = op_find(t, RD_META, RD_CKPT, sizeof(RD_CKPT) - 1,

@@ -592,6 +592,10 @@ static void test_lost_writes(void **state)
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
 	                        sizeof(five)));
 	tx = begin(s, true);
+	TU_OK(cl_rtx_commit(tx)); /* nothing written: nothing sent */
+	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
+	                        sizeof(five)));
+	tx = begin(s, true);
 	TU_OK(s->m->checkpoint_set(tx, 6));
 	TU_OK(cl_rtx_commit(tx));
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, three,
