@@ -49,7 +49,7 @@ static void count_submit_error(cl_srv *s, const char *name, int rc)
 static enum MHD_Result cmd_answer(cl_req *r)
 {
 	unsigned status = cl_status_of(r->out_rc);
-	if (status >= 500)
+	if (status >= 500 && !r->out_logged) /* refused before the queue */
 		cl_logf(status == 503 ? CLEAVE_LOG_WARN : CLEAVE_LOG_ERROR,
 		        r->trace_id, r->out_cmd_id, -1,
 		        "command %s failed: %u %s: %.*s", r->name, status,
@@ -104,6 +104,9 @@ static void cmd_done(void *arg, const cleave_outcome *o)
 		r->out_rc = CLEAVE_ENOMEM;
 		r->out_len = 0;
 	}
+	/* a command that ran and failed is in the engine's log already
+	 * (src/write/command.c complete()) */
+	r->out_logged = o->rc != 0 && r->out_body;
 	if (o->command_id)
 		snprintf(r->out_cmd_id, sizeof(r->out_cmd_id), "%s",
 		         o->command_id);

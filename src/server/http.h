@@ -124,6 +124,7 @@ struct cl_req {
 	char *out_body;
 	size_t out_len;
 	bool out_replayed;
+	bool out_logged;      /* the engine logged this failure already */
 	char out_cmd_id[CLEAVE_TRACE_ID_MAX + 1];
 	char out_code[32]; /* a job's error code when not cleave_errname */
 
