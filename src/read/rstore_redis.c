@@ -29,7 +29,8 @@
  * at least the position it states).  dump (verify) holds wmu, so it sees
  * one commit of the copy throughout.
  *
- * Every command has a timeout (RD_TIMEOUT_S); a connection that failed is
+ * Every command has a timeout (RD_READ_TIMEOUT_MS in read transactions,
+ * which hold an HTTP thread; RD_TIMEOUT_S otherwise); a connection that failed is
  * closed, not pooled, and the next transaction connects again.  Errors
  * are CLEAVE_EIO naming the server, except Redis's OOM (maxmemory), which
  * is CLEAVE_ENOSPC.
@@ -44,7 +45,8 @@
 #include "core/util.h"
 #include "read/rstore_int.h"
 
-#define RD_TIMEOUT_S 10
+#define RD_TIMEOUT_S 10   /* writers, maintenance */
+#define RD_READ_TIMEOUT_MS 1000 /* queries: they hold an HTTP thread */
 #define RD_IDLE_MAX  16   /* pooled read connections per store */
 #define RD_PAGE      256  /* keys per scan round trip */
 #define RD_META      "#cleave"
@@ -98,6 +100,11 @@ typedef struct rd_tx {
 
 static int ctx_err(rd_store *s, redisContext *c, const char *what)
 {
+	if (c && c->err == REDIS_ERR_IO &&
+	    strstr(c->errstr, "temporarily unavailable")) /* EAGAIN */
+		return cl_err(CLEAVE_EIO,
+		              "redis %s:%d: %s: no answer within the timeout",
+		              s->host, s->port, what);
 	return cl_err(CLEAVE_EIO, "redis %s:%d: %s: %s", s->host, s->port,
 	              what, c && c->errstr[0] ? c->errstr : "no connection");
 }
@@ -132,9 +139,19 @@ static int cmd(rd_tx *t, int argc, const char **argv, const size_t *argl,
 	return 0;
 }
 
-static int connect_to(rd_store *s, redisContext **out)
+static struct timeval timeout_for(bool write)
 {
 	struct timeval tv = {RD_TIMEOUT_S, 0};
+	if (!write) {
+		tv.tv_sec = RD_READ_TIMEOUT_MS / 1000;
+		tv.tv_usec = (RD_READ_TIMEOUT_MS % 1000) * 1000;
+	}
+	return tv;
+}
+
+static int connect_to(rd_store *s, bool write, redisContext **out)
+{
+	struct timeval tv = timeout_for(write);
 	redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
 	*out = NULL;
 	if (!c)
@@ -161,16 +178,22 @@ static int connect_to(rd_store *s, redisContext **out)
 	return 0;
 }
 
-static int conn_get(rd_store *s, redisContext **out)
+/* A pooled connection, or a new one, with the timeout of its use: a
+ * Redis that hangs (not refuses) must not hold a query's HTTP thread for
+ * long, while a writer's large MULTI/EXEC may take a while. */
+static int conn_get(rd_store *s, bool write, redisContext **out)
 {
 	pthread_mutex_lock(&s->mu);
 	redisContext *c = s->nidle ? s->idle[--s->nidle] : NULL;
 	pthread_mutex_unlock(&s->mu);
-	if (c) {
-		*out = c;
-		return 0;
+	if (!c)
+		return connect_to(s, write, out);
+	if (redisSetTimeout(c, timeout_for(write)) != REDIS_OK) {
+		redisFree(c);
+		return connect_to(s, write, out);
 	}
-	return connect_to(s, out);
+	*out = c;
+	return 0;
 }
 
 static void conn_put(rd_store *s, redisContext *c, bool broken)
@@ -386,7 +409,7 @@ static int rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 		goto fail;
 	/* reachable now, or the open fails with why */
 	redisContext *c;
-	if ((rc = connect_to(s, &c)))
+	if ((rc = connect_to(s, true, &c)))
 		goto fail;
 	s->idle[s->nidle++] = c;
 	if (!s->read_only && o && o->owner && (rc = claim(s, c, o->owner)))
@@ -527,7 +550,7 @@ int cl_redis_meta_get(cl_rstore *base, const char *name, char **out)
 	redisContext *c;
 	char k[RKEY_CAP];
 	*out = NULL;
-	int rc = conn_get(s, &c);
+	int rc = conn_get(s, true, &c);
 	if (rc)
 		return rc;
 	snprintf(k, sizeof(k), "%s|%s", s->prefix, name);
@@ -550,7 +573,7 @@ int cl_redis_meta_set(cl_rstore *base, const char *name, const char *val)
 	rd_store *s = (rd_store *)base;
 	redisContext *c;
 	char k[RKEY_CAP];
-	int rc = conn_get(s, &c);
+	int rc = conn_get(s, true, &c);
 	if (rc)
 		return rc;
 	snprintf(k, sizeof(k), "%s|%s", s->prefix, name);
@@ -762,7 +785,7 @@ static int rd_begin(cl_rstore *base, bool write, cleave_rtx **out)
 		              "on this thread",
 		              s->prefix);
 	}
-	int rc = conn_get(s, &t->c);
+	int rc = conn_get(s, write, &t->c);
 	if (rc) {
 		if (write)
 			pthread_mutex_unlock(&s->wmu);

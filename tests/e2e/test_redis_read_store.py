@@ -841,6 +841,26 @@ class RedisReadStore(unittest.TestCase):
         phases.append(("Redis emptied, read models applied again from 0",
                        time.time() - t4))
 
+        # Redis hangs (SIGSTOP: accepts connections, never answers): a
+        # query gives up with 503 after its short timeout instead of
+        # holding an HTTP thread, and the rest of the server answers
+        t5 = time.time()
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            r = c.get("/queries/product?productId=p1")
+            ct.check_error(r, 503, "overloaded")
+            self.assertIn("no answer within the timeout",
+                          r.json()["error"]["message"])
+            self.assertEqual(c.get("/health").status, 200)
+            ok(c.command("Restock", {"productId": "p1", "quantity": 1}))
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        head = ct.wait_caught_up(c)
+        got = self.query(c, "/queries/product?productId=p1", head)
+        self.assertEqual(got["stock"], model.card("p1")["stock"] + 1)
+        phases.append(("Redis hung (SIGSTOP): 503, the server answers",
+                       time.time() - t5))
+
         self.srv.stop(expect=0)
         self.ok_run = True
         print("\n" + "\n".join("  %s: %.1f s" % p for p in phases))
