@@ -271,6 +271,63 @@ class PostgresWriteStore(unittest.TestCase):
         fresh.cleanup()
         srv.cleanup()
 
+    def test_query_node_on_postgres(self):
+        """A writer on PostgreSQL with its key/value read models in Redis,
+        and a query node beside it on the same database (read-only) and
+        the same Redis: the node answers as the writer does, with
+        read-your-writes across the two, and refuses commands."""
+        import test_redis_read_store as rrs
+        if not rrs.REDIS_SERVER:
+            self.skipTest("redis-server is not installed")
+        self.pg.sql("postgres", "CREATE DATABASE shop_qn")
+        uri = self.pg.uri("shop_qn")
+        redis = rrs.Redis()
+        servers = []
+        try:
+            redis.start()
+            rs = "redis://127.0.0.1:%d/0/pgqn" % redis.port
+            w = ct.Server("--write-store", uri, "--read-store", rs,
+                          name="pg-writer", env=clean_env())
+            servers.append(w)
+            w.start()
+            q = ct.Server("--query-node", "--write-store", uri,
+                          "--read-store", rs, name="pg-node",
+                          env=clean_env())
+            servers.append(q)
+            q.start()
+            cw, cq = w.client(), q.client()
+            pos = ct.readme_walk(self, cw)["position"]
+            for path in ["/queries/product?productId=p1",
+                         "/queries/order?orderId=o-00000001",
+                         "/queries/user_orders?userId=u1",
+                         "/queries/search_products?q=espresso",
+                         "/queries/top_products?limit=3"]:
+                sep = "&" if "?" in path else "?"
+                url = "%s%smin_position=%d&wait_ms=10000" % (path, sep, pos)
+                a, b = cw.get(url), cq.get(url)
+                self.assertEqual((a.status, a.body), (200, b.body),
+                                 (path, a.body, b.body))
+            for i in range(20):
+                r = cw.command("Restock", {"productId": "p1",
+                                           "quantity": 1})
+                self.assertEqual(r.status, 200, r)
+                p = r.json()["position"]
+                got = cq.get("/queries/product?productId=p1&min_position="
+                             "%d&wait_ms=10000" % p)
+                self.assertEqual(got.status, 200, got)
+                self.assertEqual(got.json()["stock"], 3 + i + 1)
+                self.assertGreaterEqual(got.json()["position"], p)
+            ct.check_error(cq.command("Restock", {"productId": "p1",
+                                                  "quantity": 1}),
+                           421, "read_only")
+            self.assertEqual(cq.get("/events?from=0&limit=100").body,
+                             cw.get("/events?from=0&limit=100").body)
+        finally:
+            for s in servers:
+                s.stop()
+            redis.stop()
+            redis.cleanup()
+
     def test_unreachable_server(self):
         bad = "postgres://postgres:secret@127.0.0.1:%d/shop" % free_port()
         d = ct.tmpdir("pg-bad")
