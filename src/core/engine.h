@@ -100,6 +100,10 @@ typedef struct cl_copy {
 	bool fresh;                       /* reopened once before its switch */
 	bool foreign;                     /* a query node's view of a copy
 					     another engine writes */
+	pthread_mutex_t cmu;              /* held over each commit and its
+					     note; the switch freezes the old
+					     copy under it */
+	bool frozen;                      /* retired: commits nothing more */
 	bool parked;
 	int64_t parked_position;
 	char last_error[256];

@@ -121,7 +121,9 @@ int cl_copy_open(cl_proj *p, int gen, int version, bool foreign,
 	c->version = version;
 	c->gen = gen;
 	atomic_init(&c->refs, 1);
+	pthread_mutex_init(&c->cmu, NULL);
 	if (!(c->path = strdup(path))) {
+		pthread_mutex_destroy(&c->cmu);
 		free(c);
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	}
@@ -151,6 +153,7 @@ fail : {
 	snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
 	if (c->store)
 		m->close(c->store);
+	pthread_mutex_destroy(&c->cmu);
 	free(c->path);
 	free(c);
 	return cl_err(rc, "projection %s copy g%d: %s", p->def->name, gen,
@@ -209,6 +212,7 @@ static void copy_destroy(cl_copy *c)
 		c->store->m->close(c->store);
 	if (c->retired && m && !c->proj->e->cfg.read_only && !c->foreign)
 		drop_copy(c->proj->e, m, c->path);
+	pthread_mutex_destroy(&c->cmu);
 	free(c->path);
 	free(c);
 }
@@ -942,6 +946,21 @@ static void park(cl_copy *c, const cleave_event *ev, const char *err)
 	cl_applied_notify(e);
 }
 
+/* Takes the copy's commit lock for one transaction and the note of what
+ * it applied (the caller unlocks); false, unlocked, when a blue-green
+ * switch has retired the copy: it must commit nothing more, or a query
+ * that took it just before the switch could see it move past the new
+ * live copy, and then the next query go back. */
+static bool commit_begin(cl_copy *c)
+{
+	pthread_mutex_lock(&c->cmu);
+	if (!c->frozen)
+		return true;
+	pthread_mutex_unlock(&c->cmu);
+	atomic_store(&c->stop, true);
+	return false;
+}
+
 /* Applies l's events; returns false when the copy stopped or parked. */
 static bool apply_list(cl_copy *c, evlist *l)
 {
@@ -955,7 +974,12 @@ static bool apply_list(cl_copy *c, evlist *l)
 		/* the last chunk carries the checkpoint to the end of the
 		 * range read, past events of other types */
 		int64_t ckpt = to == l->n ? l->upto : l->ev[to - 1]->position;
+		if (!commit_begin(c))
+			return false;
 		rc = apply_range(c, l->ev, i, to, ckpt, &bad, err, sizeof(err));
+		if (rc == 0)
+			note_applied(c, ckpt, to - i);
+		pthread_mutex_unlock(&c->cmu);
 		if (rc == 0) {
 			if (store_fail || c->failing) { /* this thread sets it */
 				/* last_error stays: it says what happened */
@@ -963,7 +987,6 @@ static bool apply_list(cl_copy *c, evlist *l)
 				c->failing = false;
 				pthread_mutex_unlock(&c->proj->mu);
 			}
-			note_applied(c, ckpt, to - i);
 			covered = to == l->n;
 			i = to;
 			store_fail = 0;
@@ -1005,21 +1028,30 @@ static bool apply_list(cl_copy *c, evlist *l)
 			if (!wait_backoff(c, delay))
 				return false;
 			delay *= 2;
+			if (!commit_begin(c))
+				return false;
 			rc = apply_range(c, l->ev, i, i + 1, ev->position, &bad,
 					 err, sizeof(err));
+			if (rc == 0)
+				note_applied(c, ev->position, 1);
+			pthread_mutex_unlock(&c->cmu);
 			if (rc == 0) {
 				ok = true;
 				break;
 			}
 		}
 		if (ok) {
-			note_applied(c, ev->position, 1);
 			i++;
 			step = l->n;
 			continue;
 		}
 		if (c->def->on_poison == CLEAVE_POISON_SKIP) {
+			if (!commit_begin(c))
+				return false;
 			rc = dead_letter(c, ev, err);
+			if (rc == 0)
+				note_applied(c, ev->position, 0);
+			pthread_mutex_unlock(&c->cmu);
 			if (rc) {
 				if (!wait_backoff(c, 100))
 					return false;
@@ -1036,7 +1068,6 @@ static bool apply_list(cl_copy *c, evlist *l)
 			       "dead letters: %s",
 			       c->proj->def->name, (long long)ev->position,
 			       ev->type, err);
-			note_applied(c, ev->position, 0);
 			i++;
 			step = l->n;
 			continue;
@@ -1069,12 +1100,25 @@ static void try_switch(cl_copy *c)
 {
 	cl_proj *p = c->proj;
 	cleave_engine *e = p->e;
+	/* the old copy's commit lock first (its runner takes it, then
+	 * p->mu): its position is settled while we compare, and frozen
+	 * once we switch */
 	pthread_mutex_lock(&p->mu);
 	cl_copy *old = p->live;
+	if (old)
+		atomic_fetch_add(&old->refs, 1);
+	pthread_mutex_unlock(&p->mu);
+	if (old)
+		pthread_mutex_lock(&old->cmu);
+	pthread_mutex_lock(&p->mu);
 	int64_t pos = atomic_load(&c->applied);
-	if (p->build != c || pos < atomic_load(&e->head) ||
+	if (p->live != old || p->build != c || pos < atomic_load(&e->head) ||
 	    (old && pos < atomic_load(&old->applied))) {
 		pthread_mutex_unlock(&p->mu);
+		if (old) {
+			pthread_mutex_unlock(&old->cmu);
+			cl_copy_unref(old);
+		}
 		return;
 	}
 	if (!c->fresh) {
@@ -1088,6 +1132,10 @@ static void try_switch(cl_copy *c)
 		 * them and comes back). */
 		c->fresh = true;
 		pthread_mutex_unlock(&p->mu);
+		if (old) {
+			pthread_mutex_unlock(&old->cmu);
+			cl_copy_unref(old);
+		}
 		copy_reopen(c);
 		try_switch(c); /* at once, not at the runner's next wakeup */
 		return;
@@ -1095,9 +1143,15 @@ static void try_switch(cl_copy *c)
 	p->live = c;
 	p->build = NULL;
 	c->building = false;
-	if (old)
+	if (old) {
 		old->retired = true;
+		old->frozen = true;
+	}
 	pthread_mutex_unlock(&p->mu);
+	if (old) {
+		pthread_mutex_unlock(&old->cmu);
+		cl_copy_unref(old); /* p->live's reference is dropped below */
+	}
 	int rc = catalog_save(e);
 	cl_log(e, rc ? CLEAVE_LOG_ERROR : CLEAVE_LOG_INFO, NULL, NULL, pos,
 	       "projection %s: g%d (v%d) is live at position %lld%s%s",
@@ -1512,6 +1566,7 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name)
 		char path[4096];
 		snprintf(path, sizeof(path), "%s", c->store->path);
 		c->store->m->close(c->store);
+		pthread_mutex_destroy(&c->cmu);
 		free(c->path);
 		free(c);
 		copy_methods(e, p->def->store)->drop(path);
