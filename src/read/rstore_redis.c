@@ -544,22 +544,23 @@ int cl_redis_list(const char *root, const char *owner,
 	return rc < 0 ? rc : 0;
 }
 
-int cl_redis_meta_get(cl_rstore *base, const char *name, char **out)
+/* GET (val NULL: the value, malloc'd, into *out, NULL when absent) or SET
+ * (val) of the record "PREFIX|name". */
+static int meta_cmd(rd_store *s, const char *name, const char *val,
+                    char **out)
 {
-	rd_store *s = (rd_store *)base;
 	redisContext *c;
 	char k[RKEY_CAP];
-	*out = NULL;
 	int rc = conn_get(s, true, &c);
 	if (rc)
 		return rc;
 	snprintf(k, sizeof(k), "%s|%s", s->prefix, name);
-	const char *av[2] = {"GET", k};
-	size_t al[2] = {3, strlen(k)};
-	redisReply *r = redisCommandArgv(c, 2, av, al);
+	const char *av[3] = {val ? "SET" : "GET", k, val};
+	size_t al[3] = {3, strlen(k), val ? strlen(val) : 0};
+	redisReply *r = redisCommandArgv(c, val ? 3 : 2, av, al);
 	if (!r || r->type == REDIS_REPLY_ERROR)
 		rc = r ? reply_err(s, r, name) : ctx_err(s, c, name);
-	else if (r->type == REDIS_REPLY_STRING &&
+	else if (!val && r->type == REDIS_REPLY_STRING &&
 	         !(*out = cl_strdup(r->str)))
 		rc = cl_err(CLEAVE_ENOMEM, "redis: out of memory");
 	if (r)
@@ -568,24 +569,15 @@ int cl_redis_meta_get(cl_rstore *base, const char *name, char **out)
 	return rc;
 }
 
+int cl_redis_meta_get(cl_rstore *base, const char *name, char **out)
+{
+	*out = NULL;
+	return meta_cmd((rd_store *)base, name, NULL, out);
+}
+
 int cl_redis_meta_set(cl_rstore *base, const char *name, const char *val)
 {
-	rd_store *s = (rd_store *)base;
-	redisContext *c;
-	char k[RKEY_CAP];
-	int rc = conn_get(s, true, &c);
-	if (rc)
-		return rc;
-	snprintf(k, sizeof(k), "%s|%s", s->prefix, name);
-	const char *av[3] = {"SET", k, val};
-	size_t al[3] = {3, strlen(k), strlen(val)};
-	redisReply *r = redisCommandArgv(c, 3, av, al);
-	if (!r || r->type == REDIS_REPLY_ERROR)
-		rc = r ? reply_err(s, r, name) : ctx_err(s, c, name);
-	if (r)
-		freeReplyObject(r);
-	conn_put(s, c, !r);
-	return rc;
+	return meta_cmd((rd_store *)base, name, val, NULL);
 }
 
 /* ---- the transaction's memory ------------------------------------------------ */

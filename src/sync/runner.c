@@ -1111,9 +1111,13 @@ static void try_switch(cl_copy *c)
 	if (old)
 		pthread_mutex_lock(&old->cmu);
 	pthread_mutex_lock(&p->mu);
+	/* Caught up means caught up with what is served: at least the old
+	 * copy's position (frozen from here on), not the log's head, which
+	 * under sustained writes a tailing copy is seldom exactly at. */
 	int64_t pos = atomic_load(&c->applied);
-	if (p->live != old || p->build != c || pos < atomic_load(&e->head) ||
-	    (old && pos < atomic_load(&old->applied))) {
+	if (p->live != old || p->build != c ||
+	    (old ? pos < atomic_load(&old->applied)
+		 : pos < atomic_load(&e->head))) {
 		pthread_mutex_unlock(&p->mu);
 		if (old) {
 			pthread_mutex_unlock(&old->cmu);
