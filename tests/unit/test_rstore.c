@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rstoretest.h"
 #include "testutil.h"
 
 #include "core/util.h"
@@ -25,71 +26,22 @@ static cl_rstore *open_store(const char *dir, uint64_t map, bool ro)
 	return s;
 }
 
-static cleave_rtx *begin(cl_rstore *s, bool write)
-{
-	cleave_rtx *tx = NULL;
-	TU_OK(s->m->begin(s, write, &tx));
-	assert_non_null(tx);
-	return tx;
-}
-
-static void put_s(cleave_rtx *tx, const char *ns, const char *k, const char *v)
-{
-	TU_OK(cleave_rtx_put(tx, ns, k, v, strlen(v)));
-}
-
-/* Asserts ns/k holds exactly v (NULL: absent). */
-static void expect(cleave_rtx *tx, const char *ns, const char *k, const char *v)
-{
-	const void *p;
-	size_t n;
-	int rc = cleave_rtx_get(tx, ns, k, &p, &n);
-	if (!v) {
-		assert_int_equal(rc, CLEAVE_ENOTFOUND);
-		return;
-	}
-	TU_OK(rc);
-	assert_int_equal(n, strlen(v));
-	assert_memory_equal(p, v, n);
-}
-
-/* Collects visited keys as "k=v;" into a buffer. */
-static int collect(void *arg, const char *key, size_t klen, const void *val,
-                   size_t vlen)
-{
-	cl_buf *b = arg;
-	cl_buf_add(b, key, klen);
-	cl_buf_addc(b, '=');
-	cl_buf_add(b, val, vlen);
-	cl_buf_addc(b, ';');
-	return 0;
-}
-
-static const char *scan_str(cleave_rtx *tx, const char *ns, const char *from,
-                            const char *to, int flags, size_t limit, cl_buf *b)
-{
-	cl_buf_reset(b);
-	cl_buf_adds(b, "");
-	TU_OK(cleave_rtx_scan(tx, ns, from, to, flags, limit, collect, b));
-	return b->p;
-}
-
 /* ---- key/value ----------------------------------------------------------- */
 
 static void test_kv_basic(void **state)
 {
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir, 0, false);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 
-	expect(tx, "docs", "a", NULL); /* namespace does not exist yet */
-	put_s(tx, "docs", "a", "alpha");
-	put_s(tx, "docs", "b", "beta");
-	expect(tx, "docs", "a", "alpha");
-	put_s(tx, "docs", "a", "ALPHA");
-	expect(tx, "docs", "a", "ALPHA");
+	rt_expect(tx, "docs", "a", NULL); /* namespace does not exist yet */
+	rt_put(tx, "docs", "a", "alpha");
+	rt_put(tx, "docs", "b", "beta");
+	rt_expect(tx, "docs", "a", "alpha");
+	rt_put(tx, "docs", "a", "ALPHA");
+	rt_expect(tx, "docs", "a", "ALPHA");
 	TU_OK(cleave_rtx_del(tx, "docs", "b"));
-	expect(tx, "docs", "b", NULL);
+	rt_expect(tx, "docs", "b", NULL);
 	TU_OK(cleave_rtx_del(tx, "docs", "b"));    /* absent: still fine */
 	TU_OK(cleave_rtx_del(tx, "nothing", "b")); /* no namespace either */
 	TU_OK(cleave_rtx_put(tx, "docs", "empty", NULL, 0));
@@ -108,13 +60,13 @@ static void test_kv_basic(void **state)
 	TU_OK(cleave_rtx_put(tx, "docs", "a", "changed", 7));
 	assert_int_equal(n, 5);
 	assert_memory_equal(p, "ALPHA", 5);
-	put_s(tx, "docs", "a", "ALPHA");
+	rt_put(tx, "docs", "a", "ALPHA");
 	TU_OK(s->m->commit(tx));
 
-	tx = begin(s, false);
-	expect(tx, "docs", "a", "ALPHA");
-	expect(tx, "docs", "b", NULL);
-	expect(tx, "other", "a", NULL);
+	tx = rt_begin(s, false);
+	rt_expect(tx, "docs", "a", "ALPHA");
+	rt_expect(tx, "docs", "b", NULL);
+	rt_expect(tx, "other", "a", NULL);
 	TU_OK(cleave_rtx_get(tx, "docs", "empty", &p, &n));
 	assert_int_equal(n, 0);
 	/* NULL out-parameters make get an existence test. */
@@ -143,46 +95,46 @@ static void test_scan(void **state)
 {
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir, 0, false);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	cl_buf b;
 	cl_buf_init(&b);
 	const char *keys[] = {"a", "b", "bb", "c", "d", "e"};
 	for (size_t i = 0; i < CL_ARRAY_LEN(keys); i++)
-		put_s(tx, "s", keys[i], keys[i]);
-	put_s(tx, "t", "zz", "other namespace");
+		rt_put(tx, "s", keys[i], keys[i]);
+	rt_put(tx, "t", "zz", "other namespace");
 	TU_OK(s->m->commit(tx));
 
 	for (int w = 0; w < 2; w++) { /* the same answers in both kinds */
-		tx = begin(s, w);
-		assert_string_equal(scan_str(tx, "s", NULL, NULL, 0, 0, &b),
+		tx = rt_begin(s, w);
+		assert_string_equal(rt_scan(tx, "s", NULL, NULL, 0, 0, &b),
 		                    "a=a;b=b;bb=bb;c=c;d=d;e=e;");
-		assert_string_equal(scan_str(tx, "s", "b", "d", 0, 0, &b),
+		assert_string_equal(rt_scan(tx, "s", "b", "d", 0, 0, &b),
 		                    "b=b;bb=bb;c=c;");
-		assert_string_equal(scan_str(tx, "s", "bc", "zz", 0, 0, &b),
+		assert_string_equal(rt_scan(tx, "s", "bc", "zz", 0, 0, &b),
 		                    "c=c;d=d;e=e;");
 		assert_string_equal(
-		    scan_str(tx, "s", NULL, NULL, CLEAVE_SCAN_REVERSE, 0, &b),
+		    rt_scan(tx, "s", NULL, NULL, CLEAVE_SCAN_REVERSE, 0, &b),
 		    "e=e;d=d;c=c;bb=bb;b=b;a=a;");
 		assert_string_equal(
-		    scan_str(tx, "s", "b", "d", CLEAVE_SCAN_REVERSE, 0, &b),
+		    rt_scan(tx, "s", "b", "d", CLEAVE_SCAN_REVERSE, 0, &b),
 		    "c=c;bb=bb;b=b;");
 		assert_string_equal(
-		    scan_str(tx, "s", "bc", "c", CLEAVE_SCAN_REVERSE, 0, &b),
+		    rt_scan(tx, "s", "bc", "c", CLEAVE_SCAN_REVERSE, 0, &b),
 		    "");
 		assert_string_equal(
-		    scan_str(tx, "s", NULL, "b", CLEAVE_SCAN_REVERSE, 0, &b),
+		    rt_scan(tx, "s", NULL, "b", CLEAVE_SCAN_REVERSE, 0, &b),
 		    "a=a;");
 		assert_string_equal(
-		    scan_str(tx, "s", "c", NULL, CLEAVE_SCAN_REVERSE, 2, &b),
+		    rt_scan(tx, "s", "c", NULL, CLEAVE_SCAN_REVERSE, 2, &b),
 		    "e=e;d=d;");
 		assert_string_equal(
-		    scan_str(tx, "s", NULL, "zz", CLEAVE_SCAN_REVERSE, 1, &b),
+		    rt_scan(tx, "s", NULL, "zz", CLEAVE_SCAN_REVERSE, 1, &b),
 		    "e=e;");
-		assert_string_equal(scan_str(tx, "s", "", "", 0, 0, &b), "");
-		assert_string_equal(scan_str(tx, "s", "", NULL, 0, 3, &b),
+		assert_string_equal(rt_scan(tx, "s", "", "", 0, 0, &b), "");
+		assert_string_equal(rt_scan(tx, "s", "", NULL, 0, 3, &b),
 		                    "a=a;b=b;bb=bb;");
-		assert_string_equal(scan_str(tx, "s", "f", NULL, 0, 0, &b), "");
-		assert_string_equal(scan_str(tx, "none", NULL, NULL, 0, 0, &b),
+		assert_string_equal(rt_scan(tx, "s", "f", NULL, 0, 0, &b), "");
+		assert_string_equal(rt_scan(tx, "none", NULL, NULL, 0, 0, &b),
 		                    "");
 		int n = 0;
 		TU_OK(cleave_rtx_scan(tx, "s", NULL, NULL, 0, 0, stop_after_two,
@@ -192,7 +144,7 @@ static void test_scan(void **state)
 		    cleave_rtx_scan(tx, "s", NULL, NULL, 0, 0, fail_cb, NULL),
 		    CLEAVE_EREJECTED);
 		assert_int_equal(
-		    cleave_rtx_scan(tx, "s", NULL, NULL, 4, 0, collect, &b),
+		    cleave_rtx_scan(tx, "s", NULL, NULL, 4, 0, rt_collect, &b),
 		    CLEAVE_EINVAL);
 		s->m->abort(tx);
 	}
@@ -205,7 +157,7 @@ static void test_checks(void **state)
 {
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir, 0, false);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	char longkey[CLEAVE_KEY_MAX + 2];
 	int64_t d[1] = {1}, out[1];
 
@@ -235,7 +187,7 @@ static void test_checks(void **state)
 	longkey[CLEAVE_KEY_MAX] = 0;
 	TU_OK(cleave_rtx_put(tx, "ns", longkey, "v", 1));
 	TU_OK(cleave_rtx_zincr(tx, "zs", longkey, 1, NULL));
-	put_s(tx, "ns", "k", "v");
+	rt_put(tx, "ns", "k", "v");
 	TU_OK(cleave_rtx_list_put(tx, "ls", longkey, 1, "v", 1));
 	assert_int_equal(cleave_rtx_counter_add(tx, "c", "k", d, 0),
 	                 CLEAVE_EINVAL);
@@ -258,7 +210,7 @@ static void test_checks(void **state)
 	TU_OK(s->m->commit(tx));
 
 	/* Every write call in a read transaction is refused. */
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	assert_int_equal(cleave_rtx_put(tx, "ns", "k", "v", 1),
 	                 CLEAVE_EREADONLY);
 	assert_non_null(strstr(cleave_errmsg(), "read-only"));
@@ -275,7 +227,7 @@ static void test_checks(void **state)
 	assert_int_equal(cleave_rtx_exec(tx, "SELECT 1", NULL, 0, NULL),
 	                 CLEAVE_EREADONLY);
 	assert_int_equal(s->m->checkpoint_set(tx, 5), CLEAVE_EREADONLY);
-	expect(tx, "ns", "k", "v");
+	rt_expect(tx, "ns", "k", "v");
 	s->m->abort(tx);
 
 	s->m->close(s);
@@ -289,44 +241,44 @@ static void test_checkpoint(void **state)
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir, 0, false);
 	int64_t pos = -1;
-	cleave_rtx *tx = begin(s, false);
+	cleave_rtx *tx = rt_begin(s, false);
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 0);
 	s->m->abort(tx);
 
 	/* Abort discards data and checkpoint together. */
-	tx = begin(s, true);
-	put_s(tx, "docs", "k", "v1");
+	tx = rt_begin(s, true);
+	rt_put(tx, "docs", "k", "v1");
 	TU_OK(s->m->checkpoint_set(tx, 7));
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 7);
 	s->m->abort(tx);
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 0);
-	expect(tx, "docs", "k", NULL);
+	rt_expect(tx, "docs", "k", NULL);
 	s->m->abort(tx);
 
-	tx = begin(s, true);
-	put_s(tx, "docs", "k", "v2");
+	tx = rt_begin(s, true);
+	rt_put(tx, "docs", "k", "v2");
 	TU_OK(s->m->checkpoint_set(tx, 42));
 	TU_OK(s->m->commit(tx));
 	s->m->close(s);
 
 	s = open_store(dir, 0, false);
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 42);
-	expect(tx, "docs", "k", "v2");
+	rt_expect(tx, "docs", "k", "v2");
 	s->m->abort(tx);
 	s->m->close(s);
 
 	/* Read-only: reads work, writing is refused. */
 	s = open_store(dir, 0, true);
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 42);
-	expect(tx, "docs", "k", "v2");
+	rt_expect(tx, "docs", "k", "v2");
 	s->m->commit(tx);
 	assert_int_equal(s->m->begin(s, true, &tx), CLEAVE_EREADONLY);
 	s->m->close(s);
@@ -347,7 +299,7 @@ static void test_dead_letters(void **state)
 	cleave_event ev = {0};
 	int64_t n = -1;
 	int entries = 0;
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	TU_OK(s->m->dead_letter_count(tx, &n));
 	assert_int_equal(n, 0);
 	ev.position = 9;
@@ -361,7 +313,7 @@ static void test_dead_letters(void **state)
 	ev.data_len = 0;
 	TU_OK(s->m->dead_letter_add(tx, &ev, "second"));
 	TU_OK(s->m->commit(tx));
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->dead_letter_count(tx, &n));
 	assert_int_equal(n, 2);
 	TU_OK(s->m->dump(tx, count_entries, &entries));
@@ -388,15 +340,15 @@ static int dump_collect(void *arg, const char *table, const char *key,
 /* Builds the same final state through different histories. */
 static void build(cl_rstore *s, bool reverse)
 {
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	for (int j = 0; j < 50; j++) {
 		int i = reverse ? 49 - j : j;
 		char k[16], v[16];
 		snprintf(k, sizeof(k), "k%02d", i);
 		snprintf(v, sizeof(v), "v%d", i * 7);
 		if (reverse) /* a detour that ends in the same state */
-			put_s(tx, "docs", k, "temporary");
-		put_s(tx, "docs", k, v);
+			rt_put(tx, "docs", k, "temporary");
+		rt_put(tx, "docs", k, v);
 		TU_OK(cleave_rtx_zincr(tx, "top", k, i % 5, NULL));
 		int64_t d[2] = {1, i};
 		TU_OK(cleave_rtx_counter_add(tx, "cnt", k + 2, d, 2));
@@ -420,7 +372,7 @@ static void test_dump(void **state)
 	cl_buf_init(&b2);
 	build(s1, false);
 	build(s2, true);
-	cleave_rtx *t1 = begin(s1, false), *t2 = begin(s2, true);
+	cleave_rtx *t1 = rt_begin(s1, false), *t2 = rt_begin(s2, true);
 	TU_OK(s1->m->dump(t1, dump_collect, &b1));
 	TU_OK(s2->m->dump(t2, dump_collect, &b2));
 	assert_true(b1.len > 0);
@@ -440,8 +392,8 @@ static void test_dump(void **state)
 	s2->m->abort(t2);
 
 	/* A difference shows. */
-	t2 = begin(s2, true);
-	put_s(t2, "docs", "k03", "changed");
+	t2 = rt_begin(s2, true);
+	rt_put(t2, "docs", "k03", "changed");
 	cl_buf_reset(&b2);
 	TU_OK(s2->m->dump(t2, dump_collect, &b2));
 	assert_false(b1.len == b2.len && !memcmp(b1.p, b2.p, b1.len));
@@ -465,12 +417,12 @@ static void test_map_full(void **state)
 	int rc = 0, i;
 	memset(big, 'b', sizeof(big));
 
-	cleave_rtx *tx = begin(s, true);
-	put_s(tx, "docs", "keep", "kept");
+	cleave_rtx *tx = rt_begin(s, true);
+	rt_put(tx, "docs", "keep", "kept");
 	TU_OK(s->m->checkpoint_set(tx, 1));
 	TU_OK(s->m->commit(tx));
 
-	tx = begin(s, true);
+	tx = rt_begin(s, true);
 	for (i = 0; i < 1000 && !rc; i++) {
 		char k[16];
 		snprintf(k, sizeof(k), "k%04d", i);
@@ -482,14 +434,14 @@ static void test_map_full(void **state)
 	s->m->abort(tx);
 
 	/* Still usable: a small write commits, old data is intact. */
-	tx = begin(s, true);
-	put_s(tx, "docs", "after", "ok");
+	tx = rt_begin(s, true);
+	rt_put(tx, "docs", "after", "ok");
 	TU_OK(s->m->checkpoint_set(tx, 2));
 	TU_OK(s->m->commit(tx));
-	tx = begin(s, false);
-	expect(tx, "docs", "keep", "kept");
-	expect(tx, "docs", "after", "ok");
-	expect(tx, "docs", "k0000", NULL);
+	tx = rt_begin(s, false);
+	rt_expect(tx, "docs", "keep", "kept");
+	rt_expect(tx, "docs", "after", "ok");
+	rt_expect(tx, "docs", "k0000", NULL);
 	int64_t pos;
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 2);
@@ -621,13 +573,13 @@ static void test_readers_race_writer(void **state)
 
 	/* Every namespace is found again after reopening. */
 	cl_rstore *s = open_store(dir, 0, false);
-	cleave_rtx *tx = begin(s, false);
+	cleave_rtx *tx = rt_begin(s, false);
 	for (int j = 1; j < RACE_NS; j++) {
 		char ns[16];
 		snprintf(ns, sizeof(ns), "n%d", j);
-		expect(tx, ns, "x", "1");
+		rt_expect(tx, ns, "x", "1");
 	}
-	expect(tx, "ghost", "g", NULL);
+	rt_expect(tx, "ghost", "g", NULL);
 	s->m->abort(tx);
 	s->m->close(s);
 	tu_rmdir(dir);

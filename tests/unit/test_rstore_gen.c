@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rstoretest.h"
 #include "testutil.h"
 
 #include "core/util.h"
@@ -19,14 +20,6 @@ static cl_rstore *open_store(const char *dir)
 	TU_OK(cl_rstore_lmdb.open(dir, &o, &s));
 	assert_non_null(s);
 	return s;
-}
-
-static cleave_rtx *begin(cl_rstore *s, bool write)
-{
-	cleave_rtx *tx = NULL;
-	TU_OK(s->m->begin(s, write, &tx));
-	assert_non_null(tx);
-	return tx;
 }
 
 static void test_cleave_key(void **state)
@@ -80,7 +73,7 @@ static void test_zset(void **state)
 {
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	cl_buf b;
 	int64_t sc;
 	cl_buf_init(&b);
@@ -111,7 +104,7 @@ static void test_zset(void **state)
 	TU_OK(cleave_rtx_zincr(tx, "top", "p4", -5, NULL)); /* 0 → -5 */
 	TU_OK(s->m->commit(tx));
 
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	assert_string_equal(zrange_str(tx, "top", 0, 2, &b), "p1:5;p2:5;");
 	assert_string_equal(zrange_str(tx, "top", 2, 2, &b), "p3:5;p4:-5;");
 	assert_string_equal(zrange_str(tx, "top", 3, 10, &b), "p4:-5;");
@@ -150,7 +143,7 @@ static void test_counters(void **state)
 {
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	char k[CLEAVE_KEY_MAX + 1], from[CLEAVE_KEY_MAX + 1],
 	    to[CLEAVE_KEY_MAX + 1];
 	int64_t out[4];
@@ -181,7 +174,7 @@ static void test_counters(void **state)
 	                 CLEAVE_EINVAL);
 	TU_OK(s->m->commit(tx));
 
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	day_key(k, "us", "2024-01-02");
 	TU_OK(cleave_rtx_counter_get(tx, "rev", k, out, 4));
 	assert_int_equal(out[0], 1);
@@ -241,7 +234,7 @@ static void test_lists(void **state)
 {
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	struct page p = {0};
 	char comp[64];
 	const char *parts[] = {"u1", "x"};
@@ -264,7 +257,7 @@ static void test_lists(void **state)
 	TU_OK(cleave_rtx_list_put(tx, "orders", "u1", INT64_MIN, "min", 3));
 	TU_OK(s->m->commit(tx));
 
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	assert_string_equal(page_str(tx, "orders", "u1", INT64_MAX, 3, &p),
 	                    "100=o100;42=o42;7=o7b;");
 	assert_string_equal(page_str(tx, "orders", "u1", p.last, 3, &p),
@@ -287,7 +280,7 @@ static void test_lists(void **state)
 	                 CLEAVE_ENOTFOUND);
 	s->m->abort(tx);
 
-	tx = begin(s, true);
+	tx = rt_begin(s, true);
 	TU_OK(cleave_rtx_list_del(tx, "orders", "u1", 42));
 	TU_OK(cleave_rtx_list_del(tx, "orders", "u1", 43));
 	assert_string_equal(page_str(tx, "orders", "u1", 100, 2, &p),

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "redistest.h"
+#include "rstoretest.h"
 #include "testutil.h"
 
 #include "core/util.h"
@@ -34,54 +35,6 @@ static cl_rstore *open_redis(char **path_out)
 	else
 		free(path);
 	return s;
-}
-
-static cleave_rtx *begin(cl_rstore *s, bool write)
-{
-	cleave_rtx *tx = NULL;
-	TU_OK(s->m->begin(s, write, &tx));
-	assert_non_null(tx);
-	return tx;
-}
-
-static void put_s(cleave_rtx *tx, const char *ns, const char *k, const char *v)
-{
-	TU_OK(cleave_rtx_put(tx, ns, k, v, strlen(v)));
-}
-
-static void expect(cleave_rtx *tx, const char *ns, const char *k, const char *v)
-{
-	const void *p;
-	size_t n;
-	int rc = cleave_rtx_get(tx, ns, k, &p, &n);
-	if (!v) {
-		assert_int_equal(rc, CLEAVE_ENOTFOUND);
-		return;
-	}
-	TU_OK(rc);
-	assert_int_equal(n, strlen(v));
-	assert_memory_equal(p, v, n);
-}
-
-static int collect(void *arg, const char *key, size_t klen, const void *val,
-                   size_t vlen)
-{
-	cl_buf *b = arg;
-	cl_buf_add(b, key, klen);
-	cl_buf_addc(b, '=');
-	cl_buf_add(b, val, vlen);
-	cl_buf_addc(b, ';');
-	return 0;
-}
-
-static char *scan_str(cleave_rtx *tx, const char *ns, const char *from,
-                      const char *to, int flags, size_t limit)
-{
-	cl_buf b;
-	cl_buf_init(&b);
-	cl_buf_adds(&b, "");
-	TU_OK(cleave_rtx_scan(tx, ns, from, to, flags, limit, collect, &b));
-	return b.p;
 }
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -139,41 +92,43 @@ static void test_parse(void **state)
 static void test_overlay(void **state)
 {
 	cl_rstore *s = open_redis(NULL);
-	cleave_rtx *w = begin(s, true);
-	put_s(w, "docs", "a", "1");
-	put_s(w, "docs", "b", "2");
-	expect(w, "docs", "a", "1");
-	cleave_rtx *r = begin(s, false);
-	expect(r, "docs", "a", NULL); /* not committed */
+	cleave_rtx *w = rt_begin(s, true);
+	rt_put(w, "docs", "a", "1");
+	rt_put(w, "docs", "b", "2");
+	rt_expect(w, "docs", "a", "1");
+	cleave_rtx *r = rt_begin(s, false);
+	rt_expect(r, "docs", "a", NULL); /* not committed */
 	assert_int_equal(cleave_rtx_put(r, "docs", "x", "y", 1),
 	                 CLEAVE_EREADONLY);
 	s->m->abort(r);
 	TU_OK(cl_rtx_commit(w));
 
-	w = begin(s, true);
+	w = rt_begin(s, true);
 	const void *p1;
 	size_t n1;
 	TU_OK(cleave_rtx_get(w, "docs", "a", &p1, &n1));
-	put_s(w, "docs", "a", "changed");
+	rt_put(w, "docs", "a", "changed");
 	TU_OK(cleave_rtx_del(w, "docs", "b"));
 	TU_OK(cleave_rtx_del(w, "docs", "never")); /* absent: fine */
 	/* what get handed out lives until the transaction ends */
 	assert_int_equal(n1, 1);
 	assert_memory_equal(p1, "1", 1);
-	expect(w, "docs", "a", "changed");
-	expect(w, "docs", "b", NULL);
-	char *sc = scan_str(w, "docs", NULL, NULL, 0, 0);
-	assert_string_equal(sc, "a=changed;");
-	free(sc);
-	r = begin(s, false);
-	expect(r, "docs", "a", "1");
-	expect(r, "docs", "b", "2");
+	rt_expect(w, "docs", "a", "changed");
+	rt_expect(w, "docs", "b", NULL);
+	cl_buf sb;
+	cl_buf_init(&sb);
+	assert_string_equal(rt_scan(w, "docs", NULL, NULL, 0, 0, &sb),
+	                    "a=changed;");
+	cl_buf_free(&sb);
+	r = rt_begin(s, false);
+	rt_expect(r, "docs", "a", "1");
+	rt_expect(r, "docs", "b", "2");
 	s->m->abort(r);
 	cl_rtx_abort(w); /* nothing of it applies */
-	r = begin(s, false);
-	expect(r, "docs", "a", "1");
-	expect(r, "docs", "b", "2");
-	expect(r, "nons", "a", NULL);
+	r = rt_begin(s, false);
+	rt_expect(r, "docs", "a", "1");
+	rt_expect(r, "docs", "b", "2");
+	rt_expect(r, "nons", "a", NULL);
 	s->m->abort(r);
 	s->m->close(s);
 }
@@ -239,7 +194,7 @@ static void one_op(cleave_rtx *const tx[2], int i)
 	}
 	if (op < 40) {
 		for (int k = 0; k < 2; k++)
-			put_s(tx[k], "kv", key, val);
+			rt_put(tx[k], "kv", key, val);
 	} else if (op < 55) {
 		for (int k = 0; k < 2; k++)
 			TU_OK(cleave_rtx_del(tx[k], "kv", key));
@@ -263,7 +218,7 @@ static void one_op(cleave_rtx *const tx[2], int i)
 		for (int k = 0; k < 2; k++)
 			TU_OK(cleave_rtx_scan(tx[k], "kv", nofrom ? NULL : from,
 			                      noto ? NULL : to, flags, limit,
-			                      collect, &b[k]));
+			                      rt_collect, &b[k]));
 	} else if (op < 80) {
 		int64_t d = (int64_t)(next_rand() % 21) - 10, out[2];
 		snprintf(key, sizeof(key), "m%02u",
@@ -325,16 +280,18 @@ static void test_differential(void **state)
 	int op = 0;
 	for (int round = 0; round < 30; round++) {
 		bool w = round % 5 != 4; /* some read-only rounds */
-		cleave_rtx *tx[2] = {begin(s[0], w), begin(s[1], w)};
+		cleave_rtx *tx[2] = {rt_begin(s[0], w), rt_begin(s[1], w)};
 		int n = w ? 150 : 40;
 		for (int i = 0; i < n; i++) {
 			if (!w) { /* reads only: scans and gets */
-				cleave_rtx *r[2] = {tx[0], tx[1]};
-				char *a = scan_str(r[0], "kv", NULL, NULL, 0, 0);
-				char *b = scan_str(r[1], "kv", NULL, NULL, 0, 0);
-				assert_string_equal(a, b);
-				free(a);
-				free(b);
+				cl_buf a, b;
+				cl_buf_init(&a);
+				cl_buf_init(&b);
+				assert_string_equal(
+				    rt_scan(tx[0], "kv", NULL, NULL, 0, 0, &a),
+				    rt_scan(tx[1], "kv", NULL, NULL, 0, 0, &b));
+				cl_buf_free(&a);
+				cl_buf_free(&b);
 				break;
 			}
 			one_op(tx, op++);
@@ -355,7 +312,7 @@ static void test_differential(void **state)
 	for (int k = 0; k < 2; k++) {
 		cl_buf_init(&d[k]);
 		cl_buf_adds(&d[k], "");
-		cleave_rtx *tx = begin(s[k], false);
+		cleave_rtx *tx = rt_begin(s[k], false);
 		TU_OK(s[k]->m->dump(tx, dcol, &d[k]));
 		cl_rtx_abort(tx);
 	}
@@ -373,7 +330,7 @@ static void test_differential(void **state)
 static void test_checkpoint_dead(void **state)
 {
 	cl_rstore *s = open_redis(NULL);
-	cleave_rtx *tx = begin(s, false);
+	cleave_rtx *tx = rt_begin(s, false);
 	int64_t pos = -1, n = -1;
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	TU_OK(s->m->dead_letter_count(tx, &n));
@@ -383,8 +340,8 @@ static void test_checkpoint_dead(void **state)
 	                 CLEAVE_EREADONLY);
 	cl_rtx_abort(tx);
 
-	tx = begin(s, true);
-	put_s(tx, "docs", "a", "1");
+	tx = rt_begin(s, true);
+	rt_put(tx, "docs", "a", "1");
 	TU_OK(s->m->checkpoint_set(tx, 5000000000LL));
 	cleave_event ev = {.position = 17, .type = "T", .stream = "s-1",
 	                   .data = "{\"x\":1}", .data_len = 7};
@@ -395,7 +352,7 @@ static void test_checkpoint_dead(void **state)
 	assert_int_equal(pos, 5000000000LL);
 	TU_OK(cl_rtx_commit(tx));
 
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	TU_OK(s->m->dead_letter_count(tx, &n));
 	assert_int_equal(pos, 5000000000LL);
@@ -414,7 +371,7 @@ static void test_checkpoint_dead(void **state)
 	redisReply *r = rdt_cmd("HSET t/%d|h|#cleave checkpoint abc",
 	                        nprefix);
 	freeReplyObject(r);
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	assert_int_equal(s->m->checkpoint_get(tx, &pos), CLEAVE_ECORRUPT);
 	cl_rtx_abort(tx);
 	s->m->close(s);
@@ -429,8 +386,8 @@ static void test_drop(void **state)
 	int na = nprefix - 1, nb = nprefix;
 	for (int k = 0; k < 2; k++) {
 		cl_rstore *s = k ? b : a;
-		cleave_rtx *tx = begin(s, true);
-		put_s(tx, "docs", "a", "1");
+		cleave_rtx *tx = rt_begin(s, true);
+		rt_put(tx, "docs", "a", "1");
 		TU_OK(cleave_rtx_zincr(tx, "board", "m", 3, NULL));
 		TU_OK(s->m->checkpoint_set(tx, 9));
 		TU_OK(cl_rtx_commit(tx));
@@ -519,8 +476,8 @@ static void test_list(void **state)
 static void test_outage(void **state)
 {
 	cl_rstore *s = open_redis(NULL);
-	cleave_rtx *tx = begin(s, true);
-	put_s(tx, "docs", "a", "1");
+	cleave_rtx *tx = rt_begin(s, true);
+	rt_put(tx, "docs", "a", "1");
 	TU_OK(s->m->checkpoint_set(tx, 1));
 	TU_OK(cl_rtx_commit(tx));
 
@@ -541,13 +498,13 @@ static void test_outage(void **state)
 		assert_non_null(strstr(cleave_errmsg(), port));
 	}
 	rdt_restart(); /* the append-only file brings the data back */
-	tx = begin(s, true);
-	expect(tx, "docs", "a", "1");
-	put_s(tx, "docs", "b", "2");
+	tx = rt_begin(s, true);
+	rt_expect(tx, "docs", "a", "1");
+	rt_put(tx, "docs", "b", "2");
 	TU_OK(s->m->checkpoint_set(tx, 2));
 	TU_OK(cl_rtx_commit(tx));
-	tx = begin(s, false);
-	expect(tx, "docs", "b", "2");
+	tx = rt_begin(s, false);
+	rt_expect(tx, "docs", "b", "2");
 	cl_rtx_abort(tx);
 	s->m->close(s);
 }
@@ -561,8 +518,8 @@ static void test_lost_writes(void **state)
 	char *path;
 	cl_rstore *s = open_redis(&path);
 	int me = nprefix;
-	cleave_rtx *tx = begin(s, true);
-	put_s(tx, "docs", "a", "1");
+	cleave_rtx *tx = rt_begin(s, true);
+	rt_put(tx, "docs", "a", "1");
 	TU_OK(s->m->checkpoint_set(tx, 5));
 	TU_OK(cl_rtx_commit(tx));
 	unsigned char three[8] = {3};
@@ -576,8 +533,8 @@ static void test_lost_writes(void **state)
 	unsigned char five[8] = {5};
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
 	                        sizeof(five)));
-	tx = begin(s, true);
-	put_s(tx, "docs", "b", "2");
+	tx = rt_begin(s, true);
+	rt_put(tx, "docs", "b", "2");
 	TU_OK(s->m->checkpoint_set(tx, 6));
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, three,
 	                        sizeof(three)));
@@ -587,28 +544,28 @@ static void test_lost_writes(void **state)
 	 * pooled connection */
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
 	                        sizeof(five)));
-	tx = begin(s, true);
+	tx = rt_begin(s, true);
 	cl_rtx_abort(tx);
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
 	                        sizeof(five)));
-	tx = begin(s, true);
+	tx = rt_begin(s, true);
 	TU_OK(cl_rtx_commit(tx)); /* nothing written: nothing sent */
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, five,
 	                        sizeof(five)));
-	tx = begin(s, true);
+	tx = rt_begin(s, true);
 	TU_OK(s->m->checkpoint_set(tx, 6));
 	TU_OK(cl_rtx_commit(tx));
 	freeReplyObject(rdt_cmd("HSET t/%d|h|#cleave checkpoint %b", me, three,
 	                        sizeof(three)));
 	s->m->close(s);
 	TU_OK(cl_rstore_redis.open(path, NULL, &s));
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	int64_t pos;
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 3);
-	expect(tx, "docs", "b", NULL);
+	rt_expect(tx, "docs", "b", NULL);
 	cl_rtx_abort(tx);
-	tx = begin(s, true);
+	tx = rt_begin(s, true);
 	TU_OK(s->m->checkpoint_set(tx, 4));
 	TU_OK(cl_rtx_commit(tx));
 	s->m->close(s);
@@ -618,25 +575,25 @@ static void test_lost_writes(void **state)
 static void test_maxmemory(void **state)
 {
 	cl_rstore *s = open_redis(NULL);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	TU_OK(s->m->checkpoint_set(tx, 1));
 	TU_OK(cl_rtx_commit(tx));
 	freeReplyObject(rdt_cmd("CONFIG SET maxmemory 1"));
-	tx = begin(s, true);
-	put_s(tx, "docs", "a", "1");
+	tx = rt_begin(s, true);
+	rt_put(tx, "docs", "a", "1");
 	TU_OK(s->m->checkpoint_set(tx, 2));
 	assert_int_equal(cl_rtx_commit(tx), CLEAVE_ENOSPC);
 	assert_non_null(strstr(cleave_errmsg(), "maxmemory"));
 	freeReplyObject(rdt_cmd("CONFIG SET maxmemory 0"));
 	/* nothing of the refused commit applied */
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	int64_t pos;
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 1);
-	expect(tx, "docs", "a", NULL);
+	rt_expect(tx, "docs", "a", NULL);
 	cl_rtx_abort(tx);
-	tx = begin(s, true);
-	put_s(tx, "docs", "a", "1");
+	tx = rt_begin(s, true);
+	rt_put(tx, "docs", "a", "1");
 	TU_OK(s->m->checkpoint_set(tx, 2));
 	TU_OK(cl_rtx_commit(tx));
 	s->m->close(s);
@@ -697,9 +654,9 @@ static void test_race(void **state)
 	for (int i = 1; i <= RACE_COMMITS; i++) {
 		char v[24];
 		snprintf(v, sizeof(v), "%d", i);
-		cleave_rtx *tx = begin(r.s, true);
-		put_s(tx, "r", "a", v);
-		put_s(tx, "r", "b", v);
+		cleave_rtx *tx = rt_begin(r.s, true);
+		rt_put(tx, "r", "a", v);
+		rt_put(tx, "r", "b", v);
 		TU_OK(r.s->m->checkpoint_set(tx, i));
 		TU_OK(cl_rtx_commit(tx));
 	}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rstoretest.h"
 #include "testutil.h"
 
 #include "core/util.h"
@@ -20,14 +21,6 @@ static cl_rstore *open_store(const char *dir, bool ro)
 	TU_OK(cl_rstore_sqlite.open(dir, &o, &s));
 	assert_non_null(s);
 	return s;
-}
-
-static cleave_rtx *begin(cl_rstore *s, bool write)
-{
-	cleave_rtx *tx = NULL;
-	TU_OK(s->m->begin(s, write, &tx));
-	assert_non_null(tx);
-	return tx;
 }
 
 static const char schema[] =
@@ -107,7 +100,7 @@ static void test_fts_and_checkpoint(void **state)
 	char ids[256];
 	int64_t pos = -1;
 
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	setup(tx);
 	for (size_t i = 0; i < CL_ARRAY_LEN(products); i++)
 		insert(tx, &products[i]);
@@ -117,7 +110,7 @@ static void test_fts_and_checkpoint(void **state)
 	assert_string_equal(ids, "p1,p4");
 	TU_OK(s->m->commit(tx));
 
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 5);
 	search(tx, "running", "shoes", 100000, ids, sizeof(ids));
@@ -143,7 +136,7 @@ static void test_fts_and_checkpoint(void **state)
 	TU_OK(s->m->commit(tx));
 
 	/* Abort discards rows and checkpoint together. */
-	tx = begin(s, true);
+	tx = rt_begin(s, true);
 	TU_OK(cleave_rtx_exec(tx, "DELETE FROM products", NULL, 0, NULL));
 	TU_OK(s->m->checkpoint_set(tx, 6));
 	s->m->abort(tx);
@@ -151,7 +144,7 @@ static void test_fts_and_checkpoint(void **state)
 
 	/* Reopened, and read-only: everything committed is there. */
 	s = open_store(dir, true);
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->checkpoint_get(tx, &pos));
 	assert_int_equal(pos, 5);
 	search(tx, "running", "shoes", 100000, ids, sizeof(ids));
@@ -168,7 +161,7 @@ static void test_errors(void **state)
 {
 	char *dir = tu_tmpdir("rsq");
 	cl_rstore *s = open_store(dir, false);
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	int64_t d[1] = {1};
 	cleave_rows *r;
 	setup(tx);
@@ -196,7 +189,7 @@ static void test_errors(void **state)
 	                 CLEAVE_ENOTSUP);
 	TU_OK(s->m->commit(tx));
 
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	assert_int_equal(
 	    cleave_rtx_exec(tx, "DELETE FROM products", NULL, 0, NULL),
 	    CLEAVE_EREADONLY);
@@ -221,13 +214,13 @@ static void test_dead_letters(void **state)
 	                   .data = "{}",
 	                   .data_len = 2};
 	int64_t n = -1;
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	TU_OK(s->m->dead_letter_add(tx, &ev, "boom"));
 	ev.position = 4;
 	TU_OK(s->m->dead_letter_add(tx, &ev, "boom again"));
 	TU_OK(s->m->dead_letter_add(tx, &ev, "same event twice"));
 	TU_OK(s->m->commit(tx));
-	tx = begin(s, false);
+	tx = rt_begin(s, false);
 	TU_OK(s->m->dead_letter_count(tx, &n));
 	assert_int_equal(n, 2);
 	s->m->abort(tx);
@@ -251,7 +244,7 @@ static int dump_collect(void *arg, const char *table, const char *key,
 
 static void build(cl_rstore *s, bool reverse)
 {
-	cleave_rtx *tx = begin(s, true);
+	cleave_rtx *tx = rt_begin(s, true);
 	size_t n = CL_ARRAY_LEN(products);
 	setup(tx);
 	TU_OK(cleave_rtx_exec(tx, "CREATE TABLE blobs(k, v)", NULL, 0, NULL));
@@ -311,7 +304,7 @@ static void test_dump(void **state)
 	cl_buf_init(&b2);
 	build(s1, false);
 	build(s2, true);
-	cleave_rtx *t1 = begin(s1, false), *t2 = begin(s2, true);
+	cleave_rtx *t1 = rt_begin(s1, false), *t2 = rt_begin(s2, true);
 	TU_OK(s1->m->dump(t1, dump_collect, &b1));
 	TU_OK(s2->m->dump(t2, dump_collect, &b2));
 	s1->m->commit(t1);
@@ -423,7 +416,7 @@ static void test_read_pool_threads(void **state)
 	char *dir = tu_tmpdir("rsq");
 	struct race r = {.s = open_store(dir, false)};
 	pthread_t w, rd[POOL_THREADS];
-	cleave_rtx *tx = begin(r.s, true);
+	cleave_rtx *tx = rt_begin(r.s, true);
 	TU_OK(cleave_rtx_exec(tx, "CREATE TABLE pair(k INTEGER PRIMARY KEY, v)",
 	                      NULL, 0, NULL));
 	TU_OK(cleave_rtx_exec(tx, "INSERT INTO pair VALUES(1, 0), (2, 0)", NULL,
@@ -442,7 +435,7 @@ static void test_read_pool_threads(void **state)
 	 * its own connection and snapshot. */
 	cleave_rtx *many[20];
 	for (int i = 0; i < 20; i++)
-		many[i] = begin(r.s, false);
+		many[i] = rt_begin(r.s, false);
 	for (int i = 0; i < 20; i++)
 		TU_OK(r.s->m->commit(many[i]));
 	r.s->m->close(r.s);
