@@ -331,6 +331,28 @@ def check_error(r, status, code=None):
 
 
 
+
+def free_port():
+    """A loopback port free right now (for servers started beside ours)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(test, what, fn, timeout, step=0.02):
+    """Polls fn until it returns something true, and returns that; fails
+    the test, naming `what` and fn's last value, after timeout seconds."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(step)
+    test.fail("%s within %d s (last: %r)" % (what, timeout, last))
+
 def readme_walk(test, c):
     """The README's walk through the shop on client c: a user, a product,
     a promo, a cart and its checkout with an Idempotency-Key, replayed

@@ -14,7 +14,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,6 @@ def find_pg_bin():
                 os.access(os.path.join(d, "postgres"), os.X_OK):
             return d
     return None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Postgres:
@@ -95,7 +86,7 @@ class Postgres:
                     "-N"):
             raise AssertionError("initdb failed:\n" + self.logs())
         for _ in range(5):
-            self.port = free_port()
+            self.port = ct.free_port()
             opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on "
                     "-c max_connections=100" % (self.port, self.dir))
             if self.run(os.path.join(self.bin, "pg_ctl"), "start", "-D",
@@ -329,7 +320,7 @@ class PostgresWriteStore(unittest.TestCase):
             redis.cleanup()
 
     def test_unreachable_server(self):
-        bad = "postgres://postgres:secret@127.0.0.1:%d/shop" % free_port()
+        bad = "postgres://postgres:secret@127.0.0.1:%d/shop" % ct.free_port()
         d = ct.tmpdir("pg-bad")
         t0 = time.time()
         p = subprocess.run([ct.BIN, "serve", "--listen", "127.0.0.1:0",

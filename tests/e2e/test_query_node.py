@@ -469,16 +469,6 @@ class QueryNode(unittest.TestCase):
         return {p["name"]: p for p in c.get("/projections").json()
                 ["projections"]}
 
-    def wait_until(self, what, fn, timeout):
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(0.02)
-        self.fail("%s within %d s (last: %r)" % (what, timeout, last))
-
     def same_answer(self, cw, cq, path, pos, status=200):
         """The query node answers `path` at min_position=pos exactly as the
         writer does; returns the body."""
@@ -503,7 +493,7 @@ class QueryNode(unittest.TestCase):
                 self.assertIn(ps[n]["state"], ("rebuilding", "live"), ps[n])
             return all(ps[n]["state"] == "live" and "building_version" not
                        in ps[n] for n in names) and ps
-        return self.wait_until("the rebuild of %s finished" % names, done,
+        return ct.wait_until(self, "the rebuild of %s finished" % names, done,
                                timeout)
 
     def caught_up_both(self, cw, cq, timeout=30):
@@ -515,7 +505,7 @@ class QueryNode(unittest.TestCase):
             return j["head"] == head and all(
                 p["position"] == head and p["state"] == "live" and
                 not p["failing"] for p in j["projections"])
-        self.wait_until("the query node at the writer's head %d" % head,
+        ct.wait_until(self, "the query node at the writer's head %d" % head,
                         node_at_head, timeout)
         pw, pq = self.projections(cw), self.projections(cq)
         self.assertEqual(sorted(pq), sorted(PROJECTIONS))
@@ -662,7 +652,7 @@ class QueryNode(unittest.TestCase):
         prober = Prober(q.port, model, fails)
         for th in readers + writers + [prober]:
             th.start()
-        self.wait_until("a third of the load acknowledged",
+        ct.wait_until(self, "a third of the load acknowledged",
                         lambda: counter[1] >= WRITERS * ROUNDS * 4 // 3 or
                         not any(x.is_alive() for x in writers), 60)
         # blue-green switches of catalog and orders, again and again while
@@ -683,7 +673,7 @@ class QueryNode(unittest.TestCase):
             switches.append(counter[1])
             if len(switches) == 2:
                 after = counter[1] + 100
-                self.wait_until("100 more commands after the second switch",
+                ct.wait_until(self, "100 more commands after the second switch",
                                 lambda: counter[1] >= after or
                                 not any(x.is_alive() for x in writers), 60)
                 for x in writers:
@@ -711,7 +701,7 @@ class QueryNode(unittest.TestCase):
         nq = sum(x.queries for x in readers)
         self.assertGreater(prober.queries, 0)
         for name in ("catalog", "orders"):
-            self.wait_until(
+            ct.wait_until(self, 
                 "the query node following the writer's switch of %s to g%d"
                 % (name, gen),
                 lambda: "projection %s: the writer switched to g%d (v1); "
@@ -719,7 +709,7 @@ class QueryNode(unittest.TestCase):
         head = self.caught_up_both(cw, cq)
         # the retired generations go from Redis (3 s after their switch);
         # the node serves on
-        self.wait_until("the retired generations dropped from Redis",
+        ct.wait_until(self, "the retired generations dropped from Redis",
                         lambda: (self.gens("catalog"), self.gens("orders"))
                         == ({gen}, {gen}), 15)
         self.compare_all(cw, cq, model, head)
@@ -762,7 +752,7 @@ class QueryNode(unittest.TestCase):
         self.assertEqual(r.json()["rebuilding"], "search")
         ps = self.wait_rebuilt(cq, ["search"])
         self.assertEqual(ps["search"]["position"], head)
-        self.wait_until("the query node's search rebuild logged live",
+        ct.wait_until(self, "the query node's search rebuild logged live",
                         lambda: "projection search: g2 (v1) is live" in
                         q.logs(), 10)
         self.compare_all(cw, cq, model, head)
@@ -785,7 +775,7 @@ class QueryNode(unittest.TestCase):
         more.extend(self.more_commands(cw, model, "R2", 3))
         # the retired catalog generation is gone from Redis: the node
         # must find the new one
-        self.wait_until("the retired catalog dropped from Redis", lambda:
+        ct.wait_until(self, "the retired catalog dropped from Redis", lambda:
                         self.gens("catalog") == {gen + 1}, 15)
         q.start()
         cq = q.client()
@@ -803,7 +793,7 @@ class QueryNode(unittest.TestCase):
                 c.close()
         bg = threading.Thread(target=background, daemon=True)
         bg.start()
-        self.wait_until("commands on the writer before the kill",
+        ct.wait_until(self, "commands on the writer before the kill",
                         lambda: len(cw.get("/events?from=%d&limit=20" %
                                            more[-1][2]).json()["events"])
                         >= 10 or not bg.is_alive(), 30)

@@ -58,14 +58,6 @@ PROJECTIONS = ["catalog", "search", "orders", "revenue", "bestsellers"]
 ROUNDS = ct.scaled(50, 10)  # per load client: ~4 commands a round
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _die_with_parent():
     """preexec_fn: redis-server gets SIGTERM when this process dies, so a
     killed test leaves no server behind (PR_SET_PDEATHSIG)."""
@@ -142,7 +134,7 @@ class Redis:
     def start(self, port=None):
         """On a free port (a few tries), or on `port` again."""
         for _ in range(1 if port else 5):
-            p = port or free_port()
+            p = port or ct.free_port()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [REDIS_SERVER, "--port", str(p), "--bind", "127.0.0.1",
@@ -410,16 +402,6 @@ class RedisReadStore(unittest.TestCase):
         self.assertEqual(self.redis.keys("%s/*.verify-*" % PREFIX), [],
                          "verify left its scratch copy in Redis")
 
-    def wait_until(self, what, fn, timeout):
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(0.05)
-        self.fail("%s within %d s (last: %r)" % (what, timeout, last))
-
     def all_products(self, c, pos):
         """Every product id, paging search_products (the SQLite model)."""
         out, cursor = [], None
@@ -576,7 +558,7 @@ class RedisReadStore(unittest.TestCase):
                           ROUNDS) for i, country in enumerate(["DE", "FR"])]
         for w in loaders:
             w.start()
-        self.wait_until("a third of the load", lambda: sum(
+        ct.wait_until(self, "a third of the load", lambda: sum(
             w.done for w in loaders) >= ROUNDS * 8 // 3 or
             not all(w.is_alive() for w in loaders), 120)
         for name in ("catalog", "orders"):
@@ -594,7 +576,7 @@ class RedisReadStore(unittest.TestCase):
         self.verify_all(c, head)
         want_gens = {"catalog": {2}, "orders": {2}, "revenue": {1},
                      "bestsellers": {1}}
-        gens = self.wait_until(
+        gens = ct.wait_until(self, 
             "the retired generations' keys dropped from Redis",
             lambda: {n: self.redis.gens(n) for n in KV} == want_gens and
             {n: self.redis.gens(n) for n in KV}, 30)
@@ -613,7 +595,7 @@ class RedisReadStore(unittest.TestCase):
                                       "country": "NO"}))
         w = CrashWriter(self.srv.port, "K-u")
         w.start()
-        self.wait_until("acknowledged writes before the kill",
+        ct.wait_until(self, "acknowledged writes before the kill",
                         lambda: len(w.acked) >= 40 or not w.is_alive(), 60)
         self.assertTrue(w.is_alive(), "the writer stopped: %r" % w.error)
         self.srv.signal(signal.SIGKILL)
@@ -716,13 +698,13 @@ class RedisReadStore(unittest.TestCase):
             return all(ps[n]["failing"] and "redis" in (ps[n]["last_error"]
                                                         or "")
                        for n in KV) and ps
-        ps = self.wait_until("the Redis projections failing", failing, 20)
+        ps = ct.wait_until(self, "the Redis projections failing", failing, 20)
         for n in KV:
             self.assertEqual(ps[n]["state"], "live", ps[n])
             self.assertLess(ps[n]["position"], head, ps[n])
             self.assertGreater(ps[n]["lag_events"], 0, ps[n])
         # search is embedded: it reaches the head meanwhile
-        ps_search = self.wait_until(
+        ps_search = ct.wait_until(self, 
             "search at the head during the outage",
             lambda: (lambda s: s["position"] == head and s)(
                 self.projections(c)["search"]), 20)
@@ -749,7 +731,7 @@ class RedisReadStore(unittest.TestCase):
                           "127.0.0.1:%d: " % rp, e["message"])
             answers.append("unavailable")
             return None
-        r, e = self.wait_until("503 while the store reopens", reopening, 15)
+        r, e = ct.wait_until(self, "503 while the store reopens", reopening, 15)
         self.assertEqual(e["message"], "read model catalog is reopening its "
                          "store after a failure; retry")
         seen.append("product: %d %s %r" % (r.status, e["code"],
@@ -757,7 +739,7 @@ class RedisReadStore(unittest.TestCase):
         for q in ("order?orderId=" + out_order, "user_orders?userId=u1",
                   "top_products?limit=3",
                   "revenue_daily?country=SE&from=%s&to=%s" % (day, day)):
-            r = self.wait_until(
+            r = ct.wait_until(self, 
                 "503 from " + q, lambda: (lambda r: r if r.status == 503
                                           else None)(
                     c.get("/queries/" + q)), 15)
@@ -776,7 +758,7 @@ class RedisReadStore(unittest.TestCase):
             ps = self.projections(c)
             return all(p["position"] == head and p["lag_events"] == 0 and
                        p["state"] == "live" for p in ps.values()) and ps
-        self.wait_until("the projections back at the head after Redis "
+        ct.wait_until(self, "the projections back at the head after Redis "
                         "restarted", caught_up, 30)
         took = time.time() - t_back
         self.assertEqual(self.query(c, "/queries/product?productId=out-p1",
