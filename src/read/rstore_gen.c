@@ -60,21 +60,6 @@ static bool get_hex16(const char *p, uint64_t *out)
 	return true;
 }
 
-static void put_le64(unsigned char *p, int64_t v)
-{
-	uint64_t u = (uint64_t)v;
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(u >> (8 * i));
-}
-
-static int64_t get_le64(const unsigned char *p)
-{
-	uint64_t u = 0;
-	for (int i = 7; i >= 0; i--)
-		u = (u << 8) | p[i];
-	return (int64_t)u;
-}
-
 static int need_kv(const cleave_rtx *tx, const char *op)
 {
 	const cl_rstore_methods *m = tx->m;
@@ -115,7 +100,7 @@ static int zset_score(cleave_rtx *tx, const char *ns, const char *member,
 		              "sorted set %s: member \"%s\" has a %zu-byte "
 		              "score (want 8)",
 		              ns, member, vlen);
-	*score = get_le64(v);
+	*score = cl_get_le64(v);
 	return 0;
 }
 
@@ -150,7 +135,7 @@ int cl_gen_zincr(cleave_rtx *tx, const char *ns, const char *member,
 	zset_key(ik, now, member, mlen);
 	if ((rc = tx->m->put(tx, zns, ik, "", 0)))
 		return rc;
-	put_le64(sv, now);
+	cl_put_le64(sv, now);
 	if ((rc = tx->m->put(tx, ns, member, sv, sizeof(sv))))
 		return rc;
 out:
@@ -247,7 +232,7 @@ static int counter_decode(const char *ns, const char *key, size_t klen,
 		              CLEAVE_COUNTER_MAX);
 	memset(vals, 0, CLEAVE_COUNTER_MAX * sizeof(*vals));
 	for (size_t i = 0; i < m; i++)
-		vals[i] = get_le64((const unsigned char *)v + 8 * i);
+		vals[i] = cl_get_le64((const unsigned char *)v + 8 * i);
 	return (int)m;
 }
 
@@ -278,7 +263,7 @@ int cl_gen_counter_add(cleave_rtx *tx, const char *ns, const char *key,
 			              ns, key, i);
 	m = CL_MAX(m, n);
 	for (int i = 0; i < m; i++)
-		put_le64(buf + 8 * i, vals[i]);
+		cl_put_le64(buf + 8 * i, vals[i]);
 	return tx->m->put(tx, ns, key, buf, 8 * (size_t)m);
 }
 

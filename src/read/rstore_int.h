@@ -54,6 +54,23 @@ int cl_gen_list_page(cleave_rtx *tx, const char *ns, const char *list,
                      int64_t before, size_t limit, cleave_list_fn fn,
                      void *arg);
 
+/* Little-endian int64s: counters, scores, checkpoints in every store. */
+static inline void cl_put_le64(unsigned char *p, int64_t v)
+{
+	uint64_t u = (uint64_t)v;
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(u >> (8 * i));
+}
+
+static inline int64_t cl_get_le64(const void *v)
+{
+	const unsigned char *p = v;
+	uint64_t u = 0;
+	for (int i = 7; i >= 0; i--)
+		u = (u << 8) | p[i];
+	return (int64_t)u;
+}
+
 /* A dead letter's record, as every store keeps it: JSON {"position",
  * "type","stream","error","data"} into b (initialised by the caller; b->oom
  * on failure). */

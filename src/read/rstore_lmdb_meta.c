@@ -29,18 +29,14 @@ int cl_lm_checkpoint_get(cleave_rtx *tx, int64_t *pos)
 		return cl_err(CLEAVE_ECORRUPT,
 		              "lmdb %s: checkpoint of %zu bytes",
 		              t->s->base.path, v.mv_size);
-	uint64_t u = 0;
-	for (int i = 7; i >= 0; i--)
-		u = (u << 8) | ((const unsigned char *)v.mv_data)[i];
-	*pos = (int64_t)u;
+	*pos = cl_get_le64(v.mv_data);
 	return 0;
 }
 
 int cl_lm_checkpoint_set(cleave_rtx *tx, int64_t pos)
 {
 	unsigned char b[8];
-	for (int i = 0; i < 8; i++)
-		b[i] = (unsigned char)((uint64_t)pos >> (8 * i));
+	cl_put_le64(b, pos);
 	return cl_lm_put(tx, LM_META, LM_CHECKPOINT, b, sizeof(b));
 }
 

@@ -316,10 +316,7 @@ static int ckpt_decode(const rd_store *s, const char *v, size_t n,
 		return cl_err(CLEAVE_ECORRUPT, "redis %s: checkpoint of %zu "
 		                               "bytes",
 		              s->prefix, n);
-	uint64_t u = 0;
-	for (int i = 7; i >= 0; i--)
-		u = (u << 8) | ((const unsigned char *)v)[i];
-	*pos = (int64_t)u;
+	*pos = cl_get_le64(v);
 	return 0;
 }
 
@@ -1211,8 +1208,7 @@ static int rd_checkpoint_get(cleave_rtx *tx, int64_t *pos)
 static int rd_checkpoint_set(cleave_rtx *tx, int64_t pos)
 {
 	unsigned char b[8];
-	for (int i = 0; i < 8; i++)
-		b[i] = (unsigned char)((uint64_t)pos >> (8 * i));
+	cl_put_le64(b, pos);
 	return rd_put(tx, RD_META, RD_CKPT, b, sizeof(b));
 }
 
@@ -1242,7 +1238,20 @@ static int count_fn(void *arg, const char *k, size_t kl, const void *v,
 
 static int rd_dead_letter_count(cleave_rtx *tx, int64_t *n)
 {
+	rd_tx *t = (rd_tx *)tx;
 	*n = 0;
+	if (!tx->write) { /* no overlay to merge: the hash's length */
+		char h[RKEY_CAP];
+		const char *av[2] = {"HLEN", h};
+		size_t al[2] = {4, rkey(t->s, "h", RD_DEAD, h, sizeof(h))};
+		redisReply *r;
+		int rc = cmd(t, 2, av, al, "dead letters", &r);
+		if (rc)
+			return rc;
+		*n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+		freeReplyObject(r);
+		return 0;
+	}
 	return scan((rd_tx *)tx, RD_DEAD, NULL, NULL, false, 0, count_fn, n,
 	            false);
 }
