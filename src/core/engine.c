@@ -259,9 +259,6 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 
 /* ---- open / close ----------------------------------------------------------- */
 
-/* One engine writes a data directory at a time: a second one would be a
- * second writer of the log and of the catalog.  The lock is an flock on
- * data/LOCK, released by the kernel when the process dies. */
 /* --read-store: NULL or "embedded" keeps every copy under DATA/read;
  * "redis://HOST[:PORT][/DB][/PREFIX]" puts the copies of key/value
  * ("lmdb") projections in that Redis under PREFIX (default "cleave"),
@@ -296,6 +293,36 @@ static int read_store_open(cleave_engine *e, const char *rs)
 	return 0;
 }
 
+/* The store URIs, checked before anything is created: --read-store,
+ * --query-node (which needs a Redis read store) and "sqlite:DIR" (another
+ * data directory's log: query nodes and read-only tools only). */
+static int stores_check(cleave_engine *e, const cleave_config *cfg)
+{
+	int rc = read_store_open(e, cfg->read_store);
+	if (rc)
+		return rc;
+	if (cfg->query_node && !e->redis_root)
+		return cl_err(CLEAVE_EINVAL,
+			      "a query node serves the read models another "
+			      "engine writes to Redis: give --read-store "
+			      "redis://… (the writer's)");
+	const char *w = cfg->write_store;
+	if (!w || strncmp(w, "sqlite:", 7))
+		return 0;
+	if (!cfg->query_node && !cfg->read_only)
+		return cl_err(CLEAVE_EINVAL,
+			      "write store '%s': another data directory's log "
+			      "is for query nodes and read-only tools; a writer "
+			      "keeps its log in --data",
+			      w);
+	if (!w[7])
+		return cl_err(CLEAVE_EINVAL, "write store '%s': no directory",
+			      w);
+	if (!(e->wstore_dir = strdup(w + 7)))
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	return 0;
+}
+
 /* Who writes the Redis copies: this host's data directory (which exists
  * by now), so a restart finds its own copies and another engine pointed
  * at the same prefix is refused. */
@@ -311,6 +338,9 @@ static int redis_owner_init(cleave_engine *e)
 	return e->redis_owner ? 0 : cl_err(CLEAVE_ENOMEM, "out of memory");
 }
 
+/* One engine writes a data directory at a time: a second one would be a
+ * second writer of the log and of the catalog.  The lock is an flock on
+ * data/LOCK, released by the kernel when the process dies. */
 static int lock_data_dir(cleave_engine *e)
 {
 	char path[4096];
@@ -440,7 +470,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 		goto fail;
 	}
 	snprintf(e->read_dir, rl, "%s/read", e->data_dir);
-	if ((rc = read_store_open(e, cfg->read_store)))
+	if ((rc = stores_check(e, cfg)))
 		goto fail;
 	if (!cfg->read_only) {
 		if ((rc = cl_mkdirs(e->data_dir)) ||
@@ -459,42 +489,17 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	}
 	if (e->redis_root && (rc = redis_owner_init(e)))
 		goto fail;
-	if (cfg->query_node && !e->redis_root) {
-		rc = cl_err(CLEAVE_EINVAL,
-			    "a query node serves the read models another "
-			    "engine writes to Redis: give --read-store "
-			    "redis://… (the writer's)");
-		goto fail;
-	}
-	const char *wuri = cfg->write_store;
-	if (wuri && !strncmp(wuri, "sqlite:", 7)) {
-		if (!cfg->query_node && !cfg->read_only) {
-			rc = cl_err(CLEAVE_EINVAL,
-				    "write store '%s': another data directory's "
-				    "log is for query nodes and read-only tools; "
-				    "a writer keeps its log in --data",
-				    wuri);
-			goto fail;
-		}
-		if (!(e->wstore_dir = strdup(wuri + 7)) || !*e->wstore_dir) {
-			rc = cl_err(CLEAVE_EINVAL, "write store '%s': no "
-						   "directory",
-				    wuri);
-			goto fail;
-		}
-		wuri = "sqlite";
-	}
 	if (e->redis_root) {
 		/* the root: the catalog query nodes follow, and the claim
 		 * that keeps a second writing engine off this prefix */
 		cl_rstore_opts ro = {.read_only = cfg->read_only ||
 						  cfg->query_node,
 				     .owner = e->redis_owner};
-		char root[1024];
-		snprintf(root, sizeof(root), "%s", e->redis_root);
-		if ((rc = cl_rstore_redis.open(root, &ro, &e->redis_meta)))
+		if ((rc = cl_rstore_redis.open(e->redis_root, &ro,
+					       &e->redis_meta)))
 			goto fail;
 	}
+	const char *wuri = e->wstore_dir ? "sqlite" : cfg->write_store;
 	e->wm = cl_wstore_find(wuri);
 	if (!e->wm) {
 		rc = cl_err(CLEAVE_EINVAL, "unknown write store '%s'",

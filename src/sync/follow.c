@@ -55,24 +55,27 @@ static int catalog_gen(const char *text, const char *name, int *gen,
 	return rc;
 }
 
+/* Opens the writer's live copy of p, as its catalog names it (read once
+ * for all the projections, and kept as the catalog followed). */
 int cl_follow_open(cleave_engine *e, cl_proj *p)
 {
-	char *text = NULL;
-	int gen = 0, version = 0;
-	int rc = cl_redis_meta_get(e->redis_meta, "catalog", &text);
-	if (rc)
+	int gen = 0, version = 0, rc;
+	if (!e->catalog_seen) {
+		if ((rc = cl_redis_meta_get(e->redis_meta, "catalog",
+					    &e->catalog_seen)))
+			return rc;
+		e->catalog_current = true;
+	}
+	if (!e->catalog_seen ||
+	    catalog_gen(e->catalog_seen, p->def->name, &gen, &version))
+		return cl_err(CLEAVE_ENOTFOUND,
+			      "projection %s: the writer has published no "
+			      "copy in %s yet (start the writer first)",
+			      p->def->name, e->redis_root);
+	if ((rc = cl_copy_open(p, gen, version, true, &p->live)))
 		return rc;
-	if (!text || catalog_gen(text, p->def->name, &gen, &version))
-		rc = cl_err(CLEAVE_ENOTFOUND,
-			    "projection %s: the writer has published no copy "
-			    "in %s yet (start the writer first)",
-			    p->def->name, e->redis_root);
-	else
-		rc = cl_copy_open(p, gen, version, true, &p->live);
-	free(text);
-	if (!rc)
-		p->followed = true;
-	return rc;
+	p->followed = true;
+	return 0;
 }
 
 void cl_follow_publish(cleave_engine *e, const char *catalog)
