@@ -180,8 +180,7 @@ static void *late_drop_main(void *arg)
  * nodes that have not yet seen the new catalog: it goes a few seconds
  * later, on a thread of its own (a copy left by an exit meanwhile is swept
  * at the next start). */
-static void drop_copy(cleave_engine *e, const cl_rstore_methods *m,
-		      const char *path)
+static void drop_copy(const cl_rstore_methods *m, const char *path)
 {
 	if (m == &cl_rstore_redis) {
 		late_drop *d = malloc(sizeof(*d) + strlen(path) + 1);
@@ -201,7 +200,6 @@ static void drop_copy(cleave_engine *e, const cl_rstore_methods *m,
 		}
 	}
 	m->drop(path);
-	(void)e;
 }
 
 static void copy_destroy(cl_copy *c)
@@ -211,7 +209,7 @@ static void copy_destroy(cl_copy *c)
 	if (c->store)
 		c->store->m->close(c->store);
 	if (c->retired && m && !c->proj->e->cfg.read_only && !c->foreign)
-		drop_copy(c->proj->e, m, c->path);
+		drop_copy(m, c->path);
 	pthread_mutex_destroy(&c->cmu);
 	free(c->path);
 	free(c);
