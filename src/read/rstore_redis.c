@@ -440,37 +440,49 @@ static int rd_drop(const char *path)
 		       : ctx_err(s, c, "drop");
 		goto out;
 	}
-	for (size_t i = 0; i < r->elements && !rc; i++) {
+	/* one UNLINK: every namespace's hash and sorted set, the set of
+	 * namespaces, the owner's claim */
+	size_t n = 2 * r->elements + 2, nk = 0;
+	char(*keys)[RKEY_CAP] = malloc(n * sizeof(*keys));
+	const char **av = malloc((n + 1) * sizeof(*av));
+	size_t *al = malloc((n + 1) * sizeof(*al));
+	if (!keys || !av || !al) {
+		rc = cl_err(CLEAVE_ENOMEM, "redis: out of memory");
+		goto free_out;
+	}
+	for (size_t i = 0; i < r->elements; i++) {
 		const redisReply *e = r->element[i];
-		char h[RKEY_CAP], z[RKEY_CAP];
 		char ns[CL_NS_IMAX + 1];
 		if (e->type != REDIS_REPLY_STRING || e->len > CL_NS_IMAX)
 			continue;
 		memcpy(ns, e->str, e->len);
 		ns[e->len] = 0;
-		const char *dv[3] = {"UNLINK", h, z};
-		size_t dl[3] = {6, rkey(s, "h", ns, h, sizeof(h)),
-		                rkey(s, "z", ns, z, sizeof(z))};
-		redisReply *d = redisCommandArgv(c, 3, dv, dl);
-		if (!d || d->type == REDIS_REPLY_ERROR)
-			rc = d ? cl_err(CLEAVE_EIO, "redis: drop: %s", d->str)
-			       : ctx_err(s, c, "drop");
-		if (d)
-			freeReplyObject(d);
+		for (int w = 0; w < 2; w++) {
+			al[1 + nk] = rkey(s, w ? "z" : "h", ns, keys[nk],
+			                  RKEY_CAP);
+			av[1 + nk] = keys[nk];
+			nk++;
+		}
 	}
-	if (!rc) {
-		char ok[RKEY_CAP];
-		const char *dv[3] = {"UNLINK", k, ok};
-		size_t dl[3] = {6, kl,
-		                (size_t)snprintf(ok, sizeof(ok), "%s|owner",
-		                                 s->prefix)};
-		redisReply *d = redisCommandArgv(c, 3, dv, dl);
-		if (!d || d->type == REDIS_REPLY_ERROR)
-			rc = d ? cl_err(CLEAVE_EIO, "redis: drop: %s", d->str)
-			       : ctx_err(s, c, "drop");
-		if (d)
-			freeReplyObject(d);
-	}
+	av[1 + nk] = k;
+	al[1 + nk] = kl;
+	nk++;
+	al[1 + nk] = (size_t)snprintf(keys[nk - 1], RKEY_CAP, "%s|owner",
+	                              s->prefix);
+	av[1 + nk] = keys[nk - 1];
+	nk++;
+	av[0] = "UNLINK";
+	al[0] = 6;
+	redisReply *d = redisCommandArgv(c, (int)(1 + nk), av, al);
+	if (!d || d->type == REDIS_REPLY_ERROR)
+		rc = d ? cl_err(CLEAVE_EIO, "redis: drop: %s", d->str)
+		       : ctx_err(s, c, "drop");
+	if (d)
+		freeReplyObject(d);
+free_out:
+	free(keys);
+	free(av);
+	free(al);
 out:
 	if (r)
 		freeReplyObject(r);
