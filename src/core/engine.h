@@ -92,7 +92,8 @@ typedef struct cl_copy {
 	bool retired;                     /* drop when refs reach 0 */
 	bool building;                    /* the new copy of a rebuild */
 	pthread_t thread;
-	bool has_thread;
+	bool has_thread;                  /* guarded by proj->mu */
+	bool joining;                     /* its join is under way (proj->mu) */
 	atomic_bool stop;
 	/* parked state (guarded by proj->mu) */
 	bool failing;                     /* the store refuses writes */
@@ -271,7 +272,7 @@ struct cleave_engine {
 	pthread_mutex_t appmu;
 	pthread_cond_t appcond;  /* a projection applied more, or state */
 	uint64_t app_seq;
-	bool sync_stopping;
+	atomic_bool sync_stopping;
 	bool sync_opened;        /* read stores opened: mark run.json at close */
 
 	/* watches */

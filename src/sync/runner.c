@@ -1078,26 +1078,54 @@ static bool apply_list(cl_copy *c, evlist *l)
 
 /* ---- switching a rebuilt copy live -------------------------------------- */
 
+/*
+ * Copies' lifetimes (the rule that the switch and shutdown share):
+ *
+ *  - A copy is reference-counted.  p->live and p->build each own one
+ *    reference; so does every caller that read the pointer out of them and
+ *    uses it after dropping p->mu (queries through cl_copy_acquire, the
+ *    switch for the old copy, cl_sync_stop for the copies it stops).  The
+ *    last cl_copy_unref destroys the copy, and deletes its files if it was
+ *    retired.
+ *  - A copy's runner thread is joined once, by whichever caller claims it
+ *    (joining, under p->mu); any other caller of stop_copy_thread waits on
+ *    p->resume until that join is done.  So when stop_copy_thread returns
+ *    the thread is gone, whoever joined it.
+ *  - Only a building copy's runner stops another copy's thread (the old
+ *    one, at its switch).  Once the engine is stopping, no rebuild starts
+ *    and no switch happens: what was being built stays in the catalog
+ *    and resumes at the next open.
+ */
 static void stop_copy_thread(cl_copy *c)
 {
-	cleave_engine *e = c->proj->e;
+	cl_proj *p = c->proj;
+	cleave_engine *e = p->e;
 	atomic_store(&c->stop, true);
 	pthread_mutex_lock(&e->advmu);
 	pthread_cond_broadcast(&e->advcond);
 	pthread_mutex_unlock(&e->advmu);
-	pthread_mutex_lock(&c->proj->mu);
-	pthread_cond_broadcast(&c->proj->resume);
-	pthread_mutex_unlock(&c->proj->mu);
-	if (c->has_thread) {
+	pthread_mutex_lock(&p->mu);
+	pthread_cond_broadcast(&p->resume);
+	if (c->has_thread && !c->joining) {
+		c->joining = true;
+		pthread_mutex_unlock(&p->mu);
 		pthread_join(c->thread, NULL);
+		pthread_mutex_lock(&p->mu);
 		c->has_thread = false;
+		c->joining = false;
+		pthread_cond_broadcast(&p->resume);
 	}
+	while (c->has_thread)
+		pthread_cond_wait(&p->resume, &p->mu);
+	pthread_mutex_unlock(&p->mu);
 }
 
 static void try_switch(cl_copy *c)
 {
 	cl_proj *p = c->proj;
 	cleave_engine *e = p->e;
+	if (atomic_load(&c->stop) || atomic_load(&e->sync_stopping))
+		return; /* the catalog still names it: it resumes at open */
 	/* the old copy's commit lock first (its runner takes it, then
 	 * p->mu): its position is settled while we compare, and frozen
 	 * once we switch */
@@ -1138,8 +1166,9 @@ static void try_switch(cl_copy *c)
 			pthread_mutex_unlock(&old->cmu);
 			cl_copy_unref(old);
 		}
-		copy_reopen(c);
-		try_switch(c); /* at once, not at the runner's next wakeup */
+		if (copy_reopen(c) == 0)
+			try_switch(c); /* at once, not at the runner's
+					  next wakeup */
 		return;
 	}
 	p->live = c;
@@ -1386,15 +1415,28 @@ static void *runner_main(void *arg)
 	return NULL;
 }
 
+/* Starts c's runner, unless the engine is stopping (checked under p->mu,
+ * where cl_sync_stop reads the copies it stops: a copy is either seen
+ * there or never started). */
 static int start_copy(cl_copy *c)
 {
-	if (!c->def || c->has_thread)
+	if (!c->def)
 		return 0; /* frozen: an old version nobody can feed */
-	atomic_store(&c->stop, false);
-	if (pthread_create(&c->thread, NULL, runner_main, c))
-		return cl_err(CLEAVE_EINTERNAL, "cannot start runner thread");
-	c->has_thread = true;
-	return 0;
+	cl_proj *p = c->proj;
+	int rc = 0;
+	pthread_mutex_lock(&p->mu);
+	if (atomic_load(&p->e->sync_stopping)) {
+		rc = cl_err(CLEAVE_ESHUTDOWN, "the engine is stopping");
+	} else if (!c->has_thread) {
+		atomic_store(&c->stop, false);
+		if (pthread_create(&c->thread, NULL, runner_main, c))
+			rc = cl_err(CLEAVE_EINTERNAL,
+				    "cannot start runner thread");
+		else
+			c->has_thread = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
 }
 
 int cl_sync_start(cleave_engine *e)
@@ -1424,16 +1466,26 @@ void cl_sync_stop(cleave_engine *e)
 {
 	if (!e->proj)
 		return;
-	e->sync_stopping = true;
+	atomic_store(&e->sync_stopping, true);
 	for (int i = 0; i < e->nproj; i++) {
 		cl_proj *p = &e->proj[i];
+		if (!p->def)
+			continue;
+		/* references of our own: the build copy's runner may switch,
+		 * retire and release the live copy while we stop them */
 		pthread_mutex_lock(&p->mu);
 		cl_copy *a = p->build, *b = p->live;
+		if (a)
+			atomic_fetch_add(&a->refs, 1);
+		if (b)
+			atomic_fetch_add(&b->refs, 1);
 		pthread_mutex_unlock(&p->mu);
 		if (a)
 			stop_copy_thread(a);
 		if (b)
 			stop_copy_thread(b);
+		cl_copy_unref(a);
+		cl_copy_unref(b);
 	}
 }
 
@@ -1552,6 +1604,10 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name)
 			      "rebuild needs an engine that runs projections");
 	cl_proj *p = &e->proj[k];
 	pthread_mutex_lock(&p->mu);
+	if (atomic_load(&e->sync_stopping)) {
+		pthread_mutex_unlock(&p->mu);
+		return cl_err(CLEAVE_ESHUTDOWN, "the engine is stopping");
+	}
 	if (p->build) {
 		pthread_mutex_unlock(&p->mu);
 		return cl_err(CLEAVE_EBUSY, "a rebuild of %s is already running",

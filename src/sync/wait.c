@@ -76,7 +76,7 @@ int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
 		rc = reached(e, idx, n, position);
 		if (rc != CLEAVE_ETIMEDOUT)
 			break;
-		if (e->sync_stopping) {
+		if (atomic_load(&e->sync_stopping)) {
 			rc = CLEAVE_ESHUTDOWN;
 			break;
 		}
@@ -201,7 +201,7 @@ void cl_watch_stop(cleave_engine *e)
 	pthread_mutex_lock(&e->appmu);
 	bool running = e->watcher_running;
 	e->watcher_running = false;
-	e->sync_stopping = true;
+	atomic_store(&e->sync_stopping, true);
 	pthread_cond_broadcast(&e->appcond);
 	pthread_mutex_unlock(&e->appmu);
 	if (running)
