@@ -20,8 +20,10 @@
  *    caller must not free it.
  *  - JSON values are cJSON trees (Debian's libcjson).  Input handed to a
  *    handler has been checked by Cleave first: valid UTF-8, no duplicate
- *    keys, nesting at most CLEAVE_JSON_MAX_DEPTH, integers exact (|n| <=
- *    2^53), and the command's declared fields (cleave_field).
+ *    keys, nesting at most CLEAVE_JSON_MAX_DEPTH, numbers exact (|n| <=
+ *    2^53 by their exact decimal value, in any notation; no fraction that
+ *    a double would round to an integer), and the command's declared
+ *    fields (cleave_field).
  */
 #ifndef CLEAVE_H
 #define CLEAVE_H

@@ -104,10 +104,91 @@ static int scan_string(scan *s)
 	return fail(s, "unterminated string");
 }
 
+/* A number the scanner accepted, refused for its value (the JSON is well
+ * formed): an "invalid_argument", not a "malformed_json". */
+static int number_refused(scan *s, const unsigned char *b, const char *what)
+{
+	return cl_err(CLEAVE_EINVAL, "number at byte %zu: %s",
+		      (size_t)(b - s->start), what);
+}
+
+/*
+ * The rule for numbers, by the literal's exact decimal value, whatever its
+ * notation: a value beyond ±2^53 is refused (1e16, 9007199254740993.0,
+ * 9007199254740992.5: none survives a trip through a double unchanged), and
+ * so is a fraction that a double would turn into an integer
+ * (1.0000000000000001, 1e-400), so that an integer field can trust that a
+ * double holding an integer came from an integer.
+ */
+static int number_check(scan *s, const unsigned char *b, size_t n)
+{
+	static const char max[] = "9007199254740992"; /* 2^53 */
+	char dig[48];
+	size_t nd = 0, i = 0;
+	long exp = 0, frac = 0;
+	bool neg = b[0] == '-';
+	if (neg)
+		i++;
+	for (; i < n && b[i] >= '0' && b[i] <= '9'; i++)
+		if (nd || b[i] != '0')
+			dig[nd++] = (char)b[i];
+	if (i < n && b[i] == '.')
+		for (i++; i < n && b[i] >= '0' && b[i] <= '9'; i++) {
+			frac++;
+			if (nd || b[i] != '0')
+				dig[nd++] = (char)b[i];
+		}
+	if (i < n && (b[i] == 'e' || b[i] == 'E')) {
+		bool eneg = b[++i] == '-';
+		if (b[i] == '+' || b[i] == '-')
+			i++;
+		for (; i < n; i++)
+			if (exp < 100000) /* beyond any double: clamp */
+				exp = exp * 10 + (b[i] - '0');
+		if (eneg)
+			exp = -exp;
+	}
+	/* value = dig × 10^x, dig without leading or trailing zeros */
+	long x = exp - frac;
+	while (nd && dig[nd - 1] == '0') {
+		nd--;
+		x++;
+	}
+	if (!nd)
+		return 0; /* zero */
+	long intlen = (long)nd + x; /* digits before the point */
+	bool beyond;
+	if (intlen != 16) {
+		beyond = intlen > 16;
+	} else {
+		char ip[17];
+		for (int k = 0; k < 16; k++)
+			ip[k] = k < (long)nd ? dig[k] : '0';
+		ip[16] = 0;
+		int c = strcmp(ip, max);
+		/* 2^53 itself is fine; anything past it, fraction or not,
+		 * is not */
+		beyond = c > 0 || (c == 0 && x < 0);
+	}
+	if (beyond)
+		return number_refused(s, b, "beyond ±2^53, not exact in "
+					    "a double");
+	if (x < 0) {
+		char tmp[48];
+		memcpy(tmp, b, n);
+		tmp[n] = 0;
+		double v = strtod(tmp, NULL);
+		if (v == floor(v))
+			return number_refused(s, b, "a fraction that a double "
+						    "cannot tell from an "
+						    "integer");
+	}
+	return 0;
+}
+
 static int scan_number(scan *s)
 {
 	const unsigned char *b = s->p;
-	bool is_int = true;
 	if (*s->p == '-')
 		s->p++;
 	if (s->p >= s->end)
@@ -121,7 +202,6 @@ static int scan_number(scan *s)
 		return fail(s, "bad number");
 	}
 	if (s->p < s->end && *s->p == '.') {
-		is_int = false;
 		s->p++;
 		if (s->p >= s->end || *s->p < '0' || *s->p > '9')
 			return fail(s, "bad fraction");
@@ -129,7 +209,6 @@ static int scan_number(scan *s)
 			s->p++;
 	}
 	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-		is_int = false;
 		s->p++;
 		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
 			s->p++;
@@ -141,21 +220,7 @@ static int scan_number(scan *s)
 	size_t n = (size_t)(s->p - b);
 	if (n > 40)
 		return fail(s, "number literal too long");
-	char tmp[48];
-	memcpy(tmp, b, n);
-	tmp[n] = 0;
-	if (is_int) {
-		/* exact check: at most 16 digits and |v| <= 2^53 */
-		const char *d = tmp[0] == '-' ? tmp + 1 : tmp;
-		if (strlen(d) > 16 ||
-		    strtoull(d, NULL, 10) > (unsigned long long)CL_JSON_MAX_SAFE_INT)
-			return fail(s, "integer beyond 2^53 cannot be exact");
-	} else {
-		double v = strtod(tmp, NULL);
-		if (!isfinite(v) || fabs(v) > (double)CL_JSON_MAX_SAFE_INT)
-			return fail(s, "number beyond 2^53");
-	}
-	return 0;
+	return number_check(s, b, n);
 }
 
 static int scan_lit(scan *s, const char *lit)

@@ -574,6 +574,15 @@ static void test_bad_input(void **state)
 		"{\"id\":\"a\",\"by\":1}x",
 		"{\"id\":\"a\",\"id\":\"b\",\"by\":1}",
 		"{\"id\":\"a\",\"by\":9007199254740993}",
+		/* the rule for numbers holds in every notation */
+		"{\"id\":\"a\",\"by\":9007199254740993.0}",
+		"{\"id\":\"a\",\"by\":9007199254740992.5}",
+		"{\"id\":\"a\",\"by\":-9007199254740992.5}",
+		"{\"id\":\"a\",\"by\":1e16}",
+		"{\"id\":\"a\",\"by\":90071992547409930e-1}",
+		"{\"id\":\"a\",\"by\":0.9007199254740993e16}",
+		"{\"id\":\"a\",\"by\":1.0000000000000001}",
+		"{\"id\":\"a\",\"by\":1e-400}",
 		"{\"id\":\"a\",\"by\":1.5}",
 		"{\"id\":\"a\",\"by\":\"1\"}",
 		"{\"id\":\"a\",\"by\":0}",
@@ -616,6 +625,29 @@ static void test_bad_input(void **state)
 	assert_int_equal(cleave_log_head(e), 0);
 	cleave_engine_close(e);
 	assert_int_equal(sql_int(dir, "SELECT count(*) FROM events"), 0);
+	tu_rmdir(dir);
+}
+
+/* An exact integer is one in any notation. */
+static void test_number_notations(void **state)
+{
+	char *dir = tu_tmpdir("num");
+	cleave_engine *e = open_engine(dir, &td_domain, 1);
+	static const char *const good[] = {
+		"{\"id\":\"g1\",\"by\":1e3}",
+		"{\"id\":\"g2\",\"by\":1000.0}",
+		"{\"id\":\"g3\",\"by\":10000e-1}",
+		"{\"id\":\"g4\",\"by\":0.1e4}",
+		"{\"id\":\"g5\",\"by\":1E+3}",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		int rc = submit_body(e, "Inc", good[i]);
+		if (rc != 0)
+			fail_msg("body %zu (%s) gave %d: %s", i, good[i], rc,
+				 cleave_errmsg());
+	}
+	assert_int_equal(cleave_log_head(e), 5);
+	cleave_engine_close(e);
 	tu_rmdir(dir);
 }
 
@@ -965,6 +997,7 @@ int main(void)
 		cmocka_unit_test(test_deferred_flush),
 		cmocka_unit_test(test_rebuild_under_queries),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_number_notations),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_machine_crash_rebuilds),
 		cmocka_unit_test(test_model_ahead_of_log),
