@@ -259,38 +259,19 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 
 /* ---- open / close ----------------------------------------------------------- */
 
-/* --read-store: NULL or "embedded" keeps every copy under DATA/read;
- * "redis://HOST[:PORT][/DB][/PREFIX]" puts the copies of key/value
- * ("lmdb") projections in that Redis under PREFIX (default "cleave"),
- * while SQL ("sqlite") projections stay embedded. */
+/* --read-store: NULL or "embedded" keeps every copy under DATA/read; the
+ * URI of a shared store (redis://…) puts the copies of key/value
+ * projections there, while SQL projections stay embedded. */
 static int read_store_open(cleave_engine *e, const char *rs)
 {
 	if (!rs || !*rs || !strcmp(rs, "embedded"))
 		return 0;
-	char host[256];
-	int port, db;
-	const char *rest;
-	if (strncmp(rs, "redis://", 8))
+	e->shared = cl_rstore_for_uri(rs);
+	if (!e->shared)
 		return cl_err(CLEAVE_EINVAL,
-			      "read store '%s': expected 'embedded' or "
-			      "redis://HOST[:PORT][/DB][/PREFIX]",
-			      rs);
-	int rc = cl_redis_parse(rs, host, sizeof(host), &port, &db, &rest);
-	if (rc)
-		return rc;
-	const char *prefix = *rest ? rest + 1 : "cleave";
-	size_t pl = strlen(prefix);
-	if (!pl || pl > 200 || strchr(prefix, '|') || prefix[pl - 1] == '/')
-		return cl_err(CLEAVE_EINVAL,
-			      "read store '%s': the key prefix must be 1..200 "
-			      "bytes, without '|' or a trailing '/'",
-			      rs);
-	size_t n = strlen(host) + pl + 64;
-	if (!(e->redis_root = malloc(n)))
-		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	snprintf(e->redis_root, n, "redis://%s:%d/%d/%s", host, port, db,
-		 prefix);
-	return 0;
+			      "read store '%s': expected 'embedded' or %s", rs,
+			      cl_rstore_uri_forms());
+	return e->shared->root_parse(rs, &e->shared_root);
 }
 
 /* The store URIs, checked before anything is created: --read-store,
@@ -301,11 +282,12 @@ static int stores_check(cleave_engine *e, const cleave_config *cfg)
 	int rc = read_store_open(e, cfg->read_store);
 	if (rc)
 		return rc;
-	if (cfg->query_node && !e->redis_root)
+	if (cfg->query_node && !e->shared)
 		return cl_err(CLEAVE_EINVAL,
 			      "a query node serves the read models another "
-			      "engine writes to Redis: give --read-store "
-			      "redis://… (the writer's)");
+			      "engine writes to a shared store: give "
+			      "--read-store %s (the writer's)",
+			      cl_rstore_uri_forms());
 	const char *w = cfg->write_store;
 	if (!w || strncmp(w, "sqlite:", 7))
 		return 0;
@@ -323,19 +305,18 @@ static int stores_check(cleave_engine *e, const cleave_config *cfg)
 	return 0;
 }
 
-/* Who writes the Redis copies: this host's data directory (which exists
+/* Who writes the shared store's copies: this host's data directory (which exists
  * by now), so a restart finds its own copies and another engine pointed
  * at the same prefix is refused. */
-static int redis_owner_init(cleave_engine *e)
+static int owner_init(cleave_engine *e)
 {
 	char hn[256] = "", *rp = realpath(e->data_dir, NULL);
 	gethostname(hn, sizeof(hn) - 1);
 	size_t on = strlen(hn) + strlen(rp ? rp : e->data_dir) + 2;
-	if ((e->redis_owner = malloc(on)))
-		snprintf(e->redis_owner, on, "%s:%s", hn,
-			 rp ? rp : e->data_dir);
+	if ((e->owner = malloc(on)))
+		snprintf(e->owner, on, "%s:%s", hn, rp ? rp : e->data_dir);
 	free(rp);
-	return e->redis_owner ? 0 : cl_err(CLEAVE_ENOMEM, "out of memory");
+	return e->owner ? 0 : cl_err(CLEAVE_ENOMEM, "out of memory");
 }
 
 /* One engine writes a data directory at a time: a second one would be a
@@ -378,8 +359,8 @@ static void engine_free(cleave_engine *e)
 		e->wm->reader_close(e->readers[i]);
 	if (e->ws)
 		e->wm->close(e->ws);
-	if (e->redis_meta)
-		e->redis_meta->m->close(e->redis_meta);
+	if (e->root_store)
+		e->root_store->m->close(e->root_store);
 	cl_ring_free(e->ring);
 	cl_nametab_free(&e->cmd_idx);
 	cl_nametab_free(&e->query_idx);
@@ -391,8 +372,8 @@ static void engine_free(cleave_engine *e)
 	free(e->watches);
 	free(e->data_dir);
 	free(e->read_dir);
-	free(e->redis_root);
-	free(e->redis_owner);
+	free(e->shared_root);
+	free(e->owner);
 	free(e->wstore_dir);
 	free(e->catalog_seen);
 	if (e->lock_fd > 0)
@@ -487,16 +468,16 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 			goto fail;
 		}
 	}
-	if (e->redis_root && (rc = redis_owner_init(e)))
+	if (e->shared && (rc = owner_init(e)))
 		goto fail;
-	if (e->redis_root) {
+	if (e->shared) {
 		/* the root: the catalog query nodes follow, and the claim
 		 * that keeps a second writing engine off this prefix */
 		cl_rstore_opts ro = {.read_only = cfg->read_only ||
 						  cfg->query_node,
-				     .owner = e->redis_owner};
-		if ((rc = cl_rstore_redis.open(e->redis_root, &ro,
-					       &e->redis_meta)))
+				     .owner = e->owner};
+		if ((rc = e->shared->open(e->shared_root, &ro,
+					  &e->root_store)))
 			goto fail;
 	}
 	const char *wuri = e->wstore_dir ? "sqlite" : cfg->write_store;

@@ -76,10 +76,6 @@ void cl_evbatch_unref(cl_evbatch *b);
 
 typedef struct cl_proj cl_proj;
 
-/* Seconds a retired copy in Redis stays readable after its switch, for
- * query nodes that have not yet followed it. */
-#define CL_REDIS_DROP_GRACE_S 3
-
 /* One generation of a projection's read model. */
 typedef struct cl_copy {
 	cl_proj *proj;
@@ -216,10 +212,12 @@ struct cleave_engine {
 	cleave_config cfg;
 	const cleave_domain *dom;
 	char *data_dir, *read_dir;
-	char *redis_root; /* --read-store redis://…: "redis://H:P/DB/PREFIX",
-			     where key/value ("lmdb") copies live; or NULL */
-	char *redis_owner; /* "host:/real/data/dir", claims those copies */
-	cl_rstore *redis_meta; /* the root itself: the catalog for query nodes */
+	/* --read-store scheme://…: the shared store (CL_RS_SHARED) that holds
+	 * the copies of key/value projections, or NULL */
+	const cl_rstore_methods *shared;
+	char *shared_root; /* its canonical root: copies are ROOT/<name>.g<n> */
+	char *owner;       /* "host:/real/data/dir", claims those copies */
+	cl_rstore *root_store; /* the root itself: the catalog for query nodes */
 	char *wstore_dir;  /* --write-store sqlite:DIR (query nodes) */
 	/* query node: the follower thread (follow.c) */
 	pthread_t follower;

@@ -14,23 +14,107 @@
  */
 #include "read/rstore.h"
 
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/util.h"
 #include "read/rstore_int.h"
 
+/* The registry: the embedded stores (by kind), then the shared ones (by
+ * URI scheme). */
+static const cl_rstore_methods *const all[] = {
+    &cl_rstore_lmdb,
+    &cl_rstore_sqlite,
+    &cl_rstore_redis,
+};
+
 const cl_rstore_methods *cl_rstore_find(const char *kind)
 {
-	static const cl_rstore_methods *const all[] = {
-	    &cl_rstore_lmdb,
-	    &cl_rstore_sqlite,
-	};
 	if (!kind)
 		return NULL;
 	for (size_t i = 0; i < CL_ARRAY_LEN(all); i++)
-		if (!strcmp(all[i]->kind, kind))
+		if (!cl_rs_has(all[i], CL_RS_SHARED) &&
+		    !strcmp(all[i]->kind, kind))
 			return all[i];
 	return NULL;
+}
+
+const cl_rstore_methods *cl_rstore_for_uri(const char *uri)
+{
+	for (size_t i = 0; uri && i < CL_ARRAY_LEN(all); i++) {
+		const char *sc = all[i]->scheme;
+		size_t n = sc ? strlen(sc) : 0;
+		if (n && !strncmp(uri, sc, n) && !strncmp(uri + n, "://", 3))
+			return all[i];
+	}
+	return NULL;
+}
+
+static char uri_forms[512];
+
+static void uri_forms_init(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < CL_ARRAY_LEN(all); i++)
+		if (all[i]->uri_form && n < sizeof(uri_forms))
+			n += (size_t)snprintf(uri_forms + n,
+					      sizeof(uri_forms) - n, "%s%s",
+					      n ? " or " : "",
+					      all[i]->uri_form);
+}
+
+const char *cl_rstore_uri_forms(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, uri_forms_init);
+	return uri_forms;
+}
+
+int cl_rs_hold(cl_rstore *s, bool on)
+{
+	if (cl_rs_has(s->m, CL_RS_SNAPSHOT) || !s->m->hold)
+		return 0;
+	return s->m->hold(s, on);
+}
+
+typedef struct late_drop {
+	const cl_rstore_methods *m;
+	char path[];
+} late_drop;
+
+static void *late_drop_main(void *arg)
+{
+	late_drop *d = arg;
+	cl_thread_name("cl-drop");
+	sleep(CL_SHARED_DROP_GRACE_S);
+	d->m->drop(d->path);
+	free(d);
+	return NULL;
+}
+
+void cl_rs_drop_retired(const cl_rstore_methods *m, const char *path)
+{
+	if (cl_rs_has(m, CL_RS_SHARED)) {
+		late_drop *d = malloc(sizeof(*d) + strlen(path) + 1);
+		pthread_t th;
+		pthread_attr_t a;
+		if (d) {
+			d->m = m;
+			strcpy(d->path, path);
+			pthread_attr_init(&a);
+			pthread_attr_setdetachstate(&a,
+						    PTHREAD_CREATE_DETACHED);
+			int rc = pthread_create(&th, &a, late_drop_main, d);
+			pthread_attr_destroy(&a);
+			if (!rc)
+				return;
+			free(d);
+		}
+	}
+	m->drop(path);
 }
 
 void cl_dead_letter_json(cl_buf *b, const cleave_event *ev, const char *error)

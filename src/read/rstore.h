@@ -4,9 +4,13 @@
  * A read store holds one copy ("generation") of one projection: the
  * projection's data and its checkpoint, written in the same transaction.
  * Backends: rstore_lmdb.c ("lmdb"), rstore_sqlite.c ("sqlite"),
- * rstore_redis.c ("redis", which holds the copies of "lmdb" projections
- * when the engine is given --read-store redis://…).  The engine never includes a backend
- * header; it finds a backend by kind with cl_rstore_find().
+ * rstore_redis.c ("redis", a shared store: it holds the copies of key/value
+ * projections when the engine is given --read-store redis://…).  The core
+ * and the sync layer never include a backend header and never ask which
+ * backend they have: they find one by kind (cl_rstore_find) or by the URI
+ * of a shared store (cl_rstore_for_uri), and ask what it can do through
+ * its capability flags (caps, CL_RS_*) and the cl_rs_* wrappers below,
+ * which check the optional slots.
  *
  * Every public cleave_rtx_* call dispatches through tx->m.  The sorted-set,
  * counter and list calls have generic implementations over the key/value
@@ -62,9 +66,34 @@ struct cl_rstore {
 typedef int (*cl_dump_fn)(void *arg, const char *table, const char *key,
 			  size_t klen, const void *val, size_t vlen);
 
+/* What a backend can do (cl_rstore_methods.caps). */
+enum {
+	/* key/value data calls: get, put, del, scan (a projection of store
+	 * kind "lmdb" needs them, whatever backend holds its copies) */
+	CL_RS_KV = 1 << 0,
+	/* SQL data calls: exec, query (store kind "sqlite") */
+	CL_RS_SQL = 1 << 1,
+	/* Copies live in a server that other processes reach by a root URI
+	 * (scheme://…/PREFIX): query nodes of another engine read them, so
+	 * a retired copy is dropped CL_SHARED_DROP_GRACE_S after its switch;
+	 * each copy is claimed by the engine that writes it (opts.owner);
+	 * the root keeps small records beside the copies (meta_get/set, the
+	 * catalog query nodes follow), lists copies (list), and the server
+	 * may lose what it had, so a quiet copy checks it now and then. */
+	CL_RS_SHARED = 1 << 2,
+	/* Read transactions see a snapshot.  Without it, hold (required
+	 * then) keeps the writer out while verify reads. */
+	CL_RS_SNAPSHOT = 1 << 3,
+};
+
+/* Seconds a retired copy in a shared store stays readable after its
+ * switch, for query nodes that have not yet followed it. */
+#define CL_SHARED_DROP_GRACE_S 3
+
 struct cl_rstore_methods {
 	int version; /* CL_RSTORE_V1 */
 	const char *kind;
+	unsigned caps; /* CL_RS_* */
 
 	/* Opens or creates the copy at `path` (a directory, created 0700). */
 	int (*open)(const char *path, const cl_rstore_opts *o,
@@ -91,7 +120,7 @@ struct cl_rstore_methods {
 	 * dead letters), in a canonical order. */
 	int (*dump)(cleave_rtx *tx, cl_dump_fn fn, void *arg);
 	/* Stores whose read transactions are not snapshots (NULL for those
-	 * that are): hold(s, true) waits for the store's write transaction
+	 * that are, CL_RS_SNAPSHOT): hold(s, true) waits for the store's write transaction
 	 * to end and keeps new ones from beginning until hold(s, false),
 	 * called on the same thread, so that reads in between see one
 	 * commit (verify). */
@@ -137,27 +166,46 @@ struct cl_rstore_methods {
 		    int nargs, int64_t *changes);
 	int (*query)(cleave_rtx *tx, const char *sql, const cleave_value *args,
 		     int nargs, cleave_rows **out);
+
+	/* Shared stores (CL_RS_SHARED), NULL for the others. */
+	const char *scheme;   /* URIs "scheme://…" name this backend */
+	const char *uri_form; /* for messages: "redis://HOST[:PORT]…" */
+	/* Checks a --read-store URI and gives its canonical root (malloc'd),
+	 * under which copies are "ROOT/<name>.g<gen>".  CLEAVE_EINVAL. */
+	int (*root_parse)(const char *uri, char **root);
+	/* Calls fn(arg, name) for each copy under root that `owner`
+	 * claimed, name being what follows "ROOT/"; fn returns 0 to go on.
+	 * 0, or an error (< 0). */
+	int (*list)(const char *root, const char *owner,
+		    int (*fn)(void *arg, const char *name), void *arg);
+	/* Small records beside the copies (s opened on the root): get
+	 * gives a malloc'd NUL-terminated copy, or NULL when absent. */
+	int (*meta_get)(cl_rstore *s, const char *name, char **out);
+	int (*meta_set)(cl_rstore *s, const char *name, const char *val);
 };
 
 /* The backend for `kind` ("lmdb", "sqlite"), or NULL. */
 const cl_rstore_methods *cl_rstore_find(const char *kind);
+/* The shared backend whose scheme starts uri ("redis://…"), or NULL. */
+const cl_rstore_methods *cl_rstore_for_uri(const char *uri);
+/* "redis://HOST[:PORT][/DB][/PREFIX]" and the others: every shared
+ * backend's uri_form, joined with " or " (for messages). */
+const char *cl_rstore_uri_forms(void);
 
-extern const cl_rstore_methods cl_rstore_lmdb;
-extern const cl_rstore_methods cl_rstore_sqlite;
-extern const cl_rstore_methods cl_rstore_redis;
+/* ---- wrappers: capabilities and optional slots ---------------------- */
 
-/* Parses "redis://HOST[:PORT][/DB]" at the start of uri (port 6379, db 0
- * by default); *rest points past it ("" or "/..."). 0 or CLEAVE_EINVAL. */
-int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port,
-		   int *db, const char **rest);
-/* Calls fn(arg, name) for each copy under root ("redis://H:P/DB/PREFIX")
- * that `owner` claimed, name being what follows "PREFIX/" in its path; fn
- * returns 0 to go on.  0, or an error (< 0). */
-int cl_redis_list(const char *root, const char *owner,
-		  int (*fn)(void *arg, const char *name), void *arg);
-/* Small records beside the copies, "PREFIX|name" (s opened on the root):
- * get gives a malloc'd NUL-terminated copy, or NULL when absent. */
-int cl_redis_meta_get(cl_rstore *s, const char *name, char **out);
-int cl_redis_meta_set(cl_rstore *s, const char *name, const char *val);
+static inline bool cl_rs_has(const cl_rstore_methods *m, unsigned caps)
+{
+	return m && (m->caps & caps) == caps;
+}
+
+/* Keeps a store without snapshots still while its caller reads (a no-op
+ * for stores with snapshots). */
+int cl_rs_hold(cl_rstore *s, bool on);
+/* Deletes a retired copy: at once, or for a shared store
+ * CL_SHARED_DROP_GRACE_S later on a thread of its own (query nodes may
+ * still read it; a copy left by an exit meanwhile is swept at the next
+ * start). */
+void cl_rs_drop_retired(const cl_rstore_methods *m, const char *path);
 
 #endif

@@ -15,6 +15,11 @@
 
 #include "read/rstore.h"
 
+/* The backends (found through the registry in rstore.c). */
+extern const cl_rstore_methods cl_rstore_lmdb;
+extern const cl_rstore_methods cl_rstore_sqlite;
+extern const cl_rstore_methods cl_rstore_redis;
+
 /* A user namespace: [a-z0-9_], 1..CL_NS_MAX bytes (checked in rstore.c). */
 #define CL_NS_MAX 32
 /* Names backends must accept: user namespaces, the derived ones of the

@@ -716,6 +716,7 @@ out:
 const cl_rstore_methods cl_rstore_lmdb = {
     .version = CL_RSTORE_V1,
     .kind = "lmdb",
+    .caps = CL_RS_KV | CL_RS_SNAPSHOT,
     .open = lm_open,
     .close = lm_close,
     .drop = lm_drop,

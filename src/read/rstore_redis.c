@@ -44,6 +44,7 @@
 
 #include "core/util.h"
 #include "read/rstore_int.h"
+#include "read/rstore_redis.h"
 
 #define RD_TIMEOUT_S 10   /* writers, maintenance */
 #define RD_READ_TIMEOUT_MS 1000 /* queries: they hold an HTTP thread */
@@ -578,15 +579,40 @@ static int meta_cmd(rd_store *s, const char *name, const char *val,
 	return rc;
 }
 
-int cl_redis_meta_get(cl_rstore *base, const char *name, char **out)
+static int rd_meta_get(cl_rstore *base, const char *name, char **out)
 {
 	*out = NULL;
 	return meta_cmd((rd_store *)base, name, NULL, out);
 }
 
-int cl_redis_meta_set(cl_rstore *base, const char *name, const char *val)
+static int rd_meta_set(cl_rstore *base, const char *name, const char *val)
 {
 	return meta_cmd((rd_store *)base, name, val, NULL);
+}
+
+/* --read-store redis://HOST[:PORT][/DB][/PREFIX]: the root of this
+ * engine's copies, "redis://H:P/DB/PREFIX" (PREFIX "cleave" by
+ * default). */
+static int rd_root_parse(const char *uri, char **root)
+{
+	char host[256];
+	int port, db;
+	const char *rest;
+	int rc = cl_redis_parse(uri, host, sizeof(host), &port, &db, &rest);
+	if (rc)
+		return rc;
+	const char *prefix = *rest ? rest + 1 : "cleave";
+	size_t pl = strlen(prefix);
+	if (!pl || pl > 200 || strchr(prefix, '|') || prefix[pl - 1] == '/')
+		return cl_err(CLEAVE_EINVAL,
+		              "read store '%s': the key prefix must be 1..200 "
+		              "bytes, without '|' or a trailing '/'",
+		              uri);
+	size_t n = strlen(host) + pl + 64;
+	if (!(*root = malloc(n)))
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	snprintf(*root, n, "redis://%s:%d/%d/%s", host, port, db, prefix);
+	return 0;
 }
 
 /* ---- the transaction's memory ------------------------------------------------ */
@@ -1344,6 +1370,13 @@ static int rd_hold(cl_rstore *base, bool on)
 const cl_rstore_methods cl_rstore_redis = {
     .version = CL_RSTORE_V1,
     .kind = "redis",
+    .caps = CL_RS_KV | CL_RS_SHARED,
+    .scheme = "redis",
+    .uri_form = "redis://HOST[:PORT][/DB][/PREFIX]",
+    .root_parse = rd_root_parse,
+    .list = cl_redis_list,
+    .meta_get = rd_meta_get,
+    .meta_set = rd_meta_set,
     .open = rd_open,
     .close = rd_close,
     .drop = rd_drop,

@@ -652,6 +652,7 @@ static int sq_dump(cleave_rtx *tx, cl_dump_fn fn, void *arg)
 const cl_rstore_methods cl_rstore_sqlite = {
     .version = CL_RSTORE_V1,
     .kind = "sqlite",
+    .caps = CL_RS_SQL | CL_RS_SNAPSHOT,
     .open = sq_open,
     .close = sq_close,
     .drop = sq_drop,

@@ -16,7 +16,7 @@
  *    head (wakes its runners), each foreign copy's checkpoint (wakes
  *    min_position waits), and the catalog (opens a switched-to
  *    generation and serves it; the writer keeps the old one readable for
- *    CL_REDIS_DROP_GRACE_S seconds meanwhile).
+ *    CL_SHARED_DROP_GRACE_S seconds meanwhile).
  *
  * So a query node's answers state their position like the writer's, and
  * read-your-writes works across nodes: a client that wrote at position P
@@ -61,7 +61,7 @@ int cl_follow_open(cleave_engine *e, cl_proj *p)
 {
 	int gen = 0, version = 0, rc;
 	if (!e->catalog_seen) {
-		if ((rc = cl_redis_meta_get(e->redis_meta, "catalog",
+		if ((rc = e->shared->meta_get(e->root_store, "catalog",
 					    &e->catalog_seen)))
 			return rc;
 		e->catalog_current = true;
@@ -71,7 +71,7 @@ int cl_follow_open(cleave_engine *e, cl_proj *p)
 		return cl_err(CLEAVE_ENOTFOUND,
 			      "projection %s: the writer has published no "
 			      "copy in %s yet (start the writer first)",
-			      p->def->name, e->redis_root);
+			      p->def->name, e->shared_root);
 	if ((rc = cl_copy_open(p, gen, version, true, &p->live)))
 		return rc;
 	p->followed = true;
@@ -80,12 +80,12 @@ int cl_follow_open(cleave_engine *e, cl_proj *p)
 
 void cl_follow_publish(cleave_engine *e, const char *catalog)
 {
-	if (!e->redis_meta || e->cfg.query_node || e->cfg.read_only)
+	if (!e->root_store || e->cfg.query_node || e->cfg.read_only)
 		return;
-	if (cl_redis_meta_set(e->redis_meta, "catalog", catalog))
+	if (e->shared->meta_set(e->root_store, "catalog", catalog))
 		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 		       "publishing the catalog for query nodes in %s: %s",
-		       e->redis_root, cleave_errmsg());
+		       e->shared_root, cleave_errmsg());
 }
 
 static void set_failing(cl_proj *p, cl_copy *c, bool on, const char *msg)
@@ -102,7 +102,7 @@ static void set_failing(cl_proj *p, cl_copy *c, bool on, const char *msg)
 static void follow_catalog(cleave_engine *e)
 {
 	char *text = NULL;
-	if (cl_redis_meta_get(e->redis_meta, "catalog", &text) || !text)
+	if (e->shared->meta_get(e->root_store, "catalog", &text) || !text)
 		return;
 	if (e->catalog_seen && !strcmp(text, e->catalog_seen)) {
 		free(text);

@@ -39,20 +39,22 @@
 
 /* ---- copies ---------------------------------------------------------------- */
 
-/* The store of a projection's copies: key/value ("lmdb") projections go
- * to Redis when the engine was given one. */
+/* The store of a projection's copies: a key/value projection's go to the
+ * shared store when the engine was given one. */
 static const cl_rstore_methods *copy_methods(cleave_engine *e,
 					     const char *kind)
 {
-	if (e->redis_root && !strcmp(kind, "lmdb"))
-		return &cl_rstore_redis;
-	return cl_rstore_find(kind);
+	const cl_rstore_methods *m = cl_rstore_find(kind);
+	if (e->shared && cl_rs_has(m, CL_RS_KV))
+		return e->shared;
+	return m;
 }
 
-/* Where copies of that store live: DATA/read, or "redis://H:P/DB/PREFIX". */
+/* Where copies of that store live: DATA/read, or the shared store's
+ * root. */
 static const char *copy_root(cleave_engine *e, const cl_rstore_methods *m)
 {
-	return m == &cl_rstore_redis ? e->redis_root : e->read_dir;
+	return cl_rs_has(m, CL_RS_SHARED) ? e->shared_root : e->read_dir;
 }
 
 static void copy_path(cleave_engine *e, const cl_rstore_methods *m,
@@ -76,7 +78,7 @@ static cl_rstore_opts store_opts(cleave_engine *e)
 	o.nosync = !e->cfg.read_sync ||
 		   e->cfg.durability == CLEAVE_DURABILITY_OS;
 	o.map_size = e->cfg.lmdb_map_size;
-	o.owner = e->redis_owner;
+	o.owner = e->owner;
 	return o;
 }
 
@@ -102,7 +104,7 @@ static int copy_open(cl_proj *p, int gen, int version, cl_copy **out)
 }
 
 /* Opens generation gen of p at version.  A foreign copy (a query node's
- * view of one another engine writes in Redis) is opened read-only and
+ * view of one another engine writes in a shared store) is opened read-only and
  * never set up, written or dropped here. */
 int cl_copy_open(cl_proj *p, int gen, int version, bool foreign,
 		 cl_copy **out)
@@ -161,47 +163,6 @@ fail : {
 }
 }
 
-typedef struct late_drop {
-	const cl_rstore_methods *m;
-	char path[];
-} late_drop;
-
-static void *late_drop_main(void *arg)
-{
-	late_drop *d = arg;
-	cl_thread_name("cl-drop");
-	sleep(CL_REDIS_DROP_GRACE_S);
-	d->m->drop(d->path);
-	free(d);
-	return NULL;
-}
-
-/* Deletes a retired copy.  A copy in Redis may still be read by query
- * nodes that have not yet seen the new catalog: it goes a few seconds
- * later, on a thread of its own (a copy left by an exit meanwhile is swept
- * at the next start). */
-static void drop_copy(const cl_rstore_methods *m, const char *path)
-{
-	if (m == &cl_rstore_redis) {
-		late_drop *d = malloc(sizeof(*d) + strlen(path) + 1);
-		pthread_t th;
-		pthread_attr_t a;
-		if (d) {
-			d->m = m;
-			strcpy(d->path, path);
-			pthread_attr_init(&a);
-			pthread_attr_setdetachstate(&a,
-						    PTHREAD_CREATE_DETACHED);
-			int rc = pthread_create(&th, &a, late_drop_main, d);
-			pthread_attr_destroy(&a);
-			if (!rc)
-				return;
-			free(d);
-		}
-	}
-	m->drop(path);
-}
-
 static void copy_destroy(cl_copy *c)
 {
 	const cleave_projection_def *d = c->def ? c->def : c->proj->def;
@@ -209,7 +170,7 @@ static void copy_destroy(cl_copy *c)
 	if (c->store)
 		c->store->m->close(c->store);
 	if (c->retired && m && !c->proj->e->cfg.read_only && !c->foreign)
-		drop_copy(m, c->path);
+		cl_rs_drop_retired(m, c->path);
 	pthread_mutex_destroy(&c->cmu);
 	free(c->path);
 	free(c);
@@ -257,9 +218,9 @@ static int copy_reopen(cl_copy *c)
 		cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, pos,
 		       "projection %s: store reopened at position %lld",
 		       p->def->name, (long long)pos);
-		/* a Redis that lost data lost the catalog published for
-		 * query nodes too */
-		if (e->redis_meta && m == &cl_rstore_redis)
+		/* a shared store that lost data lost the catalog published
+		 * for query nodes too */
+		if (e->root_store && cl_rs_has(m, CL_RS_SHARED))
 			catalog_save(e);
 	}
 	pthread_mutex_lock(&p->mu);
@@ -410,9 +371,10 @@ static void sweep_one(cleave_engine *e, const cl_rstore_methods *m,
 	m ? m->drop(path) : cl_rmtree(path);
 }
 
-static int sweep_redis(void *arg, const char *name)
+static int sweep_shared(void *arg, const char *name)
 {
-	sweep_one(arg, &cl_rstore_redis, name);
+	cleave_engine *e = arg;
+	sweep_one(e, e->shared, name);
 	return 0;
 }
 
@@ -427,11 +389,11 @@ static void sweep_orphans(cleave_engine *e)
 			sweep_one(e, NULL, de->d_name);
 		closedir(d);
 	}
-	if (e->redis_root &&
-	    cl_redis_list(e->redis_root, e->redis_owner, sweep_redis, e) < 0)
+	if (e->shared &&
+	    e->shared->list(e->shared_root, e->owner, sweep_shared, e) < 0)
 		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 		       "looking for unused read-model copies in %s: %s",
-		       e->redis_root, cleave_errmsg());
+		       e->shared_root, cleave_errmsg());
 }
 
 /* ---- read models after a crash of the machine ------------------------- */
@@ -541,7 +503,7 @@ int cl_sync_open(cleave_engine *e)
 		cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "build");
 		p->next_gen = (int)cl_json_int(o, "next_gen", 1);
 		if (e->cfg.query_node &&
-		    copy_methods(e, p->def->store) == &cl_rstore_redis) {
+		    cl_rs_has(copy_methods(e, p->def->store), CL_RS_SHARED)) {
 			/* another engine writes it: follow that one's copy */
 			if ((rc = cl_follow_open(e, p)))
 				break;
@@ -612,9 +574,9 @@ int cl_sync_open(cleave_engine *e)
 			p->next_gen = maxgen + 1;
 	}
 	cJSON_Delete(cat);
-	/* with Redis, query nodes read the catalog there: publish it at
+	/* with a shared store, query nodes read the catalog there: publish it at
 	 * every open (a writer upgraded from an older version has none) */
-	if (!rc && (dirty || (e->redis_meta && !e->cfg.query_node)))
+	if (!rc && (dirty || (e->root_store && !e->cfg.query_node)))
 		rc = catalog_save(e);
 	if (!rc)
 		sweep_orphans(e);
@@ -1315,9 +1277,9 @@ static bool catch_up(cl_copy *c, int64_t pos, int64_t end)
 	return ok;
 }
 
-/* A quiet copy in a shared store (Redis) checks now and then that the
- * store still has what it applied: a write transaction's begin does
- * (rstore_redis.c check_ckpt).  A store that lost data is reopened and
+/* A quiet copy in a shared store checks now and then that the store
+ * still has what it applied: a write transaction's begin does (Redis:
+ * check_ckpt).  A store that lost data is reopened and
  * applied again from its checkpoint without waiting for a new event. */
 static void idle_check(cl_copy *c)
 {
@@ -1377,7 +1339,8 @@ static void *runner_main(void *arg)
 			int w = pthread_cond_timedwait(&e->advcond, &e->advmu,
 						       &ts);
 			pthread_mutex_unlock(&e->advmu);
-			if (w == ETIMEDOUT && c->store->m->hold)
+			if (w == ETIMEDOUT &&
+			    cl_rs_has(c->store->m, CL_RS_SHARED))
 				idle_check(c);
 			continue;
 		}
@@ -1402,6 +1365,12 @@ static void *runner_main(void *arg)
 			}
 			wait_backoff(c, 200);
 			continue;
+		}
+		if (rd && l.nrefs) {
+			/* tailing the ring again: the store reader goes back
+			 * to the pool (which closes it once idle) */
+			cl_reader_put(e, rd);
+			rd = NULL;
 		}
 		if (l.upto < head && l.n)
 			c->pending_ts = l.ev[l.n - 1]->ts_us;
@@ -1876,7 +1845,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 		goto out;
 	}
 	/* a store without snapshots keeps its writer out meanwhile */
-	if (m->hold && (rc = m->hold(live->store, true)) == 0)
+	if ((rc = cl_rs_hold(live->store, true)) == 0)
 		held = true;
 	if (rc || (rc = m->begin(live->store, false, &ltx)) ||
 	    (rc = m->checkpoint_get(ltx, &pos)))
@@ -1887,7 +1856,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	cl_rstore_opts o = {0};
 	o.nosync = true;
 	o.map_size = e->cfg.lmdb_map_size;
-	o.owner = e->redis_owner;
+	o.owner = e->owner;
 	scratch.proj = p;
 	scratch.def = def;
 	scratch.version = live->version;
@@ -1971,7 +1940,7 @@ out:
 	if (ltx)
 		cl_rtx_abort(ltx);
 	if (held)
-		m->hold(live->store, false);
+		cl_rs_hold(live->store, false);
 	evlist_free(&l);
 	cl_reader_put(e, rd);
 	if (scratch.store)

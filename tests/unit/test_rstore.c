@@ -14,6 +14,7 @@
 
 #include "core/util.h"
 #include "read/rstore.h"
+#include "read/rstore_int.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 

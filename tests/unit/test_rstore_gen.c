@@ -12,6 +12,7 @@
 
 #include "core/util.h"
 #include "read/rstore.h"
+#include "read/rstore_int.h"
 
 static cl_rstore *open_store(const char *dir)
 {

@@ -18,7 +18,8 @@
 #include "testutil.h"
 
 #include "core/util.h"
-#include "read/rstore.h"
+#include "read/rstore_int.h"
+#include "read/rstore_redis.h"
 
 static int nprefix;
 
