@@ -13,7 +13,6 @@
 #include <string.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -392,18 +391,8 @@ static void engine_free(cleave_engine *e)
 	free(e);
 }
 
-/* SQLite's memory statistics take a global mutex on every allocation;
- * Cleave does not read them.  Must precede SQLite's initialisation (a
- * no-op when someone initialised it already). */
-static void sqlite_global_setup(void)
-{
-	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-}
-
 int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, sqlite_global_setup);
 	int rc;
 	*out = NULL;
 	cleave_engine *e = calloc(1, sizeof(*e));
@@ -745,14 +734,4 @@ int cleave_command_stats_get(cleave_engine *e, int i, cleave_command_stats *out)
 	out->replayed = s->replayed;
 	out->latency_us = s->latency;
 	return 0;
-}
-
-const cl_wstore_methods *cl_wstore_find(const char *uri)
-{
-	if (!uri || !*uri || !strcmp(uri, "sqlite"))
-		return &cl_wstore_sqlite;
-	if (!strncmp(uri, "postgres://", 11) ||
-	    !strncmp(uri, "postgresql://", 13))
-		return &cl_wstore_pg;
-	return NULL;
 }

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/sqlite_util.h"
+#include "sqlite/sqlite_util.h"
 #include "core/util.h"
 #include "read/rstore_int.h"
 
@@ -89,7 +89,7 @@ static int conn_open(sq_store *s, sq_conn *c, bool write, bool nosync)
 	int flags = SQLITE_OPEN_NOMUTEX |
 	            (write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 	                   : SQLITE_OPEN_READONLY);
-	int src = sqlite3_open_v2(s->file, &c->db, flags, NULL);
+	int src = cl_sqlite_open(s->file, flags, &c->db);
 	int rc;
 	if (src != SQLITE_OK) {
 		rc = cl_sqlite_err(c->db, src, "open");

@@ -17,7 +17,7 @@
 
 #include <sqlite3.h>
 
-#include "core/sqlite_util.h"
+#include "sqlite/sqlite_util.h"
 #include "core/util.h"
 #include "write/wstore.h"
 
@@ -108,7 +108,7 @@ static int open_db(const char *path, bool ro, sqlite3 **out)
 		    (ro ? SQLITE_OPEN_READONLY
 			: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	sqlite3 *db = NULL;
-	int src = sqlite3_open_v2(path, &db, flags, NULL);
+	int src = cl_sqlite_open(path, flags, &db);
 	if (src != SQLITE_OK) {
 		int rc = cl_sqlite_err(db, src, "open");
 		cl_err(rc, "cannot open write store %s: %s", path,

@@ -1,7 +1,9 @@
 /*
  * sqlite_util.h — what the SQLite write store and the SQLite read store
- * share: a prepared-statement cache, binding of cleave_value arrays, row
- * cursors over statements, and mapping of SQLite errors to CLEAVE_E*.
+ * share: opening a connection, a prepared-statement cache, binding of
+ * cleave_value arrays, row cursors over statements, and mapping of SQLite
+ * errors to CLEAVE_E*.  Only those two backends include it (nor does
+ * anything else include <sqlite3.h>).
  */
 #ifndef CL_SQLITE_UTIL_H
 #define CL_SQLITE_UTIL_H
@@ -10,6 +12,11 @@
 
 #include "cleave.h"
 #include "core/rows.h"
+
+/* sqlite3_open_v2, after the process-wide settings (once, before SQLite
+ * initialises itself): no memory statistics, which take a global mutex on
+ * every allocation and which Cleave does not read. */
+int cl_sqlite_open(const char *file, int flags, sqlite3 **db);
 
 /* A statement cache for one connection, keyed by the SQL text. */
 typedef struct cl_stmt_cache cl_stmt_cache;

@@ -5,12 +5,25 @@
  * embeds its own cursor, so opening a cursor allocates nothing: one cursor
  * per statement text at a time, which handlers never need to exceed.
  */
-#include "core/sqlite_util.h"
+#include "sqlite/sqlite_util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
+
+static void global_setup(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+int cl_sqlite_open(const char *file, int flags, sqlite3 **db)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, global_setup);
+	return sqlite3_open_v2(file, db, flags, NULL);
+}
 
 typedef struct entry {
 	cleave_rows rows; /* must be first: cleave_rows* ↔ entry* */
