@@ -578,12 +578,33 @@ void cl_reader_put(cleave_engine *e, cl_wreader *r)
 		return;
 	pthread_mutex_lock(&e->rdmu);
 	if (e->nreaders < (int)CL_ARRAY_LEN(e->readers)) {
+		e->readers_idle[e->nreaders] = cl_mono_us();
 		e->readers[e->nreaders++] = r;
 		r = NULL;
 	}
 	pthread_mutex_unlock(&e->rdmu);
 	if (r)
 		e->wm->reader_close(r);
+}
+
+void cl_readers_trim(cleave_engine *e, int64_t idle_us)
+{
+	cl_wreader *old[CL_ARRAY_LEN(e->readers)];
+	int64_t since = cl_mono_us() - idle_us;
+	int n = 0;
+	pthread_mutex_lock(&e->rdmu);
+	/* the bottom of the stack has been idle longest */
+	while (n < e->nreaders && e->readers_idle[n] < since)
+		n++;
+	memcpy(old, e->readers, (size_t)n * sizeof(old[0]));
+	e->nreaders -= n;
+	memmove(e->readers, e->readers + n,
+		(size_t)e->nreaders * sizeof(e->readers[0]));
+	memmove(e->readers_idle, e->readers_idle + n,
+		(size_t)e->nreaders * sizeof(e->readers_idle[0]));
+	pthread_mutex_unlock(&e->rdmu);
+	for (int i = 0; i < n; i++)
+		e->wm->reader_close(old[i]);
 }
 
 static bool needs_upcast(cleave_engine *e, const char *type, int version)

@@ -255,9 +255,11 @@ struct cleave_engine {
 	atomic_int_fast64_t head;
 	int64_t head_ts;
 
-	/* log readers (pool) */
+	/* log readers (pool): a stack, the most recently returned on top;
+	 * readers_idle[i] is when readers[i] came back */
 	pthread_mutex_t rdmu;
 	cl_wreader *readers[16];
+	int64_t readers_idle[16];
 	int nreaders;
 
 	/* sync */
@@ -291,6 +293,13 @@ void cl_log(cleave_engine *e, int level, const char *trace_id,
 	__attribute__((format(printf, 6, 7)));
 cl_wreader *cl_reader_get(cleave_engine *e);
 void cl_reader_put(cleave_engine *e, cl_wreader *r);
+/* Closes the pooled readers idle for more than idle_us (the upkeep thread
+ * calls it: a burst of readers, such as a rebuild's, is not kept for the
+ * process's life). */
+void cl_readers_trim(cleave_engine *e, int64_t idle_us);
+/* How long a pooled log reader may stay idle (an SQLite reader holds two
+ * descriptors and up to 1 MiB of page cache). */
+#define CL_READER_IDLE_US (10 * 1000000LL)
 /* Turns a stored row into an event (parsing and upcasting data).  With an
  * arena, an event that needs no upcasting is parsed into it (*in_arena
  * true: drop it with the arena, never cJSON_Delete); otherwise the json

@@ -724,6 +724,7 @@ static void *maint_main(void *arg)
 		if (e->wm->maintain(e->ws))
 			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 			       "write store upkeep: %s", cleave_errmsg());
+		cl_readers_trim(e, CL_READER_IDLE_US);
 		pthread_mutex_lock(&e->qmu);
 	}
 	pthread_mutex_unlock(&e->qmu);
