@@ -12,6 +12,7 @@ What each case expects, and what the engine does today, is written down in
 docs/reliability.md.  A case marked KNOWN BUG fails on purpose until the
 engine is fixed.  Python standard library only; the disk-full case needs
 root (mount), the others do not."""
+import errno
 import json
 import os
 import signal
@@ -337,24 +338,52 @@ def umount(mnt):
     os.rmdir(mnt)
 
 
-def fill(path):
-    """Fills the file system of `path` with one file; returns it."""
-    filler = os.path.join(path, "filler")
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    try:
-        with open(filler, "ab") as f:
-            while True:
-                f.write(b"\0" * 512)
-                f.flush()
-    except OSError:
-        pass
-    return filler
+class Filler:
+    """One file that takes every free block of a file system.  Created at
+    once (empty), before the disk is anywhere near full, so that setting
+    up the fault can never fail from the fault; fill() then preallocates
+    what statvfs says is free and writes (unbuffered) until the kernel
+    answers ENOSPC: the disk is full at that moment, whatever the server
+    wrote meanwhile.  Any other error is a real one and fails the test."""
+
+    def __init__(self, mnt):
+        self.path = os.path.join(mnt, "filler")
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                          0o600)
+        self.size = 0
+
+    def fill(self):
+        st = os.statvfs(self.path)
+        want = st.f_bavail * st.f_frsize
+        while want >= st.f_frsize:
+            try:
+                os.posix_fallocate(self.fd, self.size, want)
+                self.size += want
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                want //= 2  # the server took some meanwhile
+        # the last partial blocks, and proof that the disk is full
+        chunk = b"\0" * st.f_frsize
+        while True:
+            try:
+                n = os.pwrite(self.fd, chunk, self.size)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+            self.size += n
+        self.close()  # nothing buffered: closing cannot fail
+        return self.size
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def remove(self):
+        self.close()
+        os.unlink(self.path)
 
 
 def reserve(mnt, mb):
@@ -372,6 +401,8 @@ class DiskFull(FaultCase):
         mnt, how, undo = mount_small(16)
         self.addCleanup(undo)
         spare = reserve(mnt, 4)
+        filler = Filler(mnt)
+        self.addCleanup(filler.close)  # before the unmount
         srv = self.server(data=data_on(mnt, "full"), shim=False)
         srv.start()
         c = srv.client()
@@ -409,7 +440,7 @@ class DiskFull(FaultCase):
             t.start()
         try:
             time.sleep(0.3)
-            filler = fill(mnt)
+            filler.fill()
             # full: commands must fail with a clear 507 for a while
             full = wait_for(lambda: statuses.get(507, 0) >= 20, 30)
         finally:
@@ -450,7 +481,7 @@ class DiskFull(FaultCase):
             r = led.send(c, "AddProduct", product("still-full"))
             self.assert_error(r, (507,), "no_space")
         # space again: recovery (without a restart when it kept running)
-        os.unlink(filler)
+        filler.remove()
         os.unlink(spare)
         if not started_full:
             srv.start()
@@ -479,19 +510,21 @@ class DiskFull(FaultCase):
         mnt, how, undo = mount_small(8)
         self.addCleanup(undo)
         spare = reserve(mnt, 2)
+        filler = Filler(mnt)
+        self.addCleanup(filler.close)  # before the unmount
         srv = self.server(data=data_on(mnt, "full2"), shim=False)
         srv.start()
         c = srv.client()
         led = Ledger()
         led.send(c, "AddProduct", product("p0"))
-        filler = fill(mnt)
+        filler.fill()
         r = None
         for i in range(2000):
             r = led.send(c, "Restock", {"productId": "p0", "quantity": 1})
             if r.status != 200:
                 break
         self.assert_error(r, (507,), "no_space")
-        os.unlink(filler)
+        filler.remove()
         os.unlink(spare)
         r = led.send(c, "Restock", {"productId": "p0", "quantity": 1})
         self.assertEqual(r.status, 200, "no recovery once space is back: "
