@@ -171,12 +171,8 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 			return cl_err(CLEAVE_EINVAL,
 				      "bad query definition '%s'", q->name);
 	}
-	int ndefs = 0;
-	while (d->projections[ndefs].name)
-		ndefs++;
 	if ((rc = cl_nametab_init(&e->cmd_idx, (size_t)e->ncmd)) ||
-	    (rc = cl_nametab_init(&e->query_idx, (size_t)e->nquery)) ||
-	    (rc = cl_nametab_init(&e->proj_idx, (size_t)ndefs)))
+	    (rc = cl_nametab_init(&e->query_idx, (size_t)e->nquery)))
 		return rc;
 	for (int i = 0; i < e->ncmd; i++)
 		if (cl_nametab_put(&e->cmd_idx, d->commands[i].name, i))
@@ -186,41 +182,8 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 		if (cl_nametab_put(&e->query_idx, d->queries[i].name, i))
 			return cl_err(CLEAVE_EINVAL, "query '%s' twice",
 				      d->queries[i].name);
-	/* Projections: one entry per name; several versions of a name may
-	 * be registered (the old one keeps the live copy fed during a
-	 * blue-green rebuild to the new one). */
-	e->proj = calloc((size_t)(ndefs ? ndefs : 1), sizeof(*e->proj));
-	if (!e->proj)
-		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	for (int i = 0; i < ndefs; i++) {
-		const cleave_projection_def *p = &d->projections[i];
-		if (!cl_name_ok(p->name, 48, "lower") || !p->apply ||
-		    p->version < 1 || !p->store || !cl_rstore_find(p->store))
-			return cl_err(CLEAVE_EINVAL,
-				      "bad projection definition '%s' (name "
-				      "[a-z0-9_], version >= 1, store lmdb "
-				      "or sqlite)",
-				      p->name ? p->name : "");
-		int k = cl_nametab_get(&e->proj_idx, p->name);
-		if (k < 0) {
-			k = e->nproj++;
-			cl_nametab_put(&e->proj_idx, p->name, k);
-			e->proj[k].index = k;
-			e->proj[k].e = e;
-		}
-		cl_proj *pr = &e->proj[k];
-		if (pr->ndefs == (int)CL_ARRAY_LEN(pr->defs))
-			return cl_err(CLEAVE_EINVAL, "too many versions of '%s'",
-				      p->name);
-		for (int j = 0; j < pr->ndefs; j++)
-			if (pr->defs[j]->version == p->version)
-				return cl_err(CLEAVE_EINVAL,
-					      "projection %s v%d twice",
-					      p->name, p->version);
-		pr->defs[pr->ndefs++] = p;
-		if (!pr->def || p->version > pr->def->version)
-			pr->def = p;
-	}
+	if ((rc = cl_sync_init(e, d)))
+		return rc;
 	/* queries: which projections each reads */
 	e->query_maxreads = 1;
 	for (int i = 0; i < e->nquery; i++) {
@@ -363,11 +326,10 @@ static void engine_free(cleave_engine *e)
 	cl_ring_free(e->ring);
 	cl_nametab_free(&e->cmd_idx);
 	cl_nametab_free(&e->query_idx);
-	cl_nametab_free(&e->proj_idx);
 	free(e->query_reads);
 	free(e->query_nreads);
 	free(e->cstats);
-	free(e->proj);
+	cl_sync_free(e);
 	free(e->watches);
 	free(e->data_dir);
 	free(e->read_dir);

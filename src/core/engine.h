@@ -14,6 +14,7 @@
 #include "cleave.h"
 #include "core/util.h"
 #include "read/rstore.h"
+#include "sync/sync.h"
 #include "write/wstore.h"
 
 /* ---- name tables ----------------------------------------------------- */
@@ -71,63 +72,6 @@ bool cl_ring_has(cl_ring *r, int64_t position);
 /* Commit time of the event at `position` if in memory, else 0. */
 int64_t cl_ring_ts(cl_ring *r, int64_t position);
 void cl_evbatch_unref(cl_evbatch *b);
-
-/* ---- projections ------------------------------------------------------ */
-
-typedef struct cl_proj cl_proj;
-
-/* One generation of a projection's read model. */
-typedef struct cl_copy {
-	cl_proj *proj;
-	const cleave_projection_def *def; /* NULL: frozen (no handler) */
-	int version, gen;
-	cl_rstore *store;
-	char *path;                       /* the copy's directory */
-	atomic_int_fast64_t applied;      /* checkpoint, mirrored */
-	atomic_int refs;
-	bool retired;                     /* drop when refs reach 0 */
-	bool building;                    /* the new copy of a rebuild */
-	pthread_t thread;
-	bool has_thread;                  /* guarded by proj->mu */
-	bool joining;                     /* its join is under way (proj->mu) */
-	atomic_bool stop;
-	/* parked state (guarded by proj->mu) */
-	bool failing;                     /* the store refuses writes */
-	bool reopening;                   /* closed and reopened: not lent */
-	bool fresh;                       /* reopened once before its switch */
-	bool foreign;                     /* a query node's view of a copy
-					     another engine writes */
-	pthread_mutex_t cmu;              /* held over each commit and its
-					     note; the switch freezes the old
-					     copy under it */
-	bool frozen;                      /* retired: commits nothing more */
-	bool parked;
-	int64_t parked_position;
-	char last_error[256];
-	int64_t dead_letters;
-	/* recent commits: (last position, time) for trace */
-	int64_t hist_pos[256], hist_us[256];
-	unsigned hist_n;
-	int64_t pending_ts;               /* ts of the oldest unapplied event */
-	uint64_t applied_total;
-	uint64_t rate_events[10];         /* per second slots */
-	int64_t rate_sec[10];
-} cl_copy;
-
-struct cl_proj {
-	cleave_engine *e;
-	int index;
-	const cleave_projection_def *def;  /* highest registered version */
-	const cleave_projection_def *defs[8]; /* every registered version */
-	int ndefs;
-	const char **types;                /* subscribed types or NULL */
-	pthread_mutex_t mu;
-	pthread_cond_t resume;
-	cl_copy *live;
-	cl_copy *build;
-	int next_gen;
-	bool followed;                     /* query node: live is foreign */
-};
 
 /* ---- commands --------------------------------------------------------- */
 
@@ -313,32 +257,5 @@ cJSON *cl_json_parse_arena(const char *s, size_t n, cl_arena *a);
 /* write/command.c */
 int cl_writer_start(cleave_engine *e);
 void cl_writer_stop(cleave_engine *e);
-
-/* sync/runner.c */
-int cl_sync_open(cleave_engine *e);
-int cl_copy_open(cl_proj *p, int gen, int version, bool foreign,
-		 cl_copy **out);
-/* follow.c: a query node follows the log head and the copies another
- * engine writes in Redis (their checkpoints, their switches). */
-int cl_follow_open(cleave_engine *e, cl_proj *p);
-int cl_follow_start(cleave_engine *e);
-void cl_follow_stop(cleave_engine *e);
-/* Publishes the catalog text for query nodes (writer with Redis). */
-void cl_follow_publish(cleave_engine *e, const char *catalog);
-int cl_sync_start(cleave_engine *e);
-void cl_sync_stop(cleave_engine *e);
-void cl_sync_close(cleave_engine *e);
-/* Wakes runners after the log advanced. */
-void cl_sync_notify(cleave_engine *e);
-/* The serving copy with a reference taken (cl_copy_unref), or NULL. */
-cl_copy *cl_copy_acquire(cl_proj *p);
-void cl_copy_unref(cl_copy *c);
-int64_t cl_proj_position(cl_proj *p);
-
-/* sync/wait.c */
-int cl_watch_start(cleave_engine *e);
-void cl_watch_stop(cleave_engine *e);
-/* Called by runners after a commit or a state change. */
-void cl_applied_notify(cleave_engine *e);
 
 #endif

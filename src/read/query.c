@@ -183,25 +183,27 @@ int cleave_query_run(cleave_engine *e, const char *name,
 	const int *idx = &e->query_reads[qi * e->query_maxreads];
 	int nreads = CL_MIN(e->query_nreads[qi], MAX_READS);
 	for (int i = 0; i < nreads; i++) {
-		cl_copy *c = cl_copy_acquire(&e->proj[idx[i]]);
+		cl_proj *pj = cl_proj_at(e, idx[i]);
+		cl_copy *c = cl_copy_acquire(pj);
 		if (!c) {
 			rc = cl_err(CLEAVE_EBUSY,
 				    "read model %s is reopening its store "
 				    "after a failure; retry",
-				    e->proj[idx[i]].def->name);
+				    cl_proj_name(pj));
 			break;
 		}
 		q.copy[q.n] = c;
 		/* what the copy had applied before this read began: its
 		 * store cannot be behind that (the runner commits first) */
-		int64_t before = atomic_load(&c->applied);
-		rc = c->store->m->begin(c->store, false, &q.tx[q.n]);
+		int64_t before = cl_copy_applied(c);
+		cl_rstore *st = cl_copy_store(c);
+		rc = st->m->begin(st, false, &q.tx[q.n]);
 		if (rc)
 			q.tx[q.n] = NULL;
 		q.n++;
 		int64_t pos;
 		if (!rc)
-			rc = c->store->m->checkpoint_get(q.tx[q.n - 1], &pos);
+			rc = st->m->checkpoint_get(q.tx[q.n - 1], &pos);
 		if (!rc && pos < before)
 			/* …unless the store lost data (a Redis restarted
 			 * empty) or the copy was deleted under a query node
@@ -212,7 +214,7 @@ int cleave_query_run(cleave_engine *e, const char *name,
 				    "%lld to %lld (its store lost data, or its "
 				    "generation was retired); it is being "
 				    "caught up: retry",
-				    e->proj[idx[i]].def->name,
+				    cl_proj_name(pj),
 				    (long long)before, (long long)pos);
 		if (rc == CLEAVE_EIO) {
 			/* a store that cannot be reached (a Redis down):
@@ -221,7 +223,7 @@ int cleave_query_run(cleave_engine *e, const char *name,
 			snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
 			rc = cl_err(CLEAVE_EBUSY,
 				    "read model %s is unavailable: %s; retry",
-				    e->proj[idx[i]].def->name, msg);
+				    cl_proj_name(pj), msg);
 		}
 		if (rc)
 			break;

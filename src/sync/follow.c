@@ -31,14 +31,14 @@
 
 #include <cjson/cJSON.h>
 
-#include "core/engine.h"
+#include "sync/sync_int.h"
 
 #define FOLLOW_TICK_MS 2
 #define CATALOG_EVERY  10 /* ticks; every tick while a switch waits */
 
 /* gen and version of projection `name`'s live copy in a catalog text. */
 static int catalog_gen(const char *text, const char *name, int *gen,
-		       int *version)
+                       int *version)
 {
 	cJSON *j = cJSON_Parse(text);
 	cJSON *ps = cJSON_GetObjectItemCaseSensitive(j, "projections");
@@ -62,16 +62,16 @@ int cl_follow_open(cleave_engine *e, cl_proj *p)
 	int gen = 0, version = 0, rc;
 	if (!e->catalog_seen) {
 		if ((rc = e->shared->meta_get(e->root_store, "catalog",
-					    &e->catalog_seen)))
+		                              &e->catalog_seen)))
 			return rc;
 		e->catalog_current = true;
 	}
 	if (!e->catalog_seen ||
 	    catalog_gen(e->catalog_seen, p->def->name, &gen, &version))
 		return cl_err(CLEAVE_ENOTFOUND,
-			      "projection %s: the writer has published no "
-			      "copy in %s yet (start the writer first)",
-			      p->def->name, e->shared_root);
+		              "projection %s: the writer has published no "
+		              "copy in %s yet (start the writer first)",
+		              p->def->name, e->shared_root);
 	if ((rc = cl_copy_open(p, gen, version, true, &p->live)))
 		return rc;
 	p->followed = true;
@@ -86,15 +86,6 @@ void cl_follow_publish(cleave_engine *e, const char *catalog)
 		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 		       "publishing the catalog for query nodes in %s: %s",
 		       e->shared_root, cleave_errmsg());
-}
-
-static void set_failing(cl_proj *p, cl_copy *c, bool on, const char *msg)
-{
-	pthread_mutex_lock(&p->mu);
-	if (on)
-		snprintf(c->last_error, sizeof(c->last_error), "%s", msg);
-	c->failing = on;
-	pthread_mutex_unlock(&p->mu);
 }
 
 /* Serves the generations the writer's catalog names; a copy that cannot
@@ -119,8 +110,8 @@ static void follow_catalog(cleave_engine *e)
 		cl_copy *c;
 		if (cl_copy_open(p, gen, version, true, &c)) {
 			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
-			       "projection %s: following g%d: %s",
-			       p->def->name, gen, cleave_errmsg());
+			       "projection %s: following g%d: %s", p->def->name,
+			       gen, cleave_errmsg());
 			all = false;
 			continue;
 		}
@@ -133,10 +124,7 @@ static void follow_catalog(cleave_engine *e)
 			all = false;
 			continue;
 		}
-		pthread_mutex_lock(&p->mu);
-		cl_copy *old = p->live;
-		p->live = c;
-		pthread_mutex_unlock(&p->mu);
+		cl_copy *old = cl_proj_swap_live(p, c);
 		cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, atomic_load(&c->applied),
 		       "projection %s: the writer switched to g%d (v%d); "
 		       "serving it",
@@ -174,11 +162,11 @@ static bool follow_checkpoints(cleave_engine *e)
 				cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
 				       "projection %s: following %s: %s",
 				       p->def->name, c->path, cleave_errmsg());
-			set_failing(p, c, true, cleave_errmsg());
+			cl_copy_set_failing(c, true, cleave_errmsg());
 			continue;
 		}
 		if (c->failing)
-			set_failing(p, c, false, NULL);
+			cl_copy_set_failing(c, false, NULL);
 		/* forward only: a copy that went back (retired and deleted
 		 * before this node followed the switch, or a Redis that lost
 		 * data) keeps its position, so queries refuse to answer from

@@ -6,12 +6,13 @@
  * Runners signal appcond after every commit (cl_applied_notify).  One
  * watcher thread re-checks the watches when signalled or at the nearest
  * deadline, and completes each exactly once: reached, timed out, parked or
- * shut down.  Lock order: appmu, then a projection's mu.
+ * shut down.  Lock order: appmu, then a projection's (inside
+ * cl_proj_reached).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/engine.h"
+#include "sync/sync_int.h"
 
 #define MAX_WATCHES 65536
 
@@ -29,19 +30,11 @@ static int reached(cleave_engine *e, const int *idx, int n, int64_t pos)
 {
 	int rc = 0;
 	for (int i = 0; i < (n ? n : e->nproj); i++) {
-		cl_proj *p = &e->proj[n ? idx[i] : i];
-		pthread_mutex_lock(&p->mu);
-		cl_copy *c = p->live;
-		int64_t at = atomic_load(&c->applied);
-		if (at < pos) {
-			if (c->parked && c->parked_position <= pos)
-				rc = CLEAVE_EPARKED;
-			else if (!rc)
-				rc = CLEAVE_ETIMEDOUT;
-		}
-		pthread_mutex_unlock(&p->mu);
-		if (rc == CLEAVE_EPARKED)
-			break;
+		int r = cl_proj_reached(&e->proj[n ? idx[i] : i], pos);
+		if (r == CLEAVE_EPARKED)
+			return r;
+		if (r)
+			rc = r;
 	}
 	return rc;
 }
@@ -58,12 +51,12 @@ static void deadline_ts(int64_t mono_deadline, struct timespec *ts)
 }
 
 int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
-			 int64_t position, int timeout_ms)
+                         int64_t position, int timeout_ms)
 {
 	int idx[64];
 	if (n < 0 || n > (int)CL_ARRAY_LEN(idx))
 		return cl_err(CLEAVE_EINVAL, "too many projections (max %d)",
-			      (int)CL_ARRAY_LEN(idx));
+		              (int)CL_ARRAY_LEN(idx));
 	for (int i = 0; i < n; i++) {
 		idx[i] = cleave_projection_find(e, names[i]);
 		if (idx[i] < 0)
@@ -89,10 +82,10 @@ int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
 	pthread_mutex_unlock(&e->appmu);
 	if (rc == CLEAVE_ETIMEDOUT)
 		return cl_err(rc, "position %lld not reached in %d ms",
-			      (long long)position, timeout_ms);
+		              (long long)position, timeout_ms);
 	if (rc == CLEAVE_EPARKED)
 		return cl_err(rc, "a projection is parked before position %lld",
-			      (long long)position);
+		              (long long)position);
 	if (rc == CLEAVE_ESHUTDOWN)
 		return cl_err(rc, "shutting down");
 	return 0;
@@ -103,7 +96,7 @@ int cleave_query_position(cleave_engine *e, const char *name, int64_t *out)
 	int q = name ? cl_nametab_get(&e->query_idx, name) : -1;
 	if (q < 0)
 		return cl_err(CLEAVE_ENOTFOUND, "unknown query '%s'",
-			      name ? name : "");
+		              name ? name : "");
 	int64_t min = atomic_load(&e->head);
 	const int *idx = &e->query_reads[q * e->query_maxreads];
 	for (int i = 0; i < e->query_nreads[q]; i++) {
@@ -148,8 +141,9 @@ static void *watcher_main(void *arg)
 		for (int i = 0; i < e->nwatches;) {
 			cl_watch *w = &e->watches[i];
 			int q = w->query;
-			int rc = reached(e, &e->query_reads[q * e->query_maxreads],
-					 e->query_nreads[q], w->position);
+			int rc =
+			    reached(e, &e->query_reads[q * e->query_maxreads],
+			            e->query_nreads[q], w->position);
 			if (rc == CLEAVE_ETIMEDOUT && now < w->deadline_us) {
 				if (w->deadline_us < next)
 					next = w->deadline_us;
@@ -208,14 +202,13 @@ void cl_watch_stop(cleave_engine *e)
 		pthread_join(e->watcher, NULL);
 }
 
-int cleave_watch_position(cleave_engine *e, const char *query,
-			  int64_t position, int timeout_ms, cleave_watch_fn fn,
-			  void *arg)
+int cleave_watch_position(cleave_engine *e, const char *query, int64_t position,
+                          int timeout_ms, cleave_watch_fn fn, void *arg)
 {
 	int q = query ? cl_nametab_get(&e->query_idx, query) : -1;
 	if (q < 0)
 		return cl_err(CLEAVE_ENOTFOUND, "unknown query '%s'",
-			      query ? query : "");
+		              query ? query : "");
 	pthread_mutex_lock(&e->appmu);
 	if (!e->watcher_running) {
 		pthread_mutex_unlock(&e->appmu);
@@ -224,9 +217,9 @@ int cleave_watch_position(cleave_engine *e, const char *query,
 	if (e->nwatches >= MAX_WATCHES) {
 		pthread_mutex_unlock(&e->appmu);
 		return cl_err(CLEAVE_EBUSY,
-			      "too many clients waiting for a position "
-			      "(max %d)",
-			      MAX_WATCHES);
+		              "too many clients waiting for a position "
+		              "(max %d)",
+		              MAX_WATCHES);
 	}
 	if (e->nwatches == e->capwatches) {
 		int cap = e->capwatches ? e->capwatches * 2 : 64;
