@@ -77,7 +77,8 @@ def get(url):
 
 def post(url, body):
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 method="POST")
+                                 method="POST", headers={
+                                     "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as f:
         return json.loads(f.read())
 

@@ -16,7 +16,9 @@
  * and keep-alive requests on one connection.
  *
  * Input: byte 0 bit 0 picks the server (0: no token; 1: --auth-token
- * "fuzz-token" with --auth-queries); the rest is written to the
+ * "fuzz-token" with --auth-queries); both answer to "Host: x" (--allow-host
+ * x, so inputs get past the Host check) and to pages of
+ * http://fuzz.example (--allow-origin); the rest is written to the
  * connection, which is then half-closed; the harness reads until the
  * server closes it or stays quiet for 100 ms.  Invariants: every answer
  * starts with "HTTP/1.", no 500 (an internal error) is answered, and
@@ -93,7 +95,11 @@ static void stop_all(void)
 static void start(fsrv *f, bool auth)
 {
 	cl_server_config *c = &f->cfg;
+	char *argv[] = {"fuzz", "--allow-host", "x", "--allow-origin",
+	                "http://fuzz.example"};
 	cl_server_config_init(c, CL_CFG_SERVE);
+	if (cl_server_config_parse(c, CL_CFG_SERVE, 5, argv) != CL_CFG_RUN)
+		abort();
 	const char *tmp = getenv("CLEAVE_TEST_TMP");
 	if (!tmp || !*tmp)
 		tmp = "/tmp";

@@ -37,6 +37,27 @@ JSON_EXTRA = [
 ]
 
 
+# Browser safety (src/server/guard.c): the harness's servers answer to
+# "Host: x" and to pages of http://fuzz.example.
+BROWSER = [
+    b"OPTIONS /commands/AddProduct HTTP/1.1\r\nHost: x\r\n"
+    b"Origin: http://fuzz.example\r\n"
+    b"Access-Control-Request-Method: POST\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /commands/Restock HTTP/1.1\r\nHost: x\r\n"
+    b"Origin: http://fuzz.example\r\nContent-Type: application/json; "
+    b"charset=utf-8\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /commands/Restock HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
+    b"GET /events HTTP/1.1\r\nHost: evil.example:8080\r\n"
+    b"Origin: null\r\n\r\n",
+    b"GET /queries/product?productId=p1 HTTP/1.1\r\nHost: x\r\n"
+    b"Origin: http://evil.example\r\n\r\n",
+    b"GET http://[::1]:80/health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"PUT /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+]
+
+
 def write(target, data):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -109,6 +130,7 @@ def main():
         b"\r\nContent-Length: 2\r\n\r\n{}",
         b"GARBAGE\r\n\r\n",
     ]
+    reqs += BROWSER
     for i, r in enumerate(reqs):
         write("http", bytes([0]) + r)
         write("http", bytes([1]) + r.replace(b"Host: x\r\n", b"Host: x\r\n"

@@ -609,9 +609,11 @@ typedef void (*cleave_done_fn)(void *arg, const cleave_outcome *out);
  * it.  On 0, `done` will be called exactly once, from an engine thread,
  * after the command's batch is durable (or failed).  On error `done` is not
  * called.  Errors: CLEAVE_ENOTFOUND (unknown command), CLEAVE_EINVAL (bad
- * JSON or fields, bad key/trace id), CLEAVE_EBUSY (queue full),
- * CLEAVE_ESHUTDOWN, CLEAVE_EFAILED (the write store failed; see
- * cleave_engine_health).
+ * JSON or fields, bad key/trace id; the cleave_errmsg() of a body that
+ * is not well-formed JSON begins "malformed JSON", of one that repeats a
+ * key "duplicate key": the HTTP server answers those "malformed_json"),
+ * CLEAVE_EBUSY (queue full), CLEAVE_ESHUTDOWN, CLEAVE_EFAILED (the write
+ * store failed; see cleave_engine_health).
  *
  * When a group's commit fails with an I/O error, its commands complete
  * with CLEAVE_EIO and code "commit_unknown": the store may or may not have

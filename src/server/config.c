@@ -11,15 +11,18 @@
 #include <strings.h>
 
 #include "server/config.h"
+#include "server/guard.h"
 #include "server/log.h"
 
 typedef enum flag_type {
-	F_STR,   /* const char * */
-	F_INT,   /* int in [min,max] */
-	F_SIZE,  /* size_t bytes, suffixes k/K/KiB, m/M/MiB, g/G/GiB */
-	F_BOOL,  /* bool; env accepts 1/0/true/false/yes/no */
-	F_DUR,   /* cleave_durability: fsync|os */
-	F_LEVEL, /* log level */
+	F_STR,     /* const char * */
+	F_INT,     /* int in [min,max] */
+	F_SIZE,    /* size_t bytes, suffixes k/K/KiB, m/M/MiB, g/G/GiB */
+	F_BOOL,    /* bool; env accepts 1/0/true/false/yes/no */
+	F_DUR,     /* cleave_durability: fsync|os */
+	F_LEVEL,   /* log level */
+	F_HOSTS,   /* cl_cfg_list of host names (guard.h's normal form) */
+	F_ORIGINS, /* cl_cfg_list of origins, "scheme://host:port" */
 } flag_type;
 
 typedef struct flag {
@@ -48,8 +51,10 @@ static const flag flags[] = {
     {"listen", "CLEAVE_LISTEN", F_STR, OFF(listen), S, 0, 0, "HOST:PORT",
      "address to serve HTTP on; port 0 picks a free one", "127.0.0.1:8080"},
     {"write-store", "CLEAVE_WRITE_STORE", F_STR, OFF(write_store), S, 0, 0,
-     "URI", "write store: sqlite (DIR/write.db), postgres://…, or "
-     "sqlite:WRITER_DIR for a query node", "sqlite"},
+     "URI",
+     "write store: sqlite (DIR/write.db), postgres://…, or "
+     "sqlite:WRITER_DIR for a query node",
+     "sqlite"},
     {"read-store", "CLEAVE_READ_STORE", F_STR, OFF(read_store), S, 0, 0, "URI",
      "read stores: embedded (LMDB + SQLite in DIR/read), or "
      "redis://HOST[:PORT][/DB][/PREFIX] for the key/value read models",
@@ -58,14 +63,14 @@ static const flag flags[] = {
      "fsync (ack after fdatasync) or os (ack after write)", "fsync"},
     {"query-node", "CLEAVE_QUERY_NODE", F_BOOL, OFF(query_node), S, 0, 0, NULL,
      "serve queries beside a writer sharing the log (--write-store "
-     "sqlite:DIR or postgres://…) and the Redis read store", NULL},
+     "sqlite:DIR or postgres://…) and the Redis read store",
+     NULL},
     {"read-sync", "CLEAVE_READ_SYNC", F_BOOL, OFF(read_sync), S, 0, 0, NULL,
      "fsync every read-model commit (else: rebuilt after a machine crash)",
      NULL},
     {"lmdb-map-size", "CLEAVE_LMDB_MAP_SIZE", F_SIZE, OFF(lmdb_map_size), S,
      1LL << 20, 1LL << 42, "BYTES",
-     "largest size of each LMDB read model (address space, not disk)",
-     "64GiB"},
+     "largest size of each LMDB read model (address space, not disk)", "64GiB"},
     {"http-threads", "CLEAVE_HTTP_THREADS", F_INT, OFF(http_threads), S, 1, 256,
      "N", "HTTP worker threads (epoll each)", "2"},
     {"max-body", "CLEAVE_MAX_BODY", F_SIZE, OFF(max_body), S, 2, 1LL << 30,
@@ -96,6 +101,16 @@ static const flag flags[] = {
      S, 0, 0, "PATH", "read the token from a file (first line)", NULL},
     {"auth-queries", "CLEAVE_AUTH_QUERIES", F_BOOL, OFF(auth_queries), S, 0, 0,
      NULL, "require the token on queries too", NULL},
+    {"allow-host", "CLEAVE_ALLOW_HOST", F_HOSTS, OFF(allow_hosts), S, 0, 0,
+     "NAME",
+     "also answer requests whose Host is NAME (repeat, or a "
+     "comma-separated list); loopback names always",
+     NULL},
+    {"allow-origin", "CLEAVE_ALLOW_ORIGIN", F_ORIGINS, OFF(allow_origins), S, 0,
+     0, "ORIGIN",
+     "also accept requests from web pages of ORIGIN, "
+     "scheme://host[:port] (repeat, or a comma-separated list)",
+     NULL},
     {NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
@@ -166,9 +181,74 @@ static int parse_bool(const char *v, bool *out)
 	return -1;
 }
 
-/* Sets flag f from text v; `from` names the source for messages. */
+static void list_clear(cl_cfg_list *l)
+{
+	for (int i = 0; i < l->n; i++)
+		free(l->item[i]);
+	l->n = 0;
+}
+
+/* Adds the comma-separated items of v to l, normalised (guard.h).  The
+ * first value from the command line replaces what the environment gave. */
+static int set_list(cl_cfg_list *l, const flag *f, const char *v,
+                    const char *from, bool env)
+{
+	if (!env && l->from_env)
+		list_clear(l);
+	l->from_env = env;
+	if (!v || !*v) {
+		fprintf(stderr, "cleave: %s: --%s needs a value\n", from,
+		        f->name);
+		return CL_CFG_USAGE;
+	}
+	for (const char *p = v; *p;) {
+		size_t n = strcspn(p, ",");
+		const char *item = p;
+		p += n + (p[n] == ',');
+		while (n && (*item == ' ' || *item == '\t')) {
+			item++;
+			n--;
+		}
+		while (n && (item[n - 1] == ' ' || item[n - 1] == '\t'))
+			n--;
+		if (!n)
+			continue;
+		char norm[CL_HOST_MAX + 64];
+		int bad;
+		if (f->type == F_HOSTS) {
+			bad = cl_host_name(item, n, norm, sizeof(norm));
+		} else {
+			cl_origin o;
+			bad = cl_origin_parse(item, n, &o);
+			if (!bad)
+				cl_origin_format(&o, norm, sizeof(norm));
+		}
+		if (bad) {
+			fprintf(stderr, "cleave: %s: --%s: '%.*s' is not %s\n",
+			        from, f->name, (int)(n > 300 ? 300 : n), item,
+			        f->type == F_HOSTS
+			            ? "a host name or IP address (no port)"
+			            : "an origin, scheme://host[:port] (no "
+			              "path, no trailing '/'; 'null' is "
+			              "never allowed)");
+			return CL_CFG_USAGE;
+		}
+		if (l->n == CL_CFG_LIST_MAX) {
+			fprintf(stderr, "cleave: %s: --%s: more than %d\n",
+			        from, f->name, CL_CFG_LIST_MAX);
+			return CL_CFG_USAGE;
+		}
+		if (!(l->item[l->n] = strdup(norm)))
+			return CL_CFG_USAGE;
+		l->n++;
+	}
+	return CL_CFG_RUN;
+}
+
+/* Sets flag f from text v; `from` names the source for messages, env
+ * says whether it is the environment. */
 static int set_flag(cl_server_config *c, const flag *f, const char *v,
-                    const char *from)
+                    const char *from, bool env)
 {
 	char *base = (char *)c;
 	long long x;
@@ -242,6 +322,10 @@ static int set_flag(cl_server_config *c, const flag *f, const char *v,
 		*(int *)(base + f->off) = l;
 		return CL_CFG_RUN;
 	}
+	case F_HOSTS:
+	case F_ORIGINS:
+		return set_list((cl_cfg_list *)(base + f->off), f, v, from,
+		                env);
 	}
 	return CL_CFG_USAGE;
 }
@@ -272,7 +356,7 @@ int cl_server_config_init(cl_server_config *c, unsigned scope)
 			continue;
 		char from[64];
 		snprintf(from, sizeof(from), "environment %s", f->env);
-		if (set_flag(c, f, v, from))
+		if (set_flag(c, f, v, from, true))
 			return CL_CFG_USAGE;
 	}
 	return CL_CFG_RUN;
@@ -384,7 +468,7 @@ int cl_server_config_parse(cl_server_config *c, unsigned scope, int argc,
 			}
 			v = argv[++i];
 		}
-		int rc = set_flag(c, f, v, cmd);
+		int rc = set_flag(c, f, v, cmd, false);
 		if (rc)
 			return rc;
 	}
@@ -401,4 +485,6 @@ void cl_server_config_free(cl_server_config *c)
 {
 	free(c->owned_token);
 	c->owned_token = NULL;
+	list_clear(&c->allow_hosts);
+	list_clear(&c->allow_origins);
 }

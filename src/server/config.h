@@ -31,6 +31,16 @@ enum {
 };
 
 #define CL_CFG_MAX_ARGS 16
+#define CL_CFG_LIST_MAX 32 /* names in --allow-host, --allow-origin */
+
+/* A flag that may be repeated, each value a comma-separated list: its
+ * items, normalised (see guard.c) and owned.  The environment's list is
+ * replaced, not extended, by the command line's. */
+typedef struct cl_cfg_list {
+	char *item[CL_CFG_LIST_MAX];
+	int n;
+	bool from_env;
+} cl_cfg_list;
 
 typedef struct cl_server_config {
 	/* shared by every subcommand */
@@ -58,6 +68,8 @@ typedef struct cl_server_config {
 	const char *port_file;        /* --port-file PATH, or NULL */
 	const char *auth_token;       /* --auth-token or --auth-token-file */
 	bool auth_queries;            /* --auth-queries */
+	cl_cfg_list allow_hosts;      /* --allow-host NAME,… */
+	cl_cfg_list allow_origins;    /* --allow-origin ORIGIN,… */
 	/* positional arguments (client scope), borrowed from argv */
 	const char *args[CL_CFG_MAX_ARGS];
 	int nargs;

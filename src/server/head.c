@@ -18,12 +18,14 @@
  * "Idempotency-Key: a<NUL>b" would be key "a".  The bytes cut off are
  * still in the buffer, between the strings MHD hands out, so we look for
  * them there.  The head is [method, method + its size
- * (MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE)); the version starts one byte
- * (the space MHD overwrote) after the target the URI callback saw; each
- * header name starts one or two bytes (its line end, CR LF or LF, which
- * MHD overwrote with NULs) after the end of the previous line's text; the
- * head ends two to four bytes (the last line end and the empty line)
- * after the last line's text.  Anything more there, or a byte that is
+ * (MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE)); only the blanks MHD
+ * overwrote lie between the method and the target the URI callback saw
+ * ("GE<NUL>T" would be method "GE"); the version starts one byte (the
+ * space MHD overwrote) after that target; each header name starts one or
+ * two bytes (its line end, CR LF or LF, which MHD overwrote with NULs)
+ * after the end of the previous line's text; the head ends two to four
+ * bytes (the last line end and the empty line) after the last line's
+ * text.  Anything more there, or a byte that is
  * not NUL, is text MHD cut off: 400.  (Undetectable: a NUL just before a
  * bare-LF line end, "a<NUL>\n", which looks like "a\r\n" — the value is
  * then the same as without the NUL.)  A header that is not where a line
@@ -41,6 +43,7 @@
 #include "server/http.h"
 
 typedef struct scan {
+	cl_req *r;
 	cl_head_err *err;
 	size_t bytes; /* request line and headers, for --max-header */
 	int ncl, nte;
@@ -185,6 +188,15 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
 			x->te = value;
 			x->te_len = value_size;
 		}
+	} else if (name_is(key, key_size, MHD_HTTP_HEADER_HOST)) {
+		if (!x->r->nhost++)
+			x->r->host = value;
+	} else if (name_is(key, key_size, MHD_HTTP_HEADER_ORIGIN)) {
+		if (!x->r->norigin++)
+			x->r->origin = value;
+	} else if (name_is(key, key_size, MHD_HTTP_HEADER_CONTENT_TYPE)) {
+		if (!x->r->nctype++)
+			x->r->ctype = value;
 	}
 	return MHD_YES;
 }
@@ -243,6 +255,14 @@ static void check_target(scan *x, cl_req *r, const char *method,
 		x->hi = 0; /* not the layout we know */
 		return;
 	}
+	/* the method ends where the blanks before the target start */
+	for (const char *p = method + strlen(method); (uintptr_t)p < t; p++)
+		if (*p && *p != ' ' && *p != '\t') {
+			fail(x->err, MHD_HTTP_BAD_REQUEST, "invalid_argument",
+			     "a NUL byte in the method");
+			x->err->close = true;
+			return;
+		}
 	if (v != t + strlen(r->uri) + 1) {
 		bool query = strchr(r->uri, '?') != NULL;
 		fail(x->err, MHD_HTTP_BAD_REQUEST,
@@ -263,6 +283,7 @@ bool cl_head_check(cl_req *r, const char *method, const char *url,
 	scan x;
 	memset(&x, 0, sizeof(x));
 	memset(err, 0, sizeof(*err));
+	x.r = r;
 	x.err = err;
 	x.bytes = strlen(method) + strlen(r->uri) + 12;
 	check_target(&x, r, method, url, version);

@@ -57,6 +57,7 @@ void cl_req_unref(cl_req *r)
 	if (atomic_fetch_sub(&r->refs, 1) != 1)
 		return;
 	pthread_mutex_destroy(&r->mu);
+	free(r->early);
 	free(r->uri);
 	free(r->body);
 	free(r->pbuf);
@@ -137,12 +138,10 @@ struct MHD_Response *cl_resp(const char *ctype, char *body, size_t len,
 	return resp;
 }
 
-static const char *method_name(unsigned m)
+/* The method as the client sent it (logs, messages). */
+static const char *method_name(const cl_req *r)
 {
-	return m == CL_M_GET    ? "GET"
-	       : m == CL_M_POST ? "POST"
-	       : m == CL_M_HEAD ? "HEAD"
-	                        : "OTHER";
+	return r->method_str ? r->method_str : "?";
 }
 
 enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
@@ -156,6 +155,12 @@ enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
 	if (status == MHD_HTTP_SERVICE_UNAVAILABLE &&
 	    !MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	/* every answer names its trace id (commands add theirs, which the
+	 * writer may have taken from a replay) */
+	if (r->trace_id[0] && !MHD_get_response_header(resp, "X-Trace-Id"))
+		MHD_add_response_header(resp, "X-Trace-Id", r->trace_id);
+	if (r->cors)
+		cl_guard_headers(r, resp);
 	if (r->route && r->route->handle == cl_h_query && r->qindex >= 0 &&
 	    !MHD_get_response_header(resp, "X-Cleave-Position")) {
 		int64_t pos;
@@ -177,8 +182,8 @@ enum MHD_Result cl_send(cl_req *r, unsigned status, struct MHD_Response *resp)
 		char path[256];
 		snprintf(path, sizeof(path), "%s", r->uri);
 		cl_logf(CLEAVE_LOG_DEBUG, r->trace_id, NULL, -1,
-		        "%s %s %u %.3f ms", method_name(r->method), path,
-		        status, (double)us / 1000.0);
+		        "%.32s %s %u %.3f ms", method_name(r), path, status,
+		        (double)us / 1000.0);
 	}
 	return ret;
 }
@@ -218,10 +223,11 @@ static enum MHD_Result send_errorv(cl_req *r, unsigned status, const char *code,
 		snprintf(p, sizeof(p), "%lld", (long long)pos);
 		MHD_add_response_header(resp, "X-Cleave-Position", p);
 	}
-	if (status >= 500)
+	/* 501 is the client's method, not a failure of ours */
+	if (status >= 500 && status != MHD_HTTP_NOT_IMPLEMENTED)
 		cl_logf(status == 503 ? CLEAVE_LOG_WARN : CLEAVE_LOG_ERROR,
-		        r->trace_id, NULL, pos, "%s %s: %u %s: %s",
-		        method_name(r->method), r->uri, status, code, msg);
+		        r->trace_id, NULL, pos, "%.32s %s: %u %s: %s",
+		        method_name(r), r->uri, status, code, msg);
 	return cl_send(r, status, resp);
 }
 
@@ -322,28 +328,20 @@ static bool trace_id_ok(const char *s)
 }
 
 /* Sets r->trace_id from traceparent, else X-Trace-Id, else a new one.
- * A malformed X-Trace-Id is a 400 on commands (it would be stored) and
- * ignored elsewhere. Returns false when it queued that 400. */
-static bool take_trace_id(cl_req *r, enum MHD_Result *ret)
+ * A malformed X-Trace-Id is noted (r->bad_trace_id): a 400 on commands
+ * (it would be stored), ignored elsewhere. */
+static void take_trace_id(cl_req *r)
 {
 	const char *tp = cl_header(r, "traceparent");
 	if (tp && traceparent_id(tp, r->trace_id))
-		return true;
+		return;
 	const char *x = cl_header(r, "X-Trace-Id");
 	if (x && trace_id_ok(x)) {
 		snprintf(r->trace_id, sizeof(r->trace_id), "%s", x);
-		return true;
+		return;
 	}
 	random_hex32(r->trace_id);
-	if (x && r->route && r->route->handle == cl_h_command) {
-		*ret =
-		    cl_send_error(r, MHD_HTTP_BAD_REQUEST, "invalid_argument",
-		                  "X-Trace-Id must be 1 to %d characters "
-		                  "of [A-Za-z0-9_.:-]",
-		                  CLEAVE_TRACE_ID_MAX);
-		return false;
-	}
-	return true;
+	r->bad_trace_id = x != NULL;
 }
 
 /* ---- auth -------------------------------------------------------------------
@@ -425,6 +423,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	cl_req_drop(r);
 }
 
+/* Methods are case-sensitive (RFC 9110 §9.1): "get" is not GET. */
 static unsigned method_of(const char *m)
 {
 	if (!strcmp(m, "GET"))
@@ -433,10 +432,12 @@ static unsigned method_of(const char *m)
 		return CL_M_POST;
 	if (!strcmp(m, "HEAD"))
 		return CL_M_HEAD;
+	if (!strcmp(m, "OPTIONS"))
+		return CL_M_OPTIONS;
 	return CL_M_OTHER;
 }
 
-static void allow_list(unsigned allow, char *out, size_t n)
+void cl_allow_list(unsigned allow, bool options, char *out, size_t n)
 {
 	out[0] = 0;
 	if (allow & CL_M_GET)
@@ -444,6 +445,101 @@ static void allow_list(unsigned allow, char *out, size_t n)
 	if (allow & CL_M_POST)
 		snprintf(out + strlen(out), n - strlen(out), "%sPOST",
 		         out[0] ? ", " : "");
+	if (options)
+		snprintf(out + strlen(out), n - strlen(out), "%sOPTIONS",
+		         out[0] ? ", " : "");
+}
+
+/* Notes why r is refused before routing; answered by finish(), once the
+ * body (if any) is read and dropped.  False when out of memory. */
+static bool refuse(cl_req *r, unsigned status, const char *code,
+                   const char *msg)
+{
+	if (!r->early && !(r->early = calloc(1, sizeof(*r->early))))
+		return false;
+	r->early->status = status;
+	r->early->code = code;
+	snprintf(r->early->msg, sizeof(r->early->msg), "%s", msg);
+	return true;
+}
+
+/* Splits r->uri into path and query string.  Origin-form ("/path?q");
+ * absolute-form ("http://host:port/path?q", RFC 9112 §3.2.2), whose
+ * authority is kept for the Host check; "*" (OPTIONS only).  False for
+ * anything else. */
+static bool split_target(cl_req *r)
+{
+	const char *t = r->uri;
+	if (!strncasecmp(t, "http://", 7)) {
+		char h[CL_HOST_MAX];
+		long port;
+		r->authority = t + 7;
+		r->authority_len = strcspn(r->authority, "/?#");
+		if (cl_host_parse(r->authority, r->authority_len, h, sizeof(h),
+		                  &port))
+			return false;
+		t = r->authority + r->authority_len;
+		if (*t && *t != '/' && *t != '?')
+			return false;
+	} else if (!strcmp(t, "*")) {
+		if (r->method != CL_M_OPTIONS)
+			return false;
+	} else if (t[0] != '/') {
+		return false;
+	}
+	const char *q = strchr(t, '?');
+	r->path = t;
+	r->path_len = q ? (size_t)(q - t) : strlen(t);
+	if (q)
+		r->qs = q + 1;
+	return true;
+}
+
+/* The checks before routing, in their order (after the framing ones):
+ * 501 for a method no route takes, 400 for a target that is not one,
+ * 414 and 400 for a path too long or badly escaped, 405 for a method
+ * the route does not take, then Host, Origin and Content-Type
+ * (guard.c).  Notes the first refusal; false when out of memory. */
+static bool route(cl_req *r, const char *version)
+{
+	char path[1024], m[160];
+	size_t plen;
+	if (r->method == CL_M_OTHER) {
+		snprintf(m, sizeof(m),
+		         "method '%.32s' is not implemented by this server "
+		         "(GET, HEAD, POST, OPTIONS)",
+		         r->method_str);
+		return refuse(r, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented",
+		              m);
+	}
+	if (!split_target(r))
+		return refuse(
+		    r, MHD_HTTP_BAD_REQUEST, "invalid_argument",
+		    "the request target must be a path (/...), an "
+		    "absolute http:// URI, or * for OPTIONS (RFC 9112 "
+		    "3.2)");
+	if ((plen = r->path_len) >= sizeof(path))
+		return refuse(r, MHD_HTTP_URI_TOO_LONG, "too_large",
+		              "path longer than 1023 bytes");
+	memcpy(path, r->path, plen);
+	if (!plen) /* "http://host" and "http://host?q" */
+		path[plen++] = '/';
+	if (cl_pct_decode(path, plen, false) < 0)
+		return refuse(r, MHD_HTTP_BAD_REQUEST, "invalid_argument",
+		              "malformed percent-escape in the path");
+	r->route =
+	    cl_route_find(path, r->method, r->name, sizeof(r->name), &r->allow);
+	if (!r->route && r->allow)
+		return refuse(r, MHD_HTTP_METHOD_NOT_ALLOWED,
+		              "method_not_allowed",
+		              "this route does not take that method");
+	cl_head_err e;
+	if (!cl_guard_check(r, version && strcmp(version, "HTTP/1.0"), &e)) {
+		if (!refuse(r, e.status, e.code, e.msg))
+			return false;
+		r->route = NULL; /* nothing of the route runs */
+	}
+	return true;
 }
 
 /* First call of a request (headers read).  MHD 0.9.75 gives up keep-alive
@@ -460,31 +556,15 @@ static enum MHD_Result begin(cl_req *r, const char *method, const char *url,
 	cl_srv *s = r->s;
 	cl_head_err he;
 	r->t0_us = cl_mono_now_us();
+	r->method_str = method;
 	r->method = method_of(method);
+	take_trace_id(r);
 	if (!cl_head_check(r, method, url, version, &he)) {
-		random_hex32(r->trace_id);
 		r->close = he.close;
 		return cl_send_error(r, he.status, he.code, "%s", he.msg);
 	}
-	/* split the raw target into path and query string */
-	char *q = strchr(r->uri, '?');
-	size_t plen = q ? (size_t)(q - r->uri) : strlen(r->uri);
-	if (q)
-		r->qs = q + 1;
-	char path[1024];
-	if (plen >= sizeof(path)) {
-		r->early_error = "path longer than 1023 bytes";
-		r->early_status = MHD_HTTP_URI_TOO_LONG;
-	} else {
-		memcpy(path, r->uri, plen);
-		if (cl_pct_decode(path, plen, false) < 0) {
-			r->early_error = "malformed percent-escape in the path";
-			r->early_status = MHD_HTTP_BAD_REQUEST;
-		} else {
-			r->route = cl_route_find(path, r->method, r->name,
-			                         sizeof(r->name), &r->allow);
-		}
-	}
+	if (!route(r, version))
+		return MHD_NO;
 	const char *cl = cl_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
 		char *end;
@@ -498,14 +578,13 @@ static enum MHD_Result begin(cl_req *r, const char *method, const char *url,
 			 * the connection reset instead of the 413 */
 			r->body_too_big = true;
 		} else if (*end || end == cl || n > s->cfg->max_body) {
-			random_hex32(r->trace_id);
 			return cl_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
 			                     "too_large",
 			                     "request body is larger than the "
 			                     "limit of %zu bytes (--max-body)",
 			                     s->cfg->max_body);
 		}
-		if (n && !r->body_too_big && r->route &&
+		if (n && !r->body_too_big && !r->early && r->route &&
 		    (r->route->flags & CL_R_BODY)) {
 			r->body = malloc((size_t)n + 1);
 			if (!r->body)
@@ -517,42 +596,34 @@ static enum MHD_Result begin(cl_req *r, const char *method, const char *url,
 	return MHD_YES;
 }
 
-/* The whole request is in: answer routing and auth errors, or run the
- * route's handler. */
+/* The whole request is in: answer a refusal noted before routing, OPTIONS,
+ * an unknown route, the token, or run the route's handler. */
 static enum MHD_Result finish(cl_req *r)
 {
 	cl_srv *s = r->s;
-	enum MHD_Result ret;
 	cl_conn_receiving(r->track, false);
 	r->busy = true;
 	atomic_fetch_add(&s->busy_reqs, 1);
-	if (!take_trace_id(r, &ret))
-		return ret;
-	if (r->early_error)
-		return cl_send_error(r, r->early_status,
-		                     r->early_status == MHD_HTTP_URI_TOO_LONG
-		                         ? "too_large"
-		                         : "invalid_argument",
-		                     "%s", r->early_error);
-	if (!r->route) {
-		if (r->allow) {
+	if (r->early) {
+		struct MHD_Response *resp =
+		    cl_error_resp(r->early->code, r->early->msg);
+		if (resp && r->early->status == MHD_HTTP_METHOD_NOT_ALLOWED) {
 			char a[32];
-			allow_list(r->allow, a, sizeof(a));
-			struct MHD_Response *resp = cl_error_resp(
-			    "method_not_allowed",
-			    "this route does not take that method");
-			if (resp)
-				MHD_add_response_header(
-				    resp, MHD_HTTP_HEADER_ALLOW, a);
-			return cl_send(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+			cl_allow_list(r->allow, false, a, sizeof(a));
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a);
 		}
-		size_t plen =
-		    r->qs ? (size_t)(r->qs - 1 - r->uri) : strlen(r->uri);
-		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		                     "no route for %s %.*s",
-		                     method_name(r->method),
-		                     (int)(plen > 200 ? 200 : plen), r->uri);
+		return cl_send(r, r->early->status, resp);
 	}
+	/* OPTIONS needs no token: a browser's CORS preflight never carries
+	 * one, and the answer says no more than Allow */
+	if (r->method == CL_M_OPTIONS && (r->route || !strcmp(r->uri, "*")))
+		return cl_h_options(r);
+	if (!r->route)
+		return cl_send_error(
+		    r, MHD_HTTP_NOT_FOUND, "not_found",
+		    "no route for %.32s %.*s", method_name(r),
+		    (int)(r->path_len > 200 ? 200 : r->path_len),
+		    r->path_len ? r->path : "/");
 	if (!authorized(r)) {
 		struct MHD_Response *resp = cl_error_resp(
 		    "unauthorized",
@@ -569,6 +640,12 @@ static enum MHD_Result finish(cl_req *r)
 		                     "request body is larger than the limit "
 		                     "of %zu bytes (--max-body)",
 		                     s->cfg->max_body);
+	if (r->bad_trace_id && r->route->handle == cl_h_command)
+		return cl_send_error(r, MHD_HTTP_BAD_REQUEST,
+		                     "invalid_argument",
+		                     "X-Trace-Id must be 1 to %d characters "
+		                     "of [A-Za-z0-9_.:-]",
+		                     CLEAVE_TRACE_ID_MAX);
 	return r->route->handle(r);
 }
 
@@ -578,6 +655,12 @@ static enum MHD_Result finish(cl_req *r)
 static enum MHD_Result body_chunk(cl_req *r, const char *data, size_t n)
 {
 	size_t max = r->s->cfg->max_body;
+	if (r->early) {
+		/* refused before routing: read and dropped like an oversized
+		 * body, so that the client sees why */
+		r->discarded += n;
+		return r->discarded > CL_BODY_DRAIN_MAX ? MHD_NO : MHD_YES;
+	}
 	if (!r->route || !(r->route->flags & CL_R_BODY)) {
 		/* a body nobody reads: dropped, bounded like any other */
 		r->discarded += n;
@@ -675,6 +758,7 @@ int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6)
 	 * small: the limit plus 8 KiB (a 16 KiB limit gives a 24 KiB pool,
 	 * where 48 KiB cost 15% of a product lookup's cycles). */
 	size_t pool = c->max_header + 8192;
+	cl_guard_init(s, sa);
 	s->header_deadline_us = (int64_t)c->idle_timeout * 1000000;
 	s->d = MHD_start_daemon(
 	    flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_EXTERNAL_LOGGER,
@@ -692,5 +776,6 @@ int cl_http_start(cl_srv *s, const struct sockaddr *sa, bool ipv6)
 	const union MHD_DaemonInfo *di =
 	    MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = di ? di->port : 0;
+	atomic_store(&s->guard.port, s->port);
 	return 0;
 }

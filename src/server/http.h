@@ -33,6 +33,7 @@
 #include "cleave.h"
 #include "server/buf.h"
 #include "server/config.h"
+#include "server/guard.h"
 
 #define CL_MAX_PARAMS      32   /* query-string parameters per request */
 #define CL_MAX_PARAM_VALUE 4096 /* bytes of one decoded value */
@@ -50,7 +51,15 @@ typedef struct cl_req cl_req;
 typedef struct cl_conn cl_conn;
 typedef enum MHD_Result (*cl_handler_fn)(cl_req *r);
 
-enum { CL_M_GET = 1, CL_M_POST = 2, CL_M_HEAD = 4, CL_M_OTHER = 8 };
+/* Methods.  OPTIONS is answered on every route (guard.c); any other
+ * method than these is implemented on none (501). */
+enum {
+	CL_M_GET = 1,
+	CL_M_POST = 2,
+	CL_M_HEAD = 4,
+	CL_M_OPTIONS = 8,
+	CL_M_OTHER = 16,
+};
 
 /* Route flags. */
 enum {
@@ -67,10 +76,11 @@ typedef struct cl_route {
 } cl_route;
 
 /* Finds the route for `path`.  On a match returns it and copies the
- * captured segment (decoded) to cap.  When the path matches but not the
- * method, returns NULL with *allow set to the methods it takes (for 405);
- * no path match: NULL with *allow = 0. A captured segment longer than
- * capsz-1 bytes does not match. */
+ * captured segment (decoded) to cap; every route takes OPTIONS (and HEAD
+ * where it takes GET).  When the path matches but not the method, returns
+ * NULL with *allow set to the methods it takes (for 405); no path match:
+ * NULL with *allow = 0. A captured segment longer than capsz-1 bytes does
+ * not match. */
 const cl_route *cl_route_find(const char *path, unsigned method, char *cap,
                               size_t capsz, unsigned *allow);
 
@@ -88,18 +98,31 @@ struct cl_req {
 	const cl_route *route;
 	unsigned method;
 	enum cl_phase phase;
-	char *uri;               /* raw request target, owned */
-	uintptr_t target_at;     /* where the URI callback saw it in MHD's
-	                            buffer (head.c's NUL check), or 0 */
-	unsigned allow;          /* methods the path takes when route is NULL */
-	const char *early_error; /* static text of a path error, or NULL */
-	unsigned early_status;
-	const char *qs; /* raw query string inside uri, or NULL */
+	char *uri;              /* raw request target, owned */
+	uintptr_t target_at;    /* where the URI callback saw it in MHD's
+	                           buffer (head.c's NUL check), or 0 */
+	unsigned allow;         /* methods the path takes when route is NULL */
+	const char *method_str; /* as sent (MHD's buffer, this request) */
+	const char *path;       /* the path inside uri (origin-form) */
+	size_t path_len;        /* its length, up to the '?' */
+	const char *qs;         /* raw query string inside uri, or NULL */
+	/* the authority of an absolute-form target inside uri, or NULL */
+	const char *authority;
+	size_t authority_len;
+	/* headers the browser-safety checks read (head.c counts them; the
+	 * first of each, in MHD's buffer, for this request) */
+	const char *host, *origin, *ctype;
+	unsigned nhost, norigin, nctype;
+	bool cors;         /* an allowed Origin: answers name it (guard.c) */
+	bool bad_trace_id; /* X-Trace-Id present and malformed */
 	char name[CLEAVE_NAME_MAX + 1]; /* the route's captured segment */
 	char trace_id[CLEAVE_TRACE_ID_MAX + 1];
 	int64_t t0_us; /* monotonic, when routed */
 	bool busy;     /* received whole, being answered */
 	bool close;    /* answer with "Connection: close" (bad framing) */
+	/* why the request is refused before routing (http.c begin): its
+	 * status is 0 when it is not; answered once the body is read */
+	struct cl_head_err *early;
 
 	/* body */
 	char *body;
@@ -124,7 +147,7 @@ struct cl_req {
 	char *out_body;
 	size_t out_len;
 	bool out_replayed;
-	bool out_logged;      /* the engine logged this failure already */
+	bool out_logged; /* the engine logged this failure already */
 	char out_cmd_id[CLEAVE_TRACE_ID_MAX + 1];
 	char out_code[32]; /* a job's error code when not cleave_errname */
 
@@ -142,6 +165,18 @@ typedef struct cl_cmd_counts {
 	atomic_uint_fast64_t invalid, overloaded, shutting_down, other;
 } cl_cmd_counts;
 
+/* The names and origins a request may come with (guard.c). */
+#define CL_HOSTS_MAX (CL_CFG_LIST_MAX + 5)
+typedef struct cl_guard {
+	char host[CL_HOSTS_MAX][CL_HOST_MAX]; /* guard.h's normal form */
+	int nhosts;
+	cl_origin origin[CL_CFG_LIST_MAX]; /* --allow-origin */
+	int norigins;
+	/* the port listened on, for the server's own origin: --listen's
+	 * until MHD has bound (port 0: the port it picked) */
+	atomic_uint port;
+} cl_guard;
+
 struct cl_srv {
 	const cl_server_config *cfg;
 	cleave_engine *e;
@@ -149,6 +184,7 @@ struct cl_srv {
 	struct MHD_Daemon *d;
 	unsigned port;
 	atomic_bool stopping;
+	cl_guard guard;
 
 	/* metrics */
 	atomic_uint_fast64_t http_codes[600];
@@ -208,6 +244,10 @@ unsigned cl_status_of(int rc);
 const char *cl_header(cl_req *r, const char *name);
 int64_t cl_mono_now_us(void);
 
+/* Writes the methods of `allow` (CL_M_*) as an Allow header's value:
+ * "GET, HEAD", "POST"; with options, ", OPTIONS" after them. */
+void cl_allow_list(unsigned allow, bool options, char *out, size_t n);
+
 /* Percent-decodes s[0..n) in place ('+' → ' ' when plus), NUL-ends it;
  * returns the new length, or -1 on a bad escape or an encoded NUL. */
 long cl_pct_decode(char *s, size_t n, bool plus);
@@ -216,12 +256,13 @@ long cl_pct_decode(char *s, size_t n, bool plus);
 
 /* Why a request head was refused: status, error code, message, and
  * whether the connection must close after the answer. */
-typedef struct cl_head_err {
+struct cl_head_err {
 	unsigned status;
 	const char *code;
 	char msg[256];
 	bool close;
-} cl_head_err;
+};
+typedef struct cl_head_err cl_head_err;
 
 /* Checks r's head on the access handler's first call (method, url and
  * version as MHD passed them): the framing headers (both
@@ -229,9 +270,28 @@ typedef struct cl_head_err {
  * chunked, Transfer-Encoding in HTTP/1.0, a name that is not a token →
  * 400 and close), NUL bytes in the target or a header value and folded
  * headers (400 and close), and --max-header (431).  False with *err
- * filled when refused. */
+ * filled when refused.  Also counts r's Host, Origin and Content-Type
+ * headers for the browser-safety checks (r->host…). */
 bool cl_head_check(cl_req *r, const char *method, const char *url,
                    const char *version, cl_head_err *err);
+
+/* ---- browser safety (guard.c) ------------------------------------------ */
+
+/* Builds the names and origins s answers to from its config and the
+ * address it will listen on (sa), before MHD starts. */
+void cl_guard_init(cl_srv *s, const struct sockaddr *sa);
+/* The checks after routing, before the token: Host (400 when an HTTP/1.1
+ * request has none, or any request several; 403 forbidden_host when it
+ * is not one of this server's names), Origin (403 forbidden_origin),
+ * Content-Type (415).  r->authority, when set, is checked instead of
+ * Host's value.  False with *e filled when refused; sets r->cors when the
+ * request carries an allowed Origin. */
+bool cl_guard_check(cl_req *r, bool http11, cl_head_err *e);
+/* Adds the CORS headers of an allowed Origin to an answer (cl_send). */
+void cl_guard_headers(cl_req *r, struct MHD_Response *resp);
+/* OPTIONS on a route (or "*"): 204 with Allow, and a CORS preflight's
+ * answer when the Origin is allowed. */
+enum MHD_Result cl_h_options(cl_req *r);
 
 /* ---- connections (conns.c) -------------------------------------------- */
 

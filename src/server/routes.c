@@ -1,7 +1,8 @@
 /*
  * routes.c — the route table: method, path pattern, handler, flags.
  * A pattern's "{}" matches one non-empty path segment, captured for the
- * handler (a command, query or projection name).
+ * handler (a command, query or projection name).  Every route also takes
+ * HEAD where it takes GET, and OPTIONS (answered by guard.c).
  */
 #include <string.h>
 
@@ -54,7 +55,7 @@ const cl_route *cl_route_find(const char *path, unsigned method, char *cap,
 		if (!match(r->pattern, path, tmp,
 		           sizeof(tmp) < capsz ? sizeof(tmp) : capsz))
 			continue;
-		unsigned m = r->methods;
+		unsigned m = r->methods | CL_M_OPTIONS;
 		if (m & CL_M_GET)
 			m |= CL_M_HEAD;
 		if (m & method) {

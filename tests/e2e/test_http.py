@@ -77,16 +77,61 @@ class HttpApi(unittest.TestCase):
             assert_error(self, self.c.get(path), 404)
 
     def test_wrong_method_405(self):
-        r = self.c.request("DELETE", "/health")
-        assert_error(self, r, 405)
-        self.assertIn("GET", r.header("allow"))
         r = self.c.get("/commands/AddProduct")
-        assert_error(self, r, 405)
+        assert_error(self, r, 405, "method_not_allowed")
         self.assertEqual(r.header("allow"), "POST")
         r = self.c.post("/queries/product", b"{}")
         assert_error(self, r, 405)
-        r = self.c.request("PUT", "/projections/catalog/rebuild")
+        self.assertEqual(r.header("allow"), "GET, HEAD")
+        r = self.c.post("/health")
         assert_error(self, r, 405)
+        self.assertIn("GET", r.header("allow"))
+
+    def test_unknown_method_501(self):
+        # a method no route implements is 501, whatever the path
+        for m, p in (("DELETE", "/health"),
+                     ("PUT", "/projections/catalog/rebuild"),
+                     ("PATCH", "/commands/AddProduct"), ("BREW", "/nope"),
+                     ("get", "/health")):
+            assert_error(self, self.c.request(m, p), 501, "not_implemented")
+
+    def test_options(self):
+        r = self.c.request("OPTIONS", "/commands/AddProduct")
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.header("allow"), "POST, OPTIONS")
+        self.assertEqual(r.body, b"")
+        self.assertIsNone(r.header("access-control-allow-origin"))
+        r = self.c.request("OPTIONS", "/queries/product")
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.header("allow"), "GET, HEAD, OPTIONS")
+        assert_error(self, self.c.request("OPTIONS", "/nope"), 404)
+
+    def test_every_answer_has_a_trace_id(self):
+        """docs/http-api.md: every request has a trace id, answered in
+        X-Trace-Id — queries, errors and refusals included."""
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        for r in (self.c.get("/health"), self.c.get("/metrics"),
+                  self.c.get("/projections"),
+                  self.c.get("/queries/product?productId=nope"),
+                  self.c.get("/queries/top_products?limit=3"),
+                  self.c.get("/queries/product?productId=x&a=%zz"),
+                  self.c.get("/nope"), self.c.get("/commands/AddProduct"),
+                  self.c.request("OPTIONS", "/health"),
+                  self.c.request("BREW", "/health"),
+                  self.c.get("/health", headers={"Host": "evil.example"}),
+                  self.c.command("AddProduct", b"{")):
+            self.assertRegex(r.header("x-trace-id") or "",
+                             r"^[0-9a-f]{32}$", r)
+        r = self.c.get("/queries/product?productId=nope",
+                       headers={"X-Trace-Id": "q-trace.1"})
+        self.assertEqual(r.header("x-trace-id"), "q-trace.1")
+        r = self.c.get("/health", headers={"traceparent": tp})
+        self.assertEqual(r.header("x-trace-id"),
+                         "4bf92f3577b34da6a3ce929d0e0e4736")
+        # a malformed X-Trace-Id is ignored outside commands
+        r = self.c.get("/health", headers={"X-Trace-Id": "bad id!"})
+        self.assertEqual(r.status, 200)
+        self.assertRegex(r.header("x-trace-id"), r"^[0-9a-f]{32}$")
 
     def test_431_headers_too_large(self):
         r = self.c.get("/health", headers={"X-Big": "a" * 20000})
@@ -120,10 +165,16 @@ class HttpApi(unittest.TestCase):
     def test_400_malformed_json(self):
         h = self.head()
         for bad in (b"{", b"{\"productId\":", b"[1,2", b"nul", b"\xff\xfe",
-                    b"{\"a\":1,\"a\":2}", b"{\"productId\":\"p\"}garbage"):
+                    b"{\"a\":1,\"a\":2}", b"{\"productId\":\"p\"}garbage",
+                    b"{'a':1}", b"{\"a\":\"\\ud800\"}"):
             r = self.c.command("AddProduct", bad)
-            assert_error(self, r, 400)
+            assert_error(self, r, 400, "malformed_json")
             self.assertTrue(r.header("x-trace-id"))
+        # well-formed JSON that is not a valid command: invalid_argument
+        for bad in (b"[1,2]", b"\"x\"", b"{\"productId\":1e400}",
+                    b"{\"productId\":\"p\"}"):
+            r = self.c.command("AddProduct", bad)
+            assert_error(self, r, 400, "invalid_argument")
         self.assertEqual(self.head(), h, "a bad command wrote something")
 
     def test_400_fields(self):
@@ -180,7 +231,7 @@ class HttpApi(unittest.TestCase):
         self.assertIn("1048576", err["message"])
         # chunked, no Content-Length: read up to the limit, then refused
         s = ct.raw_socket(self.srv.port)
-        s.sendall(b"POST /commands/AddProduct HTTP/1.1\r\nHost: x\r\n"
+        s.sendall(b"POST /commands/AddProduct HTTP/1.1\r\nHost: localhost\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"a" * 65536
         try:
@@ -205,7 +256,8 @@ class HttpApi(unittest.TestCase):
         for extra in (b"Expect: 100-continue\r\nContent-Length: 2000000",
                       b"Content-Length: 1000000000"):
             s = ct.raw_socket(self.srv.port)
-            s.sendall(b"POST /commands/AddProduct HTTP/1.1\r\nHost: x\r\n"
+            s.sendall(b"POST /commands/AddProduct HTTP/1.1\r\n"
+                      b"Host: localhost\r\n"
                       + extra + b"\r\n\r\n")
             data = s.recv(65536)
             s.close()
@@ -350,7 +402,7 @@ class HttpApi(unittest.TestCase):
         pid, r = add_product(self.c)
         target = r.json()["position"] + 1
         req = ("GET /queries/product?productId=%s&min_position=%d"
-               "&wait_ms=10000 HTTP/1.1\r\nHost: x\r\n\r\n" %
+               "&wait_ms=10000 HTTP/1.1\r\nHost: localhost\r\n\r\n" %
                (pid, target)).encode()
         socks = []
         for _ in range(n):
@@ -615,7 +667,8 @@ class SlowClients(unittest.TestCase):
     def test_slowloris_cut_off(self):
         with ct.Server("--idle-timeout", "2", name="slow") as srv:
             slow = ct.raw_socket(srv.port, timeout=15)
-            req = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+            req = (b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
+                   b"X-Slow: " + b"a" * 200)
             t0 = time.time()
             closed_after = None
             c = srv.client()
@@ -731,7 +784,7 @@ class Lifecycle(unittest.TestCase):
         for _ in range(50):
             s = ct.raw_socket(srv.port, timeout=20)
             s.sendall(b"GET /queries/product?productId=x&min_position=%d"
-                      b"&wait_ms=10000 HTTP/1.1\r\nHost: x\r\n\r\n" %
+                      b"&wait_ms=10000 HTTP/1.1\r\nHost: localhost\r\n\r\n" %
                       (head + 1000))
             socks.append(s)
         time.sleep(0.3)

@@ -10,8 +10,12 @@ against what the README says about it:
   any text, everything else must match exactly;
 - the prose comments are claims too: the Idempotency-Key makes a retry safe
   (same answer, one order), `min_position` reads the writes back, bad input
-  writes nothing, the operations commands show the projections, the log, a
-  rebuild and metrics;
+  writes nothing, what a web page could send (a form, as `curl -d` sends
+  it; another Origin; another Host) is refused and writes nothing, the
+  operations commands show the projections, the log, a rebuild and
+  metrics;
+- commands send their JSON with `curl --json`: a `curl -d` (a form body)
+  must be one of the refused examples;
 - commands without a `# →` are checked against the state the walk-through
   built (the order, the card, the user's orders, search, revenue, the
   leaderboard).
@@ -50,17 +54,19 @@ def sh_blocks(text):
 def split_commands(lines):
     """Shell commands (quotes may span lines, a trailing backslash
     continues one) with the `# →` expectation that follows each, and the
-    prose comment before it.  Returns [(command, expected or None,
-    comment)]."""
+    prose comment before it (its lines joined).  Returns [(command,
+    expected or None, comment)]."""
     out = []
     cur, quote = [], None
     comment = ""
+    in_comment = False  # the previous line was a line of prose comment
     i = 0
     while i < len(lines):
         line = lines[i]
         i += 1
         if not cur and not line.strip():
             comment = ""
+            in_comment = False
             continue
         if not cur and line.lstrip().startswith("#"):
             body = line.strip()[1:].strip()
@@ -72,9 +78,12 @@ def split_commands(lines):
                     i += 1
                 cmd, prev, why = out[-1]
                 out[-1] = (cmd, (prev or "") + "".join(exp), why)
+                in_comment = False
             else:
-                comment = body
+                comment = comment + " " + body if in_comment else body
+                in_comment = True
             continue
+        in_comment = False
         cur.append(line)
         j = 0
         while j < len(line):
@@ -173,12 +182,30 @@ class Readme(unittest.TestCase):
                             "the walk-through no longer runs " + what)
         self.assertIn("checkout", state)
         self.assertIn("bad_input", state, "no bad-input example was run")
+        self.assertEqual(state.get("browser"), {
+            "unsupported_media_type", "forbidden_origin", "forbidden_host"},
+            "the browser-safety examples")
         self.operator_block(state)
         self.ok = True
 
     def check_answer(self, cmd, out, comment, head_before, state):
         """What the README's text claims about each command."""
+        if re.search(r"\s-d\s|--data|Origin:|Host:", cmd):
+            # "what a web page in your browser could send is refused
+            # before routing, nothing written"
+            self.assertIn("web page", comment, cmd)
+            body = json.loads(out)
+            self.assertEqual(set(body), {"error"}, out)
+            code = body["error"]["code"]
+            self.assertIn(code, ("unsupported_media_type",
+                                 "forbidden_origin", "forbidden_host"), out)
+            self.assertEqual(self.head(), head_before,
+                             "a refused request wrote something")
+            state.setdefault("browser", set()).add(code)
+            return
         if "/commands/" in cmd:
+            self.assertIn("--json", cmd, "a command without curl --json: "
+                          + cmd)
             body = json.loads(out)
             name = re.search(r"/commands/(\w+)", cmd).group(1)
             if "error" in body:
@@ -392,15 +419,15 @@ class ReadmeParser(unittest.TestCase):
     silently make the walk-through empty)."""
 
     def test_split(self):
-        lines = ["H=x", "", "# say", "curl -d '{\"a\":",
+        lines = ["H=x", "", "# say", "curl --json '{\"a\":",
                  "   1}'", "# → {\"a\":…,", "#    \"b\":2}",
-                 "curl a \\", "  b", "", "# prose", "curl c | head"]
+                 "curl a \\", "  b", "", "# prose", "# more", "curl c | head"]
         cmds = split_commands(lines)
         self.assertEqual(cmds, [
             ("H=x", None, ""),
-            ("curl -d '{\"a\":\n   1}'", "{\"a\":…,\"b\":2}", "say"),
+            ("curl --json '{\"a\":\n   1}'", "{\"a\":…,\"b\":2}", "say"),
             ("curl a \\\n  b", None, "say"),
-            ("curl c | head", None, "prose")])
+            ("curl c | head", None, "prose more")])
         self.assertTrue(pattern("{\"a\":…,\"b\":2}").fullmatch(
             "{\"a\":[1,2],\"b\":2}"))
         self.assertFalse(pattern("{\"a\":…,\"b\":2}").fullmatch(

@@ -147,7 +147,7 @@ class Valgrind(unittest.TestCase):
         # hostile: header flood, garbage, a connection that goes away
         # mid-request, a waiting query whose client leaves
         s = ct.raw_socket(srv.port, timeout=60)
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" +
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n" +
                   b"".join(b"X-%d: v\r\n" % i for i in range(4000)) +
                   b"\r\n")
         self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 431"))
@@ -155,7 +155,8 @@ class Valgrind(unittest.TestCase):
         for junk in (b"GARBAGE\r\n\r\n", b"POST /commands/Restock "
                      b"HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"a\"",
                      b"GET /queries/product?productId=p1&min_position="
-                     b"99999&wait_ms=10000 HTTP/1.1\r\nHost: x\r\n\r\n"):
+                     b"99999&wait_ms=10000 HTTP/1.1\r\n"
+                     b"Host: localhost\r\n\r\n"):
             s = ct.raw_socket(srv.port, timeout=60)
             s.sendall(junk)
             time.sleep(0.3)
