@@ -213,9 +213,8 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 		}
 		e->query_nreads[i] = n;
 	}
-	e->cstats = calloc((size_t)(e->ncmd ? e->ncmd : 1), sizeof(*e->cstats));
-	if (!e->cstats)
-		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	if ((rc = cl_writer_new(e)))
+		return rc;
 	return 0;
 }
 
@@ -328,7 +327,7 @@ static void engine_free(cleave_engine *e)
 	cl_nametab_free(&e->query_idx);
 	free(e->query_reads);
 	free(e->query_nreads);
-	free(e->cstats);
+	cl_writer_free(e);
 	cl_sync_free(e);
 	free(e->watches);
 	free(e->data_dir);
@@ -339,11 +338,6 @@ static void engine_free(cleave_engine *e)
 	free(e->catalog_seen);
 	if (e->lock_fd > 0)
 		close(e->lock_fd);
-	pthread_mutex_destroy(&e->qmu);
-	pthread_cond_destroy(&e->qcond);
-	pthread_cond_destroy(&e->maintcond);
-	pthread_mutex_destroy(&e->cmu);
-	pthread_cond_destroy(&e->ccond);
 	pthread_mutex_destroy(&e->rdmu);
 	pthread_mutex_destroy(&e->advmu);
 	pthread_cond_destroy(&e->advcond);
@@ -360,11 +354,6 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	cleave_engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	pthread_mutex_init(&e->qmu, NULL);
-	pthread_cond_init(&e->qcond, NULL);
-	pthread_cond_init(&e->maintcond, NULL);
-	pthread_mutex_init(&e->cmu, NULL);
-	pthread_cond_init(&e->ccond, NULL);
 	pthread_mutex_init(&e->rdmu, NULL);
 	pthread_mutex_init(&e->advmu, NULL);
 	pthread_cond_init(&e->advcond, NULL);
@@ -503,21 +492,6 @@ void cleave_engine_close(cleave_engine *e)
 const cleave_domain *cleave_engine_domain(const cleave_engine *e)
 {
 	return e->dom;
-}
-
-int cleave_engine_health(cleave_engine *e, char *reason, size_t cap)
-{
-	int rc = 0;
-	pthread_mutex_lock(&e->qmu);
-	if (e->write_failed) {
-		rc = CLEAVE_EFAILED;
-		if (reason && cap)
-			snprintf(reason, cap, "%s", e->write_failed_msg);
-	} else if (reason && cap) {
-		reason[0] = 0;
-	}
-	pthread_mutex_unlock(&e->qmu);
-	return rc;
 }
 
 /* ---- log readers ------------------------------------------------------------ */
@@ -682,39 +656,4 @@ int cleave_log_trace(cleave_engine *e, const char *id, cleave_event_fn fn,
 	int rc = e->wm->trace(r, id, read_one, &x);
 	cl_reader_put(e, r);
 	return rc;
-}
-
-/* ---- stats ------------------------------------------------------------------- */
-
-void cleave_stats_get(cleave_engine *e, cleave_stats *out)
-{
-	memset(out, 0, sizeof(*out));
-	out->batches = e->batches;
-	out->fsyncs = e->fsyncs;
-	out->events_appended = e->events_appended;
-	out->commands_total = e->commands_total;
-	pthread_mutex_lock(&e->qmu);
-	out->queue_depth = (uint64_t)e->qlen;
-	out->write_failed = e->write_failed;
-	pthread_mutex_unlock(&e->qmu);
-	out->queue_max = (uint64_t)e->cfg.queue_max;
-	out->head = atomic_load(&e->head);
-	out->batch_size = e->batch_size;
-}
-
-int cleave_command_stats_get(cleave_engine *e, int i, cleave_command_stats *out)
-{
-	if (i < 0 || i >= e->ncmd)
-		return CLEAVE_ENOTFOUND;
-	cl_cmd_stats *s = &e->cstats[i];
-	out->name = e->dom->commands[i].name;
-	out->ok = s->ok;
-	out->rejected = s->rejected;
-	out->invalid = s->invalid;
-	out->not_found = s->not_found;
-	out->conflict = s->conflict;
-	out->failed = s->failed;
-	out->replayed = s->replayed;
-	out->latency_us = s->latency;
-	return 0;
 }

@@ -75,11 +75,6 @@ void cl_evbatch_unref(cl_evbatch *b);
 
 /* ---- commands --------------------------------------------------------- */
 
-typedef struct cl_cmd_stats {
-	atomic_uint_fast64_t ok, rejected, invalid, not_found, conflict, failed,
-		replayed;
-	cleave_hist latency;
-} cl_cmd_stats;
 
 /* A pending event of the command being handled (before commit). */
 typedef struct cl_wbatch {
@@ -150,6 +145,8 @@ typedef struct cl_watch {
 	void *arg;
 } cl_watch;
 
+typedef struct cl_writer cl_writer;
+
 /* ---- the engine ------------------------------------------------------- */
 
 struct cleave_engine {
@@ -179,23 +176,7 @@ struct cleave_engine {
 	/* write side */
 	const cl_wstore_methods *wm;
 	cl_wstore *ws;
-	pthread_mutex_t qmu;
-	pthread_cond_t qcond;     /* the writer's: work queued or stop */
-	pthread_cond_t maintcond; /* the upkeep thread's: stop */
-	cleave_cmd *qhead, *qtail;
-	int qlen;
-	bool accepting, stopping;
-	bool write_failed;         /* sticky: a commit's outcome is unknown */
-	char write_failed_msg[256];
-	pthread_t writer, maint;
-	bool writer_running, maint_running;
-	cl_vcache *vcache;
-	/* completion: callbacks and frees run off the writer thread */
-	pthread_t completer;
-	bool completer_running, completer_stop;
-	pthread_mutex_t cmu;
-	pthread_cond_t ccond;
-	cleave_cmd *chead, *ctail;
+	cl_writer *writer;         /* the queue, the writer thread (private) */
 	atomic_int_fast64_t head;
 	int64_t head_ts;
 
@@ -225,10 +206,6 @@ struct cleave_engine {
 	pthread_t watcher;
 	bool watcher_running;
 
-	/* stats */
-	cl_cmd_stats *cstats;
-	atomic_uint_fast64_t batches, fsyncs, events_appended, commands_total;
-	cleave_hist batch_size;
 };
 
 /* engine.c */
@@ -254,7 +231,11 @@ int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
  * when the text is not JSON it understands. */
 cJSON *cl_json_parse_arena(const char *s, size_t n, cl_arena *a);
 
-/* write/command.c */
+/* write/command.c: the writer (its state is private to command.c).
+ * new after the domain is checked (stats per command), start once the
+ * stores are open; stop commits and answers what was queued. */
+int cl_writer_new(cleave_engine *e);
+void cl_writer_free(cleave_engine *e);
 int cl_writer_start(cleave_engine *e);
 void cl_writer_stop(cleave_engine *e);
 

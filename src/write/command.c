@@ -21,6 +21,74 @@
 
 /* ---- outcome bodies ---------------------------------------------------- */
 
+/* ---- the writer's state -------------------------------------------------- */
+
+/* The command queue, the writer thread, the completer and the upkeep
+ * thread, and the command counters: private to this file. */
+typedef struct cl_cmd_stats {
+	atomic_uint_fast64_t ok, rejected, invalid, not_found, conflict, failed,
+	    replayed;
+	cleave_hist latency;
+} cl_cmd_stats;
+
+struct cl_writer {
+	pthread_mutex_t qmu;
+	pthread_cond_t qcond;     /* the writer's: work queued or stop */
+	pthread_cond_t maintcond; /* the upkeep thread's: stop */
+	cleave_cmd *qhead, *qtail;
+	int qlen;
+	bool accepting, stopping;
+	bool write_failed; /* sticky: a commit's outcome is unknown */
+	char write_failed_msg[256];
+	pthread_t thread, maint;
+	bool writer_running, maint_running;
+	cl_vcache *vcache;
+	/* completion: callbacks and frees run off the writer thread */
+	pthread_t completer;
+	bool completer_running, completer_stop;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccond;
+	cleave_cmd *chead, *ctail;
+	/* stats */
+	cl_cmd_stats *cstats; /* one per command */
+	atomic_uint_fast64_t batches, fsyncs, events_appended, commands_total;
+	cleave_hist batch_size;
+};
+
+int cl_writer_new(cleave_engine *e)
+{
+	cl_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	w->cstats = calloc((size_t)(e->ncmd ? e->ncmd : 1), sizeof(*w->cstats));
+	if (!w->cstats) {
+		free(w);
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	}
+	pthread_mutex_init(&w->qmu, NULL);
+	pthread_cond_init(&w->qcond, NULL);
+	pthread_cond_init(&w->maintcond, NULL);
+	pthread_mutex_init(&w->cmu, NULL);
+	pthread_cond_init(&w->ccond, NULL);
+	e->writer = w;
+	return 0;
+}
+
+void cl_writer_free(cleave_engine *e)
+{
+	cl_writer *w = e->writer;
+	if (!w)
+		return;
+	pthread_mutex_destroy(&w->qmu);
+	pthread_cond_destroy(&w->qcond);
+	pthread_cond_destroy(&w->maintcond);
+	pthread_mutex_destroy(&w->cmu);
+	pthread_cond_destroy(&w->ccond);
+	free(w->cstats);
+	free(w);
+	e->writer = NULL;
+}
+
 static void error_body(cl_buf *b, const char *code, const char *msg)
 {
 	cl_buf_adds(b, "{\"error\":{\"code\":");
@@ -31,7 +99,7 @@ static void error_body(cl_buf *b, const char *code, const char *msg)
 }
 
 static void set_failure(cleave_cmd *c, int rc, const char *code,
-			const char *msg)
+                        const char *msg)
 {
 	cl_buf b;
 	cl_buf_init(&b);
@@ -88,7 +156,7 @@ static int build_success(cleave_cmd *c, int64_t position)
 /* ---- the handler's API --------------------------------------------------- */
 
 int cleave_cmd_exec(cleave_cmd *c, const char *sql, const cleave_value *args,
-		    int nargs, int64_t *changes)
+                    int nargs, int64_t *changes)
 {
 	int64_t n = 0;
 	int rc = c->e->wm->exec(c->e->ws, sql, args, nargs, &n);
@@ -112,7 +180,7 @@ static bool is_select(const char *sql)
 }
 
 int cleave_cmd_query(cleave_cmd *c, const char *sql, const cleave_value *args,
-		     int nargs, cleave_rows **out)
+                     int nargs, cleave_rows **out)
 {
 	int rc = c->e->wm->query(c->e->ws, sql, args, nargs, out);
 	/* conservatively: the statement may have written before a failure,
@@ -123,7 +191,7 @@ int cleave_cmd_query(cleave_cmd *c, const char *sql, const cleave_value *args,
 }
 
 int cleave_cmd_query_int(cleave_cmd *c, const char *sql,
-			 const cleave_value *args, int nargs, int64_t *out)
+                         const cleave_value *args, int nargs, int64_t *out)
 {
 	cleave_rows *r;
 	bool dirty = c->dirty;
@@ -150,7 +218,7 @@ int cleave_cmd_query_int(cleave_cmd *c, const char *sql,
 
 int cleave_cmd_stream_version(cleave_cmd *c, const char *stream, int64_t *out)
 {
-	return cl_vcache_get(c->e->vcache, c->e, stream, out);
+	return cl_vcache_get(c->e->writer->vcache, c->e, stream, out);
 }
 
 int64_t cleave_cmd_time_us(const cleave_cmd *c)
@@ -165,14 +233,14 @@ void cleave_cmd_result(cleave_cmd *c, cJSON *result)
 }
 
 int cleave_cmd_fail(cleave_cmd *c, int rc, const char *code, const char *fmt,
-		    ...)
+                    ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
 	va_end(ap);
 	snprintf(c->fail_code, sizeof(c->fail_code), "%s",
-		 code ? code : cleave_errname(rc));
+	         code ? code : cleave_errname(rc));
 	c->fail_rc = rc ? rc : CLEAVE_EINTERNAL;
 	return c->fail_rc;
 }
@@ -201,7 +269,7 @@ static int wb_push(cl_wbatch *wb, const cleave_event *ev)
 }
 
 int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
-		    cJSON *data)
+                    cJSON *data)
 {
 	cleave_engine *e = c->e;
 	cl_wbatch *wb = c->wb;
@@ -212,7 +280,8 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 		rc = cl_err(CLEAVE_EINVAL, "emit outside a command handler");
 		goto out;
 	}
-	if (slen == 0 || slen > CLEAVE_STREAM_MAX || !cl_utf8_ok(stream, slen)) {
+	if (slen == 0 || slen > CLEAVE_STREAM_MAX ||
+	    !cl_utf8_ok(stream, slen)) {
 		rc = cl_err(CLEAVE_EINVAL, "bad stream id");
 		goto out;
 	}
@@ -225,15 +294,15 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 		goto out;
 	}
 	int64_t ver;
-	if ((rc = cl_vcache_get(e->vcache, e, stream, &ver)))
+	if ((rc = cl_vcache_get(e->writer->vcache, e, stream, &ver)))
 		goto out;
 	if (!c->emitted && c->expected_version >= 0 &&
 	    ver != c->expected_version) {
 		rc = cleave_cmd_fail(c, CLEAVE_ECONFLICT, "version_conflict",
-				     "stream %s is at version %lld, "
-				     "expected %lld",
-				     stream, (long long)ver,
-				     (long long)c->expected_version);
+		                     "stream %s is at version %lld, "
+		                     "expected %lld",
+		                     stream, (long long)ver,
+		                     (long long)c->expected_version);
 		goto out;
 	}
 	c->emitted = true;
@@ -244,18 +313,18 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 		goto out;
 	}
 	cl_stored_event se = {
-		.position = wb->next_pos,
-		.version = ver + 1,
-		.ts_us = c->ts_us,
-		.schema_version = schema_version_of(e, type),
-		.stream = stream,
-		.type = type,
-		.data = text,
-		.data_len = tlen,
-		.trace_id = c->trace_id,
-		.command_id = c->command_id,
-		.idem_key = c->idem_key,
-		.causation_id = c->causation_id,
+	    .position = wb->next_pos,
+	    .version = ver + 1,
+	    .ts_us = c->ts_us,
+	    .schema_version = schema_version_of(e, type),
+	    .stream = stream,
+	    .type = type,
+	    .data = text,
+	    .data_len = tlen,
+	    .trace_id = c->trace_id,
+	    .command_id = c->command_id,
+	    .idem_key = c->idem_key,
+	    .causation_id = c->causation_id,
 	};
 	/* a store that appends a group at once gets it at the commit */
 	if (!e->wm->append_many && (rc = e->wm->append(e->ws, &se)))
@@ -263,28 +332,28 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 	c->dirty = true;
 	cl_arena *a = &wb->arena;
 	cleave_event ev = {
-		.position = se.position,
-		.stream = cl_arena_strdup(a, stream, slen),
-		.version = se.version,
-		.type = cl_arena_strdup(a, type, strlen(type)),
-		.schema_version = se.schema_version,
-		.data = cl_arena_strdup(a, text, tlen),
-		.data_len = tlen,
-		.json = data,
-		.ts_us = c->ts_us,
-		.trace_id = c->trace_id ? cl_arena_strdup(a, c->trace_id,
-							 strlen(c->trace_id))
-					: NULL,
-		.command_id = cl_arena_strdup(a, c->command_id,
-					      strlen(c->command_id)),
-		.idempotency_key =
-			c->idem_key ? cl_arena_strdup(a, c->idem_key,
-						      strlen(c->idem_key))
-				    : NULL,
-		.causation_id = c->causation_id
-					? cl_arena_strdup(a, c->causation_id,
-							  strlen(c->causation_id))
-					: NULL,
+	    .position = se.position,
+	    .stream = cl_arena_strdup(a, stream, slen),
+	    .version = se.version,
+	    .type = cl_arena_strdup(a, type, strlen(type)),
+	    .schema_version = se.schema_version,
+	    .data = cl_arena_strdup(a, text, tlen),
+	    .data_len = tlen,
+	    .json = data,
+	    .ts_us = c->ts_us,
+	    .trace_id = c->trace_id ? cl_arena_strdup(a, c->trace_id,
+	                                              strlen(c->trace_id))
+	                            : NULL,
+	    .command_id =
+	        cl_arena_strdup(a, c->command_id, strlen(c->command_id)),
+	    .idempotency_key =
+	        c->idem_key
+	            ? cl_arena_strdup(a, c->idem_key, strlen(c->idem_key))
+	            : NULL,
+	    .causation_id = c->causation_id
+	                        ? cl_arena_strdup(a, c->causation_id,
+	                                          strlen(c->causation_id))
+	                        : NULL,
 	};
 	if (!ev.stream || !ev.type || !ev.data || !ev.command_id) {
 		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
@@ -293,7 +362,7 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 	if ((rc = wb_push(wb, &ev)))
 		goto out;
 	data = NULL; /* owned by the batch now */
-	if ((rc = cl_vcache_set(e->vcache, stream, se.version))) {
+	if ((rc = cl_vcache_set(e->writer->vcache, stream, se.version))) {
 		wb->n--; /* the event row goes with the command's rollback */
 		data = (cJSON *)ev.json;
 		goto out;
@@ -343,9 +412,9 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 		if (rc == 0) {
 			if (strcmp(rec.request_hash, c->req_hash)) {
 				set_failure(c, CLEAVE_ECONFLICT,
-					    "idempotency_key_reused",
-					    "Idempotency-Key was used before "
-					    "with a different command or body");
+				            "idempotency_key_reused",
+				            "Idempotency-Key was used before "
+				            "with a different command or body");
 				return true;
 			}
 			free(c->body);
@@ -356,7 +425,7 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 			c->out.replayed = true;
 			if (!c->body)
 				set_failure(c, CLEAVE_ENOMEM, NULL,
-					    "out of memory");
+				            "out of memory");
 			return true;
 		}
 		if (rc != CLEAVE_ENOTFOUND) {
@@ -369,7 +438,7 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 		return true;
 	}
 	int64_t pos0 = wb->next_pos;
-	size_t vmark = cl_vcache_mark(e->vcache);
+	size_t vmark = cl_vcache_mark(e->writer->vcache);
 	c->wb = wb;
 	c->ev_start = wb->n;
 	c->fail_rc = 0;
@@ -381,7 +450,7 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 		rc = build_success(c, wb->next_pos - 1);
 	if (rc == 0 && c->idem_key) {
 		cl_idem_rec rec = {c->out.position, 0, c->req_hash, c->body,
-				   c->out.body_len};
+		                   c->out.body_len};
 		rc = m->idem_put(e->ws, c->idem_key, &rec);
 	}
 	if (rc == 0 && sp)
@@ -394,13 +463,14 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 	if (!c->fail_rc) {
 		c->fail_rc = rc;
 		snprintf(c->fail_msg, sizeof(c->fail_msg), "%s",
-			 *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
+		         *cleave_errmsg() ? cleave_errmsg()
+		                          : cleave_strerror(rc));
 		snprintf(c->fail_code, sizeof(c->fail_code), "%s",
-			 cleave_errname(rc));
+		         cleave_errname(rc));
 	}
 	if (sp)
 		m->rollback_to(e->ws);
-	cl_vcache_undo(e->vcache, vmark);
+	cl_vcache_undo(e->writer->vcache, vmark);
 	wb_truncate(wb, c->ev_start);
 	wb->next_pos = pos0;
 	set_failure(c, c->fail_rc, c->fail_code, c->fail_msg);
@@ -412,7 +482,7 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 	 * runs the command. */
 	if (c->idem_key && decided(c->fail_rc)) {
 		cl_idem_rec rec = {0, c->fail_rc, c->req_hash, c->body,
-				   c->out.body_len};
+		                   c->out.body_len};
 		if (m->idem_put(e->ws, c->idem_key, &rec))
 			cl_log(e, CLEAVE_LOG_WARN, c->trace_id, c->command_id,
 			       -1, "could not record the answer of key %s: %s",
@@ -423,21 +493,32 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 
 static void count_outcome(cleave_engine *e, cleave_cmd *c)
 {
-	cl_cmd_stats *s = &e->cstats[c->def_index];
+	cl_cmd_stats *s = &e->writer->cstats[c->def_index];
 	if (c->out.replayed)
 		s->replayed++;
 	else
 		switch (c->out.rc) {
-		case 0: s->ok++; break;
-		case CLEAVE_EREJECTED: s->rejected++; break;
-		case CLEAVE_EINVAL: s->invalid++; break;
-		case CLEAVE_ENOTFOUND: s->not_found++; break;
+		case 0:
+			s->ok++;
+			break;
+		case CLEAVE_EREJECTED:
+			s->rejected++;
+			break;
+		case CLEAVE_EINVAL:
+			s->invalid++;
+			break;
+		case CLEAVE_ENOTFOUND:
+			s->not_found++;
+			break;
 		case CLEAVE_ECONFLICT:
-		case CLEAVE_EEXIST: s->conflict++; break;
-		default: s->failed++;
+		case CLEAVE_EEXIST:
+			s->conflict++;
+			break;
+		default:
+			s->failed++;
 		}
 	cleave_hist_add(&s->latency, cleave_hist_bounds_us,
-			(uint64_t)c->out.latency_us);
+	                (uint64_t)c->out.latency_us);
 }
 
 static void cmd_free(cleave_cmd *c)
@@ -471,17 +552,18 @@ static void complete(cleave_engine *e, cleave_cmd *c)
  * next batch. */
 static void to_completer(cleave_engine *e, cleave_cmd *list)
 {
+	cl_writer *w = e->writer;
 	cleave_cmd *last = list;
 	while (last->next)
 		last = last->next;
-	pthread_mutex_lock(&e->cmu);
-	if (e->ctail)
-		e->ctail->next = list;
+	pthread_mutex_lock(&w->cmu);
+	if (w->ctail)
+		w->ctail->next = list;
 	else
-		e->chead = list;
-	e->ctail = last;
-	pthread_cond_signal(&e->ccond);
-	pthread_mutex_unlock(&e->cmu);
+		w->chead = list;
+	w->ctail = last;
+	pthread_cond_signal(&w->ccond);
+	pthread_mutex_unlock(&w->cmu);
 }
 
 /* The group's events, in the store at once (wstore append_many). */
@@ -493,18 +575,18 @@ static int append_group(cleave_engine *e, const cl_wbatch *wb)
 	for (int i = 0; i < wb->n; i++) {
 		const cleave_event *ev = &wb->ev[i];
 		se[i] = (cl_stored_event){
-			.position = ev->position,
-			.version = ev->version,
-			.ts_us = ev->ts_us,
-			.schema_version = ev->schema_version,
-			.stream = ev->stream,
-			.type = ev->type,
-			.data = ev->data,
-			.data_len = ev->data_len,
-			.trace_id = ev->trace_id,
-			.command_id = ev->command_id,
-			.idem_key = ev->idempotency_key,
-			.causation_id = ev->causation_id,
+		    .position = ev->position,
+		    .version = ev->version,
+		    .ts_us = ev->ts_us,
+		    .schema_version = ev->schema_version,
+		    .stream = ev->stream,
+		    .type = ev->type,
+		    .data = ev->data,
+		    .data_len = ev->data_len,
+		    .trace_id = ev->trace_id,
+		    .command_id = ev->command_id,
+		    .idem_key = ev->idempotency_key,
+		    .causation_id = ev->causation_id,
 		};
 	}
 	int rc = e->wm->append_many(e->ws, se, wb->n);
@@ -514,13 +596,14 @@ static int append_group(cleave_engine *e, const cl_wbatch *wb)
 
 static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 {
-	if (e->write_failed) {
+	cl_writer *w = e->writer;
+	if (w->write_failed) {
 		/* queued before the failure: refused, never run */
 		char msg[512];
 		snprintf(msg, sizeof(msg),
-			 "commits are stopped since the write store failed to "
-			 "make one durable (%s); restart the server",
-			 e->write_failed_msg);
+		         "commits are stopped since the write store failed to "
+		         "make one durable (%s); restart the server",
+		         w->write_failed_msg);
 		for (cleave_cmd *c = list; c; c = c->next)
 			set_failure(c, CLEAVE_EFAILED, NULL, msg);
 		goto complete;
@@ -537,7 +620,7 @@ again:
 		/* the store's lazy stream index, in this transaction; after
 		 * it the stream-version cache may be emptied */
 		int f = m->index_maybe(e->ws, atomic_load(&e->head),
-				       cl_vcache_full(e->vcache));
+		                       cl_vcache_full(w->vcache));
 		if (f < 0)
 			cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
 			       "indexing the log's streams: %s",
@@ -552,7 +635,7 @@ again:
 			 * whole batch and run it again, each command in its own
 			 * savepoint this time */
 			m->rollback(e->ws);
-			cl_vcache_undo(e->vcache, 0);
+			cl_vcache_undo(w->vcache, 0);
 			wb_truncate(&wb, 0);
 			wb.next_pos = atomic_load(&e->head) + 1;
 			sp = true;
@@ -569,9 +652,9 @@ again:
 		char msg[512];
 		const char *code = NULL;
 		snprintf(msg, sizeof(msg), "commit failed: %s",
-			 cleave_errmsg());
+		         cleave_errmsg());
 		m->rollback(e->ws);
-		cl_vcache_undo(e->vcache, 0); /* back to what is committed */
+		cl_vcache_undo(w->vcache, 0); /* back to what is committed */
 		if (in_commit && rc != CLEAVE_ENOSPC && rc != CLEAVE_EBUSY &&
 		    rc != CLEAVE_ENOMEM) {
 			/* A failed sync leaves the group's pages in a state
@@ -579,22 +662,23 @@ again:
 			 * or kept them): the store's recovery at the next
 			 * open decides.  Fail-stop until then. */
 			code = "commit_unknown";
-			pthread_mutex_lock(&e->qmu);
-			e->write_failed = true;
-			snprintf(e->write_failed_msg,
-				 sizeof(e->write_failed_msg), "%.200s",
-				 msg + strlen("commit failed: "));
-			pthread_mutex_unlock(&e->qmu);
+			pthread_mutex_lock(&w->qmu);
+			w->write_failed = true;
+			snprintf(w->write_failed_msg,
+			         sizeof(w->write_failed_msg), "%.200s",
+			         msg + strlen("commit failed: "));
+			pthread_mutex_unlock(&w->qmu);
 			snprintf(msg, sizeof(msg),
-				 "the write store failed to make this commit "
-				 "durable (%s); its outcome is unknown: retry "
-				 "with the same Idempotency-Key once the "
-				 "server has restarted",
-				 e->write_failed_msg);
-			cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
-			       "write store failed: commits stopped until a "
-			       "restart (group of %d commands, outcome unknown)",
-			       n);
+			         "the write store failed to make this commit "
+			         "durable (%s); its outcome is unknown: retry "
+			         "with the same Idempotency-Key once the "
+			         "server has restarted",
+			         w->write_failed_msg);
+			cl_log(
+			    e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
+			    "write store failed: commits stopped until a "
+			    "restart (group of %d commands, outcome unknown)",
+			    n);
 		}
 		cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1, "group of %d %s", n,
 		       msg);
@@ -604,13 +688,13 @@ again:
 		free(wb.ev);
 		cl_arena_free(&wb.arena);
 	} else {
-		cl_vcache_commit(e->vcache, indexed, wb.ev, wb.n);
-		e->batches++;
+		cl_vcache_commit(w->vcache, indexed, wb.ev, wb.n);
+		w->batches++;
 		if (e->cfg.durability == CLEAVE_DURABILITY_FSYNC && wb.n)
-			e->fsyncs++;
-		e->events_appended += (uint64_t)wb.n;
-		cleave_hist_add(&e->batch_size, cleave_hist_bounds_batch,
-				(uint64_t)n);
+			w->fsyncs++;
+		w->events_appended += (uint64_t)wb.n;
+		cleave_hist_add(&w->batch_size, cleave_hist_bounds_batch,
+		                (uint64_t)n);
 		if (wb.n) {
 			cl_evbatch *b = calloc(1, sizeof(*b));
 			if (!b) {
@@ -631,8 +715,8 @@ again:
 				 * (strings, text), the parsed trees (~3x
 				 * their text, plus node overhead) */
 				b->bytes = sizeof(*b) +
-					   (size_t)wb.cap * sizeof(*wb.ev) +
-					   wb.arena.total;
+				           (size_t)wb.cap * sizeof(*wb.ev) +
+				           wb.arena.total;
 				for (int i = 0; i < wb.n; i++)
 					b->bytes += wb.ev[i].data_len * 3 + 128;
 				cl_ring_push(e->ring, b);
@@ -646,7 +730,7 @@ again:
 			cl_arena_free(&wb.arena);
 		}
 	}
-	e->commands_total += (uint64_t)n;
+	w->commands_total += (uint64_t)n;
 complete:
 	to_completer(e, list);
 }
@@ -654,51 +738,53 @@ complete:
 static void *completer_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_writer *w = e->writer;
 	cl_thread_name("cl-complete");
-	pthread_mutex_lock(&e->cmu);
+	pthread_mutex_lock(&w->cmu);
 	for (;;) {
-		while (!e->chead && !e->completer_stop)
-			pthread_cond_wait(&e->ccond, &e->cmu);
-		cleave_cmd *list = e->chead;
+		while (!w->chead && !w->completer_stop)
+			pthread_cond_wait(&w->ccond, &w->cmu);
+		cleave_cmd *list = w->chead;
 		if (!list)
 			break;
-		e->chead = e->ctail = NULL;
-		pthread_mutex_unlock(&e->cmu);
+		w->chead = w->ctail = NULL;
+		pthread_mutex_unlock(&w->cmu);
 		for (cleave_cmd *c = list, *next; c; c = next) {
 			next = c->next;
 			complete(e, c);
 		}
-		pthread_mutex_lock(&e->cmu);
+		pthread_mutex_lock(&w->cmu);
 	}
-	pthread_mutex_unlock(&e->cmu);
+	pthread_mutex_unlock(&w->cmu);
 	return NULL;
 }
 
 static void *writer_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_writer *w = e->writer;
 	cl_thread_name("cl-writer");
 	int max = e->cfg.batch_max;
 	for (;;) {
-		pthread_mutex_lock(&e->qmu);
-		while (!e->qhead && !e->stopping)
-			pthread_cond_wait(&e->qcond, &e->qmu);
-		if (!e->qhead) {
-			pthread_mutex_unlock(&e->qmu);
+		pthread_mutex_lock(&w->qmu);
+		while (!w->qhead && !w->stopping)
+			pthread_cond_wait(&w->qcond, &w->qmu);
+		if (!w->qhead) {
+			pthread_mutex_unlock(&w->qmu);
 			break;
 		}
-		cleave_cmd *list = e->qhead, *last = list;
+		cleave_cmd *list = w->qhead, *last = list;
 		int n = 1;
 		while (last->next && n < max) {
 			last = last->next;
 			n++;
 		}
-		e->qhead = last->next;
-		if (!e->qhead)
-			e->qtail = NULL;
+		w->qhead = last->next;
+		if (!w->qhead)
+			w->qtail = NULL;
 		last->next = NULL;
-		e->qlen -= n;
-		pthread_mutex_unlock(&e->qmu);
+		w->qlen -= n;
+		pthread_mutex_unlock(&w->qmu);
 		run_batch(e, list, n);
 	}
 	return NULL;
@@ -707,9 +793,10 @@ static void *writer_main(void *arg)
 static void *maint_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_writer *w = e->writer;
 	cl_thread_name("cl-maint");
-	pthread_mutex_lock(&e->qmu);
-	while (!e->stopping) {
+	pthread_mutex_lock(&w->qmu);
+	while (!w->stopping) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 200 * 1000000L;
@@ -717,75 +804,81 @@ static void *maint_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&e->maintcond, &e->qmu, &ts);
-		if (e->stopping)
+		pthread_cond_timedwait(&w->maintcond, &w->qmu, &ts);
+		if (w->stopping)
 			break;
-		pthread_mutex_unlock(&e->qmu);
+		pthread_mutex_unlock(&w->qmu);
 		if (e->wm->maintain(e->ws))
 			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 			       "write store upkeep: %s", cleave_errmsg());
 		cl_readers_trim(e, CL_READER_IDLE_US);
-		pthread_mutex_lock(&e->qmu);
+		pthread_mutex_lock(&w->qmu);
 	}
-	pthread_mutex_unlock(&e->qmu);
+	pthread_mutex_unlock(&w->qmu);
 	return NULL;
 }
 
 int cl_writer_start(cleave_engine *e)
 {
+	cl_writer *w = e->writer;
 	/* Emptied after an index flush once it holds more than this: every
 	 * new cart, order or account is a stream, so a cache kept up to a
 	 * million streams grew with the log (~100 bytes a stream; the soak
 	 * test's anonymous RSS climbed 40 %).  Hot streams are read back from
 	 * the stream index once after each emptying. */
-	e->vcache = cl_vcache_new(1u << 16);
-	if (!e->vcache)
+	w->vcache = cl_vcache_new(1u << 16);
+	if (!w->vcache)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	e->accepting = true;
-	if (pthread_create(&e->completer, NULL, completer_main, e))
-		return cl_err(CLEAVE_EINTERNAL, "cannot start completer thread");
-	e->completer_running = true;
-	if (pthread_create(&e->writer, NULL, writer_main, e))
+	w->accepting = true;
+	if (pthread_create(&w->completer, NULL, completer_main, e))
+		return cl_err(CLEAVE_EINTERNAL,
+		              "cannot start completer thread");
+	w->completer_running = true;
+	if (pthread_create(&w->thread, NULL, writer_main, e))
 		return cl_err(CLEAVE_EINTERNAL, "cannot start writer thread");
-	e->writer_running = true;
-	if (pthread_create(&e->maint, NULL, maint_main, e))
+	w->writer_running = true;
+	if (pthread_create(&w->maint, NULL, maint_main, e))
 		return cl_err(CLEAVE_EINTERNAL, "cannot start upkeep thread");
-	e->maint_running = true;
+	w->maint_running = true;
 	return 0;
 }
 
 void cleave_engine_stop_accepting(cleave_engine *e)
 {
+	cl_writer *w = e->writer;
 	if (!e)
 		return;
-	pthread_mutex_lock(&e->qmu);
-	e->accepting = false;
-	pthread_mutex_unlock(&e->qmu);
+	pthread_mutex_lock(&w->qmu);
+	w->accepting = false;
+	pthread_mutex_unlock(&w->qmu);
 }
 
 void cl_writer_stop(cleave_engine *e)
 {
-	pthread_mutex_lock(&e->qmu);
-	e->accepting = false;
-	e->stopping = true;
-	pthread_cond_broadcast(&e->qcond);
-	pthread_cond_broadcast(&e->maintcond);
-	pthread_mutex_unlock(&e->qmu);
-	if (e->writer_running)
-		pthread_join(e->writer, NULL);
-	if (e->maint_running)
-		pthread_join(e->maint, NULL);
-	e->writer_running = e->maint_running = false;
-	if (e->completer_running) {
-		pthread_mutex_lock(&e->cmu);
-		e->completer_stop = true;
-		pthread_cond_signal(&e->ccond);
-		pthread_mutex_unlock(&e->cmu);
-		pthread_join(e->completer, NULL);
-		e->completer_running = false;
+	cl_writer *w = e->writer;
+	if (!e->writer)
+		return;
+	pthread_mutex_lock(&w->qmu);
+	w->accepting = false;
+	w->stopping = true;
+	pthread_cond_broadcast(&w->qcond);
+	pthread_cond_broadcast(&w->maintcond);
+	pthread_mutex_unlock(&w->qmu);
+	if (w->writer_running)
+		pthread_join(w->thread, NULL);
+	if (w->maint_running)
+		pthread_join(w->maint, NULL);
+	w->writer_running = w->maint_running = false;
+	if (w->completer_running) {
+		pthread_mutex_lock(&w->cmu);
+		w->completer_stop = true;
+		pthread_cond_signal(&w->ccond);
+		pthread_mutex_unlock(&w->cmu);
+		pthread_join(w->completer, NULL);
+		w->completer_running = false;
 	}
-	cl_vcache_free(e->vcache);
-	e->vcache = NULL;
+	cl_vcache_free(w->vcache);
+	w->vcache = NULL;
 }
 
 /* ---- submitting --------------------------------------------------------- */
@@ -802,32 +895,33 @@ static bool header_token_ok(const char *s, size_t max)
 }
 
 int cleave_command_submit(cleave_engine *e, const cleave_request *req,
-			  cleave_done_fn done, void *arg)
+                          cleave_done_fn done, void *arg)
 {
+	cl_writer *w = e->writer;
 	int rc;
 	int idx = req->command ? cl_nametab_get(&e->cmd_idx, req->command) : -1;
 	if (idx < 0)
 		return cl_err(CLEAVE_ENOTFOUND, "unknown command '%s'",
-			      req->command ? req->command : "");
+		              req->command ? req->command : "");
 	const cleave_command_def *def = &e->dom->commands[idx];
 	if (e->cfg.query_node || e->cfg.read_only)
 		return cl_err(CLEAVE_EREADONLY,
-			      e->cfg.query_node
-				  ? "this is a query node: it serves queries; "
-				    "send commands to the writer"
-				  : "the engine is open read-only");
+		              e->cfg.query_node
+		                  ? "this is a query node: it serves queries; "
+		                    "send commands to the writer"
+		                  : "the engine is open read-only");
 	if (req->idempotency_key &&
 	    !header_token_ok(req->idempotency_key, CLEAVE_IDEMPOTENCY_KEY_MAX))
 		return cl_err(CLEAVE_EINVAL,
-			      "Idempotency-Key must be 1 to %d visible ASCII "
-			      "characters",
-			      CLEAVE_IDEMPOTENCY_KEY_MAX);
+		              "Idempotency-Key must be 1 to %d visible ASCII "
+		              "characters",
+		              CLEAVE_IDEMPOTENCY_KEY_MAX);
 	if (req->trace_id &&
 	    !cl_name_ok(req->trace_id, CLEAVE_TRACE_ID_MAX, "id"))
 		return cl_err(CLEAVE_EINVAL,
-			      "trace id must be 1 to %d characters of "
-			      "[A-Za-z0-9_.:-]",
-			      CLEAVE_TRACE_ID_MAX);
+		              "trace id must be 1 to %d characters of "
+		              "[A-Za-z0-9_.:-]",
+		              CLEAVE_TRACE_ID_MAX);
 	if (req->causation_id &&
 	    !cl_name_ok(req->causation_id, CLEAVE_TRACE_ID_MAX, "id"))
 		return cl_err(CLEAVE_EINVAL, "bad causation id");
@@ -875,43 +969,43 @@ int cleave_command_submit(cleave_engine *e, const cleave_request *req,
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	}
 	/* what the idempotency key stands for: this command with this body */
-	uint64_t h = cl_hash(def->name, strlen(def->name)) ^
-		     cl_hash(body, blen) * 31;
+	uint64_t h =
+	    cl_hash(def->name, strlen(def->name)) ^ cl_hash(body, blen) * 31;
 	snprintf(c->req_hash, sizeof(c->req_hash), "%016llx",
-		 (unsigned long long)h);
+	         (unsigned long long)h);
 
-	pthread_mutex_lock(&e->qmu);
-	if (e->write_failed) {
+	pthread_mutex_lock(&w->qmu);
+	if (w->write_failed) {
 		int frc = cl_err(CLEAVE_EFAILED,
-				 "commits are stopped since the write store "
-				 "failed to make one durable (%s); restart the "
-				 "server",
-				 e->write_failed_msg);
-		pthread_mutex_unlock(&e->qmu);
+		                 "commits are stopped since the write store "
+		                 "failed to make one durable (%s); restart the "
+		                 "server",
+		                 w->write_failed_msg);
+		pthread_mutex_unlock(&w->qmu);
 		cmd_free(c);
 		return frc;
 	}
-	if (!e->accepting) {
-		pthread_mutex_unlock(&e->qmu);
+	if (!w->accepting) {
+		pthread_mutex_unlock(&w->qmu);
 		cmd_free(c);
 		return cl_err(CLEAVE_ESHUTDOWN, "shutting down: not accepting "
-						"commands");
+		                                "commands");
 	}
-	if (e->qlen >= e->cfg.queue_max) {
-		pthread_mutex_unlock(&e->qmu);
+	if (w->qlen >= e->cfg.queue_max) {
+		pthread_mutex_unlock(&w->qmu);
 		cmd_free(c);
 		return cl_err(CLEAVE_EBUSY,
-			      "command queue full (queue_max=%d); retry later",
-			      e->cfg.queue_max);
+		              "command queue full (queue_max=%d); retry later",
+		              e->cfg.queue_max);
 	}
-	if (e->qtail)
-		e->qtail->next = c;
+	if (w->qtail)
+		w->qtail->next = c;
 	else
-		e->qhead = c;
-	e->qtail = c;
-	if (e->qlen++ == 0)
-		pthread_cond_signal(&e->qcond);
-	pthread_mutex_unlock(&e->qmu);
+		w->qhead = c;
+	w->qtail = c;
+	if (w->qlen++ == 0)
+		pthread_cond_signal(&w->qcond);
+	pthread_mutex_unlock(&w->qmu);
 	return 0;
 }
 
@@ -949,10 +1043,10 @@ static void sync_done(void *arg, const cleave_outcome *o)
 }
 
 int cleave_command_run(cleave_engine *e, const cleave_request *req,
-		       cleave_outcome **out)
+                       cleave_outcome **out)
 {
 	sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-		       false, NULL};
+	               false, NULL};
 	*out = NULL;
 	int rc = cleave_command_submit(e, req, sync_done, &w);
 	if (rc)
@@ -972,4 +1066,56 @@ int cleave_command_run(cleave_engine *e, const cleave_request *req,
 void cleave_outcome_free(cleave_outcome *o)
 {
 	free(o);
+}
+
+/* ---- health and stats ---------------------------------------------------- */
+
+int cleave_engine_health(cleave_engine *e, char *reason, size_t cap)
+{
+	cl_writer *w = e->writer;
+	int rc = 0;
+	pthread_mutex_lock(&w->qmu);
+	if (w->write_failed) {
+		rc = CLEAVE_EFAILED;
+		if (reason && cap)
+			snprintf(reason, cap, "%s", w->write_failed_msg);
+	} else if (reason && cap) {
+		reason[0] = 0;
+	}
+	pthread_mutex_unlock(&w->qmu);
+	return rc;
+}
+
+void cleave_stats_get(cleave_engine *e, cleave_stats *out)
+{
+	cl_writer *w = e->writer;
+	memset(out, 0, sizeof(*out));
+	out->batches = w->batches;
+	out->fsyncs = w->fsyncs;
+	out->events_appended = w->events_appended;
+	out->commands_total = w->commands_total;
+	pthread_mutex_lock(&w->qmu);
+	out->queue_depth = (uint64_t)w->qlen;
+	out->write_failed = w->write_failed;
+	pthread_mutex_unlock(&w->qmu);
+	out->queue_max = (uint64_t)e->cfg.queue_max;
+	out->head = atomic_load(&e->head);
+	out->batch_size = w->batch_size;
+}
+
+int cleave_command_stats_get(cleave_engine *e, int i, cleave_command_stats *out)
+{
+	if (i < 0 || i >= e->ncmd)
+		return CLEAVE_ENOTFOUND;
+	cl_cmd_stats *s = &e->writer->cstats[i];
+	out->name = e->dom->commands[i].name;
+	out->ok = s->ok;
+	out->rejected = s->rejected;
+	out->invalid = s->invalid;
+	out->not_found = s->not_found;
+	out->conflict = s->conflict;
+	out->failed = s->failed;
+	out->replayed = s->replayed;
+	out->latency_us = s->latency;
+	return 0;
 }
