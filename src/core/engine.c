@@ -220,35 +220,14 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 
 /* ---- open / close ----------------------------------------------------------- */
 
-/* --read-store: NULL or "embedded" keeps every copy under DATA/read; the
- * URI of a shared store (redis://…) puts the copies of key/value
- * projections there, while SQL projections stay embedded. */
-static int read_store_open(cleave_engine *e, const char *rs)
-{
-	if (!rs || !*rs || !strcmp(rs, "embedded"))
-		return 0;
-	e->shared = cl_rstore_for_uri(rs);
-	if (!e->shared)
-		return cl_err(CLEAVE_EINVAL,
-			      "read store '%s': expected 'embedded' or %s", rs,
-			      cl_rstore_uri_forms());
-	return e->shared->root_parse(rs, &e->shared_root);
-}
-
 /* The store URIs, checked before anything is created: --read-store,
- * --query-node (which needs a Redis read store) and "sqlite:DIR" (another
+ * --query-node (which needs a shared read store) and "sqlite:DIR" (another
  * data directory's log: query nodes and read-only tools only). */
 static int stores_check(cleave_engine *e, const cleave_config *cfg)
 {
-	int rc = read_store_open(e, cfg->read_store);
+	int rc = cl_sync_shared_check(e, cfg);
 	if (rc)
 		return rc;
-	if (cfg->query_node && !e->shared)
-		return cl_err(CLEAVE_EINVAL,
-			      "a query node serves the read models another "
-			      "engine writes to a shared store: give "
-			      "--read-store %s (the writer's)",
-			      cl_rstore_uri_forms());
 	const char *w = cfg->write_store;
 	if (!w || strncmp(w, "sqlite:", 7))
 		return 0;
@@ -264,20 +243,6 @@ static int stores_check(cleave_engine *e, const cleave_config *cfg)
 	if (!(e->wstore_dir = strdup(w + 7)))
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	return 0;
-}
-
-/* Who writes the shared store's copies: this host's data directory (which exists
- * by now), so a restart finds its own copies and another engine pointed
- * at the same prefix is refused. */
-static int owner_init(cleave_engine *e)
-{
-	char hn[256] = "", *rp = realpath(e->data_dir, NULL);
-	gethostname(hn, sizeof(hn) - 1);
-	size_t on = strlen(hn) + strlen(rp ? rp : e->data_dir) + 2;
-	if ((e->owner = malloc(on)))
-		snprintf(e->owner, on, "%s:%s", hn, rp ? rp : e->data_dir);
-	free(rp);
-	return e->owner ? 0 : cl_err(CLEAVE_ENOMEM, "out of memory");
 }
 
 /* One engine writes a data directory at a time: a second one would be a
@@ -320,8 +285,6 @@ static void engine_free(cleave_engine *e)
 		e->wm->reader_close(e->readers[i]);
 	if (e->ws)
 		e->wm->close(e->ws);
-	if (e->root_store)
-		e->root_store->m->close(e->root_store);
 	cl_ring_free(e->ring);
 	cl_nametab_free(&e->cmd_idx);
 	cl_nametab_free(&e->query_idx);
@@ -329,21 +292,14 @@ static void engine_free(cleave_engine *e)
 	free(e->query_nreads);
 	cl_writer_free(e);
 	cl_sync_free(e);
-	free(e->watches);
 	free(e->data_dir);
 	free(e->read_dir);
-	free(e->shared_root);
-	free(e->owner);
 	free(e->wstore_dir);
-	free(e->catalog_seen);
 	if (e->lock_fd > 0)
 		close(e->lock_fd);
 	pthread_mutex_destroy(&e->rdmu);
 	pthread_mutex_destroy(&e->advmu);
 	pthread_cond_destroy(&e->advcond);
-	pthread_mutex_destroy(&e->catmu);
-	pthread_mutex_destroy(&e->appmu);
-	pthread_cond_destroy(&e->appcond);
 	free(e);
 }
 
@@ -357,9 +313,6 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	pthread_mutex_init(&e->rdmu, NULL);
 	pthread_mutex_init(&e->advmu, NULL);
 	pthread_cond_init(&e->advcond, NULL);
-	pthread_mutex_init(&e->catmu, NULL);
-	pthread_mutex_init(&e->appmu, NULL);
-	pthread_cond_init(&e->appcond, NULL);
 	e->cfg = *cfg;
 	e->lock_fd = -1;
 	if (!e->cfg.queue_max)
@@ -408,18 +361,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 			goto fail;
 		}
 	}
-	if (e->shared && (rc = owner_init(e)))
+	if ((rc = cl_sync_shared_open(e)))
 		goto fail;
-	if (e->shared) {
-		/* the root: the catalog query nodes follow, and the claim
-		 * that keeps a second writing engine off this prefix */
-		cl_rstore_opts ro = {.read_only = cfg->read_only ||
-						  cfg->query_node,
-				     .owner = e->owner};
-		if ((rc = e->shared->open(e->shared_root, &ro,
-					  &e->root_store)))
-			goto fail;
-	}
 	const char *wuri = e->wstore_dir ? "sqlite" : cfg->write_store;
 	e->wm = cl_wstore_find(wuri);
 	if (!e->wm) {

@@ -135,17 +135,8 @@ bool cl_vcache_full(const cl_vcache *c);
 void cl_vcache_commit(cl_vcache *c, bool may_clear, const cleave_event *ev,
 		      int n);
 
-/* ---- watches (async min_position) -------------------------------------- */
-
-typedef struct cl_watch {
-	int query;
-	int64_t position;
-	int64_t deadline_us; /* monotonic */
-	cleave_watch_fn fn;
-	void *arg;
-} cl_watch;
-
 typedef struct cl_writer cl_writer;
+typedef struct cl_sync cl_sync;
 
 /* ---- the engine ------------------------------------------------------- */
 
@@ -153,19 +144,7 @@ struct cleave_engine {
 	cleave_config cfg;
 	const cleave_domain *dom;
 	char *data_dir, *read_dir;
-	/* --read-store scheme://…: the shared store (CL_RS_SHARED) that holds
-	 * the copies of key/value projections, or NULL */
-	const cl_rstore_methods *shared;
-	char *shared_root; /* its canonical root: copies are ROOT/<name>.g<n> */
-	char *owner;       /* "host:/real/data/dir", claims those copies */
-	cl_rstore *root_store; /* the root itself: the catalog for query nodes */
 	char *wstore_dir;  /* --write-store sqlite:DIR (query nodes) */
-	/* query node: the follower thread (follow.c) */
-	pthread_t follower;
-	bool follower_running;
-	atomic_bool follower_stop;
-	char *catalog_seen; /* the writer's catalog text last applied */
-	bool catalog_current; /* every switch in it followed */
 	int lock_fd;
 	int ncmd, nproj, nquery;
 	cl_nametab cmd_idx, proj_idx, query_idx;
@@ -187,25 +166,12 @@ struct cleave_engine {
 	int64_t readers_idle[16];
 	int nreaders;
 
-	/* sync */
+	/* sync: projections, copies, waits, following (private to src/sync) */
+	cl_sync *sync;
 	cl_ring *ring;
 	pthread_mutex_t advmu;
 	pthread_cond_t advcond;  /* the log advanced, or stop */
 	uint64_t adv_seq;
-	cl_proj *proj;
-	pthread_mutex_t catmu;   /* the catalog file */
-	pthread_mutex_t appmu;
-	pthread_cond_t appcond;  /* a projection applied more, or state */
-	uint64_t app_seq;
-	atomic_bool sync_stopping;
-	bool sync_opened;        /* read stores opened: mark run.json at close */
-
-	/* watches */
-	cl_watch *watches;
-	int nwatches, capwatches;
-	pthread_t watcher;
-	bool watcher_running;
-
 };
 
 /* engine.c */

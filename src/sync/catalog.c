@@ -25,9 +25,9 @@ int cl_catalog_save(cleave_engine *e)
 {
 	if (e->cfg.read_only)
 		return 0;
-	pthread_mutex_lock(&e->catmu);
+	pthread_mutex_lock(&e->sync->catmu);
 	int rc = catalog_save_locked(e);
-	pthread_mutex_unlock(&e->catmu);
+	pthread_mutex_unlock(&e->sync->catmu);
 	return rc;
 }
 
@@ -37,7 +37,7 @@ static int catalog_save_locked(cleave_engine *e)
 	cJSON_AddNumberToObject(root, "format", 1);
 	cJSON_AddItemToObject(root, "projections", ps);
 	for (int i = 0; i < e->nproj; i++) {
-		cl_proj *p = &e->proj[i];
+		cl_proj *p = &e->sync->proj[i];
 		cJSON *o = cJSON_CreateObject();
 		pthread_mutex_lock(&p->mu);
 		if (p->live) {
@@ -122,7 +122,7 @@ static void sweep_one(cleave_engine *e, const cl_rstore_methods *m,
 	int k = cl_nametab_get(&e->proj_idx, proj);
 	if (k < 0)
 		return; /* a projection this domain lacks: keep */
-	cl_proj *p = &e->proj[k];
+	cl_proj *p = &e->sync->proj[k];
 	if ((p->live && p->live->gen == gen) ||
 	    (p->build && p->build->gen == gen))
 		return;
@@ -134,12 +134,13 @@ static void sweep_one(cleave_engine *e, const cl_rstore_methods *m,
 static int sweep_shared(void *arg, const char *name)
 {
 	cleave_engine *e = arg;
-	sweep_one(e, e->shared, name);
+	sweep_one(e, e->sync->shared, name);
 	return 0;
 }
 
 static void sweep_orphans(cleave_engine *e)
 {
+	cl_sync *s = e->sync;
 	if (e->cfg.read_only)
 		return;
 	DIR *d = opendir(e->read_dir);
@@ -149,11 +150,11 @@ static void sweep_orphans(cleave_engine *e)
 			sweep_one(e, NULL, de->d_name);
 		closedir(d);
 	}
-	if (e->shared &&
-	    e->shared->list(e->shared_root, e->owner, sweep_shared, e) < 0)
+	if (s->shared &&
+	    s->shared->list(s->shared_root, s->owner, sweep_shared, e) < 0)
 		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 		       "looking for unused read-model copies in %s: %s",
-		       e->shared_root, cleave_errmsg());
+		       s->shared_root, cleave_errmsg());
 }
 
 /* ---- read models after a crash of the machine ------------------------- */
@@ -240,6 +241,7 @@ static void drop_all_copies(cleave_engine *e)
 
 int cl_sync_open(cleave_engine *e)
 {
+	cl_sync *s = e->sync;
 	if (!e->cfg.read_only && cl_store_opts(e).nosync &&
 	    machine_crashed(e)) {
 		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
@@ -256,7 +258,7 @@ int cl_sync_open(cleave_engine *e)
 	int rc = 0;
 	bool dirty = false;
 	for (int i = 0; i < e->nproj; i++) {
-		cl_proj *p = &e->proj[i];
+		cl_proj *p = &s->proj[i];
 		pthread_mutex_init(&p->mu, NULL);
 		pthread_cond_init(&p->resume, NULL);
 		cJSON *o = cJSON_GetObjectItemCaseSensitive(ps, p->def->name);
@@ -339,13 +341,13 @@ int cl_sync_open(cleave_engine *e)
 	cJSON_Delete(cat);
 	/* with a shared store, query nodes read the catalog there: publish it
 	 * at every open (a writer upgraded from an older version has none) */
-	if (!rc && (dirty || (e->root_store && !e->cfg.query_node)))
+	if (!rc && (dirty || (s->root_store && !e->cfg.query_node)))
 		rc = cl_catalog_save(e);
 	if (!rc)
 		sweep_orphans(e);
 	if (!rc && !e->cfg.read_only)
 		rc = cl_run_mark(e, false);
 	if (!rc)
-		e->sync_opened = true;
+		s->opened = true;
 	return rc;
 }

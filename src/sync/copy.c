@@ -16,8 +16,8 @@
 const cl_rstore_methods *cl_copy_methods(cleave_engine *e, const char *kind)
 {
 	const cl_rstore_methods *m = cl_rstore_find(kind);
-	if (e->shared && cl_rs_has(m, CL_RS_KV))
-		return e->shared;
+	if (e->sync->shared && cl_rs_has(m, CL_RS_KV))
+		return e->sync->shared;
 	return m;
 }
 
@@ -25,7 +25,7 @@ const cl_rstore_methods *cl_copy_methods(cleave_engine *e, const char *kind)
  * root. */
 const char *cl_copy_root(cleave_engine *e, const cl_rstore_methods *m)
 {
-	return cl_rs_has(m, CL_RS_SHARED) ? e->shared_root : e->read_dir;
+	return cl_rs_has(m, CL_RS_SHARED) ? e->sync->shared_root : e->read_dir;
 }
 
 static void copy_path(cleave_engine *e, const cl_rstore_methods *m,
@@ -49,7 +49,7 @@ cl_rstore_opts cl_store_opts(cleave_engine *e)
 	o.nosync =
 	    !e->cfg.read_sync || e->cfg.durability == CLEAVE_DURABILITY_OS;
 	o.map_size = e->cfg.lmdb_map_size;
-	o.owner = e->owner;
+	o.owner = e->sync->owner;
 	return o;
 }
 
@@ -186,7 +186,7 @@ int cl_copy_reopen(cl_copy *c)
 		       p->def->name, (long long)pos);
 		/* a shared store that lost data lost the catalog published
 		 * for query nodes too */
-		if (e->root_store && cl_rs_has(m, CL_RS_SHARED))
+		if (e->sync->root_store && cl_rs_has(m, CL_RS_SHARED))
 			cl_catalog_save(e);
 	}
 	pthread_mutex_lock(&p->mu);

@@ -59,19 +59,20 @@ static int catalog_gen(const char *text, const char *name, int *gen,
  * for all the projections, and kept as the catalog followed). */
 int cl_follow_open(cleave_engine *e, cl_proj *p)
 {
+	cl_sync *s = e->sync;
 	int gen = 0, version = 0, rc;
-	if (!e->catalog_seen) {
-		if ((rc = e->shared->meta_get(e->root_store, "catalog",
-		                              &e->catalog_seen)))
+	if (!s->catalog_seen) {
+		if ((rc = s->shared->meta_get(s->root_store, "catalog",
+		                              &s->catalog_seen)))
 			return rc;
-		e->catalog_current = true;
+		s->catalog_current = true;
 	}
-	if (!e->catalog_seen ||
-	    catalog_gen(e->catalog_seen, p->def->name, &gen, &version))
+	if (!s->catalog_seen ||
+	    catalog_gen(s->catalog_seen, p->def->name, &gen, &version))
 		return cl_err(CLEAVE_ENOTFOUND,
 		              "projection %s: the writer has published no "
 		              "copy in %s yet (start the writer first)",
-		              p->def->name, e->shared_root);
+		              p->def->name, s->shared_root);
 	if ((rc = cl_copy_open(p, gen, version, true, &p->live)))
 		return rc;
 	p->followed = true;
@@ -80,28 +81,30 @@ int cl_follow_open(cleave_engine *e, cl_proj *p)
 
 void cl_follow_publish(cleave_engine *e, const char *catalog)
 {
-	if (!e->root_store || e->cfg.query_node || e->cfg.read_only)
+	cl_sync *s = e->sync;
+	if (!s->root_store || e->cfg.query_node || e->cfg.read_only)
 		return;
-	if (e->shared->meta_set(e->root_store, "catalog", catalog))
+	if (s->shared->meta_set(s->root_store, "catalog", catalog))
 		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 		       "publishing the catalog for query nodes in %s: %s",
-		       e->shared_root, cleave_errmsg());
+		       s->shared_root, cleave_errmsg());
 }
 
 /* Serves the generations the writer's catalog names; a copy that cannot
  * be opened yet is tried again at the next look. */
 static void follow_catalog(cleave_engine *e)
 {
+	cl_sync *s = e->sync;
 	char *text = NULL;
-	if (e->shared->meta_get(e->root_store, "catalog", &text) || !text)
+	if (s->shared->meta_get(s->root_store, "catalog", &text) || !text)
 		return;
-	if (e->catalog_seen && !strcmp(text, e->catalog_seen)) {
+	if (s->catalog_seen && !strcmp(text, s->catalog_seen)) {
 		free(text);
 		return;
 	}
 	bool all = true;
 	for (int i = 0; i < e->nproj; i++) {
-		cl_proj *p = &e->proj[i];
+		cl_proj *p = &s->proj[i];
 		int gen, version;
 		if (!p->followed ||
 		    catalog_gen(text, p->def->name, &gen, &version) ||
@@ -132,12 +135,12 @@ static void follow_catalog(cleave_engine *e)
 		cl_copy_unref(old);
 	}
 	if (all) {
-		free(e->catalog_seen);
-		e->catalog_seen = text;
+		free(s->catalog_seen);
+		s->catalog_seen = text;
 	} else {
 		free(text);
 	}
-	e->catalog_current = all;
+	s->catalog_current = all;
 	cl_applied_notify(e);
 }
 
@@ -146,7 +149,7 @@ static bool follow_checkpoints(cleave_engine *e)
 {
 	bool moved = false;
 	for (int i = 0; i < e->nproj; i++) {
-		cl_proj *p = &e->proj[i];
+		cl_proj *p = &e->sync->proj[i];
 		if (!p->followed)
 			continue;
 		cl_copy *c = p->live; /* only this thread replaces it */
@@ -184,14 +187,14 @@ static void *follow_main(void *arg)
 {
 	cleave_engine *e = arg;
 	cl_thread_name("cl-follow");
-	for (unsigned tick = 0; !atomic_load(&e->follower_stop); tick++) {
+	for (unsigned tick = 0; !atomic_load(&e->sync->follower_stop); tick++) {
 		int64_t head;
 		if (e->wm->head(e->ws, &head) == 0 &&
 		    head != atomic_load(&e->head)) {
 			atomic_store(&e->head, head);
 			cl_sync_notify(e); /* the local runners */
 		}
-		if (tick % CATALOG_EVERY == 0 || !e->catalog_current)
+		if (tick % CATALOG_EVERY == 0 || !e->sync->catalog_current)
 			follow_catalog(e);
 		if (follow_checkpoints(e))
 			cl_applied_notify(e);
@@ -202,18 +205,20 @@ static void *follow_main(void *arg)
 
 int cl_follow_start(cleave_engine *e)
 {
-	atomic_store(&e->follower_stop, false);
-	if (pthread_create(&e->follower, NULL, follow_main, e))
+	cl_sync *s = e->sync;
+	atomic_store(&s->follower_stop, false);
+	if (pthread_create(&s->follower, NULL, follow_main, e))
 		return cl_err(CLEAVE_EINTERNAL, "cannot start the follower");
-	e->follower_running = true;
+	s->follower_running = true;
 	return 0;
 }
 
 void cl_follow_stop(cleave_engine *e)
 {
-	if (!e->follower_running)
+	cl_sync *s = e->sync;
+	if (!s->follower_running)
 		return;
-	atomic_store(&e->follower_stop, true);
-	pthread_join(e->follower, NULL);
-	e->follower_running = false;
+	atomic_store(&s->follower_stop, true);
+	pthread_join(s->follower, NULL);
+	s->follower_running = false;
 }

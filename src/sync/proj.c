@@ -21,12 +21,20 @@
 int cl_sync_init(cleave_engine *e, const cleave_domain *d)
 {
 	int ndefs = 0, rc;
+	cl_sync *s = calloc(1, sizeof(*s));
+	if (!s)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	pthread_mutex_init(&s->catmu, NULL);
+	pthread_mutex_init(&s->appmu, NULL);
+	pthread_cond_init(&s->appcond, NULL);
+	e->sync = s;
 	while (d->projections[ndefs].name)
 		ndefs++;
 	if ((rc = cl_nametab_init(&e->proj_idx, (size_t)ndefs)))
 		return rc;
-	e->proj = calloc((size_t)(ndefs ? ndefs : 1), sizeof(*e->proj));
-	if (!e->proj)
+	e->sync->proj =
+	    calloc((size_t)(ndefs ? ndefs : 1), sizeof(*e->sync->proj));
+	if (!e->sync->proj)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	for (int i = 0; i < ndefs; i++) {
 		const cleave_projection_def *p = &d->projections[i];
@@ -41,10 +49,10 @@ int cl_sync_init(cleave_engine *e, const cleave_domain *d)
 		if (k < 0) {
 			k = e->nproj++;
 			cl_nametab_put(&e->proj_idx, p->name, k);
-			e->proj[k].index = k;
-			e->proj[k].e = e;
+			e->sync->proj[k].index = k;
+			e->sync->proj[k].e = e;
 		}
-		cl_proj *pr = &e->proj[k];
+		cl_proj *pr = &e->sync->proj[k];
 		if (pr->ndefs == (int)CL_ARRAY_LEN(pr->defs))
 			return cl_err(CLEAVE_EINVAL,
 			              "too many versions of '%s'", p->name);
@@ -63,13 +71,26 @@ int cl_sync_init(cleave_engine *e, const cleave_domain *d)
 void cl_sync_free(cleave_engine *e)
 {
 	cl_nametab_free(&e->proj_idx);
-	free(e->proj);
-	e->proj = NULL;
+	cl_sync *s = e->sync;
+	if (!s)
+		return;
+	if (s->root_store)
+		s->root_store->m->close(s->root_store);
+	free(s->proj);
+	free(s->watches);
+	free(s->shared_root);
+	free(s->owner);
+	free(s->catalog_seen);
+	pthread_mutex_destroy(&s->catmu);
+	pthread_mutex_destroy(&s->appmu);
+	pthread_cond_destroy(&s->appcond);
+	free(s);
+	e->sync = NULL;
 }
 
 cl_proj *cl_proj_at(cleave_engine *e, int i)
 {
-	return &e->proj[i];
+	return &e->sync->proj[i];
 }
 
 const char *cl_proj_name(const cl_proj *p)
@@ -110,7 +131,7 @@ int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out)
 {
 	if (i < 0 || i >= e->nproj)
 		return cl_err(CLEAVE_ENOTFOUND, "no projection #%d", i);
-	cl_proj *p = &e->proj[i];
+	cl_proj *p = &e->sync->proj[i];
 	int64_t head = atomic_load(&e->head), now = cl_now_us();
 	memset(out, 0, sizeof(*out));
 	out->name = p->def->name;
@@ -160,10 +181,11 @@ int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out)
 
 int cleave_projection_rebuild(cleave_engine *e, const char *name)
 {
+	cl_sync *s = e->sync;
 	int k = cleave_projection_find(e, name);
 	if (k < 0)
 		return k;
-	if (e->proj[k].followed)
+	if (s->proj[k].followed)
 		return cl_err(CLEAVE_EREADONLY,
 		              "projection %s is written by the writer this "
 		              "query node follows: %s it there",
@@ -171,9 +193,9 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name)
 	if (e->cfg.read_only || e->cfg.no_projections)
 		return cl_err(CLEAVE_EINVAL,
 		              "rebuild needs an engine that runs projections");
-	cl_proj *p = &e->proj[k];
+	cl_proj *p = &s->proj[k];
 	pthread_mutex_lock(&p->mu);
-	if (atomic_load(&e->sync_stopping)) {
+	if (atomic_load(&s->stopping)) {
 		pthread_mutex_unlock(&p->mu);
 		return cl_err(CLEAVE_ESHUTDOWN, "the engine is stopping");
 	}
@@ -222,12 +244,12 @@ int cleave_projection_resume(cleave_engine *e, const char *name)
 	int k = cleave_projection_find(e, name);
 	if (k < 0)
 		return k;
-	if (e->proj[k].followed)
+	if (e->sync->proj[k].followed)
 		return cl_err(CLEAVE_EREADONLY,
 		              "projection %s is written by the writer this "
 		              "query node follows: %s it there",
 		              name, "resume");
-	cl_proj *p = &e->proj[k];
+	cl_proj *p = &e->sync->proj[k];
 	bool any = false;
 	pthread_mutex_lock(&p->mu);
 	cl_copy *cs[2] = {p->live, p->build};
@@ -254,7 +276,7 @@ int cleave_projection_wait_rebuilt(cleave_engine *e, const char *name,
 	int k = cleave_projection_find(e, name);
 	if (k < 0)
 		return k;
-	cl_proj *p = &e->proj[k];
+	cl_proj *p = &e->sync->proj[k];
 	int64_t until = cl_mono_us() + (int64_t)timeout_ms * 1000;
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
@@ -278,7 +300,7 @@ int cleave_projection_applied_at(cleave_engine *e, int i, int64_t position,
 {
 	if (i < 0 || i >= e->nproj)
 		return CLEAVE_ENOTFOUND;
-	cl_proj *p = &e->proj[i];
+	cl_proj *p = &e->sync->proj[i];
 	int rc = CLEAVE_ENOTFOUND;
 	*when_us = 0;
 	pthread_mutex_lock(&p->mu);

@@ -77,7 +77,7 @@ void cl_ring_push(cl_ring *r, cl_evbatch *b)
 {
 	pthread_mutex_lock(&r->mu);
 	while (r->n && (r->n == r->cap || r->events + b->n > r->max_events ||
-			r->bytes + b->bytes > r->max_bytes))
+	                r->bytes + b->bytes > r->max_bytes))
 		drop_oldest(r);
 	r->slot[(r->start + r->n) % r->cap] = b;
 	r->n++;

@@ -43,7 +43,7 @@ static void try_switch(cl_copy *c)
 {
 	cl_proj *p = c->proj;
 	cleave_engine *e = p->e;
-	if (atomic_load(&c->stop) || atomic_load(&e->sync_stopping))
+	if (atomic_load(&c->stop) || atomic_load(&e->sync->stopping))
 		return; /* the catalog still names it: it resumes at open */
 	/* the old copy's commit lock first (its runner takes it, then
 	 * p->mu): its position is settled while we compare, and frozen
@@ -352,7 +352,7 @@ int cl_copy_start(cl_copy *c)
 	cl_proj *p = c->proj;
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
-	if (atomic_load(&p->e->sync_stopping)) {
+	if (atomic_load(&p->e->sync->stopping)) {
 		rc = cl_err(CLEAVE_ESHUTDOWN, "the engine is stopping");
 	} else if (!c->has_thread) {
 		atomic_store(&c->stop, false);
@@ -369,7 +369,7 @@ int cl_copy_start(cl_copy *c)
 int cl_sync_start(cleave_engine *e)
 {
 	for (int i = 0; i < e->nproj; i++) {
-		cl_proj *p = &e->proj[i];
+		cl_proj *p = &e->sync->proj[i];
 		if (p->followed)
 			continue; /* written elsewhere */
 		int rc = cl_copy_start(p->live);
@@ -391,11 +391,12 @@ void cl_sync_notify(cleave_engine *e)
 
 void cl_sync_stop(cleave_engine *e)
 {
-	if (!e->proj)
+	cl_sync *s = e->sync;
+	if (!e->sync || !s->proj)
 		return;
-	atomic_store(&e->sync_stopping, true);
+	atomic_store(&s->stopping, true);
 	for (int i = 0; i < e->nproj; i++) {
-		cl_proj *p = &e->proj[i];
+		cl_proj *p = &s->proj[i];
 		if (!p->def)
 			continue;
 		/* references of our own: the build copy's runner may switch,
@@ -418,11 +419,11 @@ void cl_sync_stop(cleave_engine *e)
 
 void cl_sync_close(cleave_engine *e)
 {
-	if (!e->proj)
+	if (!e->sync || !e->sync->proj)
 		return;
-	bool mark = e->sync_opened && !e->cfg.read_only;
+	bool mark = e->sync->opened && !e->cfg.read_only;
 	for (int i = 0; i < e->nproj; i++) {
-		cl_proj *p = &e->proj[i];
+		cl_proj *p = &e->sync->proj[i];
 		if (!p->def)
 			continue;
 		if (p->build)

@@ -24,6 +24,12 @@ void cl_sync_free(cleave_engine *e);
 cl_proj *cl_proj_at(cleave_engine *e, int i);
 const char *cl_proj_name(const cl_proj *p);
 
+/* shared.c: --read-store and --query-node are checked before anything is
+ * created; the shared store's root is opened once the data directory is
+ * locked (no-ops without a shared store). */
+int cl_sync_shared_check(cleave_engine *e, const cleave_config *cfg);
+int cl_sync_shared_open(cleave_engine *e);
+
 /* catalog.c: opens every projection's copies (read/catalog.json). */
 int cl_sync_open(cleave_engine *e);
 /* runner.c: the runner threads; close releases the copies. */

@@ -112,6 +112,49 @@ struct cl_proj {
 	bool followed; /* query node: live is foreign */
 };
 
+/* ---- watches (async min_position) -------------------------------------- */
+
+typedef struct cl_watch {
+	int query;
+	int64_t position;
+	int64_t deadline_us; /* monotonic */
+	cleave_watch_fn fn;
+	void *arg;
+} cl_watch;
+
+/* ---- the sync layer's state (e->sync) ------------------------------- */
+
+struct cl_sync {
+	cl_proj *proj;         /* e->nproj entries (proj.c) */
+	pthread_mutex_t catmu; /* the catalog file */
+	pthread_mutex_t appmu;
+	pthread_cond_t appcond; /* a projection applied more, or state */
+	uint64_t app_seq;
+	atomic_bool stopping;
+	bool opened; /* read stores opened: mark run.json at close */
+
+	/* --read-store scheme://…: the shared store (CL_RS_SHARED) that holds
+	 * the copies of key/value projections, or NULL (shared.c) */
+	const cl_rstore_methods *shared;
+	char *shared_root; /* its canonical root: copies are ROOT/<name>.g<n> */
+	char *owner;       /* "host:/real/data/dir", claims those copies */
+	cl_rstore
+	    *root_store; /* the root itself: the catalog for query nodes */
+
+	/* watches (wait.c) */
+	cl_watch *watches;
+	int nwatches, capwatches;
+	pthread_t watcher;
+	bool watcher_running;
+
+	/* query node: the follower thread (follow.c) */
+	pthread_t follower;
+	bool follower_running;
+	atomic_bool follower_stop;
+	char *catalog_seen;   /* the writer's catalog text last applied */
+	bool catalog_current; /* every switch in it followed */
+};
+
 /* ---- copies (copy.c) ----------------------------------------------- */
 
 /* Opens generation gen of p at version; a foreign copy (a query node's

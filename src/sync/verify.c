@@ -121,15 +121,16 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
                              cleave_diff_fn fn, void *arg, int64_t *ndiff,
                              int64_t *position)
 {
+	cl_sync *s = e->sync;
 	int k = cleave_projection_find(e, name);
 	if (k < 0)
 		return k;
-	if (e->proj[k].followed)
+	if (s->proj[k].followed)
 		return cl_err(CLEAVE_EREADONLY,
 		              "projection %s is written by the writer this "
 		              "query node follows: %s it there",
 		              name, "verify");
-	cl_proj *p = &e->proj[k];
+	cl_proj *p = &s->proj[k];
 	cl_copy *live = cl_copy_acquire(p);
 	if (!live)
 		return cl_err(CLEAVE_EBUSY,
@@ -168,7 +169,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	cl_rstore_opts o = {0};
 	o.nosync = true;
 	o.map_size = e->cfg.lmdb_map_size;
-	o.owner = e->owner;
+	o.owner = s->owner;
 	scratch.proj = p;
 	scratch.def = def;
 	scratch.version = live->version;

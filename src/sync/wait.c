@@ -18,10 +18,11 @@
 
 void cl_applied_notify(cleave_engine *e)
 {
-	pthread_mutex_lock(&e->appmu);
-	e->app_seq++;
-	pthread_cond_broadcast(&e->appcond);
-	pthread_mutex_unlock(&e->appmu);
+	cl_sync *s = e->sync;
+	pthread_mutex_lock(&s->appmu);
+	s->app_seq++;
+	pthread_cond_broadcast(&s->appcond);
+	pthread_mutex_unlock(&s->appmu);
 }
 
 /* 0 when every projection in idx has applied pos, CLEAVE_EPARKED when one
@@ -30,7 +31,7 @@ static int reached(cleave_engine *e, const int *idx, int n, int64_t pos)
 {
 	int rc = 0;
 	for (int i = 0; i < (n ? n : e->nproj); i++) {
-		int r = cl_proj_reached(&e->proj[n ? idx[i] : i], pos);
+		int r = cl_proj_reached(&e->sync->proj[n ? idx[i] : i], pos);
 		if (r == CLEAVE_EPARKED)
 			return r;
 		if (r)
@@ -53,6 +54,7 @@ static void deadline_ts(int64_t mono_deadline, struct timespec *ts)
 int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
                          int64_t position, int timeout_ms)
 {
+	cl_sync *s = e->sync;
 	int idx[64];
 	if (n < 0 || n > (int)CL_ARRAY_LEN(idx))
 		return cl_err(CLEAVE_EINVAL, "too many projections (max %d)",
@@ -64,12 +66,12 @@ int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
 	}
 	int64_t deadline = cl_mono_us() + (int64_t)timeout_ms * 1000;
 	int rc;
-	pthread_mutex_lock(&e->appmu);
+	pthread_mutex_lock(&s->appmu);
 	for (;;) {
 		rc = reached(e, idx, n, position);
 		if (rc != CLEAVE_ETIMEDOUT)
 			break;
-		if (atomic_load(&e->sync_stopping)) {
+		if (atomic_load(&s->stopping)) {
 			rc = CLEAVE_ESHUTDOWN;
 			break;
 		}
@@ -77,9 +79,9 @@ int cleave_wait_position(cleave_engine *e, const char *const *names, int n,
 			break;
 		struct timespec ts;
 		deadline_ts(deadline, &ts);
-		pthread_cond_timedwait(&e->appcond, &e->appmu, &ts);
+		pthread_cond_timedwait(&s->appcond, &s->appmu, &ts);
 	}
-	pthread_mutex_unlock(&e->appmu);
+	pthread_mutex_unlock(&s->appmu);
 	if (rc == CLEAVE_ETIMEDOUT)
 		return cl_err(rc, "position %lld not reached in %d ms",
 		              (long long)position, timeout_ms);
@@ -100,7 +102,7 @@ int cleave_query_position(cleave_engine *e, const char *name, int64_t *out)
 	int64_t min = atomic_load(&e->head);
 	const int *idx = &e->query_reads[q * e->query_maxreads];
 	for (int i = 0; i < e->query_nreads[q]; i++) {
-		int64_t p = cl_proj_position(&e->proj[idx[i]]);
+		int64_t p = cl_proj_position(&e->sync->proj[idx[i]]);
 		if (p < min)
 			min = p;
 	}
@@ -113,17 +115,18 @@ int cleave_query_position(cleave_engine *e, const char *name, int64_t *out)
 static void *watcher_main(void *arg)
 {
 	cleave_engine *e = arg;
+	cl_sync *s = e->sync;
 	cl_thread_name("cl-watch");
 	cl_watch *fire = NULL;
 	int *rcs = NULL;
 	int cap = 0;
-	pthread_mutex_lock(&e->appmu);
-	while (e->watcher_running) {
-		uint64_t seq = e->app_seq;
+	pthread_mutex_lock(&s->appmu);
+	while (s->watcher_running) {
+		uint64_t seq = s->app_seq;
 		int64_t now = cl_mono_us(), next = now + 1000000;
 		int nfire = 0;
-		if (cap < e->nwatches) {
-			cap = e->capwatches;
+		if (cap < s->nwatches) {
+			cap = s->capwatches;
 			cl_watch *f = realloc(fire, (size_t)cap * sizeof(*f));
 			int *r = realloc(rcs, (size_t)cap * sizeof(*r));
 			if (f)
@@ -132,14 +135,14 @@ static void *watcher_main(void *arg)
 				rcs = r;
 			if (!f || !r) {
 				cap = 0;
-				pthread_mutex_unlock(&e->appmu);
+				pthread_mutex_unlock(&s->appmu);
 				cl_sleep_ms(10);
-				pthread_mutex_lock(&e->appmu);
+				pthread_mutex_lock(&s->appmu);
 				continue;
 			}
 		}
-		for (int i = 0; i < e->nwatches;) {
-			cl_watch *w = &e->watches[i];
+		for (int i = 0; i < s->nwatches;) {
+			cl_watch *w = &s->watches[i];
 			int q = w->query;
 			int rc =
 			    reached(e, &e->query_reads[q * e->query_maxreads],
@@ -152,29 +155,29 @@ static void *watcher_main(void *arg)
 			}
 			fire[nfire] = *w;
 			rcs[nfire++] = rc;
-			*w = e->watches[--e->nwatches];
+			*w = s->watches[--s->nwatches];
 		}
 		if (nfire) {
-			pthread_mutex_unlock(&e->appmu);
+			pthread_mutex_unlock(&s->appmu);
 			for (int i = 0; i < nfire; i++)
 				fire[i].fn(fire[i].arg, rcs[i]);
-			pthread_mutex_lock(&e->appmu);
+			pthread_mutex_lock(&s->appmu);
 			continue;
 		}
-		if (e->app_seq == seq && e->watcher_running) {
+		if (s->app_seq == seq && s->watcher_running) {
 			struct timespec ts;
 			deadline_ts(next, &ts);
-			pthread_cond_timedwait(&e->appcond, &e->appmu, &ts);
+			pthread_cond_timedwait(&s->appcond, &s->appmu, &ts);
 		}
 	}
 	/* shutdown: everyone still waiting hears so */
-	while (e->nwatches) {
-		cl_watch w = e->watches[--e->nwatches];
-		pthread_mutex_unlock(&e->appmu);
+	while (s->nwatches) {
+		cl_watch w = s->watches[--s->nwatches];
+		pthread_mutex_unlock(&s->appmu);
 		w.fn(w.arg, CLEAVE_ESHUTDOWN);
-		pthread_mutex_lock(&e->appmu);
+		pthread_mutex_lock(&s->appmu);
 	}
-	pthread_mutex_unlock(&e->appmu);
+	pthread_mutex_unlock(&s->appmu);
 	free(fire);
 	free(rcs);
 	return NULL;
@@ -182,9 +185,10 @@ static void *watcher_main(void *arg)
 
 int cl_watch_start(cleave_engine *e)
 {
-	e->watcher_running = true;
-	if (pthread_create(&e->watcher, NULL, watcher_main, e)) {
-		e->watcher_running = false;
+	cl_sync *s = e->sync;
+	s->watcher_running = true;
+	if (pthread_create(&s->watcher, NULL, watcher_main, e)) {
+		s->watcher_running = false;
 		return cl_err(CLEAVE_EINTERNAL, "cannot start watcher thread");
 	}
 	return 0;
@@ -192,53 +196,55 @@ int cl_watch_start(cleave_engine *e)
 
 void cl_watch_stop(cleave_engine *e)
 {
-	pthread_mutex_lock(&e->appmu);
-	bool running = e->watcher_running;
-	e->watcher_running = false;
-	atomic_store(&e->sync_stopping, true);
-	pthread_cond_broadcast(&e->appcond);
-	pthread_mutex_unlock(&e->appmu);
+	cl_sync *s = e->sync;
+	pthread_mutex_lock(&s->appmu);
+	bool running = s->watcher_running;
+	s->watcher_running = false;
+	atomic_store(&s->stopping, true);
+	pthread_cond_broadcast(&s->appcond);
+	pthread_mutex_unlock(&s->appmu);
 	if (running)
-		pthread_join(e->watcher, NULL);
+		pthread_join(s->watcher, NULL);
 }
 
 int cleave_watch_position(cleave_engine *e, const char *query, int64_t position,
                           int timeout_ms, cleave_watch_fn fn, void *arg)
 {
+	cl_sync *s = e->sync;
 	int q = query ? cl_nametab_get(&e->query_idx, query) : -1;
 	if (q < 0)
 		return cl_err(CLEAVE_ENOTFOUND, "unknown query '%s'",
 		              query ? query : "");
-	pthread_mutex_lock(&e->appmu);
-	if (!e->watcher_running) {
-		pthread_mutex_unlock(&e->appmu);
+	pthread_mutex_lock(&s->appmu);
+	if (!s->watcher_running) {
+		pthread_mutex_unlock(&s->appmu);
 		return cl_err(CLEAVE_ESHUTDOWN, "shutting down");
 	}
-	if (e->nwatches >= MAX_WATCHES) {
-		pthread_mutex_unlock(&e->appmu);
+	if (s->nwatches >= MAX_WATCHES) {
+		pthread_mutex_unlock(&s->appmu);
 		return cl_err(CLEAVE_EBUSY,
 		              "too many clients waiting for a position "
 		              "(max %d)",
 		              MAX_WATCHES);
 	}
-	if (e->nwatches == e->capwatches) {
-		int cap = e->capwatches ? e->capwatches * 2 : 64;
-		cl_watch *w = realloc(e->watches, (size_t)cap * sizeof(*w));
+	if (s->nwatches == s->capwatches) {
+		int cap = s->capwatches ? s->capwatches * 2 : 64;
+		cl_watch *w = realloc(s->watches, (size_t)cap * sizeof(*w));
 		if (!w) {
-			pthread_mutex_unlock(&e->appmu);
+			pthread_mutex_unlock(&s->appmu);
 			return cl_err(CLEAVE_ENOMEM, "out of memory");
 		}
-		e->watches = w;
-		e->capwatches = cap;
+		s->watches = w;
+		s->capwatches = cap;
 	}
-	cl_watch *w = &e->watches[e->nwatches++];
+	cl_watch *w = &s->watches[s->nwatches++];
 	w->query = q;
 	w->position = position;
 	w->deadline_us = cl_mono_us() + (int64_t)timeout_ms * 1000;
 	w->fn = fn;
 	w->arg = arg;
-	e->app_seq++;
-	pthread_cond_broadcast(&e->appcond);
-	pthread_mutex_unlock(&e->appmu);
+	s->app_seq++;
+	pthread_cond_broadcast(&s->appcond);
+	pthread_mutex_unlock(&s->appmu);
 	return 0;
 }
