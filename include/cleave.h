@@ -63,7 +63,8 @@ extern "C" {
 	X(EPARKED, -16, "parked", "projection parked on a failing event")      \
 	X(EREADONLY, -17, "read_only", "read-only transaction")                \
 	X(EFAILED, -18, "write_store_failed",                                  \
-	  "the write store failed; restart required")
+	  "the write store failed; restart required")                          \
+	X(EBADJSON, -19, "malformed_json", "malformed JSON")
 
 enum {
 	CLEAVE_OK = 0,
@@ -608,10 +609,10 @@ typedef void (*cleave_done_fn)(void *arg, const cleave_outcome *out);
 /* Checks the request (name, JSON, fields) on the calling thread and queues
  * it.  On 0, `done` will be called exactly once, from an engine thread,
  * after the command's batch is durable (or failed).  On error `done` is not
- * called.  Errors: CLEAVE_ENOTFOUND (unknown command), CLEAVE_EINVAL (bad
- * JSON or fields, bad key/trace id; the cleave_errmsg() of a body that
- * is not well-formed JSON begins "malformed JSON", of one that repeats a
- * key "duplicate key": the HTTP server answers those "malformed_json"),
+ * called.  Errors: CLEAVE_ENOTFOUND (unknown command), CLEAVE_EBADJSON (a
+ * body that is not well-formed JSON, or that repeats a key), CLEAVE_EINVAL
+ * (well-formed JSON with a missing, unknown or ill-typed field, a value out
+ * of range, a bad key or trace id),
  * CLEAVE_EBUSY (queue full), CLEAVE_ESHUTDOWN, CLEAVE_EFAILED (the write
  * store failed; see cleave_engine_health).
  *

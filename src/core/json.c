@@ -16,7 +16,7 @@ typedef struct scan {
 
 static int fail(scan *s, const char *what)
 {
-	return cl_err(CLEAVE_EINVAL, "malformed JSON at byte %zu: %s",
+	return cl_err(CLEAVE_EBADJSON, "malformed JSON at byte %zu: %s",
 		      (size_t)(s->p - s->start), what);
 }
 
@@ -335,7 +335,7 @@ static int check_dups(const cJSON *v)
 		for (const cJSON *a = v->child; a; a = a->next)
 			for (const cJSON *b = a->next; b; b = b->next)
 				if (!strcmp(a->string, b->string))
-					return cl_err(CLEAVE_EINVAL,
+					return cl_err(CLEAVE_EBADJSON,
 						      "duplicate key \"%s\"",
 						      a->string);
 		return 0;
@@ -350,7 +350,7 @@ static int check_dups(const cJSON *v)
 	int rc = 0;
 	for (i = 1; i < n; i++)
 		if (!strcmp(keys[i - 1], keys[i])) {
-			rc = cl_err(CLEAVE_EINVAL, "duplicate key \"%s\"",
+			rc = cl_err(CLEAVE_EBADJSON, "duplicate key \"%s\"",
 				    keys[i]);
 			break;
 		}

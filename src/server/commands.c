@@ -36,12 +36,13 @@ static void count_submit_error(cl_srv *s, const char *name, int rc)
 	for (int i = 0; i < s->ncmds; i++)
 		if (!strcmp(d[i].name, name)) {
 			cl_cmd_counts *c = &s->cmd_counts[i];
-			atomic_fetch_add(rc == CLEAVE_EINVAL  ? &c->invalid
-			                 : rc == CLEAVE_EBUSY ? &c->overloaded
-			                 : rc == CLEAVE_ESHUTDOWN
-			                     ? &c->shutting_down
-			                     : &c->other,
-			                 1);
+			atomic_fetch_add(
+			    rc == CLEAVE_EINVAL || rc == CLEAVE_EBADJSON
+			        ? &c->invalid
+			    : rc == CLEAVE_EBUSY     ? &c->overloaded
+			    : rc == CLEAVE_ESHUTDOWN ? &c->shutting_down
+			                             : &c->other,
+			    1);
 			return;
 		}
 }
@@ -120,18 +121,6 @@ static void cmd_done(void *arg, const cleave_outcome *o)
 	cl_req_unref(r);
 }
 
-/* The error code of a refused submit.  A body that is not JSON, or that
- * repeats a key (which leaves it without one meaning, RFC 8259 §4), is
- * "malformed_json", told apart from well-formed JSON with a bad field or
- * value by the message cleave_command_submit documents. */
-static const char *submit_code(int rc, const char *msg)
-{
-	if (rc == CLEAVE_EINVAL && (!strncmp(msg, "malformed JSON", 14) ||
-	                            !strncmp(msg, "duplicate key", 13)))
-		return "malformed_json";
-	return cleave_errname(rc);
-}
-
 enum MHD_Result cl_h_command(cl_req *r)
 {
 	cl_srv *s = r->s;
@@ -167,7 +156,7 @@ enum MHD_Result cl_h_command(cl_req *r)
 	atomic_fetch_sub(&s->inflight_cmds, 1);
 	cl_req_unref(r);
 	count_submit_error(s, r->name, rc);
-	struct MHD_Response *resp = cl_error_resp(submit_code(rc, msg), msg);
+	struct MHD_Response *resp = cl_error_resp(cleave_errname(rc), msg);
 	if (resp)
 		MHD_add_response_header(resp, "X-Trace-Id", r->trace_id);
 	unsigned status = cl_status_of(rc);

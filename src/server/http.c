@@ -91,6 +91,7 @@ unsigned cl_status_of(int rc)
 	case 0:
 		return MHD_HTTP_OK;
 	case CLEAVE_EINVAL:
+	case CLEAVE_EBADJSON:
 		return MHD_HTTP_BAD_REQUEST;
 	case CLEAVE_ENOTFOUND:
 		return MHD_HTTP_NOT_FOUND;

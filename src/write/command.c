@@ -389,7 +389,7 @@ static bool decided(int rc)
 {
 	return rc == CLEAVE_EREJECTED || rc == CLEAVE_ENOTFOUND ||
 	       rc == CLEAVE_EEXIST || rc == CLEAVE_ECONFLICT ||
-	       rc == CLEAVE_EINVAL;
+	       rc == CLEAVE_EINVAL || rc == CLEAVE_EBADJSON;
 }
 
 /* Runs one command of the batch.  With savepoints (`sp`) a failure rolls
@@ -505,6 +505,7 @@ static void count_outcome(cleave_engine *e, cleave_cmd *c)
 			s->rejected++;
 			break;
 		case CLEAVE_EINVAL:
+		case CLEAVE_EBADJSON:
 			s->invalid++;
 			break;
 		case CLEAVE_ENOTFOUND:

@@ -601,10 +601,19 @@ static void test_bad_input(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = submit_body(e, "Inc", bad[i]);
-		if (rc != CLEAVE_EINVAL)
+		if (rc != CLEAVE_EINVAL && rc != CLEAVE_EBADJSON)
 			fail_msg("body %zu (%s) gave %d", i, bad[i], rc);
 		assert_true(strlen(cleave_errmsg()) > 0);
 	}
+	/* what is not JSON, or has no one meaning, is told apart from
+	 * JSON that the command refuses */
+	assert_int_equal(submit_body(e, "Inc", "{\"id\":"), CLEAVE_EBADJSON);
+	assert_int_equal(submit_body(e, "Inc", "{\"id\":\"a\",\"id\":\"b\"}"),
+			 CLEAVE_EBADJSON);
+	assert_int_equal(submit_body(e, "Inc", "{\"id\":\"a\",\"by\":1.5}"),
+			 CLEAVE_EINVAL);
+	assert_int_equal(submit_body(e, "Inc", "{\"id\":\"a\",\"by\":1e16}"),
+			 CLEAVE_EINVAL);
 	assert_int_equal(submit_body(e, "Nope", "{}"), CLEAVE_ENOTFOUND);
 	/* a full queue answers EBUSY instead of blocking */
 	atomic_int done = 0;
