@@ -1,7 +1,8 @@
 /*
- * bank.c — the bank domain (DESIGN §5b): a ledger of accounts, deposits,
- * withdrawals and transfers.  Money is conserved: the sum of all balances
- * equals deposits minus withdrawals at every log position.
+ * bank.c — the bank domain (contract: docs/domains.md): a ledger of
+ * accounts, deposits, withdrawals and transfers.  Money is conserved: the
+ * sum of all balances equals deposits minus withdrawals at every log
+ * position.
  *
  * Write model (portable SQL):
  *   accounts   (account_id PK, owner, currency, balance_cents >= 0,

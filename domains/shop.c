@@ -1,5 +1,6 @@
 /*
- * shop.c — the shop domain (DESIGN §5): an e-commerce checkout.
+ * shop.c — the shop domain: an e-commerce checkout.  Its contract (fields,
+ * rules, events, queries) is docs/domains.md.
  *
  * Write side: normalized tables (below), changed by the commands of
  * shop_commands.c.  Read side: five projections (shop_projections.c), each

@@ -2,7 +2,7 @@
  * shop_checkout.c — the shop's order lifecycle on the write side: carts
  * (AddToCart), orders (Checkout) and cancellations (CancelOrder).
  *
- * Rules (DESIGN §5), checked before the first write, in this order:
+ * Rules (docs/domains.md), checked before the first write, in this order:
  *  AddToCart    404 user_not_found, 404 product_not_found;
  *               a new cartId opens the cart for the user; 422
  *               cart_not_yours, 422 cart_closed; the same product adds to

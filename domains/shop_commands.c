@@ -4,12 +4,12 @@
  * Checkout, CancelOrder — lives in shop_checkout.c).
  *
  * Field tables reject bad input before a handler runs (400 naming the
- * field).  Handlers apply the business rules of DESIGN §5 against the
+ * field).  Handlers check the business rules of docs/domains.md against the
  * write tables, change them, and emit one event each.  Every failure path
  * returns the code given to cleave_cmd_fail (or the store's error), so the
  * engine rolls the command's savepoint back: a rejected command changes
- * nothing.  Rule checks come before the first write, in the order DESIGN
- * lists them.
+ * nothing.  Rule checks come before the first write, in the order
+ * docs/domains.md lists them.
  *
  * Status codes:  400 CLEAVE_EINVAL (a country outside ISO 3166-1),
  * 404 CLEAVE_ENOTFOUND (unknown user, product, cart, order),
