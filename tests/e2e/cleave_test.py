@@ -302,8 +302,8 @@ def seed(default):
 
 
 def check_error(r, status, code=None):
-    """Asserts r is `status` with the error JSON of DESIGN §4; returns the
-    error object."""
+    """Asserts r is `status` with the error JSON of docs/http-api.md;
+    returns the error object."""
     where = "%r" % (r,)
     if r.status != status:
         raise AssertionError("status %d, want %d: %s" % (r.status, status,

@@ -1,16 +1,16 @@
-"""An independent model of the shop's rules (DESIGN.md §5), a randomized
+"""An independent model of the shop's rules (docs/domains.md), a randomized
 workload that drives the real server and the model side by side, and the
 comparison of every query answer with the model.
 
 Used by test_shop_model.py and test_restart_rebuild.py.  The model is
-written from the design's rules, not from the C code: stock, carts that
-belong to one user and close at checkout, promos (percent, expiry, uses),
-discounts rounded down, unit prices at checkout time, cancellations that
-restock, and the read models' answers (cards, orders, a user's orders,
-revenue per country and UTC day, best sellers, search).  Where the design
-leaves a choice open, the model follows what the implementation documents
-(error codes; an AddToCart to a closed cart is 422 cart_closed; a day whose
-orders were all cancelled stays in revenue_daily with 0 and 0).
+written from the rules of docs/domains.md, not from the C code: stock,
+carts that belong to one user and close at checkout, promos (percent,
+expiry, uses), discounts rounded down, unit prices at checkout time,
+cancellations that restock, and the read models' answers (cards, orders, a
+user's orders, revenue per country and UTC day, best sellers, search) —
+the choices the implementation made included (error codes; an AddToCart
+to a closed cart is 422 cart_closed; a day whose orders were all cancelled
+stays in revenue_daily with 0 and 0).
 
 Concurrency and an exact model: each workload client owns its users,
 products, promos and carts (ids carry the client's prefix) and runs its

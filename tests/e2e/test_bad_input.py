@@ -1,8 +1,8 @@
-"""Every bad input of DESIGN.md §6, against every command and query of the
-shop and the bank, over real HTTP.
+"""Every bad input of docs/http-api.md ("Bad input"), against every command
+and query of the shop and the bank (docs/domains.md), over real HTTP.
 
-Each bad request must get the exact 4xx of §4 with the error JSON
-{"error": {"code", "message"}} (field errors name the field), must write
+Each bad request must get the exact 4xx of docs/http-api.md with the error
+JSON {"error": {"code", "message"}} (field errors name the field), must write
 nothing (the log head of GET /health is unchanged after it), and the server
 must stay healthy (no 5xx, no error log line, /health ok at the end).  At
 the end the good request that every bad one was derived from is sent and
@@ -799,11 +799,11 @@ class ProtocolErrors(unittest.TestCase):
 
     KNOWN LIMITATION (was FINDING 1; docs/security.md, Known issues):
     these framing errors are answered by libmicrohttpd's own HTML page,
-    not the error JSON of DESIGN §4 — a malformed Content-Length ("abc",
-    "-5", "0x2"), bad chunked framing, a Content-Length past 2^64 (its own
-    413).  MHD 0.9.75 queues that answer while parsing the headers (or
-    the chunks) and then never calls our access handler, so it cannot be
-    replaced; the status is right and the connection closes, which
+    not the error JSON of docs/http-api.md — a malformed Content-Length
+    ("abc", "-5", "0x2"), bad chunked framing, a Content-Length past 2^64
+    (its own 413).  MHD 0.9.75 queues that answer while parsing the
+    headers (or the chunks) and then never calls our access handler, so it
+    cannot be replaced; the status is right and the connection closes, which
     test_framing_status checks.
 
     FIXED (was FINDING 2): a raw NUL byte in the request target or in a

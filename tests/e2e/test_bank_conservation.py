@@ -1,5 +1,5 @@
-"""The bank's conservation of money under concurrent writers (DESIGN.md
-§5b), over real HTTP.
+"""The bank's conservation of money under concurrent writers
+(docs/domains.md, "Money is conserved"), over real HTTP.
 
 Several threads run Deposits, Withdrawals and Transfers on shared accounts
 at once (overdrafts refused with 422, cross-currency transfers 422, reused

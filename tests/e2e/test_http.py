@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md section 4 against the real binary: every
+"""The HTTP contract of docs/http-api.md against the real binary: every
 route and status provoked on purpose, headers, read-your-writes,
 idempotency, tracing, metrics, limits, slow clients, graceful shutdown and
 restart.  Python standard library only."""

@@ -1,5 +1,5 @@
 """A randomized shop workload over several concurrent keep-alive clients,
-checked against an independent model of DESIGN.md §5 (shop_model.py).
+checked against an independent model of docs/domains.md (shop_model.py).
 
 1. Partitioned phase: each client owns its users, products, promos and
    carts and runs a few hundred commands one after another; the model

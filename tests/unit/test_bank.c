@@ -1,8 +1,8 @@
 /*
  * test_bank.c — the bank domain on the real engine: every rule and status
- * of DESIGN §5b, statements and volumes, and conservation of money over
- * many random operations checked against an independent model — at the
- * end, and in every answer taken while commands are still landing.
+ * of docs/domains.md, statements and volumes, and conservation of money
+ * over many random operations checked against an independent model — at
+ * the end, and in every answer taken while commands are still landing.
  */
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,7 +1,7 @@
 /*
  * test_shop.c — the shop domain on the real engine (SQLite write store,
- * LMDB and SQLite read stores): every rule and status of DESIGN §5, the
- * promo arithmetic, failed checkouts that change nothing, cancellations
+ * LMDB and SQLite read stores): every rule and status of docs/domains.md,
+ * the promo arithmetic, failed checkouts that change nothing, cancellations
  * through every read model, search filters/sorts/pages, and rebuilds that
  * reproduce the read models (handlers are pure).
  */
