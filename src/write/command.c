@@ -475,8 +475,9 @@ static bool run_one(cleave_engine *e, cl_wbatch *wb, cleave_cmd *c, bool sp)
 	wb->next_pos = pos0;
 	set_failure(c, c->fail_rc, c->fail_code, c->fail_msg);
 	/* The domain's decision is the command's result too: a retry with
-	 * the same key gets it again (DESIGN: same key → the first result),
-	 * even if the world changed meanwhile.  The key's record is the only
+	 * the same key gets it again (same key → the first result: see
+	 * Idempotency-Key in docs/http-api.md), even if the world changed
+	 * meanwhile.  The key's record is the only
 	 * row written; the domain's tables and the log are untouched.  A
 	 * store failure is not a decision: nothing is recorded and a retry
 	 * runs the command. */
