@@ -120,8 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t kl = strlen(k), vl = strlen(v);
 			FUZZ_CHECK(kl >= 1 && kl <= CL_MAX_PARAM_NAME);
 			FUZZ_CHECK(vl <= CL_MAX_PARAM_VALUE);
-			FUZZ_CHECK(cl_utf8_valid(k, kl));
-			FUZZ_CHECK(cl_utf8_valid(v, vl));
+			FUZZ_CHECK(cleave_utf8_valid(k, kl));
+			FUZZ_CHECK(cleave_utf8_valid(v, vl));
 			for (int j = 0; j < i; j++)
 				FUZZ_CHECK(strcmp(r.params[j].name, k) != 0);
 			FUZZ_CHECK(cl_param(&r, k) == v);

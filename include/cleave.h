@@ -92,11 +92,55 @@ int cleave_error(int rc, const char *fmt, ...)
  * memory.  *len (may be NULL) gets the length. */
 char *cleave_json_print(const cJSON *v, size_t *len);
 
-/* Writes s[0..n) as a JSON string literal, quotes included, escaped as
- * cleave_json_print escapes strings, at `out`, which must have room for
- * 6 * n + 2 bytes (every byte as \u00XX at worst).  Returns the end of
- * what it wrote; adds no NUL.  For documents written straight as text. */
+/* Writes s[0..n) as a JSON string literal, quotes included, at `out`,
+ * which must have room for 6 * n + 2 bytes (every byte as \u00XX at
+ * worst).  Control characters, '"' and '\\' are escaped; a byte that does
+ * not start a valid UTF-8 sequence becomes U+FFFD, so the output is always
+ * valid JSON whatever s holds.  Returns the end of what it wrote; adds no
+ * NUL.  For documents written straight as text. */
 char *cleave_json_escape(char *out, const char *s, size_t n);
+
+/* True when s[0..n) is valid UTF-8: shortest forms only, no surrogates,
+ * nothing past U+10FFFF.  (A NUL byte is valid UTF-8; callers that keep C
+ * strings refuse it themselves.) */
+bool cleave_utf8_valid(const char *s, size_t n);
+
+/* ------------------------------------------------------------------------
+ * Text: a growable byte buffer, the one every part of Cleave builds text
+ * with (answers, documents, keys, messages).  Start it zeroed
+ * (CLEAVE_BUF_INIT or cleave_buf_init); p is NUL-terminated after every
+ * append (and NULL until the first).  Out of memory is sticky: `oom` is
+ * set, later appends do nothing and cleave_buf_steal gives NULL, so a
+ * caller checks once at the end.
+ * ------------------------------------------------------------------------ */
+typedef struct cleave_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+} cleave_buf;
+
+#define CLEAVE_BUF_INIT {NULL, 0, 0, false}
+
+void cleave_buf_init(cleave_buf *b);
+/* Frees the memory and leaves b empty (reusable). */
+void cleave_buf_free(cleave_buf *b);
+/* Empties b, keeping its memory (and clearing oom). */
+void cleave_buf_reset(cleave_buf *b);
+/* Room for `more` bytes and the NUL; false when out of memory. */
+bool cleave_buf_reserve(cleave_buf *b, size_t more);
+void cleave_buf_add(cleave_buf *b, const void *p, size_t n);
+void cleave_buf_adds(cleave_buf *b, const char *s);
+void cleave_buf_addc(cleave_buf *b, char c);
+void cleave_buf_addf(cleave_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void cleave_buf_add_i64(cleave_buf *b, int64_t v);
+void cleave_buf_add_u64(cleave_buf *b, uint64_t v);
+/* s[0..n) as a JSON string literal (cleave_json_escape). */
+void cleave_buf_add_jstr(cleave_buf *b, const char *s, size_t n);
+/* Hands the NUL-terminated bytes to the caller (malloc'd: free() them;
+ * *len, when len is not NULL, gets their length) and leaves b empty; NULL
+ * after an allocation failure (b is then freed). */
+char *cleave_buf_steal(cleave_buf *b, size_t *len);
 
 /* Limits that are fixed at build time (runtime limits live in
  * cleave_config). Hitting one is an error that names it, never a crash. */

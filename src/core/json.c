@@ -97,7 +97,7 @@ static int scan_string(scan *s)
 		/* multi-byte UTF-8: find the sequence length and check it */
 		size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
 		if ((size_t)(s->end - s->p) < len ||
-		    !cl_utf8_ok((const char *)s->p, len))
+		    !cleave_utf8_valid((const char *)s->p, len))
 			return fail(s, "invalid UTF-8");
 		s->p += len;
 	}
@@ -483,55 +483,55 @@ int64_t cl_json_int(const cJSON *obj, const char *key, int64_t dflt)
 	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
 }
 
-void cl_json_write(cl_buf *b, const cJSON *v)
+void cl_json_write(cleave_buf *b, const cJSON *v)
 {
 	switch (v->type & 0xff) {
 	case cJSON_NULL:
-		cl_buf_add(b, "null", 4);
+		cleave_buf_add(b, "null", 4);
 		return;
 	case cJSON_False:
-		cl_buf_add(b, "false", 5);
+		cleave_buf_add(b, "false", 5);
 		return;
 	case cJSON_True:
-		cl_buf_add(b, "true", 4);
+		cleave_buf_add(b, "true", 4);
 		return;
 	case cJSON_Number: {
 		double d = v->valuedouble;
 		if (d == floor(d) && fabs(d) <= (double)CL_JSON_MAX_SAFE_INT) {
-			cl_buf_add_i64(b, (int64_t)d);
+			cleave_buf_add_i64(b, (int64_t)d);
 		} else if (isfinite(d)) {
-			cl_buf_printf(b, "%.17g", d);
+			cleave_buf_addf(b, "%.17g", d);
 		} else {
-			cl_buf_add(b, "null", 4); /* JSON has no NaN/Inf */
+			cleave_buf_add(b, "null", 4); /* JSON has no NaN/Inf */
 		}
 		return;
 	}
 	case cJSON_String:
-		cl_buf_add_json_str(b, v->valuestring ? v->valuestring : "",
+		cleave_buf_add_jstr(b, v->valuestring ? v->valuestring : "",
 				    v->valuestring ? strlen(v->valuestring) : 0);
 		return;
 	case cJSON_Raw:
-		cl_buf_adds(b, v->valuestring ? v->valuestring : "null");
+		cleave_buf_adds(b, v->valuestring ? v->valuestring : "null");
 		return;
 	case cJSON_Array:
 	case cJSON_Object: {
 		bool obj = (v->type & 0xff) == cJSON_Object;
-		cl_buf_addc(b, obj ? '{' : '[');
+		cleave_buf_addc(b, obj ? '{' : '[');
 		for (const cJSON *c = v->child; c; c = c->next) {
 			if (c != v->child)
-				cl_buf_addc(b, ',');
+				cleave_buf_addc(b, ',');
 			if (obj) {
-				cl_buf_add_json_str(b, c->string,
+				cleave_buf_add_jstr(b, c->string,
 						    strlen(c->string));
-				cl_buf_addc(b, ':');
+				cleave_buf_addc(b, ':');
 			}
 			cl_json_write(b, c);
 		}
-		cl_buf_addc(b, obj ? '}' : ']');
+		cleave_buf_addc(b, obj ? '}' : ']');
 		return;
 	}
 	}
-	cl_buf_add(b, "null", 4);
+	cleave_buf_add(b, "null", 4);
 }
 
 char *cleave_json_print(const cJSON *v, size_t *len)
@@ -541,9 +541,9 @@ char *cleave_json_print(const cJSON *v, size_t *len)
 
 char *cl_json_print(const cJSON *v, size_t *len)
 {
-	cl_buf b;
-	cl_buf_init(&b);
-	cl_buf_reserve(&b, 120);
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_reserve(&b, 120);
 	cl_json_write(&b, v);
-	return cl_buf_steal(&b, len);
+	return cleave_buf_steal(&b, len);
 }

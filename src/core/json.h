@@ -34,6 +34,6 @@ int64_t cl_json_int(const cJSON *obj, const char *key, int64_t dflt);
  * malloc'd (free()), NULL on out of memory. */
 char *cl_json_print(const cJSON *v, size_t *len);
 /* Appends v's compact text to b. */
-void cl_json_write(cl_buf *b, const cJSON *v);
+void cl_json_write(cleave_buf *b, const cJSON *v);
 
 #endif

@@ -26,29 +26,21 @@ int cl_verr(int rc, const char *fmt, va_list ap);
 /* Clears the calling thread's message. */
 void cl_err_clear(void);
 
-/* A growable byte buffer, always NUL-terminated after cl_buf_* calls.
- * Memory errors are sticky: `oom` is set and further appends are ignored,
- * so callers check once at the end. */
-typedef struct cl_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-} cl_buf;
-
-void cl_buf_init(cl_buf *b);
-void cl_buf_free(cl_buf *b);
-void cl_buf_reset(cl_buf *b);
-bool cl_buf_reserve(cl_buf *b, size_t extra);
-void cl_buf_add(cl_buf *b, const void *p, size_t n);
-void cl_buf_adds(cl_buf *b, const char *s);
-void cl_buf_addc(cl_buf *b, char c);
-void cl_buf_printf(cl_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void cl_buf_add_i64(cl_buf *b, int64_t v);
-/* Appends s as a JSON string literal (quotes included, escaped). */
-void cl_buf_add_json_str(cl_buf *b, const char *s, size_t n);
-/* Hands the memory to the caller (malloc'd; free()), leaving b empty. */
-char *cl_buf_steal(cl_buf *b, size_t *len);
+/* Transitional names of cleave_buf for the write stores' files, which are
+ * being reworked; to go once they use the public names. */
+typedef cleave_buf cl_buf;
+#define cl_buf_init cleave_buf_init
+#define cl_buf_free cleave_buf_free
+#define cl_buf_reset cleave_buf_reset
+#define cl_buf_reserve cleave_buf_reserve
+#define cl_buf_add cleave_buf_add
+#define cl_buf_adds cleave_buf_adds
+#define cl_buf_addc cleave_buf_addc
+#define cl_buf_printf cleave_buf_addf
+#define cl_buf_add_i64 cleave_buf_add_i64
+#define cl_buf_add_json_str cleave_buf_add_jstr
+#define cl_buf_steal cleave_buf_steal
+#define cl_utf8_ok cleave_utf8_valid
 
 /* Time. */
 int64_t cl_now_us(void);      /* CLOCK_REALTIME, microseconds */
@@ -74,9 +66,8 @@ void cl_random_hex(char *out, size_t nbytes);
 char *cl_strdup(const char *s);
 char *cl_strndup(const char *s, size_t n);
 
-/* Validation of names and UTF-8. */
+/* Validation of names. */
 bool cl_name_ok(const char *s, size_t max, const char *charset);
-bool cl_utf8_ok(const char *s, size_t n);
 /* Format a unix time (seconds) as YYYY-MM-DD (UTC) into out[11]. */
 void cl_day(int64_t unix_s, char out[11]);
 /* Parses YYYY-MM-DD strictly; false when not a real date. */

@@ -197,8 +197,8 @@ static int docs_flush(cleave_rtx *tx)
 	cl_docs *d = tx->docs;
 	if (!d)
 		return 0;
-	cl_buf b;
-	cl_buf_init(&b);
+	cleave_buf b;
+	cleave_buf_init(&b);
 	int rc = 0;
 	for (size_t i = 0; i < d->n && !rc; i++) {
 		doc *x = &d->v[i];
@@ -208,7 +208,7 @@ static int docs_flush(cleave_rtx *tx)
 			rc = cleave_rtx_del(tx, x->ns, x->key);
 			continue;
 		}
-		cl_buf_reset(&b);
+		cleave_buf_reset(&b);
 		cl_json_write(&b, x->tree);
 		if (b.oom)
 			rc = cl_err(CLEAVE_ENOMEM, "out of memory");
@@ -216,7 +216,7 @@ static int docs_flush(cleave_rtx *tx)
 			rc = cleave_rtx_put(tx, x->ns, x->key, b.p, b.len);
 		x->dirty = false;
 	}
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 	return rc;
 }
 

@@ -112,24 +112,24 @@ static int with_position(cleave_query *q, const char *json, size_t len)
 	while (i < len && (json[i] == ' ' || json[i] == '\n' ||
 			   json[i] == '\t' || json[i] == '\r'))
 		i++;
-	cl_buf b;
-	cl_buf_init(&b);
+	cleave_buf b;
+	cleave_buf_init(&b);
 	if (i < len && json[i] == '{') {
 		size_t j = i + 1;
 		while (j < len && (json[j] == ' ' || json[j] == '\n' ||
 				   json[j] == '\t' || json[j] == '\r'))
 			j++;
-		cl_buf_reserve(&b, len + 32);
-		cl_buf_adds(&b, "{\"position\":");
-		cl_buf_add_i64(&b, q->position);
+		cleave_buf_reserve(&b, len + 32);
+		cleave_buf_adds(&b, "{\"position\":");
+		cleave_buf_add_i64(&b, q->position);
 		if (j < len && json[j] != '}')
-			cl_buf_addc(&b, ',');
-		cl_buf_add(&b, json + j, len - j);
+			cleave_buf_addc(&b, ',');
+		cleave_buf_add(&b, json + j, len - j);
 	} else {
-		cl_buf_add(&b, json, len);
+		cleave_buf_add(&b, json, len);
 	}
 	free(q->body);
-	q->body = cl_buf_steal(&b, &q->body_len);
+	q->body = cleave_buf_steal(&b, &q->body_len);
 	return q->body ? 0 : cl_err(CLEAVE_ENOMEM, "out of memory");
 }
 
@@ -153,15 +153,15 @@ int cleave_query_reply(cleave_query *q, cJSON *body)
 static void error_answer(cleave_answer *a, int rc, const char *code,
 			 const char *msg)
 {
-	cl_buf b;
-	cl_buf_init(&b);
-	cl_buf_adds(&b, "{\"error\":{\"code\":");
-	cl_buf_add_json_str(&b, code, strlen(code));
-	cl_buf_adds(&b, ",\"message\":");
-	cl_buf_add_json_str(&b, msg, strlen(msg));
-	cl_buf_adds(&b, "}}");
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "{\"error\":{\"code\":");
+	cleave_buf_add_jstr(&b, code, strlen(code));
+	cleave_buf_adds(&b, ",\"message\":");
+	cleave_buf_add_jstr(&b, msg, strlen(msg));
+	cleave_buf_adds(&b, "}}");
 	a->rc = rc;
-	a->body = cl_buf_steal(&b, &a->body_len);
+	a->body = cleave_buf_steal(&b, &a->body_len);
 }
 
 int cleave_query_run(cleave_engine *e, const char *name,

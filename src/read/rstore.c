@@ -117,24 +117,24 @@ void cl_rs_drop_retired(const cl_rstore_methods *m, const char *path)
 	m->drop(path);
 }
 
-void cl_dead_letter_json(cl_buf *b, const cleave_event *ev, const char *error)
+void cl_dead_letter_json(cleave_buf *b, const cleave_event *ev, const char *error)
 {
-	cl_buf_adds(b, "{\"position\":");
-	cl_buf_add_i64(b, ev->position);
-	cl_buf_adds(b, ",\"type\":");
-	cl_buf_add_json_str(b, ev->type ? ev->type : "",
+	cleave_buf_adds(b, "{\"position\":");
+	cleave_buf_add_i64(b, ev->position);
+	cleave_buf_adds(b, ",\"type\":");
+	cleave_buf_add_jstr(b, ev->type ? ev->type : "",
 	                    ev->type ? strlen(ev->type) : 0);
-	cl_buf_adds(b, ",\"stream\":");
-	cl_buf_add_json_str(b, ev->stream ? ev->stream : "",
+	cleave_buf_adds(b, ",\"stream\":");
+	cleave_buf_add_jstr(b, ev->stream ? ev->stream : "",
 	                    ev->stream ? strlen(ev->stream) : 0);
-	cl_buf_adds(b, ",\"error\":");
-	cl_buf_add_json_str(b, error ? error : "", error ? strlen(error) : 0);
-	cl_buf_adds(b, ",\"data\":");
+	cleave_buf_adds(b, ",\"error\":");
+	cleave_buf_add_jstr(b, error ? error : "", error ? strlen(error) : 0);
+	cleave_buf_adds(b, ",\"data\":");
 	if (ev->data && ev->data_len)
-		cl_buf_add(b, ev->data, ev->data_len);
+		cleave_buf_add(b, ev->data, ev->data_len);
 	else
-		cl_buf_adds(b, "null");
-	cl_buf_addc(b, '}');
+		cleave_buf_adds(b, "null");
+	cleave_buf_addc(b, '}');
 }
 
 void cl_rstore_locks_init(pthread_mutex_t *mu, pthread_mutex_t *wmu)

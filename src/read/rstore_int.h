@@ -79,8 +79,7 @@ static inline int64_t cl_get_le64(const void *v)
 /* A dead letter's record, as every store keeps it: JSON {"position",
  * "type","stream","error","data"} into b (initialised by the caller; b->oom
  * on failure). */
-struct cl_buf;
-void cl_dead_letter_json(struct cl_buf *b, const cleave_event *ev,
+void cl_dead_letter_json(cleave_buf *b, const cleave_event *ev,
                          const char *error);
 
 /* The two locks every key/value store has: mu (plain) and wmu, the one

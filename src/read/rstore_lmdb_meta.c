@@ -47,14 +47,14 @@ int cl_lm_dead_letter_add(cleave_rtx *tx, const cleave_event *ev,
 	unsigned char kb[8];
 	MDB_val k = {sizeof(kb), kb}, v;
 	MDB_dbi dbi;
-	cl_buf b;
+	cleave_buf b;
 	int rc, mrc;
 	if (!tx->write)
 		return cl_err(CLEAVE_EREADONLY, "lmdb: dead letter in a "
 		                                "read-only transaction");
 	for (int i = 0; i < 8; i++)
 		kb[i] = (unsigned char)((uint64_t)ev->position >> (56 - 8 * i));
-	cl_buf_init(&b);
+	cleave_buf_init(&b);
 	cl_dead_letter_json(&b, ev, error);
 	if (b.oom) {
 		rc = cl_err(CLEAVE_ENOMEM, "lmdb: out of memory");
@@ -67,7 +67,7 @@ int cl_lm_dead_letter_add(cleave_rtx *tx, const cleave_event *ev,
 	if ((mrc = mdb_put(t->txn, dbi, &k, &v, 0)))
 		rc = cl_lm_err(t->s, mrc, "dead letter");
 out:
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 	return rc;
 }
 

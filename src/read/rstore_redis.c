@@ -1254,16 +1254,16 @@ static int rd_dead_letter_add(cleave_rtx *tx, const cleave_event *ev,
                               const char *error)
 {
 	char key[17];
-	cl_buf b;
+	cleave_buf b;
 	if (!tx->write)
 		return cl_err(CLEAVE_EREADONLY, "redis: dead letter in a "
 		                                "read-only transaction");
 	snprintf(key, sizeof(key), "%016llx", (unsigned long long)ev->position);
-	cl_buf_init(&b);
+	cleave_buf_init(&b);
 	cl_dead_letter_json(&b, ev, error);
 	int rc = b.oom ? cl_err(CLEAVE_ENOMEM, "redis: out of memory")
 	               : rd_put(tx, RD_DEAD, key, b.p, b.len);
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 	return rc;
 }
 

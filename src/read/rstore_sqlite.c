@@ -435,50 +435,50 @@ static int sq_dead_letter_count(cleave_rtx *tx, int64_t *n)
 
 /* ---- dump ---------------------------------------------------------------- */
 
-static void add_ident(cl_buf *b, const char *name)
+static void add_ident(cleave_buf *b, const char *name)
 {
-	cl_buf_addc(b, '"');
+	cleave_buf_addc(b, '"');
 	for (const char *p = name; *p; p++) {
 		if (*p == '"')
-			cl_buf_addc(b, '"');
-		cl_buf_addc(b, *p);
+			cleave_buf_addc(b, '"');
+		cleave_buf_addc(b, *p);
 	}
-	cl_buf_addc(b, '"');
+	cleave_buf_addc(b, '"');
 }
 
 /* Appends column i of the current row as a JSON value. */
-static void add_json_col(cl_buf *b, sqlite3_stmt *st, int i)
+static void add_json_col(cleave_buf *b, sqlite3_stmt *st, int i)
 {
 	static const char hex[] = "0123456789abcdef";
 	switch (sqlite3_column_type(st, i)) {
 	case SQLITE_INTEGER:
-		cl_buf_add_i64(b, sqlite3_column_int64(st, i));
+		cleave_buf_add_i64(b, sqlite3_column_int64(st, i));
 		break;
 	case SQLITE_FLOAT: {
 		double d = sqlite3_column_double(st, i);
 		if (isfinite(d))
-			cl_buf_printf(b, "%.17g", d);
+			cleave_buf_addf(b, "%.17g", d);
 		else
-			cl_buf_adds(b, d > 0 ? "1e999" : "-1e999");
+			cleave_buf_adds(b, d > 0 ? "1e999" : "-1e999");
 		break;
 	}
 	case SQLITE_TEXT:
-		cl_buf_add_json_str(b, (const char *)sqlite3_column_text(st, i),
+		cleave_buf_add_jstr(b, (const char *)sqlite3_column_text(st, i),
 		                    (size_t)sqlite3_column_bytes(st, i));
 		break;
 	case SQLITE_BLOB: {
 		const unsigned char *p = sqlite3_column_blob(st, i);
 		int n = sqlite3_column_bytes(st, i);
-		cl_buf_adds(b, "\"x'");
+		cleave_buf_adds(b, "\"x'");
 		for (int k = 0; k < n; k++) {
-			cl_buf_addc(b, hex[p[k] >> 4]);
-			cl_buf_addc(b, hex[p[k] & 15]);
+			cleave_buf_addc(b, hex[p[k] >> 4]);
+			cleave_buf_addc(b, hex[p[k] & 15]);
 		}
-		cl_buf_adds(b, "'\"");
+		cleave_buf_adds(b, "'\"");
 		break;
 	}
 	default:
-		cl_buf_adds(b, "null");
+		cleave_buf_adds(b, "null");
 	}
 }
 
@@ -529,13 +529,13 @@ static int dump_oom(void)
 static int dump_table(sq_conn *c, const char *name, cl_dump_fn fn, void *arg)
 {
 	sqlite3_stmt *st = NULL;
-	cl_buf sql, row, key, prev;
+	cleave_buf sql, row, key, prev;
 	int rc = 0, src, ncol, npk, pk[SQ_DUMP_PK_MAX], dup = 0;
-	cl_buf_init(&sql);
-	cl_buf_init(&row);
-	cl_buf_init(&key);
-	cl_buf_init(&prev);
-	cl_buf_adds(&sql, "SELECT * FROM ");
+	cleave_buf_init(&sql);
+	cleave_buf_init(&row);
+	cleave_buf_init(&key);
+	cleave_buf_init(&prev);
+	cleave_buf_adds(&sql, "SELECT * FROM ");
 	add_ident(&sql, name);
 	if (sql.oom) {
 		rc = dump_oom();
@@ -550,7 +550,7 @@ static int dump_table(sq_conn *c, const char *name, cl_dump_fn fn, void *arg)
 	sqlite3_finalize(st);
 	st = NULL;
 	for (int i = 1; i <= ncol; i++)
-		cl_buf_printf(&sql, "%s%d COLLATE BINARY",
+		cleave_buf_addf(&sql, "%s%d COLLATE BINARY",
 		              i == 1 ? " ORDER BY " : ", ", i);
 	if (sql.oom) {
 		rc = dump_oom();
@@ -566,35 +566,35 @@ static int dump_table(sq_conn *c, const char *name, cl_dump_fn fn, void *arg)
 		goto out;
 	}
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-		cl_buf_reset(&row);
-		cl_buf_addc(&row, '[');
+		cleave_buf_reset(&row);
+		cleave_buf_addc(&row, '[');
 		for (int i = 0; i < ncol; i++) {
 			if (i)
-				cl_buf_addc(&row, ',');
+				cleave_buf_addc(&row, ',');
 			add_json_col(&row, st, i);
 		}
-		cl_buf_addc(&row, ']');
-		cl_buf_reset(&key);
+		cleave_buf_addc(&row, ']');
+		cleave_buf_reset(&key);
 		if (npk) {
-			cl_buf_addc(&key, '[');
+			cleave_buf_addc(&key, '[');
 			for (int i = 0; i < npk; i++) {
 				if (i)
-					cl_buf_addc(&key, ',');
+					cleave_buf_addc(&key, ',');
 				add_json_col(&key, st, pk[i]);
 			}
-			cl_buf_addc(&key, ']');
+			cleave_buf_addc(&key, ']');
 		} else {
 			if (dup && prev.len == row.len &&
 			    !memcmp(prev.p, row.p, row.len)) {
 				dup++;
 			} else {
 				dup = 1;
-				cl_buf_reset(&prev);
-				cl_buf_add(&prev, row.p, row.len);
+				cleave_buf_reset(&prev);
+				cleave_buf_add(&prev, row.p, row.len);
 			}
-			cl_buf_add(&key, row.p, row.len);
+			cleave_buf_add(&key, row.p, row.len);
 			if (dup > 1)
-				cl_buf_printf(&key, "#%d", dup);
+				cleave_buf_addf(&key, "#%d", dup);
 		}
 		if (row.oom || key.oom || prev.oom) {
 			rc = dump_oom();
@@ -608,10 +608,10 @@ static int dump_table(sq_conn *c, const char *name, cl_dump_fn fn, void *arg)
 		rc = cl_sqlite_err(c->db, src, "dump");
 out:
 	sqlite3_finalize(st);
-	cl_buf_free(&sql);
-	cl_buf_free(&row);
-	cl_buf_free(&key);
-	cl_buf_free(&prev);
+	cleave_buf_free(&sql);
+	cleave_buf_free(&row);
+	cleave_buf_free(&key);
+	cleave_buf_free(&prev);
 	return rc;
 }
 

@@ -12,58 +12,58 @@
 #define EVENTS_DEFAULT 100
 #define EVENTS_MAX     1000
 
-static void add_opt_str(cl_sbuf *b, const char *key, const char *v,
+static void add_opt_str(cleave_buf *b, const char *key, const char *v,
                         bool null_when_absent)
 {
 	if (!v && !null_when_absent)
 		return;
-	cl_sbuf_addc(b, ',');
-	cl_sbuf_add_jstr(b, key, strlen(key));
-	cl_sbuf_addc(b, ':');
+	cleave_buf_addc(b, ',');
+	cleave_buf_add_jstr(b, key, strlen(key));
+	cleave_buf_addc(b, ':');
 	if (v)
-		cl_sbuf_add_jstr(b, v, strlen(v));
+		cleave_buf_add_jstr(b, v, strlen(v));
 	else
-		cl_sbuf_adds(b, "null");
+		cleave_buf_adds(b, "null");
 }
 
 typedef struct events_ctx {
-	cl_sbuf *b;
+	cleave_buf *b;
 	int n;
 	int64_t last;
 } events_ctx;
 
-void cl_event_json(cl_sbuf *b, const cleave_event *ev)
+void cl_event_json(cleave_buf *b, const cleave_event *ev)
 {
-	cl_sbuf_adds(b, "{\"position\":");
-	cl_sbuf_add_i64(b, ev->position);
-	cl_sbuf_adds(b, ",\"stream\":");
-	cl_sbuf_add_jstr(b, ev->stream, strlen(ev->stream));
-	cl_sbuf_adds(b, ",\"version\":");
-	cl_sbuf_add_i64(b, ev->version);
-	cl_sbuf_adds(b, ",\"type\":");
-	cl_sbuf_add_jstr(b, ev->type, strlen(ev->type));
-	cl_sbuf_adds(b, ",\"schema_version\":");
-	cl_sbuf_add_i64(b, ev->schema_version);
+	cleave_buf_adds(b, "{\"position\":");
+	cleave_buf_add_i64(b, ev->position);
+	cleave_buf_adds(b, ",\"stream\":");
+	cleave_buf_add_jstr(b, ev->stream, strlen(ev->stream));
+	cleave_buf_adds(b, ",\"version\":");
+	cleave_buf_add_i64(b, ev->version);
+	cleave_buf_adds(b, ",\"type\":");
+	cleave_buf_add_jstr(b, ev->type, strlen(ev->type));
+	cleave_buf_adds(b, ",\"schema_version\":");
+	cleave_buf_add_i64(b, ev->schema_version);
 	/* the stored JSON text as is, with the stored schema_version */
-	cl_sbuf_adds(b, ",\"data\":");
+	cleave_buf_adds(b, ",\"data\":");
 	if (ev->data && ev->data_len)
-		cl_sbuf_add(b, ev->data, ev->data_len);
+		cleave_buf_add(b, ev->data, ev->data_len);
 	else
-		cl_sbuf_adds(b, "{}");
-	cl_sbuf_adds(b, ",\"ts_us\":");
-	cl_sbuf_add_i64(b, ev->ts_us);
+		cleave_buf_adds(b, "{}");
+	cleave_buf_adds(b, ",\"ts_us\":");
+	cleave_buf_add_i64(b, ev->ts_us);
 	add_opt_str(b, "trace_id", ev->trace_id, true);
 	add_opt_str(b, "command_id", ev->command_id, true);
 	add_opt_str(b, "idempotency_key", ev->idempotency_key, false);
 	add_opt_str(b, "causation_id", ev->causation_id, false);
-	cl_sbuf_addc(b, '}');
+	cleave_buf_addc(b, '}');
 }
 
 static int add_event(void *arg, const cleave_event *ev)
 {
 	events_ctx *x = arg;
 	if (x->n++)
-		cl_sbuf_addc(x->b, ',');
+		cleave_buf_addc(x->b, ',');
 	cl_event_json(x->b, ev);
 	x->last = ev->position;
 	return x->b->oom ? CLEAVE_ENOMEM : 0;
@@ -89,36 +89,36 @@ enum MHD_Result cl_h_events(cl_req *r)
 		                     "bytes",
 		                     CLEAVE_STREAM_MAX);
 	int64_t head = cleave_log_head(s->e);
-	cl_sbuf b;
-	cl_sbuf_init(&b);
-	cl_sbuf_adds(&b, "{\"events\":[");
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "{\"events\":[");
 	/* from=P is inclusive: the events at P and after; "next" is the
 	 * from of the following page */
 	events_ctx x = {&b, 0, from > 0 ? from - 1 : 0};
 	int rc = cleave_log_read(s->e, x.last, stream, (size_t)limit,
 	                         add_event, &x);
 	if (rc < 0) {
-		cl_sbuf_free(&b);
+		cleave_buf_free(&b);
 		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
 		                     "reading the log: %s", cleave_errmsg());
 	}
-	cl_sbuf_adds(&b, "],\"next\":");
-	cl_sbuf_add_i64(&b, x.n ? x.last + 1 : (from > 0 ? from : 1));
-	cl_sbuf_adds(&b, ",\"head\":");
-	cl_sbuf_add_i64(&b, head > x.last ? head : x.last);
-	cl_sbuf_addc(&b, '}');
+	cleave_buf_adds(&b, "],\"next\":");
+	cleave_buf_add_i64(&b, x.n ? x.last + 1 : (from > 0 ? from : 1));
+	cleave_buf_adds(&b, ",\"head\":");
+	cleave_buf_add_i64(&b, head > x.last ? head : x.last);
+	cleave_buf_addc(&b, '}');
 	size_t len;
-	char *body = cl_sbuf_steal(&b, &len);
+	char *body = cleave_buf_steal(&b, &len);
 	if (!body)
 		return cl_send_error(r, 500, "out_of_memory", "out of memory");
 	return cl_send_json(r, MHD_HTTP_OK, body, len);
 }
 
-static void add_status(cl_sbuf *b, const cleave_proj_status *st)
+static void add_status(cleave_buf *b, const cleave_proj_status *st)
 {
-	cl_sbuf_adds(b, "{\"name\":");
-	cl_sbuf_add_jstr(b, st->name, strlen(st->name));
-	cl_sbuf_addf(b,
+	cleave_buf_adds(b, "{\"name\":");
+	cleave_buf_add_jstr(b, st->name, strlen(st->name));
+	cleave_buf_addf(b,
 	             ",\"version\":%d,\"state\":\"%s\",\"position\":%lld,"
 	             "\"lag_events\":%lld,\"lag_seconds\":%.3f,"
 	             "\"events_per_s\":%.1f",
@@ -126,47 +126,47 @@ static void add_status(cl_sbuf *b, const cleave_proj_status *st)
 	             (long long)st->position, (long long)st->lag_events,
 	             st->lag_seconds, st->events_per_s);
 	if (st->state == CLEAVE_PROJ_REBUILDING)
-		cl_sbuf_addf(b,
+		cleave_buf_addf(b,
 		             ",\"building_version\":%d,"
 		             "\"building_position\":%lld",
 		             st->building_version,
 		             (long long)st->building_position);
 	if (st->state == CLEAVE_PROJ_PARKED)
-		cl_sbuf_addf(b, ",\"parked_position\":%lld",
+		cleave_buf_addf(b, ",\"parked_position\":%lld",
 		             (long long)st->parked_position);
-	cl_sbuf_addf(b, ",\"dead_letters\":%lld,\"failing\":%s,"
+	cleave_buf_addf(b, ",\"dead_letters\":%lld,\"failing\":%s,"
 	             "\"last_error\":",
 	             (long long)st->dead_letters,
 	             st->failing ? "true" : "false");
 	if (st->last_error[0])
-		cl_sbuf_add_jstr(
+		cleave_buf_add_jstr(
 		    b, st->last_error,
 		    strnlen(st->last_error, sizeof(st->last_error)));
 	else
-		cl_sbuf_adds(b, "null");
-	cl_sbuf_addc(b, '}');
+		cleave_buf_adds(b, "null");
+	cleave_buf_addc(b, '}');
 }
 
 enum MHD_Result cl_h_projections(cl_req *r)
 {
 	cl_srv *s = r->s;
-	cl_sbuf b;
-	cl_sbuf_init(&b);
-	cl_sbuf_adds(&b, "{\"projections\":[");
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "{\"projections\":[");
 	int n = cleave_projection_count(s->e);
 	for (int i = 0; i < n; i++) {
 		cleave_proj_status st;
 		if (cleave_projection_status(s->e, i, &st))
 			continue;
 		if (i)
-			cl_sbuf_addc(&b, ',');
+			cleave_buf_addc(&b, ',');
 		add_status(&b, &st);
 	}
-	cl_sbuf_adds(&b, "],\"head\":");
-	cl_sbuf_add_i64(&b, cleave_log_head(s->e));
-	cl_sbuf_addc(&b, '}');
+	cleave_buf_adds(&b, "],\"head\":");
+	cleave_buf_add_i64(&b, cleave_log_head(s->e));
+	cleave_buf_addc(&b, '}');
 	size_t len;
-	char *body = cl_sbuf_steal(&b, &len);
+	char *body = cleave_buf_steal(&b, &len);
 	if (!body)
 		return cl_send_error(r, 500, "out_of_memory", "out of memory");
 	return cl_send_json(r, MHD_HTTP_OK, body, len);
@@ -177,19 +177,19 @@ static enum MHD_Result status_answer(cl_req *r, unsigned code, const char *key)
 	cl_srv *s = r->s;
 	int i = cleave_projection_find(s->e, r->name);
 	cleave_proj_status st;
-	cl_sbuf b;
-	cl_sbuf_init(&b);
-	cl_sbuf_addc(&b, '{');
-	cl_sbuf_add_jstr(&b, key, strlen(key));
-	cl_sbuf_addc(&b, ':');
-	cl_sbuf_add_jstr(&b, r->name, strlen(r->name));
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_addc(&b, '{');
+	cleave_buf_add_jstr(&b, key, strlen(key));
+	cleave_buf_addc(&b, ':');
+	cleave_buf_add_jstr(&b, r->name, strlen(r->name));
 	if (i >= 0 && cleave_projection_status(s->e, i, &st) == 0) {
-		cl_sbuf_adds(&b, ",\"projection\":");
+		cleave_buf_adds(&b, ",\"projection\":");
 		add_status(&b, &st);
 	}
-	cl_sbuf_addc(&b, '}');
+	cleave_buf_addc(&b, '}');
 	size_t len;
-	char *body = cl_sbuf_steal(&b, &len);
+	char *body = cleave_buf_steal(&b, &len);
 	if (!body)
 		return cl_send_error(r, 500, "out_of_memory", "out of memory");
 	return cl_send_json(r, code, body, len);
@@ -244,15 +244,15 @@ enum MHD_Result cl_h_health(cl_req *r)
 	if (cleave_engine_health(s->e, reason, sizeof(reason))) {
 		/* a supervisor should restart us: commands are refused */
 		char *fb = NULL;
-		cl_sbuf jb;
-		cl_sbuf_init(&jb);
-		cl_sbuf_adds(&jb, "{\"status\":\"failed\",\"reason\":");
-		cl_sbuf_add_jstr(&jb, reason, strlen(reason));
-		cl_sbuf_adds(&jb, ",\"head\":");
-		cl_sbuf_add_i64(&jb, cleave_log_head(s->e));
-		cl_sbuf_addc(&jb, '}');
+		cleave_buf jb;
+		cleave_buf_init(&jb);
+		cleave_buf_adds(&jb, "{\"status\":\"failed\",\"reason\":");
+		cleave_buf_add_jstr(&jb, reason, strlen(reason));
+		cleave_buf_adds(&jb, ",\"head\":");
+		cleave_buf_add_i64(&jb, cleave_log_head(s->e));
+		cleave_buf_addc(&jb, '}');
 		size_t flen;
-		fb = cl_sbuf_steal(&jb, &flen);
+		fb = cleave_buf_steal(&jb, &flen);
 		if (!fb)
 			return MHD_NO;
 		return cl_send_json(r, MHD_HTTP_SERVICE_UNAVAILABLE, fb, flen);

@@ -196,14 +196,14 @@ enum MHD_Result cl_send_json(cl_req *r, unsigned status, char *body, size_t len)
 
 static char *error_json(const char *code, const char *msg, size_t *len)
 {
-	cl_sbuf b;
-	cl_sbuf_init(&b);
-	cl_sbuf_adds(&b, "{\"error\":{\"code\":");
-	cl_sbuf_add_jstr(&b, code, strlen(code));
-	cl_sbuf_adds(&b, ",\"message\":");
-	cl_sbuf_add_jstr(&b, msg, strlen(msg));
-	cl_sbuf_adds(&b, "}}");
-	return cl_sbuf_steal(&b, len);
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "{\"error\":{\"code\":");
+	cleave_buf_add_jstr(&b, code, strlen(code));
+	cleave_buf_adds(&b, ",\"message\":");
+	cleave_buf_add_jstr(&b, msg, strlen(msg));
+	cleave_buf_adds(&b, "}}");
+	return cleave_buf_steal(&b, len);
 }
 
 struct MHD_Response *cl_error_resp(const char *code, const char *msg)

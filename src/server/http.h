@@ -31,7 +31,6 @@
 #include <microhttpd.h>
 
 #include "cleave.h"
-#include "server/buf.h"
 #include "server/config.h"
 #include "server/guard.h"
 
@@ -366,7 +365,7 @@ enum MHD_Result cl_h_metrics(cl_req *r);
 enum MHD_Result cl_h_health(cl_req *r);
 
 /* Appends event ev as the JSON object GET /events lists (admin.c). */
-void cl_event_json(cl_sbuf *b, const cleave_event *ev);
+void cl_event_json(cleave_buf *b, const cleave_event *ev);
 
 /* Query index of `name` in the domain, or -1. */
 int cl_query_index(cl_srv *s, const char *name);

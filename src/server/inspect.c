@@ -139,10 +139,10 @@ static void job_fail(cl_req *r, int rc, const char *code, const char *msg)
 	r->out_body = strdup(msg && *msg ? msg : cleave_strerror(rc));
 }
 
-static void job_done(cl_req *r, cl_sbuf *b)
+static void job_done(cl_req *r, cleave_buf *b)
 {
 	size_t len;
-	char *body = cl_sbuf_steal(b, &len);
+	char *body = cleave_buf_steal(b, &len);
 	if (!body) {
 		job_fail(r, CLEAVE_ENOMEM, NULL, "out of memory");
 		return;
@@ -155,56 +155,56 @@ static void job_done(cl_req *r, cl_sbuf *b)
 /* ---- POST /projections/<name>/verify ------------------------------------ */
 
 typedef struct vstate {
-	cl_sbuf *b;
+	cleave_buf *b;
 	int64_t n;
 } vstate;
 
 /* A key as JSON: "key" is its text; "key_hex" its bytes in hex as well
  * when the text cannot say them exactly (not UTF-8, or a NUL inside). */
-static void add_key(cl_sbuf *b, const char *key, size_t klen)
+static void add_key(cleave_buf *b, const char *key, size_t klen)
 {
 	static const char hex[] = "0123456789abcdef";
-	cl_sbuf_adds(b, ",\"key\":");
-	cl_sbuf_add_jstr(b, key, klen);
-	if (cl_utf8_valid(key, klen) && !memchr(key, 0, klen))
+	cleave_buf_adds(b, ",\"key\":");
+	cleave_buf_add_jstr(b, key, klen);
+	if (cleave_utf8_valid(key, klen) && !memchr(key, 0, klen))
 		return;
-	cl_sbuf_adds(b, ",\"key_hex\":\"");
+	cleave_buf_adds(b, ",\"key_hex\":\"");
 	for (size_t i = 0; i < klen; i++) {
 		unsigned char c = (unsigned char)key[i];
 		char h[2] = {hex[c >> 4], hex[c & 15]};
-		cl_sbuf_add(b, h, 2);
+		cleave_buf_add(b, h, 2);
 	}
-	cl_sbuf_addc(b, '"');
+	cleave_buf_addc(b, '"');
 }
 
 static int on_diff(void *arg, const char *table, const char *key, size_t klen,
                    const char *what)
 {
 	vstate *v = arg;
-	cl_sbuf *b = v->b;
+	cleave_buf *b = v->b;
 	if (v->n++ >= VERIFY_DIFFS_MAX)
 		return 0; /* counted by the engine, not listed */
 	if (v->n > 1)
-		cl_sbuf_addc(b, ',');
-	cl_sbuf_adds(b, "{\"table\":");
-	cl_sbuf_add_jstr(b, table, strlen(table));
+		cleave_buf_addc(b, ',');
+	cleave_buf_adds(b, "{\"table\":");
+	cleave_buf_add_jstr(b, table, strlen(table));
 	add_key(b, key, klen);
-	cl_sbuf_adds(b, ",\"what\":");
-	cl_sbuf_add_jstr(b, what, strlen(what));
-	cl_sbuf_addc(b, '}');
+	cleave_buf_adds(b, ",\"what\":");
+	cleave_buf_add_jstr(b, what, strlen(what));
+	cleave_buf_addc(b, '}');
 	return b->oom ? CLEAVE_ENOMEM : 0;
 }
 
 static void verify_work(cl_req *r)
 {
 	cl_srv *s = r->s;
-	cl_sbuf b;
+	cleave_buf b;
 	vstate v = {&b, 0};
 	int64_t ndiff = 0, pos = 0, t0 = cl_mono_now_us();
-	cl_sbuf_init(&b);
-	cl_sbuf_adds(&b, "{\"projection\":");
-	cl_sbuf_add_jstr(&b, r->name, strlen(r->name));
-	cl_sbuf_adds(&b, ",\"diffs\":[");
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "{\"projection\":");
+	cleave_buf_add_jstr(&b, r->name, strlen(r->name));
+	cleave_buf_adds(&b, ",\"diffs\":[");
 	cl_logf(CLEAVE_LOG_INFO, r->trace_id, NULL, -1,
 	        "verify of projection %s started", r->name);
 	int rc =
@@ -216,11 +216,11 @@ static void verify_work(cl_req *r)
 		         *cleave_errmsg() ? cleave_errmsg()
 		                          : cleave_strerror(rc));
 		cl_logf(CLEAVE_LOG_WARN, r->trace_id, NULL, pos, "%s", msg);
-		cl_sbuf_free(&b);
+		cleave_buf_free(&b);
 		job_fail(r, rc, NULL, msg);
 		return;
 	}
-	cl_sbuf_addf(&b,
+	cleave_buf_addf(&b,
 	             "],\"truncated\":%s,\"position\":%lld,"
 	             "\"differences\":%lld,\"seconds\":%.3f}",
 	             ndiff > VERIFY_DIFFS_MAX ? "true" : "false",
@@ -250,7 +250,7 @@ enum MHD_Result cl_h_verify(cl_req *r)
 /* ---- GET /trace/<id> ----------------------------------------------------- */
 
 typedef struct tstate {
-	cl_sbuf *b;
+	cleave_buf *b;
 	cl_evcopies l;
 } tstate;
 
@@ -261,7 +261,7 @@ static int collect(void *arg, const cleave_event *e)
 	if (rc)
 		return rc;
 	if (x->l.n > 1)
-		cl_sbuf_addc(x->b, ',');
+		cleave_buf_addc(x->b, ',');
 	cl_event_json(x->b, e);
 	return x->b->oom ? CLEAVE_ENOMEM : 0;
 }
@@ -298,23 +298,23 @@ static bool subscribes(const cleave_projection_def *d, const char *type)
 	return false;
 }
 
-static void add_str_or_null(cl_sbuf *b, const char *key, const char *v)
+static void add_str_or_null(cleave_buf *b, const char *key, const char *v)
 {
-	cl_sbuf_addf(b, "\"%s\":", key);
+	cleave_buf_addf(b, "\"%s\":", key);
 	if (v)
-		cl_sbuf_add_jstr(b, v, strlen(v));
+		cleave_buf_add_jstr(b, v, strlen(v));
 	else
-		cl_sbuf_adds(b, "null");
+		cleave_buf_adds(b, "null");
 }
 
 /* For each projection, whether its serving copy has applied the events
  * ev[k] with pick[k] (the last one it subscribes to; the last of all when
  * it subscribes to none) and when. */
-static void add_fates(cl_sbuf *b, cl_srv *s, const cl_evcopy *ev, const bool *pick,
+static void add_fates(cleave_buf *b, cl_srv *s, const cl_evcopy *ev, const bool *pick,
                       int n)
 {
 	int np = cleave_projection_count(s->e);
-	cl_sbuf_addc(b, '[');
+	cleave_buf_addc(b, '[');
 	for (int i = 0, out = 0; i < np; i++) {
 		cleave_proj_status st;
 		if (cleave_projection_status(s->e, i, &st))
@@ -337,10 +337,10 @@ static void add_fates(cl_sbuf *b, cl_srv *s, const cl_evcopy *ev, const bool *pi
 		bool applied =
 		    cleave_projection_applied_at(s->e, i, upto, &when) == 0;
 		if (out++)
-			cl_sbuf_addc(b, ',');
-		cl_sbuf_adds(b, "{\"name\":");
-		cl_sbuf_add_jstr(b, st.name, strlen(st.name));
-		cl_sbuf_addf(b,
+			cleave_buf_addc(b, ',');
+		cleave_buf_adds(b, "{\"name\":");
+		cleave_buf_add_jstr(b, st.name, strlen(st.name));
+		cleave_buf_addf(b,
 		             ",\"version\":%d,\"state\":\"%s\",\"position\":"
 		             "%lld,\"subscribed\":%s,\"needs\":%lld,"
 		             "\"applied\":%s,\"applied_at_us\":",
@@ -348,36 +348,36 @@ static void add_fates(cl_sbuf *b, cl_srv *s, const cl_evcopy *ev, const bool *pi
 		             (long long)st.position, sub ? "true" : "false",
 		             (long long)upto, applied ? "true" : "false");
 		if (applied && when)
-			cl_sbuf_add_i64(b, when);
+			cleave_buf_add_i64(b, when);
 		else
-			cl_sbuf_adds(b, "null");
-		cl_sbuf_addc(b, '}');
+			cleave_buf_adds(b, "null");
+		cleave_buf_addc(b, '}');
 	}
-	cl_sbuf_addc(b, ']');
+	cleave_buf_addc(b, ']');
 }
 
 /* One object per command (events grouped by command id, in log order of
  * their first event): its ids, time, event positions and the fate of
  * its events in each projection. */
-static void add_commands(cl_sbuf *b, cl_srv *s, const cl_evcopy *ev, int n,
+static void add_commands(cleave_buf *b, cl_srv *s, const cl_evcopy *ev, int n,
                          bool *done, bool *pick)
 {
-	cl_sbuf_addc(b, '[');
+	cleave_buf_addc(b, '[');
 	for (int i = 0, blocks = 0; i < n; i++) {
 		if (done[i])
 			continue;
 		const cl_evcopy *f = &ev[i];
 		if (blocks++)
-			cl_sbuf_addc(b, ',');
-		cl_sbuf_addc(b, '{');
+			cleave_buf_addc(b, ',');
+		cleave_buf_addc(b, '{');
 		add_str_or_null(b, "command_id", f->command_id);
-		cl_sbuf_addc(b, ',');
+		cleave_buf_addc(b, ',');
 		add_str_or_null(b, "trace_id", f->trace_id);
-		cl_sbuf_addc(b, ',');
+		cleave_buf_addc(b, ',');
 		add_str_or_null(b, "idempotency_key", f->idem);
-		cl_sbuf_addc(b, ',');
+		cleave_buf_addc(b, ',');
 		add_str_or_null(b, "causation_id", f->causation);
-		cl_sbuf_addf(b, ",\"ts_us\":%lld,\"events\":[",
+		cleave_buf_addf(b, ",\"ts_us\":%lld,\"events\":[",
 		             (long long)f->ts_us);
 		for (int k = i, m = 0; k < n; k++) {
 			pick[k] =
@@ -386,27 +386,27 @@ static void add_commands(cl_sbuf *b, cl_srv *s, const cl_evcopy *ev, int n,
 				continue;
 			done[k] = true;
 			if (m++)
-				cl_sbuf_addc(b, ',');
-			cl_sbuf_add_i64(b, ev[k].position);
+				cleave_buf_addc(b, ',');
+			cleave_buf_add_i64(b, ev[k].position);
 		}
 		for (int k = 0; k < i; k++)
 			pick[k] = false;
-		cl_sbuf_adds(b, "],\"projections\":");
+		cleave_buf_adds(b, "],\"projections\":");
 		add_fates(b, s, ev, pick, n);
-		cl_sbuf_addc(b, '}');
+		cleave_buf_addc(b, '}');
 	}
-	cl_sbuf_addc(b, ']');
+	cleave_buf_addc(b, ']');
 }
 
 static void trace_work(cl_req *r)
 {
 	cl_srv *s = r->s;
-	cl_sbuf b;
+	cleave_buf b;
 	tstate x = {&b, {0}};
-	cl_sbuf_init(&b);
-	cl_sbuf_adds(&b, "{\"id\":");
-	cl_sbuf_add_jstr(&b, r->name, strlen(r->name));
-	cl_sbuf_adds(&b, ",\"events\":[");
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "{\"id\":");
+	cleave_buf_add_jstr(&b, r->name, strlen(r->name));
+	cleave_buf_adds(&b, ",\"events\":[");
 	int rc = cleave_log_trace(s->e, r->name, collect, &x);
 	if (rc < 0 || x.l.n == 0) {
 		char msg[512];
@@ -420,7 +420,7 @@ static void trace_work(cl_req *r)
 			         "command that was rejected wrote none)",
 			         r->name);
 		cl_evcopies_free(&x.l);
-		cl_sbuf_free(&b);
+		cleave_buf_free(&b);
 		job_fail(r, rc < 0 ? rc : CLEAVE_ENOTFOUND,
 		         rc == CLEAVE_EINVAL ? "invalid_argument" : NULL, msg);
 		return;
@@ -428,14 +428,14 @@ static void trace_work(cl_req *r)
 	bool *done = calloc((size_t)x.l.n, sizeof(bool));
 	bool *pick = calloc((size_t)x.l.n, sizeof(bool));
 	if (done && pick) {
-		cl_sbuf_addf(&b, "],\"truncated\":%s,\"commands\":",
+		cleave_buf_addf(&b, "],\"truncated\":%s,\"commands\":",
 		             x.l.truncated ? "true" : "false");
 		add_commands(&b, s, x.l.ev, x.l.n, done, pick);
 		for (int k = 0; k < x.l.n; k++)
 			pick[k] = true;
-		cl_sbuf_adds(&b, ",\"projections\":");
+		cleave_buf_adds(&b, ",\"projections\":");
 		add_fates(&b, s, x.l.ev, pick, x.l.n);
-		cl_sbuf_addc(&b, '}');
+		cleave_buf_addc(&b, '}');
 	} else {
 		b.oom = true;
 	}

@@ -7,7 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/buf.h"
 #include "server/log.h"
 
 static atomic_int min_level = CLEAVE_LOG_INFO;
@@ -45,33 +44,33 @@ static void write_line(int level, const char *trace_id, const char *command_id,
 	size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000);
 
-	cl_sbuf heap;
-	cl_sbuf_init(&heap);
-	cl_sbuf *o = &heap;
-	cl_sbuf_adds(o, "{\"level\":\"");
-	cl_sbuf_adds(o, level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
-	cl_sbuf_adds(o, "\",\"time\":\"");
-	cl_sbuf_adds(o, when);
-	cl_sbuf_adds(o, "\",\"msg\":");
-	cl_sbuf_add_jstr(o, msg, msglen);
+	cleave_buf heap;
+	cleave_buf_init(&heap);
+	cleave_buf *o = &heap;
+	cleave_buf_adds(o, "{\"level\":\"");
+	cleave_buf_adds(o, level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+	cleave_buf_adds(o, "\",\"time\":\"");
+	cleave_buf_adds(o, when);
+	cleave_buf_adds(o, "\",\"msg\":");
+	cleave_buf_add_jstr(o, msg, msglen);
 	if (trace_id && *trace_id) {
-		cl_sbuf_adds(o, ",\"trace_id\":");
-		cl_sbuf_add_jstr(o, trace_id, strlen(trace_id));
+		cleave_buf_adds(o, ",\"trace_id\":");
+		cleave_buf_add_jstr(o, trace_id, strlen(trace_id));
 	}
 	if (command_id && *command_id) {
-		cl_sbuf_adds(o, ",\"command_id\":");
-		cl_sbuf_add_jstr(o, command_id, strlen(command_id));
+		cleave_buf_adds(o, ",\"command_id\":");
+		cleave_buf_add_jstr(o, command_id, strlen(command_id));
 	}
 	if (position >= 0) {
-		cl_sbuf_adds(o, ",\"position\":");
-		cl_sbuf_add_i64(o, position);
+		cleave_buf_adds(o, ",\"position\":");
+		cleave_buf_add_i64(o, position);
 	}
-	cl_sbuf_adds(o, "}\n");
+	cleave_buf_adds(o, "}\n");
 	if (!o->oom) {
 		ssize_t w = write(STDERR_FILENO, o->p, o->len);
 		(void)w;
 	}
-	cl_sbuf_free(&heap);
+	cleave_buf_free(&heap);
 }
 
 void cl_logv(int level, const char *trace_id, const char *command_id,

@@ -12,41 +12,41 @@
 
 #include "server/http.h"
 
-static void help(cl_sbuf *b, const char *name, const char *type,
+static void help(cleave_buf *b, const char *name, const char *type,
                  const char *text)
 {
-	cl_sbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+	cleave_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
 /* Label values here are names from the domain table ([A-Za-z0-9_]) and
  * fixed words, so they need no escaping. */
-static void hist(cl_sbuf *b, const char *name, const char *labels,
+static void hist(cleave_buf *b, const char *name, const char *labels,
                  const cleave_hist *h, const uint64_t *bounds, double scale)
 {
 	uint64_t cum = 0;
 	const char *sep = labels && *labels ? "," : "";
 	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++) {
 		cum += h->buckets[i];
-		cl_sbuf_addf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name,
+		cleave_buf_addf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name,
 		             labels ? labels : "", sep,
 		             (double)bounds[i] * scale,
 		             (unsigned long long)cum);
 	}
-	cl_sbuf_addf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
+	cleave_buf_addf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
 	             labels ? labels : "", sep, (unsigned long long)h->count);
 	if (labels && *labels) {
-		cl_sbuf_addf(b, "%s_sum{%s} %.6f\n", name, labels,
+		cleave_buf_addf(b, "%s_sum{%s} %.6f\n", name, labels,
 		             (double)h->sum * scale);
-		cl_sbuf_addf(b, "%s_count{%s} %llu\n", name, labels,
+		cleave_buf_addf(b, "%s_count{%s} %llu\n", name, labels,
 		             (unsigned long long)h->count);
 	} else {
-		cl_sbuf_addf(b, "%s_sum %.6f\n", name, (double)h->sum * scale);
-		cl_sbuf_addf(b, "%s_count %llu\n", name,
+		cleave_buf_addf(b, "%s_sum %.6f\n", name, (double)h->sum * scale);
+		cleave_buf_addf(b, "%s_count %llu\n", name,
 		             (unsigned long long)h->count);
 	}
 }
 
-static void commands(cl_sbuf *b, cl_srv *s)
+static void commands(cleave_buf *b, cl_srv *s)
 {
 	help(b, "cleave_commands_total", "counter",
 	     "Commands by name and outcome.");
@@ -70,7 +70,7 @@ static void commands(cl_sbuf *b, cl_srv *s)
 		    {"shutting_down", atomic_load(&c->shutting_down)},
 		};
 		for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++)
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_commands_total{command=\"%s\","
 			             "outcome=\"%s\"} %llu\n",
 			             st.name, rows[k].outcome,
@@ -89,7 +89,7 @@ static void commands(cl_sbuf *b, cl_srv *s)
 	}
 }
 
-static void engine(cl_sbuf *b, cl_srv *s)
+static void engine(cleave_buf *b, cl_srv *s)
 {
 	cleave_stats st;
 	cleave_stats_get(s->e, &st);
@@ -99,34 +99,34 @@ static void engine(cl_sbuf *b, cl_srv *s)
 	     cleave_hist_bounds_batch, 1.0);
 	help(b, "cleave_group_commits_total", "counter",
 	     "Group commits (write transactions).");
-	cl_sbuf_addf(b, "cleave_group_commits_total %llu\n",
+	cleave_buf_addf(b, "cleave_group_commits_total %llu\n",
 	             (unsigned long long)st.batches);
 	help(b, "cleave_fsyncs_total", "counter",
 	     "fdatasync calls of commits.");
-	cl_sbuf_addf(b, "cleave_fsyncs_total %llu\n",
+	cleave_buf_addf(b, "cleave_fsyncs_total %llu\n",
 	             (unsigned long long)st.fsyncs);
 	help(b, "cleave_events_appended_total", "counter",
 	     "Events appended to the log.");
-	cl_sbuf_addf(b, "cleave_events_appended_total %llu\n",
+	cleave_buf_addf(b, "cleave_events_appended_total %llu\n",
 	             (unsigned long long)st.events_appended);
 	help(b, "cleave_log_head", "gauge", "Position of the last event.");
-	cl_sbuf_addf(b, "cleave_log_head %lld\n", (long long)st.head);
+	cleave_buf_addf(b, "cleave_log_head %lld\n", (long long)st.head);
 	help(b, "cleave_command_queue_depth", "gauge",
 	     "Commands queued for the writer.");
-	cl_sbuf_addf(b, "cleave_command_queue_depth %llu\n",
+	cleave_buf_addf(b, "cleave_command_queue_depth %llu\n",
 	             (unsigned long long)st.queue_depth);
 	help(b, "cleave_command_queue_max", "gauge",
 	     "Queue limit (--queue-max).");
-	cl_sbuf_addf(b, "cleave_command_queue_max %llu\n",
+	cleave_buf_addf(b, "cleave_command_queue_max %llu\n",
 	             (unsigned long long)st.queue_max);
 	help(b, "cleave_write_store_failed", "gauge",
 	     "1 once a commit failed to become durable: commands are refused "
 	     "until a restart.");
-	cl_sbuf_addf(b, "cleave_write_store_failed %d\n",
+	cleave_buf_addf(b, "cleave_write_store_failed %d\n",
 	             st.write_failed ? 1 : 0);
 }
 
-static void projections(cl_sbuf *b, cl_srv *s)
+static void projections(cleave_buf *b, cl_srv *s)
 {
 	int n = cleave_projection_count(s->e);
 	cleave_proj_status *st = calloc((size_t)(n > 0 ? n : 1), sizeof(*st));
@@ -146,7 +146,7 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	     "Log position applied by the serving copy.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_projection_position{projection="
 			             "\"%s\"} %lld\n",
 			             st[i].name, (long long)st[i].position);
@@ -154,7 +154,7 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	     "Events in the log not yet applied.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_projection_lag_events{projection="
 			             "\"%s\"} %lld\n",
 			             st[i].name, (long long)st[i].lag_events);
@@ -162,7 +162,7 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	     "Age of the oldest unapplied event.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_projection_lag_seconds{projection="
 			             "\"%s\"} %.6f\n",
 			             st[i].name, st[i].lag_seconds);
@@ -172,7 +172,7 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	    CLEAVE_PROJ_LIVE, CLEAVE_PROJ_REBUILDING, CLEAVE_PROJ_PARKED};
 	for (int i = 0; i < n; i++)
 		for (int k = 0; ok[i] && k < 3; k++)
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_projection_state{projection="
 			             "\"%s\",state=\"%s\"} %d\n",
 			             st[i].name,
@@ -182,7 +182,7 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	     "Events skipped by the poison policy.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_projection_dead_letters_total{"
 			             "projection=\"%s\"} %lld\n",
 			             st[i].name, (long long)st[i].dead_letters);
@@ -190,7 +190,7 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	     "Events applied since the server started.");
 	for (int i = 0; i < n; i++)
 		if (ok[i])
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_projection_applied_total{"
 			             "projection=\"%s\"} %lld\n",
 			             st[i].name,
@@ -199,7 +199,7 @@ static void projections(cl_sbuf *b, cl_srv *s)
 	free(st);
 }
 
-static void http(cl_sbuf *b, cl_srv *s)
+static void http(cleave_buf *b, cl_srv *s)
 {
 	help(b, "cleave_query_latency_seconds", "histogram",
 	     "Query handler time (after any min_position wait), per query.");
@@ -217,29 +217,29 @@ static void http(cl_sbuf *b, cl_srv *s)
 	for (int c = 100; c < 600; c++) {
 		uint64_t n = atomic_load(&s->http_codes[c]);
 		if (n)
-			cl_sbuf_addf(b,
+			cleave_buf_addf(b,
 			             "cleave_http_responses_total{code=\"%d\"} "
 			             "%llu\n",
 			             c, (unsigned long long)n);
 	}
 	help(b, "cleave_http_requests_in_flight", "gauge",
 	     "Requests being handled (including waiting ones).");
-	cl_sbuf_addf(b, "cleave_http_requests_in_flight %d\n",
+	cleave_buf_addf(b, "cleave_http_requests_in_flight %d\n",
 	             atomic_load(&s->live_reqs));
 }
 
 enum MHD_Result cl_h_metrics(cl_req *r)
 {
 	cl_srv *s = r->s;
-	cl_sbuf b;
-	cl_sbuf_init(&b);
-	cl_sbuf_reserve(&b, 16384);
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_reserve(&b, 16384);
 	commands(&b, s);
 	engine(&b, s);
 	projections(&b, s);
 	http(&b, s);
 	size_t len;
-	char *body = cl_sbuf_steal(&b, &len);
+	char *body = cleave_buf_steal(&b, &len);
 	if (!body)
 		return cl_send_error(r, 500, "out_of_memory", "out of memory");
 	return cl_send(r, MHD_HTTP_OK,

@@ -87,7 +87,7 @@ bool cl_parse_params(cl_req *r, enum MHD_Result *ret)
 			return false;
 		}
 		if (dn == 0 || dn > CL_MAX_PARAM_NAME ||
-		    !cl_utf8_valid(name, (size_t)dn)) {
+		    !cleave_utf8_valid(name, (size_t)dn)) {
 			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
 			                     "invalid_parameter",
 			                     "query parameter names must be 1 "
@@ -95,7 +95,7 @@ bool cl_parse_params(cl_req *r, enum MHD_Result *ret)
 			                     CL_MAX_PARAM_NAME);
 			return false;
 		}
-		if (!cl_utf8_valid(val, (size_t)dv)) {
+		if (!cleave_utf8_valid(val, (size_t)dv)) {
 			*ret = cl_send_error(r, MHD_HTTP_BAD_REQUEST,
 			                     "invalid_parameter",
 			                     "parameter '%s' is not valid "

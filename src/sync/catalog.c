@@ -86,15 +86,15 @@ static cJSON *catalog_load(cleave_engine *e)
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return NULL;
-	cl_buf b;
-	cl_buf_init(&b);
+	cleave_buf b;
+	cleave_buf_init(&b);
 	char chunk[4096];
 	size_t n;
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		cl_buf_add(&b, chunk, n);
+		cleave_buf_add(&b, chunk, n);
 	fclose(f);
 	cJSON *j = b.p ? cJSON_ParseWithLength(b.p, b.len) : NULL;
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 	return j;
 }
 

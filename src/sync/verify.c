@@ -70,7 +70,7 @@ static vent *vtab_find(vtab *t, const char *k, size_t n, bool add)
 
 typedef struct vctx {
 	vtab t;
-	cl_buf k;
+	cleave_buf k;
 	bool live;
 	cleave_diff_fn fn;
 	void *arg;
@@ -80,10 +80,10 @@ typedef struct vctx {
 
 static int vkey(vctx *x, const char *table, const char *key, size_t klen)
 {
-	cl_buf_reset(&x->k);
-	cl_buf_adds(&x->k, table);
-	cl_buf_addc(&x->k, 0);
-	cl_buf_add(&x->k, key, klen);
+	cleave_buf_reset(&x->k);
+	cleave_buf_adds(&x->k, table);
+	cleave_buf_addc(&x->k, 0);
+	cleave_buf_add(&x->k, key, klen);
 	return x->k.oom ? CLEAVE_ENOMEM : 0;
 }
 
@@ -264,7 +264,7 @@ out:
 	for (size_t i = 0; i < x.t.cap; i++)
 		free(x.t.v[i].key);
 	free(x.t.v);
-	cl_buf_free(&x.k);
+	cleave_buf_free(&x.k);
 	cl_copy_unref(live);
 	if (ndiff)
 		*ndiff = x.ndiff;

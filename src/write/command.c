@@ -89,63 +89,63 @@ void cl_writer_free(cleave_engine *e)
 	e->writer = NULL;
 }
 
-static void error_body(cl_buf *b, const char *code, const char *msg)
+static void error_body(cleave_buf *b, const char *code, const char *msg)
 {
-	cl_buf_adds(b, "{\"error\":{\"code\":");
-	cl_buf_add_json_str(b, code, strlen(code));
-	cl_buf_adds(b, ",\"message\":");
-	cl_buf_add_json_str(b, msg, strlen(msg));
-	cl_buf_adds(b, "}}");
+	cleave_buf_adds(b, "{\"error\":{\"code\":");
+	cleave_buf_add_jstr(b, code, strlen(code));
+	cleave_buf_adds(b, ",\"message\":");
+	cleave_buf_add_jstr(b, msg, strlen(msg));
+	cleave_buf_adds(b, "}}");
 }
 
 static void set_failure(cleave_cmd *c, int rc, const char *code,
                         const char *msg)
 {
-	cl_buf b;
-	cl_buf_init(&b);
+	cleave_buf b;
+	cleave_buf_init(&b);
 	error_body(&b, code ? code : cleave_errname(rc), msg);
 	free(c->body);
 	c->out.rc = rc;
 	c->out.position = 0;
 	c->out.replayed = false;
-	c->body = cl_buf_steal(&b, &c->out.body_len);
+	c->body = cleave_buf_steal(&b, &c->out.body_len);
 }
 
 static int build_success(cleave_cmd *c, int64_t position)
 {
 	cl_wbatch *wb = c->wb;
-	cl_buf b;
-	cl_buf_init(&b);
-	cl_buf_adds(&b, "{\"position\":");
-	cl_buf_add_i64(&b, position);
-	cl_buf_adds(&b, ",\"events\":[");
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "{\"position\":");
+	cleave_buf_add_i64(&b, position);
+	cleave_buf_adds(&b, ",\"events\":[");
 	for (int i = c->ev_start; i < wb->n; i++) {
 		const cleave_event *ev = &wb->ev[i];
 		if (i > c->ev_start)
-			cl_buf_addc(&b, ',');
-		cl_buf_adds(&b, "{\"type\":");
-		cl_buf_add_json_str(&b, ev->type, strlen(ev->type));
-		cl_buf_adds(&b, ",\"stream\":");
-		cl_buf_add_json_str(&b, ev->stream, strlen(ev->stream));
-		cl_buf_adds(&b, ",\"version\":");
-		cl_buf_add_i64(&b, ev->version);
-		cl_buf_adds(&b, ",\"position\":");
-		cl_buf_add_i64(&b, ev->position);
-		cl_buf_addc(&b, '}');
+			cleave_buf_addc(&b, ',');
+		cleave_buf_adds(&b, "{\"type\":");
+		cleave_buf_add_jstr(&b, ev->type, strlen(ev->type));
+		cleave_buf_adds(&b, ",\"stream\":");
+		cleave_buf_add_jstr(&b, ev->stream, strlen(ev->stream));
+		cleave_buf_adds(&b, ",\"version\":");
+		cleave_buf_add_i64(&b, ev->version);
+		cleave_buf_adds(&b, ",\"position\":");
+		cleave_buf_add_i64(&b, ev->position);
+		cleave_buf_addc(&b, '}');
 	}
-	cl_buf_adds(&b, "],\"result\":");
+	cleave_buf_adds(&b, "],\"result\":");
 	if (c->result) {
 		cl_json_write(&b, c->result);
 	} else {
-		cl_buf_adds(&b, "{}");
+		cleave_buf_adds(&b, "{}");
 	}
-	cl_buf_adds(&b, ",\"trace_id\":");
-	cl_buf_add_json_str(&b, c->trace_id, strlen(c->trace_id));
-	cl_buf_adds(&b, ",\"command_id\":");
-	cl_buf_add_json_str(&b, c->command_id, strlen(c->command_id));
-	cl_buf_addc(&b, '}');
+	cleave_buf_adds(&b, ",\"trace_id\":");
+	cleave_buf_add_jstr(&b, c->trace_id, strlen(c->trace_id));
+	cleave_buf_adds(&b, ",\"command_id\":");
+	cleave_buf_add_jstr(&b, c->command_id, strlen(c->command_id));
+	cleave_buf_addc(&b, '}');
 	free(c->body);
-	c->body = cl_buf_steal(&b, &c->out.body_len);
+	c->body = cleave_buf_steal(&b, &c->out.body_len);
 	if (!c->body)
 		return cl_err(CLEAVE_ENOMEM, "out of memory building answer");
 	c->out.rc = 0;
@@ -281,7 +281,7 @@ int cleave_cmd_emit(cleave_cmd *c, const char *stream, const char *type,
 		goto out;
 	}
 	if (slen == 0 || slen > CLEAVE_STREAM_MAX ||
-	    !cl_utf8_ok(stream, slen)) {
+	    !cleave_utf8_valid(stream, slen)) {
 		rc = cl_err(CLEAVE_EINVAL, "bad stream id");
 		goto out;
 	}

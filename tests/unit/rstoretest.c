@@ -36,19 +36,19 @@ void rt_expect(cleave_rtx *tx, const char *ns, const char *k, const char *v)
 int rt_collect(void *arg, const char *key, size_t klen, const void *val,
                size_t vlen)
 {
-	cl_buf *b = arg;
-	cl_buf_add(b, key, klen);
-	cl_buf_addc(b, '=');
-	cl_buf_add(b, val, vlen);
-	cl_buf_addc(b, ';');
+	cleave_buf *b = arg;
+	cleave_buf_add(b, key, klen);
+	cleave_buf_addc(b, '=');
+	cleave_buf_add(b, val, vlen);
+	cleave_buf_addc(b, ';');
 	return 0;
 }
 
 const char *rt_scan(cleave_rtx *tx, const char *ns, const char *from,
-                    const char *to, int flags, size_t limit, cl_buf *b)
+                    const char *to, int flags, size_t limit, cleave_buf *b)
 {
-	cl_buf_reset(b);
-	cl_buf_adds(b, "");
+	cleave_buf_reset(b);
+	cleave_buf_adds(b, "");
 	TU_OK(cleave_rtx_scan(tx, ns, from, to, flags, limit, rt_collect, b));
 	return b->p;
 }

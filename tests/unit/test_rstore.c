@@ -97,8 +97,8 @@ static void test_scan(void **state)
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir, 0, false);
 	cleave_rtx *tx = rt_begin(s, true);
-	cl_buf b;
-	cl_buf_init(&b);
+	cleave_buf b;
+	cleave_buf_init(&b);
 	const char *keys[] = {"a", "b", "bb", "c", "d", "e"};
 	for (size_t i = 0; i < CL_ARRAY_LEN(keys); i++)
 		rt_put(tx, "s", keys[i], keys[i]);
@@ -149,7 +149,7 @@ static void test_scan(void **state)
 		    CLEAVE_EINVAL);
 		s->m->abort(tx);
 	}
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 	s->m->close(s);
 	tu_rmdir(dir);
 }
@@ -329,12 +329,12 @@ static void test_dead_letters(void **state)
 static int dump_collect(void *arg, const char *table, const char *key,
                         size_t klen, const void *val, size_t vlen)
 {
-	cl_buf *b = arg;
-	cl_buf_printf(b, "%s|", table);
-	cl_buf_add(b, key, klen);
-	cl_buf_addc(b, '|');
-	cl_buf_add(b, val, vlen);
-	cl_buf_addc(b, '\n');
+	cleave_buf *b = arg;
+	cleave_buf_addf(b, "%s|", table);
+	cleave_buf_add(b, key, klen);
+	cleave_buf_addc(b, '|');
+	cleave_buf_add(b, val, vlen);
+	cleave_buf_addc(b, '\n');
 	return 0;
 }
 
@@ -368,9 +368,9 @@ static void test_dump(void **state)
 	char *d1 = tu_tmpdir("rstore"), *d2 = tu_tmpdir("rstore");
 	cl_rstore *s1 = open_store(d1, 0, false),
 	          *s2 = open_store(d2, 0, false);
-	cl_buf b1, b2;
-	cl_buf_init(&b1);
-	cl_buf_init(&b2);
+	cleave_buf b1, b2;
+	cleave_buf_init(&b1);
+	cleave_buf_init(&b2);
 	build(s1, false);
 	build(s2, true);
 	cleave_rtx *t1 = rt_begin(s1, false), *t2 = rt_begin(s2, true);
@@ -395,13 +395,13 @@ static void test_dump(void **state)
 	/* A difference shows. */
 	t2 = rt_begin(s2, true);
 	rt_put(t2, "docs", "k03", "changed");
-	cl_buf_reset(&b2);
+	cleave_buf_reset(&b2);
 	TU_OK(s2->m->dump(t2, dump_collect, &b2));
 	assert_false(b1.len == b2.len && !memcmp(b1.p, b2.p, b1.len));
 	s2->m->abort(t2);
 
-	cl_buf_free(&b1);
-	cl_buf_free(&b2);
+	cleave_buf_free(&b1);
+	cleave_buf_free(&b2);
 	s1->m->close(s1);
 	s2->m->close(s2);
 	tu_rmdir(d1);

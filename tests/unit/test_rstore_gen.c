@@ -56,16 +56,16 @@ static void test_cleave_key(void **state)
 
 static int zcollect(void *arg, const char *member, int64_t score)
 {
-	cl_buf *b = arg;
-	cl_buf_printf(b, "%s:%lld;", member, (long long)score);
+	cleave_buf *b = arg;
+	cleave_buf_addf(b, "%s:%lld;", member, (long long)score);
 	return 0;
 }
 
 static const char *zrange_str(cleave_rtx *tx, const char *ns, size_t off,
-                              size_t lim, cl_buf *b)
+                              size_t lim, cleave_buf *b)
 {
-	cl_buf_reset(b);
-	cl_buf_adds(b, "");
+	cleave_buf_reset(b);
+	cleave_buf_adds(b, "");
 	TU_OK(cleave_rtx_zrange(tx, ns, off, lim, zcollect, b));
 	return b->p;
 }
@@ -75,9 +75,9 @@ static void test_zset(void **state)
 	char *dir = tu_tmpdir("rstore");
 	cl_rstore *s = open_store(dir);
 	cleave_rtx *tx = rt_begin(s, true);
-	cl_buf b;
+	cleave_buf b;
 	int64_t sc;
-	cl_buf_init(&b);
+	cleave_buf_init(&b);
 
 	TU_OK(cleave_rtx_zincr(tx, "top", "p3", 5, &sc));
 	assert_int_equal(sc, 5);
@@ -116,7 +116,7 @@ static void test_zset(void **state)
 	assert_int_equal(cleave_rtx_zscore(tx, "top", "p6", &sc),
 	                 CLEAVE_ENOTFOUND);
 	s->m->abort(tx);
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 	s->m->close(s);
 	tu_rmdir(dir);
 }
@@ -125,12 +125,12 @@ static void test_zset(void **state)
 
 static int ccollect(void *arg, const char *key, const int64_t *vals, int n)
 {
-	cl_buf *b = arg;
+	cleave_buf *b = arg;
 	for (const char *p = key; *p; p++)
-		cl_buf_addc(b, *p == 0x1f ? '|' : *p);
+		cleave_buf_addc(b, *p == 0x1f ? '|' : *p);
 	for (int i = 0; i < n; i++)
-		cl_buf_printf(b, "%c%lld", i ? ',' : '=', (long long)vals[i]);
-	cl_buf_addc(b, ';');
+		cleave_buf_addf(b, "%c%lld", i ? ',' : '=', (long long)vals[i]);
+	cleave_buf_addc(b, ';');
 	return 0;
 }
 
@@ -148,8 +148,8 @@ static void test_counters(void **state)
 	char k[CLEAVE_KEY_MAX + 1], from[CLEAVE_KEY_MAX + 1],
 	    to[CLEAVE_KEY_MAX + 1];
 	int64_t out[4];
-	cl_buf b;
-	cl_buf_init(&b);
+	cleave_buf b;
+	cleave_buf_init(&b);
 
 	/* Orders placed (1, +total) and cancelled (-1, -total). */
 	const struct {
@@ -193,14 +193,14 @@ static void test_counters(void **state)
 	TU_OK(cleave_rtx_counter_scan(tx, "rev", from, to, 0, ccollect, &b));
 	assert_string_equal(b.p, "us|2024-01-01=1,500;us|2024-01-02=1,1000;"
 	                         "us|2024-01-03=1,99;");
-	cl_buf_reset(&b);
+	cleave_buf_reset(&b);
 	TU_OK(cleave_rtx_counter_scan(tx, "rev", from, to, 1, ccollect, &b));
 	assert_string_equal(b.p, "us|2024-01-01=1,500;");
-	cl_buf_reset(&b);
+	cleave_buf_reset(&b);
 	TU_OK(cleave_rtx_counter_scan(tx, "rev", NULL, "u", 0, ccollect, &b));
 	assert_string_equal(b.p, "de|2024-01-01=1,300,5;");
 	s->m->abort(tx);
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 	s->m->close(s);
 	tu_rmdir(dir);
 }
@@ -208,16 +208,16 @@ static void test_counters(void **state)
 /* ---- lists --------------------------------------------------------------- */
 
 struct page {
-	cl_buf b;
+	cleave_buf b;
 	int64_t last;
 };
 
 static int lcollect(void *arg, int64_t seq, const void *val, size_t len)
 {
 	struct page *p = arg;
-	cl_buf_printf(&p->b, "%lld=", (long long)seq);
-	cl_buf_add(&p->b, val, len);
-	cl_buf_addc(&p->b, ';');
+	cleave_buf_addf(&p->b, "%lld=", (long long)seq);
+	cleave_buf_add(&p->b, val, len);
+	cleave_buf_addc(&p->b, ';');
 	p->last = seq;
 	return 0;
 }
@@ -225,8 +225,8 @@ static int lcollect(void *arg, int64_t seq, const void *val, size_t len)
 static const char *page_str(cleave_rtx *tx, const char *ns, const char *list,
                             int64_t before, size_t limit, struct page *p)
 {
-	cl_buf_reset(&p->b);
-	cl_buf_adds(&p->b, "");
+	cleave_buf_reset(&p->b);
+	cleave_buf_adds(&p->b, "");
 	TU_OK(cleave_rtx_list_page(tx, ns, list, before, limit, lcollect, p));
 	return p->b.p;
 }
@@ -239,7 +239,7 @@ static void test_lists(void **state)
 	struct page p = {0};
 	char comp[64];
 	const char *parts[] = {"u1", "x"};
-	cl_buf_init(&p.b);
+	cleave_buf_init(&p.b);
 
 	/* Lists whose keys are prefixes of one another or composite must
 	 * not leak into each other. */
@@ -287,7 +287,7 @@ static void test_lists(void **state)
 	assert_string_equal(page_str(tx, "orders", "u1", 100, 2, &p),
 	                    "7=o7b;5=o5;");
 	TU_OK(s->m->commit(tx));
-	cl_buf_free(&p.b);
+	cleave_buf_free(&p.b);
 	s->m->close(s);
 	tu_rmdir(dir);
 }

@@ -116,11 +116,11 @@ static void test_overlay(void **state)
 	assert_memory_equal(p1, "1", 1);
 	rt_expect(w, "docs", "a", "changed");
 	rt_expect(w, "docs", "b", NULL);
-	cl_buf sb;
-	cl_buf_init(&sb);
+	cleave_buf sb;
+	cleave_buf_init(&sb);
 	assert_string_equal(rt_scan(w, "docs", NULL, NULL, 0, 0, &sb),
 	                    "a=changed;");
-	cl_buf_free(&sb);
+	cleave_buf_free(&sb);
 	r = rt_begin(s, false);
 	rt_expect(r, "docs", "a", "1");
 	rt_expect(r, "docs", "b", "2");
@@ -147,36 +147,36 @@ static uint64_t next_rand(void)
 
 static int zcol(void *arg, const char *m, int64_t score)
 {
-	cl_buf_printf(arg, "%s:%lld;", m, (long long)score);
+	cleave_buf_addf(arg, "%s:%lld;", m, (long long)score);
 	return 0;
 }
 
 static int ccol(void *arg, const char *key, const int64_t *v, int n)
 {
-	cl_buf_printf(arg, "%s:", key);
+	cleave_buf_addf(arg, "%s:", key);
 	for (int i = 0; i < n; i++)
-		cl_buf_printf(arg, "%lld,", (long long)v[i]);
+		cleave_buf_addf(arg, "%lld,", (long long)v[i]);
 	return 0;
 }
 
 static int lcol(void *arg, int64_t seq, const void *val, size_t len)
 {
-	cl_buf_printf(arg, "%lld=", (long long)seq);
-	cl_buf_add(arg, val, len);
-	cl_buf_addc(arg, ';');
+	cleave_buf_addf(arg, "%lld=", (long long)seq);
+	cleave_buf_add(arg, val, len);
+	cleave_buf_addc(arg, ';');
 	return 0;
 }
 
 static int dcol(void *arg, const char *table, const char *key, size_t klen,
                 const void *val, size_t vlen)
 {
-	cl_buf *b = arg;
-	cl_buf_adds(b, table);
-	cl_buf_addc(b, '/');
-	cl_buf_add(b, key, klen);
-	cl_buf_addc(b, '=');
-	cl_buf_add(b, val, vlen);
-	cl_buf_addc(b, ';');
+	cleave_buf *b = arg;
+	cleave_buf_adds(b, table);
+	cleave_buf_addc(b, '/');
+	cleave_buf_add(b, key, klen);
+	cleave_buf_addc(b, '=');
+	cleave_buf_add(b, val, vlen);
+	cleave_buf_addc(b, ';');
 	return 0;
 }
 
@@ -188,10 +188,10 @@ static void one_op(cleave_rtx *const tx[2], int i)
 	snprintf(val, sizeof(val), "v%llu-%d",
 	         (unsigned long long)(next_rand() % 1000), i);
 	int op = (int)(next_rand() % 100);
-	cl_buf b[2];
+	cleave_buf b[2];
 	for (int k = 0; k < 2; k++) {
-		cl_buf_init(&b[k]);
-		cl_buf_adds(&b[k], "");
+		cleave_buf_init(&b[k]);
+		cleave_buf_adds(&b[k], "");
 	}
 	if (op < 40) {
 		for (int k = 0; k < 2; k++)
@@ -204,9 +204,9 @@ static void one_op(cleave_rtx *const tx[2], int i)
 			const void *p;
 			size_t n;
 			int rc = cleave_rtx_get(tx[k], "kv", key, &p, &n);
-			cl_buf_printf(&b[k], "%d:", rc);
+			cleave_buf_addf(&b[k], "%d:", rc);
 			if (!rc)
-				cl_buf_add(&b[k], p, n);
+				cleave_buf_add(&b[k], p, n);
 		}
 	} else if (op < 72) {
 		snprintf(from, sizeof(from), "k%03u",
@@ -227,7 +227,7 @@ static void one_op(cleave_rtx *const tx[2], int i)
 		for (int k = 0; k < 2; k++) {
 			TU_OK(cleave_rtx_zincr(tx[k], "board", key, d,
 			                       &out[k]));
-			cl_buf_printf(&b[k], "%lld",
+			cleave_buf_addf(&b[k], "%lld",
 			              (long long)out[k]);
 		}
 	} else if (op < 84) {
@@ -268,7 +268,7 @@ static void one_op(cleave_rtx *const tx[2], int i)
 		fail_msg("op %d (%d) differs:\n lmdb:  %s\n redis: %s", i, op,
 		         b[0].p, b[1].p);
 	for (int k = 0; k < 2; k++)
-		cl_buf_free(&b[k]);
+		cleave_buf_free(&b[k]);
 }
 
 static void test_differential(void **state)
@@ -285,14 +285,14 @@ static void test_differential(void **state)
 		int n = w ? 150 : 40;
 		for (int i = 0; i < n; i++) {
 			if (!w) { /* reads only: scans and gets */
-				cl_buf a, b;
-				cl_buf_init(&a);
-				cl_buf_init(&b);
+				cleave_buf a, b;
+				cleave_buf_init(&a);
+				cleave_buf_init(&b);
 				assert_string_equal(
 				    rt_scan(tx[0], "kv", NULL, NULL, 0, 0, &a),
 				    rt_scan(tx[1], "kv", NULL, NULL, 0, 0, &b));
-				cl_buf_free(&a);
-				cl_buf_free(&b);
+				cleave_buf_free(&a);
+				cleave_buf_free(&b);
 				break;
 			}
 			one_op(tx, op++);
@@ -309,10 +309,10 @@ static void test_differential(void **state)
 		TU_OK(cl_rtx_commit(tx[1]));
 	}
 	/* the dumps (verify's view) are equal */
-	cl_buf d[2];
+	cleave_buf d[2];
 	for (int k = 0; k < 2; k++) {
-		cl_buf_init(&d[k]);
-		cl_buf_adds(&d[k], "");
+		cleave_buf_init(&d[k]);
+		cleave_buf_adds(&d[k], "");
 		cleave_rtx *tx = rt_begin(s[k], false);
 		TU_OK(s[k]->m->dump(tx, dcol, &d[k]));
 		cl_rtx_abort(tx);
@@ -320,7 +320,7 @@ static void test_differential(void **state)
 	assert_true(d[0].len > 1000);
 	assert_string_equal(d[0].p, d[1].p);
 	for (int k = 0; k < 2; k++) {
-		cl_buf_free(&d[k]);
+		cleave_buf_free(&d[k]);
 		s[k]->m->close(s[k]);
 	}
 	tu_rmdir(dir);
@@ -361,12 +361,12 @@ static void test_checkpoint_dead(void **state)
 	const void *p;
 	size_t len;
 	TU_OK(cleave_rtx_get(tx, "docs", "a", &p, &len));
-	cl_buf d;
-	cl_buf_init(&d);
-	cl_buf_adds(&d, "");
+	cleave_buf d;
+	cleave_buf_init(&d);
+	cleave_buf_adds(&d, "");
 	TU_OK(s->m->dump(tx, dcol, &d)); /* data only */
 	assert_string_equal(d.p, "docs/a=1;");
-	cl_buf_free(&d);
+	cleave_buf_free(&d);
 	cl_rtx_abort(tx);
 	/* a checkpoint of the wrong size is corruption, not 0 */
 	redisReply *r = rdt_cmd("HSET t/%d|h|#cleave checkpoint abc",
@@ -438,8 +438,8 @@ static void test_claim(void **state)
 
 static int add_name(void *arg, const char *name)
 {
-	cl_buf_adds(arg, name);
-	cl_buf_addc(arg, ';');
+	cleave_buf_adds(arg, name);
+	cleave_buf_addc(arg, ';');
 	return 0;
 }
 
@@ -460,16 +460,16 @@ static void test_list(void **state)
 		TU_OK(cl_rstore_redis.open(path, &o, &s));
 		s->m->close(s);
 	}
-	cl_buf b;
-	cl_buf_init(&b);
-	cl_buf_adds(&b, "");
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "");
 	TU_OK(cl_redis_list(root, "a", add_name, &b));
 	/* SCAN's order is Redis's: compare as a set */
 	assert_int_equal(b.len, strlen("x.g1;x.g2;y*.g1;"));
 	assert_non_null(strstr(b.p, "x.g1;"));
 	assert_non_null(strstr(b.p, "x.g2;"));
 	assert_non_null(strstr(b.p, "y*.g1;"));
-	cl_buf_free(&b);
+	cleave_buf_free(&b);
 }
 
 /* ---- failures ------------------------------------------------------------- */

@@ -234,12 +234,12 @@ static void test_dead_letters(void **state)
 static int dump_collect(void *arg, const char *table, const char *key,
                         size_t klen, const void *val, size_t vlen)
 {
-	cl_buf *b = arg;
-	cl_buf_printf(b, "%s|", table);
-	cl_buf_add(b, key, klen);
-	cl_buf_addc(b, '|');
-	cl_buf_add(b, val, vlen);
-	cl_buf_addc(b, '\n');
+	cleave_buf *b = arg;
+	cleave_buf_addf(b, "%s|", table);
+	cleave_buf_add(b, key, klen);
+	cleave_buf_addc(b, '|');
+	cleave_buf_add(b, val, vlen);
+	cleave_buf_addc(b, '\n');
 	return 0;
 }
 
@@ -300,9 +300,9 @@ static void test_dump(void **state)
 {
 	char *d1 = tu_tmpdir("rsq"), *d2 = tu_tmpdir("rsq");
 	cl_rstore *s1 = open_store(d1, false), *s2 = open_store(d2, false);
-	cl_buf b1, b2;
-	cl_buf_init(&b1);
-	cl_buf_init(&b2);
+	cleave_buf b1, b2;
+	cleave_buf_init(&b1);
+	cleave_buf_init(&b2);
 	build(s1, false);
 	build(s2, true);
 	cleave_rtx *t1 = rt_begin(s1, false), *t2 = rt_begin(s2, true);
@@ -339,8 +339,8 @@ static void test_dump(void **state)
 	assert_null(strstr(b1.p, "__cleave"));
 	assert_true(strstr(b1.p, "blobs|") < strstr(b1.p, "products|"));
 	assert_true(strstr(b1.p, "products|") < strstr(b1.p, "products_fts|"));
-	cl_buf_free(&b1);
-	cl_buf_free(&b2);
+	cleave_buf_free(&b1);
+	cleave_buf_free(&b2);
 	s1->m->close(s1);
 	s2->m->close(s2);
 	tu_rmdir(d1);
