@@ -172,9 +172,9 @@ static const cleave_field open_account_fields[] = {
 
 static int open_account(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = dom_in_str(in, "accountId"),
-	           *owner = dom_in_str(in, "owner");
-	const char *cur = dom_in_str(in, "currency");
+	const char *id = cleave_json_str(in, "accountId"),
+	           *owner = cleave_json_str(in, "owner");
+	const char *cur = cleave_json_str(in, "currency");
 	int64_t now = dom_now_s(c);
 	if (!iso_currency_ok(cur))
 		return cleave_cmd_fail(c, CLEAVE_EINVAL, "invalid_currency",
@@ -212,8 +212,8 @@ static const cleave_field amount_fields[] = {
 /* Deposit (sign 1) and Withdraw (sign -1). */
 static int move_money(cleave_cmd *c, const cJSON *in, int sign)
 {
-	const char *id = dom_in_str(in, "accountId");
-	int64_t amount = dom_in_int(in, "amount_cents");
+	const char *id = cleave_json_str(in, "accountId");
+	int64_t amount = cleave_json_int(in, "amount_cents", 0);
 	acct_row a;
 	int rc = account_get(c, id, "account", &a);
 	if (rc)
@@ -264,9 +264,9 @@ static const cleave_field transfer_fields[] = {
 
 static int transfer(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = dom_in_str(in, "transferId");
-	const char *from = dom_in_str(in, "from"), *to = dom_in_str(in, "to");
-	int64_t amount = dom_in_int(in, "amount_cents"), v, now = dom_now_s(c);
+	const char *id = cleave_json_str(in, "transferId");
+	const char *from = cleave_json_str(in, "from"), *to = cleave_json_str(in, "to");
+	int64_t amount = cleave_json_int(in, "amount_cents", 0), v, now = dom_now_s(c);
 	acct_row fa, ta;
 	cleave_value ai[] = {cleave_text(id)};
 	int rc = cleave_cmd_query_int(
@@ -384,8 +384,8 @@ static int account_doc_balance(cleave_rtx *tx, const char *id, int64_t balance)
 	cJSON *o = cJSON_ParseWithLength(v, len);
 	if (!o)
 		return CLEAVE_ECORRUPT;
-	if (!(rc = dom_get_str(o, "owner", &owner)) &&
-	    !(rc = dom_get_str(o, "currency", &cur)))
+	if (!(rc = cleave_json_get_str(o, "owner", &owner)) &&
+	    !(rc = cleave_json_get_str(o, "currency", &cur)))
 		rc = account_doc_put(tx, id, owner, cur, balance);
 	cJSON_Delete(o);
 	return rc;
@@ -411,26 +411,26 @@ static int accounts_apply(cleave_rtx *tx, const cleave_event *ev)
 	int64_t amount, balance, to_balance;
 	int rc;
 	if (IS(ev, "TransferCompleted")) {
-		if ((rc = dom_get_str(d, "from", &id)) ||
-		    (rc = dom_get_str(d, "to", &to)) ||
-		    (rc = dom_get_int(d, "from_balance_cents", &balance)) ||
-		    (rc = dom_get_int(d, "to_balance_cents", &to_balance)) ||
+		if ((rc = cleave_json_get_str(d, "from", &id)) ||
+		    (rc = cleave_json_get_str(d, "to", &to)) ||
+		    (rc = cleave_json_get_int(d, "from_balance_cents", &balance)) ||
+		    (rc = cleave_json_get_int(d, "to_balance_cents", &to_balance)) ||
 		    (rc = account_doc_balance(tx, id, balance)))
 			return rc;
 		return account_doc_balance(tx, to, to_balance);
 	}
-	if ((rc = dom_get_str(d, "accountId", &id)) ||
-	    (rc = dom_get_str(d, "currency", &cur)))
+	if ((rc = cleave_json_get_str(d, "accountId", &id)) ||
+	    (rc = cleave_json_get_str(d, "currency", &cur)))
 		return rc;
 	if (IS(ev, "AccountOpened")) {
 		int64_t delta[4] = {1, 0, 0, 0};
-		if ((rc = dom_get_str(d, "owner", &owner)) ||
+		if ((rc = cleave_json_get_str(d, "owner", &owner)) ||
 		    (rc = account_doc_put(tx, id, owner, cur, 0)))
 			return rc;
 		return totals_add(tx, cur, delta);
 	}
-	if ((rc = dom_get_int(d, "amount_cents", &amount)) ||
-	    (rc = dom_get_int(d, "balance_cents", &balance)) ||
+	if ((rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
+	    (rc = cleave_json_get_int(d, "balance_cents", &balance)) ||
 	    (rc = account_doc_balance(tx, id, balance)))
 		return rc;
 	if (IS(ev, "Deposited")) {
@@ -473,25 +473,25 @@ static int statements_apply(cleave_rtx *tx, const cleave_event *ev)
 	int64_t amount = 0, balance = 0, to_balance;
 	int rc;
 	if (IS(ev, "TransferCompleted")) {
-		if ((rc = dom_get_str(d, "transferId", &tid)) ||
-		    (rc = dom_get_str(d, "from", &id)) ||
-		    (rc = dom_get_str(d, "to", &to)) ||
-		    (rc = dom_get_int(d, "amount_cents", &amount)) ||
-		    (rc = dom_get_int(d, "from_balance_cents", &balance)) ||
-		    (rc = dom_get_int(d, "to_balance_cents", &to_balance)) ||
+		if ((rc = cleave_json_get_str(d, "transferId", &tid)) ||
+		    (rc = cleave_json_get_str(d, "from", &id)) ||
+		    (rc = cleave_json_get_str(d, "to", &to)) ||
+		    (rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
+		    (rc = cleave_json_get_int(d, "from_balance_cents", &balance)) ||
+		    (rc = cleave_json_get_int(d, "to_balance_cents", &to_balance)) ||
 		    (rc = entry_put(tx, id, ev->position, "transfer_out",
 		                    -amount, balance, tid, to)))
 			return rc;
 		return entry_put(tx, to, ev->position, "transfer_in", amount,
 		                 to_balance, tid, id);
 	}
-	if ((rc = dom_get_str(d, "accountId", &id)))
+	if ((rc = cleave_json_get_str(d, "accountId", &id)))
 		return rc;
 	if (IS(ev, "AccountOpened"))
 		return entry_put(tx, id, ev->position, "open", 0, 0, NULL,
 		                 NULL);
-	if ((rc = dom_get_int(d, "amount_cents", &amount)) ||
-	    (rc = dom_get_int(d, "balance_cents", &balance)))
+	if ((rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
+	    (rc = cleave_json_get_int(d, "balance_cents", &balance)))
 		return rc;
 	if (IS(ev, "Deposited"))
 		return entry_put(tx, id, ev->position, "deposit", amount,
@@ -510,12 +510,12 @@ static int volume_apply(cleave_rtx *tx, const cleave_event *ev)
 	int64_t amount, at;
 	char day[11], key[32];
 	int rc;
-	if ((rc = dom_get_str(ev->json, "currency", &cur)) ||
-	    (rc = dom_get_int(ev->json, "amount_cents", &amount)))
+	if ((rc = cleave_json_get_str(ev->json, "currency", &cur)) ||
+	    (rc = cleave_json_get_int(ev->json, "amount_cents", &amount)))
 		return rc;
-	if (dom_get_int(ev->json, "at", &at))
+	if (cleave_json_get_int(ev->json, "at", &at))
 		at = ev->ts_us / 1000000;
-	dom_day_format(dom_day_number(at), day);
+	cleave_day_format(cleave_day_of(at), day);
 	const char *parts[] = {cur, day};
 	if (cleave_key(key, sizeof(key), 2, parts) < 0)
 		return CLEAVE_ECORRUPT;
@@ -587,7 +587,7 @@ static int q_daily_volume(cleave_query *q)
 	if ((rc = currency_param(q, true, &cur)) ||
 	    (rc = cleave_query_param_str(q, "day", true, 10, &day_s)))
 		return rc;
-	if (!dom_day_parse(day_s, &day))
+	if (!cleave_day_parse(day_s, &day))
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
 		                         "parameter 'day' must be a date "
 		                         "YYYY-MM-DD");

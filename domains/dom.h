@@ -30,10 +30,6 @@ extern const cleave_domain dom_bank;
 
 /* Fails the command with CLEAVE_ENOMEM and returns the code. */
 int dom_oom(cleave_cmd *c);
-/* A declared field of the checked body: the string (borrowed) or NULL when
- * absent or null; the integer or 0 when absent. */
-const char *dom_in_str(const cJSON *in, const char *name);
-int64_t dom_in_int(const cJSON *in, const char *name);
 /* The command's timestamp in unix seconds (floor). */
 int64_t dom_now_s(const cleave_cmd *c);
 /* Copies a text column of the current row into out (truncated to cap-1
@@ -95,24 +91,6 @@ int64_t *dom_acc_vals(dom_acc *a, size_t i);
 /* Forgets every id (a flush ends with it). */
 void dom_acc_clear(dom_acc *a);
 
-/* Reads an integer member of event data: 0, or CLEAVE_ECORRUPT naming the
- * member when absent or not an integer (a projection returns it: the event
- * is poison). */
-int dom_get_int(const cJSON *obj, const char *name, int64_t *out);
-/* Reads a non-empty string member: 0 or CLEAVE_ECORRUPT. Borrowed. */
-int dom_get_str(const cJSON *obj, const char *name, const char **out);
-/* The string member or NULL when absent, null or not a string. */
-const char *dom_opt_str(const cJSON *obj, const char *name);
-
-/* ---- days --------------------------------------------------------------- */
-
-/* Days since 1970-01-01 of a unix time (floor division). */
-int64_t dom_day_number(int64_t unix_s);
-/* Formats day number `day` as YYYY-MM-DD (years 0000..9999) into out[11]. */
-void dom_day_format(int64_t day, char out[11]);
-/* Parses YYYY-MM-DD strictly (a real date, year 0001..9999) into a day
- * number; false otherwise. */
-bool dom_day_parse(const char *s, int64_t *day);
 
 /* ---- query parameters --------------------------------------------------- */
 

@@ -86,10 +86,10 @@ static int cart_check(cleave_cmd *c, const char *cart, const char *user,
 
 int shop_add_to_cart(cleave_cmd *c, const cJSON *in)
 {
-	const char *cart = dom_in_str(in, "cartId"),
-	           *user = dom_in_str(in, "userId");
-	const char *product = dom_in_str(in, "productId");
-	int64_t qty = dom_in_int(in, "quantity"), v, line_qty;
+	const char *cart = cleave_json_str(in, "cartId"),
+	           *user = cleave_json_str(in, "userId");
+	const char *product = cleave_json_str(in, "productId");
+	int64_t qty = cleave_json_int(in, "quantity", 0), v, line_qty;
 	char owner[SHOP_ID_MAX + 1];
 	bool open = false, opened = false;
 	cleave_value au[] = {cleave_text(user)};
@@ -393,9 +393,9 @@ static int checkout_write(cleave_cmd *c, const char *order, const char *user,
 
 int shop_checkout(cleave_cmd *c, const cJSON *in)
 {
-	const char *user = dom_in_str(in, "userId"),
-	           *cart = dom_in_str(in, "cartId");
-	const char *promo = dom_in_str(in, "promoCode");
+	const char *user = cleave_json_str(in, "userId"),
+	           *cart = cleave_json_str(in, "cartId");
+	const char *promo = cleave_json_str(in, "promoCode");
 	char country[8], owner[SHOP_ID_MAX + 1], order[32];
 	line lines[SHOP_CART_LINES_MAX];
 	int n = 0, rc;
@@ -488,7 +488,7 @@ const cleave_field shop_cancel_order_fields[] = {
 /* Cancelling returns the units to stock; a promo use stays used. */
 int shop_cancel_order(cleave_cmd *c, const cJSON *in)
 {
-	const char *order = dom_in_str(in, "orderId");
+	const char *order = cleave_json_str(in, "orderId");
 	char user[SHOP_ID_MAX + 1], country[8], cart[SHOP_ID_MAX + 1];
 	char promo[SHOP_ID_MAX + 1];
 	int64_t sums[3] = {0, 0, 0}, placed_at = 0;

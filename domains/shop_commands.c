@@ -49,9 +49,9 @@ static const cleave_field register_user_fields[] = {
 
 static int register_user(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = dom_in_str(in, "userId"),
-	           *name = dom_in_str(in, "name");
-	const char *country = dom_in_str(in, "country");
+	const char *id = cleave_json_str(in, "userId"),
+	           *name = cleave_json_str(in, "name");
+	const char *country = cleave_json_str(in, "country");
 	int64_t now = dom_now_s(c);
 	if (!iso_country_ok(country))
 		return cleave_cmd_fail(c, CLEAVE_EINVAL, "invalid_country",
@@ -93,12 +93,12 @@ static const cleave_field add_product_fields[] = {
 
 static int add_product(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = dom_in_str(in, "productId"),
-	           *name = dom_in_str(in, "name");
-	const char *cat = dom_in_str(in, "category");
-	const char *desc = dom_in_str(in, "description");
-	int64_t price = dom_in_int(in, "price_cents");
-	int64_t stock = dom_in_int(in, "stock");
+	const char *id = cleave_json_str(in, "productId"),
+	           *name = cleave_json_str(in, "name");
+	const char *cat = cleave_json_str(in, "category");
+	const char *desc = cleave_json_str(in, "description");
+	int64_t price = cleave_json_int(in, "price_cents", 0);
+	int64_t stock = cleave_json_int(in, "stock", 0);
 	int rc;
 	if (!desc)
 		desc = "";
@@ -143,8 +143,8 @@ static const cleave_field change_price_fields[] = {
 
 static int change_price(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = dom_in_str(in, "productId");
-	int64_t price = dom_in_int(in, "price_cents"), old;
+	const char *id = cleave_json_str(in, "productId");
+	int64_t price = cleave_json_int(in, "price_cents", 0), old;
 	cleave_value a[] = {cleave_text(id)};
 	int rc = cleave_cmd_query_int(
 	    c, "SELECT price_cents FROM products WHERE product_id = ?", a, 1,
@@ -179,8 +179,8 @@ static const cleave_field restock_fields[] = {
 
 static int restock(cleave_cmd *c, const cJSON *in)
 {
-	const char *id = dom_in_str(in, "productId");
-	int64_t qty = dom_in_int(in, "quantity"), stock;
+	const char *id = cleave_json_str(in, "productId");
+	int64_t qty = cleave_json_int(in, "quantity", 0), stock;
 	/* the rule and the change in one statement: no row comes back when
 	 * the product is missing or the limit would be passed, and then
 	 * nothing changed */
@@ -237,10 +237,10 @@ static const cleave_field create_promo_fields[] = {
 
 static int create_promo(cleave_cmd *c, const cJSON *in)
 {
-	const char *code = dom_in_str(in, "code");
-	int64_t pct = dom_in_int(in, "percent_off");
-	int64_t max_uses = dom_in_int(in, "max_uses");
-	int64_t expires = dom_in_int(in, "expires_at");
+	const char *code = cleave_json_str(in, "code");
+	int64_t pct = cleave_json_int(in, "percent_off", 0);
+	int64_t max_uses = cleave_json_int(in, "max_uses", 0);
+	int64_t expires = cleave_json_int(in, "expires_at", 0);
 	cleave_value a[] = {cleave_text(code), cleave_int(pct),
 	                    cleave_int(max_uses), cleave_int(expires)};
 	int rc = cleave_cmd_exec(c,

@@ -59,10 +59,10 @@ static int each_line(const cleave_event *ev,
 	{
 		ev_line x;
 		int rc;
-		if ((rc = dom_get_str(l, "productId", &x.product_id)) ||
-		    (rc = dom_get_int(l, "quantity", &x.quantity)) ||
-		    (rc = dom_get_int(l, "price_cents", &x.price_cents)) ||
-		    (rc = dom_get_int(l, "stock_after", &x.stock_after)) ||
+		if ((rc = cleave_json_get_str(l, "productId", &x.product_id)) ||
+		    (rc = cleave_json_get_int(l, "quantity", &x.quantity)) ||
+		    (rc = cleave_json_get_int(l, "price_cents", &x.price_cents)) ||
+		    (rc = cleave_json_get_int(l, "stock_after", &x.stock_after)) ||
 		    (rc = fn(tx, &x, sign, arg)))
 			return rc;
 	}
@@ -118,8 +118,8 @@ static int card_update(cleave_rtx *tx, const char *id, int64_t price,
 		                          "catalog: no card for product '%s'",
 		                          id)
 		           : rc;
-	if ((rc = dom_get_int(o, "sold", &sold)) ||
-	    (rc = dom_get_int(o, "stock", &cur_stock)))
+	if ((rc = cleave_json_get_int(o, "sold", &sold)) ||
+	    (rc = cleave_json_get_int(o, "stock", &cur_stock)))
 		return rc;
 	if (price >= 0 && (rc = set_int(o, "price_cents", price)))
 		return rc;
@@ -151,24 +151,24 @@ static int catalog_apply(cleave_rtx *tx, const cleave_event *ev)
 		return each_line(ev, catalog_line, tx, 1, NULL);
 	if (IS(ev, "OrderCancelled"))
 		return each_line(ev, catalog_line, tx, -1, NULL);
-	if ((rc = dom_get_str(d, "productId", &id)))
+	if ((rc = cleave_json_get_str(d, "productId", &id)))
 		return rc;
 	if (IS(ev, "ProductAdded")) {
 		shop_card c = {id, NULL, NULL, 0, 0, 0};
-		if ((rc = dom_get_str(d, "name", &c.name)) ||
-		    (rc = dom_get_str(d, "category", &c.category)) ||
-		    (rc = dom_get_int(d, "price_cents", &c.price_cents)) ||
-		    (rc = dom_get_int(d, "stock", &c.stock)))
+		if ((rc = cleave_json_get_str(d, "name", &c.name)) ||
+		    (rc = cleave_json_get_str(d, "category", &c.category)) ||
+		    (rc = cleave_json_get_int(d, "price_cents", &c.price_cents)) ||
+		    (rc = cleave_json_get_int(d, "stock", &c.stock)))
 			return rc;
 		return card_put(tx, &c);
 	}
 	if (IS(ev, "PriceChanged")) {
-		if ((rc = dom_get_int(d, "price_cents", &n)))
+		if ((rc = cleave_json_get_int(d, "price_cents", &n)))
 			return rc;
 		return card_update(tx, id, n, -1, 0);
 	}
 	if (IS(ev, "ProductRestocked")) {
-		if ((rc = dom_get_int(d, "stock", &n)))
+		if ((rc = cleave_json_get_int(d, "stock", &n)))
 			return rc;
 		return card_update(tx, id, -1, n, 0);
 	}
@@ -291,15 +291,15 @@ static int search_apply(cleave_rtx *tx, const cleave_event *ev)
 		return each_line(ev, search_line, tx, 1, NULL);
 	if (IS(ev, "OrderCancelled"))
 		return each_line(ev, search_line, tx, -1, NULL);
-	if ((rc = dom_get_str(d, "productId", &id)))
+	if ((rc = cleave_json_get_str(d, "productId", &id)))
 		return rc;
 	if (IS(ev, "ProductAdded")) {
-		const char *name, *cat, *desc = dom_opt_str(d, "description");
+		const char *name, *cat, *desc = cleave_json_str(d, "description");
 		int64_t price, stock;
-		if ((rc = dom_get_str(d, "name", &name)) ||
-		    (rc = dom_get_str(d, "category", &cat)) ||
-		    (rc = dom_get_int(d, "price_cents", &price)) ||
-		    (rc = dom_get_int(d, "stock", &stock)))
+		if ((rc = cleave_json_get_str(d, "name", &name)) ||
+		    (rc = cleave_json_get_str(d, "category", &cat)) ||
+		    (rc = cleave_json_get_int(d, "price_cents", &price)) ||
+		    (rc = cleave_json_get_int(d, "stock", &stock)))
 			return rc;
 		cleave_value a[] = {
 		    cleave_text(id),   cleave_text(name),
@@ -321,12 +321,12 @@ static int search_apply(cleave_rtx *tx, const cleave_event *ev)
 		                  b, 1);
 	}
 	if (IS(ev, "ProductRestocked")) {
-		if ((rc = dom_get_int(d, "stock", &n)))
+		if ((rc = cleave_json_get_int(d, "stock", &n)))
 			return rc;
 		return stock_note(tx, id, n, 0);
 	}
 	if (IS(ev, "PriceChanged")) {
-		if ((rc = dom_get_int(d, "price_cents", &n)))
+		if ((rc = cleave_json_get_int(d, "price_cents", &n)))
 			return rc;
 		cleave_value a[] = {cleave_int(n), cleave_text(id)};
 		return update_one(tx,
@@ -356,18 +356,18 @@ static int order_read(const cJSON *d, bool cancelled, order_fields *o)
 	o->cancelled = cancelled;
 	o->cancelled_at = 0;
 	o->lines = cJSON_GetObjectItemCaseSensitive(d, "lines");
-	if (dom_get_str(d, "orderId", &o->id) ||
-	    dom_get_str(d, "userId", &o->user) ||
-	    dom_get_str(d, "cartId", &o->cart) ||
-	    dom_get_str(d, "country", &o->country) ||
-	    dom_get_int(d, "subtotal_cents", &o->sub) ||
-	    dom_get_int(d, "discount_cents", &o->disc) ||
-	    dom_get_int(d, "total_cents", &o->total) ||
-	    dom_get_int(d, "placed_at", &o->placed) ||
+	if (cleave_json_get_str(d, "orderId", &o->id) ||
+	    cleave_json_get_str(d, "userId", &o->user) ||
+	    cleave_json_get_str(d, "cartId", &o->cart) ||
+	    cleave_json_get_str(d, "country", &o->country) ||
+	    cleave_json_get_int(d, "subtotal_cents", &o->sub) ||
+	    cleave_json_get_int(d, "discount_cents", &o->disc) ||
+	    cleave_json_get_int(d, "total_cents", &o->total) ||
+	    cleave_json_get_int(d, "placed_at", &o->placed) ||
 	    !cJSON_IsArray(o->lines) ||
-	    (cancelled && dom_get_int(d, "cancelled_at", &o->cancelled_at)))
+	    (cancelled && cleave_json_get_int(d, "cancelled_at", &o->cancelled_at)))
 		return CLEAVE_ECORRUPT;
-	o->promo = dom_opt_str(d, "promoCode");
+	o->promo = cleave_json_str(d, "promoCode");
 	return 0;
 }
 
@@ -396,10 +396,10 @@ static char *order_doc(const order_fields *o, size_t *len)
 	{
 		const char *pid, *name;
 		int64_t q, p;
-		if (dom_get_str(l, "productId", &pid) ||
-		    dom_get_str(l, "name", &name) ||
-		    dom_get_int(l, "quantity", &q) ||
-		    dom_get_int(l, "price_cents", &p)) {
+		if (cleave_json_get_str(l, "productId", &pid) ||
+		    cleave_json_get_str(l, "name", &name) ||
+		    cleave_json_get_int(l, "quantity", &q) ||
+		    cleave_json_get_int(l, "price_cents", &p)) {
 			free(w.p);
 			return NULL;
 		}
@@ -500,11 +500,11 @@ static int revenue_apply(cleave_rtx *tx, const cleave_event *ev)
 	int64_t total, placed;
 	char day[11], key[64];
 	int rc;
-	if ((rc = dom_get_str(ev->json, "country", &country)) ||
-	    (rc = dom_get_int(ev->json, "total_cents", &total)) ||
-	    (rc = dom_get_int(ev->json, "placed_at", &placed)))
+	if ((rc = cleave_json_get_str(ev->json, "country", &country)) ||
+	    (rc = cleave_json_get_int(ev->json, "total_cents", &total)) ||
+	    (rc = cleave_json_get_int(ev->json, "placed_at", &placed)))
 		return rc;
-	dom_day_format(dom_day_number(placed), day);
+	cleave_day_format(cleave_day_of(placed), day);
 	const char *parts[] = {country, day};
 	if ((rc = cleave_key(key, sizeof(key), 2, parts)) < 0)
 		return CLEAVE_ECORRUPT;
@@ -563,8 +563,8 @@ static int bestsellers_apply(cleave_rtx *tx, const cleave_event *ev)
 		return each_line(ev, bestsellers_line, tx, -1, NULL);
 	const char *id, *name;
 	int rc;
-	if ((rc = dom_get_str(ev->json, "productId", &id)) ||
-	    (rc = dom_get_str(ev->json, "name", &name)))
+	if ((rc = cleave_json_get_str(ev->json, "productId", &id)) ||
+	    (rc = cleave_json_get_str(ev->json, "name", &name)))
 		return rc;
 	return cleave_rtx_put(tx, "names", id, name, strlen(name));
 }

@@ -452,7 +452,7 @@ static int q_revenue_daily(cleave_query *q)
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_country",
 		                         "parameter 'country' must be an ISO "
 		                         "3166-1 alpha-2 code");
-	if (!dom_day_parse(from_s, &from) || !dom_day_parse(to_s, &to))
+	if (!cleave_day_parse(from_s, &from) || !cleave_day_parse(to_s, &to))
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
 		                         "parameters 'from' and 'to' must be "
 		                         "dates YYYY-MM-DD");
@@ -460,7 +460,7 @@ static int q_revenue_daily(cleave_query *q)
 		return cleave_query_fail(q, CLEAVE_EINVAL, "invalid_parameter",
 		                         "'from' must not be after 'to', and "
 		                         "the range must be at most 366 days");
-	dom_day_format(to + 1, end_day);
+	cleave_day_format(to + 1, end_day);
 	const char *fp[] = {country, from_s}, *tp[] = {country, end_day};
 	if (cleave_key(from_key, sizeof(from_key), 2, fp) < 0 ||
 	    cleave_key(to_key, sizeof(to_key), 2, tp) < 0)

@@ -83,7 +83,7 @@ static int order_v2(cJSON *d)
 /* UserRegistered v1 {"first","last"} -> v2 {"name"}. */
 static int user_v1(cJSON *d)
 {
-	const char *f = cl_json_str(d, "first"), *l = cl_json_str(d, "last");
+	const char *f = cleave_json_str(d, "first"), *l = cleave_json_str(d, "last");
 	if (!f && !l)
 		return 0;
 	size_t n = (f ? strlen(f) : 0) + (l ? strlen(l) : 0) + 2;

@@ -51,8 +51,8 @@ static void check_fields(const cleave_field *fields, const cJSON *obj)
 		case CLEAVE_F_INT:
 			FUZZ_CHECK(cJSON_IsNumber(v));
 			if (f->min || f->max) {
-				int64_t i = cl_json_int(obj, f->name, 0);
-				FUZZ_CHECK(i >= f->min && i <= f->max);
+				int64_t i = cleave_json_int(obj, f->name, INT64_MIN);
+				FUZZ_CHECK(i != INT64_MIN && i >= f->min && i <= f->max);
 			}
 			break;
 		case CLEAVE_F_BOOL:

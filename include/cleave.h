@@ -105,6 +105,35 @@ char *cleave_json_escape(char *out, const char *s, size_t n);
  * strings refuse it themselves.) */
 bool cleave_utf8_valid(const char *s, size_t n);
 
+/* Typed access to the members of a JSON object (NULL obj is fine).
+ *  - cleave_json_str: the string member `name`, or NULL when absent, null
+ *    or not a string.  Points into obj.
+ *  - cleave_json_int: the member as an exact integer (within ±2^53), or
+ *    dflt when absent or not one.
+ * A command's input has been checked against its fields (cleave_field), so
+ * a handler reads a required field with these and needs no check.  Data a
+ * projection reads back (events, its own documents) should be as it was
+ * written; the _get forms say when it is not:
+ *  - cleave_json_get_str: 0 with *out set, or CLEAVE_ECORRUPT when the
+ *    member is absent, not a string or empty;
+ *  - cleave_json_get_int: 0 with *out set, or CLEAVE_ECORRUPT when it is
+ *    absent or not an exact integer. */
+const char *cleave_json_str(const cJSON *obj, const char *name);
+int64_t cleave_json_int(const cJSON *obj, const char *name, int64_t dflt);
+int cleave_json_get_str(const cJSON *obj, const char *name, const char **out);
+int cleave_json_get_int(const cJSON *obj, const char *name, int64_t *out);
+
+/* Days: UTC calendar days as numbers (days since 1970-01-01, negative
+ * before it) and as "YYYY-MM-DD" keys, which sort as the numbers do.
+ *  - cleave_day_of: the day of a unix time in seconds (floor);
+ *  - cleave_day_format: day as YYYY-MM-DD into out (years outside
+ *    0000..9999 print as 0000);
+ *  - cleave_day_parse: strictly YYYY-MM-DD, a real date of years
+ *    0001..9999; false otherwise. */
+int64_t cleave_day_of(int64_t unix_s);
+void cleave_day_format(int64_t day, char out[11]);
+bool cleave_day_parse(const char *s, int64_t *day);
+
 /* ------------------------------------------------------------------------
  * Text: a growable byte buffer, the one every part of Cleave builds text
  * with (answers, documents, keys, messages).  Start it zeroed

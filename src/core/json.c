@@ -471,16 +471,46 @@ int cl_fields_check(const cleave_field *fields, const cJSON *obj)
 	return 0;
 }
 
-const char *cl_json_str(const cJSON *obj, const char *key)
+const char *cleave_json_str(const cJSON *obj, const char *name)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-int64_t cl_json_int(const cJSON *obj, const char *key, int64_t dflt)
+static bool exact_int(const cJSON *v, int64_t *out)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
+	if (!cJSON_IsNumber(v))
+		return false;
+	double d = v->valuedouble;
+	if (d != floor(d) || fabs(d) > (double)CL_JSON_MAX_SAFE_INT)
+		return false;
+	*out = (int64_t)d;
+	return true;
+}
+
+int64_t cleave_json_int(const cJSON *obj, const char *name, int64_t dflt)
+{
+	int64_t v;
+	return exact_int(cJSON_GetObjectItemCaseSensitive(obj, name), &v) ? v
+									  : dflt;
+}
+
+int cleave_json_get_str(const cJSON *obj, const char *name, const char **out)
+{
+	const char *s = cleave_json_str(obj, name);
+	if (!s || !*s)
+		return cl_err(CLEAVE_ECORRUPT, "'%s' is not a non-empty string",
+			      name);
+	*out = s;
+	return 0;
+}
+
+int cleave_json_get_int(const cJSON *obj, const char *name, int64_t *out)
+{
+	if (!exact_int(cJSON_GetObjectItemCaseSensitive(obj, name), out))
+		return cl_err(CLEAVE_ECORRUPT, "'%s' is not an exact integer",
+			      name);
+	return 0;
 }
 
 void cl_json_write(cleave_buf *b, const cJSON *v)

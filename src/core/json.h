@@ -27,8 +27,6 @@ int cl_fields_check(const cleave_field *fields, const cJSON *obj);
 
 /* Accessors for checked trees: NULL / dflt when absent or of another
  * type.  Strings are borrowed from the tree. */
-const char *cl_json_str(const cJSON *obj, const char *key);
-int64_t cl_json_int(const cJSON *obj, const char *key, int64_t dflt);
 
 /* Serialises compactly, integers exactly (no printf on the hot path);
  * malloc'd (free()), NULL on out of memory. */

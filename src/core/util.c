@@ -250,67 +250,6 @@ bool cl_name_ok(const char *s, size_t max, const char *charset)
 	return n > 0;
 }
 
-/* Days from civil date (proleptic Gregorian), after H. Hinnant's
- * well-known derivation, written out here from the arithmetic. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-void cl_day(int64_t unix_s, char out[11])
-{
-	int64_t z = (unix_s >= 0 ? unix_s : unix_s - 86399) / 86400 + 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	unsigned doe = (unsigned)(z - era * 146097);
-	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t y = (int64_t)yoe + era * 400;
-	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	unsigned mp = (5 * doy + 2) / 153;
-	unsigned d = doy - (153 * mp + 2) / 5 + 1;
-	unsigned m = mp < 10 ? mp + 3 : mp - 9;
-	y += m <= 2;
-	if (y < 0 || y > 9999)
-		y = 0;
-	out[0] = (char)('0' + y / 1000);
-	out[1] = (char)('0' + y / 100 % 10);
-	out[2] = (char)('0' + y / 10 % 10);
-	out[3] = (char)('0' + y % 10);
-	out[4] = '-';
-	out[5] = (char)('0' + m / 10);
-	out[6] = (char)('0' + m % 10);
-	out[7] = '-';
-	out[8] = (char)('0' + d / 10);
-	out[9] = (char)('0' + d % 10);
-	out[10] = 0;
-}
-
-bool cl_day_parse(const char *s, int64_t *unix_s)
-{
-	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-		return false;
-	for (int i = 0; i < 10; i++)
-		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-			return false;
-	int y = atoi(s);
-	unsigned m = (unsigned)atoi(s + 5), d = (unsigned)atoi(s + 8);
-	static const unsigned mdays[] = {31, 28, 31, 30, 31, 30,
-					 31, 31, 30, 31, 30, 31};
-	if (m < 1 || m > 12 || d < 1)
-		return false;
-	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	unsigned max = mdays[m - 1] + (m == 2 && leap);
-	if (d > max)
-		return false;
-	if (unix_s)
-		*unix_s = days_from_civil(y, m, d) * 86400;
-	return true;
-}
-
 /* ---- files ------------------------------------------------------------- */
 
 int cl_mkdirs(const char *path)

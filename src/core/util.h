@@ -68,10 +68,6 @@ char *cl_strndup(const char *s, size_t n);
 
 /* Validation of names. */
 bool cl_name_ok(const char *s, size_t max, const char *charset);
-/* Format a unix time (seconds) as YYYY-MM-DD (UTC) into out[11]. */
-void cl_day(int64_t unix_s, char out[11]);
-/* Parses YYYY-MM-DD strictly; false when not a real date. */
-bool cl_day_parse(const char *s, int64_t *unix_s);
 
 /* Makes directory path and its parents, mode 0700. */
 int cl_mkdirs(const char *path);

@@ -207,7 +207,7 @@ static bool machine_crashed(cleave_engine *e)
 	buf[n] = 0;
 	cJSON *j = cJSON_Parse(buf);
 	bool clean = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "clean"));
-	const char *was = cl_json_str(j, "boot_id");
+	const char *was = cleave_json_str(j, "boot_id");
 	boot_id(id, sizeof(id));
 	bool crashed = !clean && was && strcmp(was, id) != 0;
 	cJSON_Delete(j);
@@ -264,7 +264,7 @@ int cl_sync_open(cleave_engine *e)
 		cJSON *o = cJSON_GetObjectItemCaseSensitive(ps, p->def->name);
 		cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "live");
 		cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "build");
-		p->next_gen = (int)cl_json_int(o, "next_gen", 1);
+		p->next_gen = (int)cleave_json_int(o, "next_gen", 1);
 		if (e->cfg.query_node &&
 		    cl_rs_has(cl_copy_methods(e, p->def->store),
 		              CL_RS_SHARED)) {
@@ -274,8 +274,8 @@ int cl_sync_open(cleave_engine *e)
 			continue;
 		}
 		if (l) {
-			rc = cl_copy_new(p, (int)cl_json_int(l, "gen", 1),
-			                 (int)cl_json_int(l, "version", 1),
+			rc = cl_copy_new(p, (int)cleave_json_int(l, "gen", 1),
+			                 (int)cleave_json_int(l, "version", 1),
 			                 &p->live);
 		} else if (!e->cfg.read_only) {
 			/* first build: nothing older to serve */
@@ -303,8 +303,8 @@ int cl_sync_open(cleave_engine *e)
 			p->live->retired = true;
 			cl_copy_unref(p->live);
 			p->live = NULL;
-			if (p->next_gen <= (int)cl_json_int(l, "gen", 1))
-				p->next_gen = (int)cl_json_int(l, "gen", 1) + 1;
+			if (p->next_gen <= (int)cleave_json_int(l, "gen", 1))
+				p->next_gen = (int)cleave_json_int(l, "gen", 1) + 1;
 			if ((rc = cl_copy_new(p, p->next_gen++, p->def->version,
 			                      &p->live)))
 				break;
@@ -312,8 +312,8 @@ int cl_sync_open(cleave_engine *e)
 			b = NULL; /* a build under way is dropped too */
 		}
 		if (b) {
-			rc = cl_copy_new(p, (int)cl_json_int(b, "gen", 1),
-			                 (int)cl_json_int(b, "version", 1),
+			rc = cl_copy_new(p, (int)cleave_json_int(b, "gen", 1),
+			                 (int)cleave_json_int(b, "version", 1),
 			                 &p->build);
 			if (rc)
 				break;
