@@ -44,7 +44,7 @@
 
 #include "core/util.h"
 #include "write/pg_sql.h"
-#include "write/wstore.h"
+#include "write/wstore_int.h"
 
 /* The advisory lock key of the writer: "Cleave" in ASCII. */
 #define PG_LOCK_KEY 0x436c65617665LL
@@ -94,10 +94,6 @@ static const char log_schema[] =
     " domain TEXT COLLATE \"C\" NOT NULL, version INTEGER NOT NULL,"
     " PRIMARY KEY(domain, version));";
 
-#define EVENT_COLS                                                             \
-	"position, stream, version, type, schema_version, data, ts_us,"        \
-	" trace_id, command_id, idem_key, causation_id"
-
 #define UNDEFINED_TABLE "42P01"
 
 /* A command's savepoint is sent with its first statement: a command that
@@ -133,12 +129,7 @@ static int query_int(cl_pgc *c, const char *sql, const cleave_value *args,
 {
 	cleave_rows *r;
 	int rc = cl_pgc_query(c, sql, args, nargs, &r);
-	if (rc)
-		return rc;
-	rc = cleave_rows_next(r);
-	*out = rc == 1 ? cleave_rows_int(r, 0) : 0;
-	cleave_rows_close(r);
-	return rc < 0 ? rc : 0;
+	return rc ? rc : cl_ws_first_int(r, out);
 }
 
 /* Takes the writer's advisory lock, or says who holds it. */
@@ -335,8 +326,7 @@ static int pg_migrate(cl_wstore *base, const char *domain,
 
 static int read_head(cl_pgc *c, bool empty_ok, int64_t *out)
 {
-	int rc = query_int(c, "SELECT coalesce(max(position), 0) FROM events",
-	                   NULL, 0, out);
+	int rc = query_int(c, CL_WS_HEAD_SQL, NULL, 0, out);
 	if (rc && empty_ok && !strcmp(cl_pgc_sqlstate(c), UNDEFINED_TABLE)) {
 		*out = 0; /* read-only on a database without a log yet */
 		return 0;
@@ -505,23 +495,12 @@ static int pg_append(cl_wstore *base, const cl_stored_event *ev)
 	int rc = ready(s);
 	if (rc)
 		return rc;
-	cleave_value a[] = {
-	    cleave_int(ev->position),
-	    cleave_text(ev->stream),
-	    cleave_int(ev->version),
-	    cleave_text(ev->type),
-	    cleave_int(ev->schema_version),
-	    cleave_textn(ev->data, ev->data_len),
-	    cleave_int(ev->ts_us),
-	    cleave_text(ev->trace_id),
-	    cleave_text(ev->command_id),
-	    cleave_text(ev->idem_key),
-	    cleave_text(ev->causation_id),
-	};
+	cleave_value a[CL_WS_EVENT_NCOLS];
+	cl_ws_event_values(ev, a);
 	rc = cl_pgc_defer(s->c,
-	                  "INSERT INTO events(" EVENT_COLS ")"
-	                  " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-	                  a, 11);
+	                  "INSERT INTO events(" CL_WS_EVENT_COLS ")"
+	                  " VALUES" CL_WS_EVENT_PARAMS,
+	                  a, CL_WS_EVENT_NCOLS);
 	if (!rc && ev->position > s->tx_pos)
 		s->tx_pos = ev->position;
 	return rc;
@@ -529,37 +508,7 @@ static int pg_append(cl_wstore *base, const cl_stored_event *ev)
 
 static int pg_idem_get(cl_wstore *base, const char *key, cl_idem_rec *out)
 {
-	pg_store *s = (pg_store *)base;
-	cleave_rows *r;
-	cleave_value a[] = {cleave_text(key)};
-	int rc = pg_query(base,
-	                  "SELECT request_hash, rc, position, response"
-	                  " FROM cleave_idempotency WHERE key = ?",
-	                  a, 1, &r);
-	if (rc)
-		return rc;
-	rc = cleave_rows_next(r);
-	if (rc != 1) {
-		cleave_rows_close(r);
-		return rc < 0 ? rc : CLEAVE_ENOTFOUND;
-	}
-	/* copied out so the cursor closes now (see cl_idem_rec lifetime) */
-	size_t hlen, rlen;
-	const char *h = cleave_rows_text(r, 0, &hlen);
-	const char *resp = cleave_rows_text(r, 3, &rlen);
-	cl_buf_reset(&s->idem);
-	cl_buf_add(&s->idem, h ? h : "", h ? hlen : 0);
-	cl_buf_addc(&s->idem, 0);
-	cl_buf_add(&s->idem, resp ? resp : "", resp ? rlen : 0);
-	out->rc = (int)cleave_rows_int(r, 1);
-	out->position = cleave_rows_int(r, 2);
-	cleave_rows_close(r);
-	if (s->idem.oom)
-		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	out->request_hash = s->idem.p;
-	out->response = s->idem.p + hlen + 1;
-	out->response_len = rlen;
-	return 0;
+	return cl_ws_idem_get(base, &((pg_store *)base)->idem, key, out);
 }
 
 static int pg_idem_put(cl_wstore *base, const char *key, const cl_idem_rec *rec)
@@ -568,18 +517,12 @@ static int pg_idem_put(cl_wstore *base, const char *key, const cl_idem_rec *rec)
 	int rc = ready(s);
 	if (rc)
 		return rc;
-	cleave_value a[] = {
-	    cleave_text(key),
-	    cleave_text(rec->request_hash),
-	    cleave_int(rec->rc),
-	    cleave_int(rec->position),
-	    cleave_textn(rec->response, rec->response_len),
-	};
+	cleave_value a[CL_WS_IDEM_NCOLS];
+	cl_ws_idem_values(key, rec, a);
 	return cl_pgc_defer(s->c,
 	                    "INSERT INTO cleave_idempotency"
-	                    "(key, request_hash, rc, position, response)"
-	                    " VALUES(?,?,?,?,?)",
-	                    a, 5);
+	                    "(" CL_WS_IDEM_COLS ") VALUES" CL_WS_IDEM_PARAMS,
+	                    a, CL_WS_IDEM_NCOLS);
 }
 
 /* PostgreSQL checkpoints and vacuums by itself. */
@@ -631,35 +574,6 @@ static int pg_reader_head(cl_wreader *base, int64_t *out)
 	return rc ? rc : read_head(r->c, true, out);
 }
 
-/* Hands the rows to fn; *n gets how many, *last the last position.
- * Returns 1 when fn said stop, <0 on failure, else 0.  Closes rows. */
-static int emit_rows(cleave_rows *rows, cl_stored_fn fn, void *arg, int64_t *n,
-                     int64_t *last)
-{
-	int rc;
-	while ((rc = cleave_rows_next(rows)) == 1) {
-		cl_stored_event ev;
-		ev.position = cleave_rows_int(rows, 0);
-		ev.stream = cleave_rows_text(rows, 1, NULL);
-		ev.version = cleave_rows_int(rows, 2);
-		ev.type = cleave_rows_text(rows, 3, NULL);
-		ev.schema_version = (int)cleave_rows_int(rows, 4);
-		ev.data = cleave_rows_text(rows, 5, &ev.data_len);
-		ev.ts_us = cleave_rows_int(rows, 6);
-		ev.trace_id = cleave_rows_text(rows, 7, NULL);
-		ev.command_id = cleave_rows_text(rows, 8, NULL);
-		ev.idem_key = cleave_rows_text(rows, 9, NULL);
-		ev.causation_id = cleave_rows_text(rows, 10, NULL);
-		(*n)++;
-		*last = ev.position;
-		rc = fn(arg, &ev);
-		if (rc)
-			break;
-	}
-	cleave_rows_close(rows);
-	return rc < 0 ? rc : rc > 0 ? 1 : 0;
-}
-
 /* Runs sql (its last two parameters: after, chunk size) chunk by chunk, so
  * a long read never holds more than PG_READ_CHUNK rows in memory. */
 static int read_chunks(pg_reader *r, const char *sql, cleave_value *a,
@@ -682,7 +596,7 @@ static int read_chunks(pg_reader *r, const char *sql, cleave_value *a,
 			return strcmp(cl_pgc_sqlstate(r->c), UNDEFINED_TABLE)
 			           ? rc
 			           : 0; /* no log yet: nothing to read */
-		rc = emit_rows(rows, fn, arg, &n, &after);
+		rc = cl_ws_emit(rows, fn, arg, &n, &after);
 		if (rc)
 			return rc < 0 ? rc : 0;
 		if (n < want)
@@ -700,14 +614,14 @@ static int pg_read(cl_wreader *base, int64_t after, const char *stream,
 		cleave_value a[] = {cleave_text(stream), cleave_null(),
 		                    cleave_null()};
 		return read_chunks(r,
-		                   "SELECT " EVENT_COLS " FROM events"
+		                   CL_WS_SELECT_EVENTS
 		                   " WHERE stream = ? AND position > ?"
 		                   " ORDER BY position LIMIT ?",
 		                   a, 3, after, limit, fn, arg);
 	}
 	cleave_value a[] = {cleave_null(), cleave_null()};
 	return read_chunks(r,
-	                   "SELECT " EVENT_COLS " FROM events"
+	                   CL_WS_SELECT_EVENTS
 	                   " WHERE position > ? ORDER BY position LIMIT ?",
 	                   a, 2, after, limit, fn, arg);
 }
@@ -719,7 +633,7 @@ static int pg_trace(cl_wreader *base, const char *id, cl_stored_fn fn,
 	cleave_value a[] = {cleave_text(id), cleave_text(id), cleave_null(),
 	                    cleave_null()};
 	return read_chunks(r,
-	                   "SELECT " EVENT_COLS " FROM events"
+	                   CL_WS_SELECT_EVENTS
 	                   " WHERE (trace_id = ? OR command_id = ?)"
 	                   " AND position > ? ORDER BY position LIMIT ?",
 	                   a, 4, 0, 0, fn, arg);

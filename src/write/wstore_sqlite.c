@@ -19,7 +19,7 @@
 
 #include "sqlite/sqlite_util.h"
 #include "core/util.h"
-#include "write/wstore.h"
+#include "write/wstore_int.h"
 
 typedef struct sq_store {
 	cl_wstore base;
@@ -97,10 +97,6 @@ static const char log_schema[] =
 	"CREATE TABLE IF NOT EXISTS cleave_migrations("
 	" domain TEXT NOT NULL, version INTEGER NOT NULL,"
 	" PRIMARY KEY(domain, version));";
-
-#define EVENT_COLS                                                           \
-	"position, stream, version, type, schema_version, data, ts_us,"      \
-	" trace_id, command_id, idem_key, causation_id"
 
 static int open_db(const char *path, bool ro, sqlite3 **out)
 {
@@ -283,14 +279,8 @@ static int sq_migrate(cl_wstore *base, const char *domain,
 static int sq_head(cl_wstore *base, int64_t *out)
 {
 	cleave_rows *r;
-	int rc = sq_query(base, "SELECT coalesce(max(position), 0) FROM events",
-			  NULL, 0, &r);
-	if (rc)
-		return rc;
-	rc = cleave_rows_next(r);
-	*out = rc == 1 ? cleave_rows_int(r, 0) : 0;
-	cleave_rows_close(r);
-	return rc < 0 ? rc : 0;
+	int rc = sq_query(base, CL_WS_HEAD_SQL, NULL, 0, &r);
+	return rc ? rc : cl_ws_first_int(r, out);
 }
 
 /* ---- the stream index's chunks ----------------------------------------- */
@@ -466,9 +456,7 @@ static int index_flush_all(sq_store *s)
 {
 	int64_t head = 0;
 	cleave_rows *r;
-	int rc = cl_sqlite_query(s->cache,
-				 "SELECT coalesce(max(position), 0) FROM events",
-				 NULL, 0, &r);
+	int rc = cl_sqlite_query(s->cache, CL_WS_HEAD_SQL, NULL, 0, &r);
 	if (rc)
 		return rc;
 	if (cleave_rows_next(r) == 1)
@@ -591,65 +579,48 @@ static int sq_stream_version(cl_wstore *base, const char *stream,
 			  " WHERE stream = ? ORDER BY first_version DESC"
 			  " LIMIT 1",
 			  a, 1, &r);
-	if (rc)
-		return rc;
-	rc = cleave_rows_next(r);
-	*out = rc == 1 ? cleave_rows_int(r, 0) : 0;
-	cleave_rows_close(r);
-	return rc < 0 ? rc : 0;
-}
-
-/* The 11 values of an event row, in EVENT_COLS order. */
-static void event_values(const cl_stored_event *ev, cleave_value *a)
-{
-	a[0] = cleave_int(ev->position);
-	a[1] = cleave_text(ev->stream);
-	a[2] = cleave_int(ev->version);
-	a[3] = cleave_text(ev->type);
-	a[4] = cleave_int(ev->schema_version);
-	a[5] = cleave_textn(ev->data, ev->data_len);
-	a[6] = cleave_int(ev->ts_us);
-	a[7] = cleave_text(ev->trace_id);
-	a[8] = cleave_text(ev->command_id);
-	a[9] = cleave_text(ev->idem_key);
-	a[10] = cleave_text(ev->causation_id);
+	return rc ? rc : cl_ws_first_int(r, out);
 }
 
 static int sq_append(cl_wstore *base, const cl_stored_event *ev)
 {
-	cleave_value a[11];
-	event_values(ev, a);
+	cleave_value a[CL_WS_EVENT_NCOLS];
+	cl_ws_event_values(ev, a);
 	return sq_exec(base,
-		       "INSERT OR FAIL INTO events(" EVENT_COLS ")"
-		       " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-		       a, 11, NULL);
+		       "INSERT OR FAIL INTO events(" CL_WS_EVENT_COLS ")"
+		       " VALUES" CL_WS_EVENT_PARAMS,
+		       a, CL_WS_EVENT_NCOLS, NULL);
 }
 
 /* A group's events, APPEND_ROWS rows per statement: one statement run
  * instead of one per event.  The statement text is built once (the
  * statement cache knows a statement by its text's address). */
 #define APPEND_ROWS 32
-static char append_sql[64 + sizeof(EVENT_COLS) + APPEND_ROWS * 26];
+static char append_sql[64 + sizeof(CL_WS_EVENT_COLS) +
+		       APPEND_ROWS * sizeof("," CL_WS_EVENT_PARAMS)];
 static pthread_once_t append_once = PTHREAD_ONCE_INIT;
 
 static void append_sql_init(void)
 {
 	int n = snprintf(append_sql, sizeof(append_sql),
-			 "INSERT OR FAIL INTO events(" EVENT_COLS ") VALUES");
+			 "INSERT OR FAIL INTO events(" CL_WS_EVENT_COLS ")"
+			 " VALUES");
 	for (int i = 0; i < APPEND_ROWS; i++)
 		n += snprintf(append_sql + n, sizeof(append_sql) - (size_t)n,
-			      "%s(?,?,?,?,?,?,?,?,?,?,?)", i ? "," : "");
+			      "%s" CL_WS_EVENT_PARAMS, i ? "," : "");
 }
 
 static int sq_append_many(cl_wstore *base, const cl_stored_event *ev, int n)
 {
-	cleave_value a[11 * APPEND_ROWS];
+	cleave_value a[CL_WS_EVENT_NCOLS * APPEND_ROWS];
 	int i = 0, rc = 0;
 	pthread_once(&append_once, append_sql_init);
 	for (; n - i >= APPEND_ROWS && !rc; i += APPEND_ROWS) {
 		for (int k = 0; k < APPEND_ROWS; k++)
-			event_values(&ev[i + k], a + 11 * k);
-		rc = sq_exec(base, append_sql, a, 11 * APPEND_ROWS, NULL);
+			cl_ws_event_values(&ev[i + k],
+					   a + CL_WS_EVENT_NCOLS * k);
+		rc = sq_exec(base, append_sql, a,
+			     CL_WS_EVENT_NCOLS * APPEND_ROWS, NULL);
 	}
 	for (; i < n && !rc; i++)
 		rc = sq_append(base, &ev[i]);
@@ -658,53 +629,17 @@ static int sq_append_many(cl_wstore *base, const cl_stored_event *ev, int n)
 
 static int sq_idem_get(cl_wstore *base, const char *key, cl_idem_rec *out)
 {
-	sq_store *s = (sq_store *)base;
-	cleave_rows *r;
-	cleave_value a[] = {cleave_text(key)};
-	int rc = sq_query(base,
-			  "SELECT request_hash, rc, position, response"
-			  " FROM cleave_idempotency WHERE key = ?",
-			  a, 1, &r);
-	if (rc)
-		return rc;
-	rc = cleave_rows_next(r);
-	if (rc != 1) {
-		cleave_rows_close(r);
-		return rc < 0 ? rc : CLEAVE_ENOTFOUND;
-	}
-	/* copied out so the cursor closes now (see cl_idem_rec lifetime) */
-	size_t hlen, rlen;
-	const char *h = cleave_rows_text(r, 0, &hlen);
-	const char *resp = cleave_rows_text(r, 3, &rlen);
-	cl_buf_reset(&s->idem);
-	cl_buf_add(&s->idem, h ? h : "", h ? hlen : 0);
-	cl_buf_addc(&s->idem, 0);
-	cl_buf_add(&s->idem, resp ? resp : "", resp ? rlen : 0);
-	out->rc = (int)cleave_rows_int(r, 1);
-	out->position = cleave_rows_int(r, 2);
-	cleave_rows_close(r);
-	if (s->idem.oom)
-		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	out->request_hash = s->idem.p;
-	out->response = s->idem.p + hlen + 1;
-	out->response_len = rlen;
-	return 0;
+	return cl_ws_idem_get(base, &((sq_store *)base)->idem, key, out);
 }
 
 static int sq_idem_put(cl_wstore *base, const char *key, const cl_idem_rec *rec)
 {
-	cleave_value a[] = {
-		cleave_text(key),
-		cleave_text(rec->request_hash),
-		cleave_int(rec->rc),
-		cleave_int(rec->position),
-		cleave_textn(rec->response, rec->response_len),
-	};
+	cleave_value a[CL_WS_IDEM_NCOLS];
+	cl_ws_idem_values(key, rec, a);
 	return sq_exec(base,
 		       "INSERT OR FAIL INTO cleave_idempotency"
-		       "(key, request_hash, rc, position, response)"
-		       " VALUES(?,?,?,?,?)",
-		       a, 5, NULL);
+		       "(" CL_WS_IDEM_COLS ") VALUES" CL_WS_IDEM_PARAMS,
+		       a, CL_WS_IDEM_NCOLS, NULL);
 }
 
 static int sq_maintain(cl_wstore *base)
@@ -764,38 +699,14 @@ static int sq_reader_head(cl_wreader *base, int64_t *out)
 {
 	sq_reader *r = (sq_reader *)base;
 	cleave_rows *rows;
-	int rc = cl_sqlite_query(r->cache,
-				 "SELECT coalesce(max(position), 0) FROM events",
-				 NULL, 0, &rows);
-	if (rc)
-		return rc;
-	rc = cleave_rows_next(rows);
-	*out = rc == 1 ? cleave_rows_int(rows, 0) : 0;
-	cleave_rows_close(rows);
-	return rc < 0 ? rc : 0;
+	int rc = cl_sqlite_query(r->cache, CL_WS_HEAD_SQL, NULL, 0, &rows);
+	return rc ? rc : cl_ws_first_int(rows, out);
 }
 
+/* cl_ws_emit(), where fn's stop is a success. */
 static int emit_rows(cleave_rows *rows, cl_stored_fn fn, void *arg)
 {
-	int rc;
-	while ((rc = cleave_rows_next(rows)) == 1) {
-		cl_stored_event ev;
-		ev.position = cleave_rows_int(rows, 0);
-		ev.stream = cleave_rows_text(rows, 1, NULL);
-		ev.version = cleave_rows_int(rows, 2);
-		ev.type = cleave_rows_text(rows, 3, NULL);
-		ev.schema_version = (int)cleave_rows_int(rows, 4);
-		ev.data = cleave_rows_text(rows, 5, &ev.data_len);
-		ev.ts_us = cleave_rows_int(rows, 6);
-		ev.trace_id = cleave_rows_text(rows, 7, NULL);
-		ev.command_id = cleave_rows_text(rows, 8, NULL);
-		ev.idem_key = cleave_rows_text(rows, 9, NULL);
-		ev.causation_id = cleave_rows_text(rows, 10, NULL);
-		rc = fn(arg, &ev);
-		if (rc)
-			break;
-	}
-	cleave_rows_close(rows);
+	int rc = cl_ws_emit(rows, fn, arg, NULL, NULL);
 	return rc < 0 ? rc : 0;
 }
 
@@ -887,7 +798,7 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		for (size_t i = 0; i < np && (lim < 0 || c.n < lim); i++) {
 			cleave_value a[] = {cleave_int(pp[i])};
 			rc = cl_sqlite_query(r->cache,
-					     "SELECT " EVENT_COLS " FROM events"
+					     CL_WS_SELECT_EVENTS
 					     " WHERE position = ?",
 					     a, 1, &rows);
 			if (rc || (rc = emit_rows(rows, count_one, &c)))
@@ -899,7 +810,7 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 				    cleave_text(stream),
 				    cleave_int(lim < 0 ? -1 : lim - c.n)};
 		rc = cl_sqlite_query(r->cache,
-				     "SELECT " EVENT_COLS " FROM events"
+				     CL_WS_SELECT_EVENTS
 				     " WHERE position > ? AND stream = ?"
 				     " ORDER BY position LIMIT ?",
 				     a, 3, &rows);
@@ -924,7 +835,7 @@ static int sq_read(cl_wreader *base, int64_t after, const char *stream,
 	{
 		cleave_value a[] = {cleave_int(after), cleave_int(lim)};
 		rc = cl_sqlite_query(r->cache,
-				     "SELECT " EVENT_COLS " FROM events"
+				     CL_WS_SELECT_EVENTS
 				     " WHERE position > ?"
 				     " ORDER BY position LIMIT ?",
 				     a, 2, &rows);
@@ -943,7 +854,7 @@ static int sq_read_types(cl_wreader *base, int64_t after, int64_t upto,
 	int n = 0, nt = 0;
 	char sql[1024];
 	int len = snprintf(sql, sizeof(sql),
-			   "SELECT " EVENT_COLS " FROM events"
+			   CL_WS_SELECT_EVENTS
 			   " WHERE position > ? AND position <= ?");
 	a[n++] = cleave_int(after);
 	a[n++] = cleave_int(upto);
@@ -971,7 +882,7 @@ static int sq_trace(cl_wreader *base, const char *id, cl_stored_fn fn,
 	cleave_rows *rows;
 	cleave_value a[] = {cleave_text(id), cleave_text(id)};
 	int rc = cl_sqlite_query(r->cache,
-				 "SELECT " EVENT_COLS " FROM events"
+				 CL_WS_SELECT_EVENTS
 				 " WHERE trace_id = ? OR command_id = ?"
 				 " ORDER BY position",
 				 a, 2, &rows);

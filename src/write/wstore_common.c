@@ -1,0 +1,111 @@
+/*
+ * wstore_common.c — the write stores' logic that does not depend on the
+ * SQL dialect, written once for both backends (wstore_int.h): events and
+ * idempotency records to and from rows.
+ */
+#include <stdio.h>
+
+#include "write/wstore_int.h"
+
+void cl_ws_event_values(const cl_stored_event *ev, cleave_value *a)
+{
+	a[0] = cleave_int(ev->position);
+	a[1] = cleave_text(ev->stream);
+	a[2] = cleave_int(ev->version);
+	a[3] = cleave_text(ev->type);
+	a[4] = cleave_int(ev->schema_version);
+	a[5] = cleave_textn(ev->data, ev->data_len);
+	a[6] = cleave_int(ev->ts_us);
+	a[7] = cleave_text(ev->trace_id);
+	a[8] = cleave_text(ev->command_id);
+	a[9] = cleave_text(ev->idem_key);
+	a[10] = cleave_text(ev->causation_id);
+}
+
+void cl_ws_event_row(cleave_rows *r, cl_stored_event *ev)
+{
+	ev->position = cleave_rows_int(r, 0);
+	ev->stream = cleave_rows_text(r, 1, NULL);
+	ev->version = cleave_rows_int(r, 2);
+	ev->type = cleave_rows_text(r, 3, NULL);
+	ev->schema_version = (int)cleave_rows_int(r, 4);
+	ev->data = cleave_rows_text(r, 5, &ev->data_len);
+	ev->ts_us = cleave_rows_int(r, 6);
+	ev->trace_id = cleave_rows_text(r, 7, NULL);
+	ev->command_id = cleave_rows_text(r, 8, NULL);
+	ev->idem_key = cleave_rows_text(r, 9, NULL);
+	ev->causation_id = cleave_rows_text(r, 10, NULL);
+}
+
+int cl_ws_emit(cleave_rows *rows, cl_stored_fn fn, void *arg, int64_t *n,
+               int64_t *last)
+{
+	int rc;
+	while ((rc = cleave_rows_next(rows)) == 1) {
+		cl_stored_event ev;
+		cl_ws_event_row(rows, &ev);
+		if (n)
+			(*n)++;
+		if (last)
+			*last = ev.position;
+		rc = fn(arg, &ev);
+		if (rc)
+			break;
+	}
+	cleave_rows_close(rows);
+	return rc < 0 ? rc : rc > 0 ? 1 : 0;
+}
+
+int cl_ws_first_int(cleave_rows *r, int64_t *out)
+{
+	int rc = cleave_rows_next(r);
+	*out = rc == 1 ? cleave_rows_int(r, 0) : 0;
+	cleave_rows_close(r);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- idempotency records ------------------------------------------------- */
+
+void cl_ws_idem_values(const char *key, const cl_idem_rec *r, cleave_value *a)
+{
+	a[0] = cleave_text(key);
+	a[1] = cleave_text(r->request_hash);
+	a[2] = cleave_int(r->rc);
+	a[3] = cleave_int(r->position);
+	a[4] = cleave_textn(r->response, r->response_len);
+}
+
+int cl_ws_idem_get(cl_wstore *s, cl_buf *keep, const char *key,
+                   cl_idem_rec *out)
+{
+	cleave_rows *r;
+	cleave_value a[] = {cleave_text(key)};
+	int rc = s->m->query(s,
+	                     "SELECT request_hash, rc, position, response"
+	                     " FROM cleave_idempotency WHERE key = ?",
+	                     a, 1, &r);
+	if (rc)
+		return rc;
+	rc = cleave_rows_next(r);
+	if (rc != 1) {
+		cleave_rows_close(r);
+		return rc < 0 ? rc : CLEAVE_ENOTFOUND;
+	}
+	/* copied out so the cursor closes now (see cl_idem_rec lifetime) */
+	size_t hlen, rlen;
+	const char *h = cleave_rows_text(r, 0, &hlen);
+	const char *resp = cleave_rows_text(r, 3, &rlen);
+	cl_buf_reset(keep);
+	cl_buf_add(keep, h ? h : "", h ? hlen : 0);
+	cl_buf_addc(keep, 0);
+	cl_buf_add(keep, resp ? resp : "", resp ? rlen : 0);
+	out->rc = (int)cleave_rows_int(r, 1);
+	out->position = cleave_rows_int(r, 2);
+	cleave_rows_close(r);
+	if (keep->oom)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	out->request_hash = keep->p;
+	out->response = keep->p + hlen + 1;
+	out->response_len = rlen;
+	return 0;
+}
