@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 ARGS       ?=
 
 .PHONY: all build run check check-fast test deps asan tsan bench bench-quick \
-        torture fuzz soak clean format
+        torture torture-stops fuzz soak clean format
 
 all: build
 
@@ -76,11 +76,26 @@ fuzz: $(FUZZ_BUILD)/build.ninja
 # under load TORTURE_KILLS times per domain, every check after each kill
 # (see docs/reliability.md).  TORTURE_ARGS adds options of
 # tests/torture/torture.py (--help).
+# torture-stops: the same with --rebuild-stops: in every trial rebuilds of
+# several projections are asked for and the server gets SIGTERM (a clean
+# stop: exit 0, no sanitizer report) or SIGKILL 0-N ms later, N from the
+# rebuild times measured.  Any build: BUILD=build-asan (ASan+UBSan) or
+# BUILD=build-tsan (`make tsan` first); the sanitizers' options below are
+# the defaults unless set in the environment.
 TORTURE_KILLS ?= 300
 TORTURE_ARGS  ?=
+TORTURE_ENV = CLEAVE_BIN=$(CURDIR)/$(BUILD)/cleave \
+  CLEAVE_TEST_TMP=$(CURDIR)/$(BUILD)/testtmp \
+  ASAN_OPTIONS="$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+  UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
+  TSAN_OPTIONS="$${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 exitcode=66}"
 torture: build
-	CLEAVE_BIN=$(CURDIR)/$(BUILD)/cleave CLEAVE_TEST_TMP=$(CURDIR)/$(BUILD)/testtmp \
-	  python3 tests/torture/torture.py --parallel --kills $(TORTURE_KILLS) $(TORTURE_ARGS)
+	$(TORTURE_ENV) python3 tests/torture/torture.py --parallel \
+	  --kills $(TORTURE_KILLS) $(TORTURE_ARGS)
+
+torture-stops: build
+	$(TORTURE_ENV) python3 tests/torture/torture.py --parallel \
+	  --kills $(TORTURE_KILLS) --rebuild-stops $(TORTURE_ARGS)
 
 # Benchmarks: Cleave beside PostgreSQL, Redis, naive SQLite and Emmett, in
 # one run (bench/run.py; docs/performance.md).  bench-quick takes < 5 min

@@ -30,15 +30,34 @@ and restarted, many times.  After every kill:
 
 Some trials kill the server a second time while it starts up (recovery),
 some start a blue-green rebuild of a random projection just before the
-kill.  Python standard library only.
+kill.
+
+--rebuild-stops: every trial asks for blue-green rebuilds of several
+projections while the load runs, then stops the server 0-N ms later, N
+being 1.5 times the longest recent rebuild of one of them (measured from
+the server's log), so that stops land mid-build, at the switch and after
+it: with
+SIGTERM (--term-rate of them; a clean stop: exit status 0, commands in
+flight answered or refused with 503 shutting_down, which are retried after
+the restart) or SIGKILL.  The server logs at info there, and where each
+stop landed is read from its log: building, switching (its store reopened
+for the switch, not yet live), live before the stop, or switched during
+the shutdown.  Every check above runs after each stop.
+
+In every mode the server's log must hold no sanitizer report (ASan,
+LeakSanitizer, UBSan, TSan), whatever the signal.
+Python standard library only.
 
   tests/torture/torture.py --kills 300 --domains shop,bank
+  tests/torture/torture.py --kills 300 --rebuild-stops
   CLEAVE_BIN=build/cleave tests/torture/torture.py --kills 20 --json out.json
 
 Exit status 0 when every check held; 1 with the failing check, the seed
 and the kept data directory otherwise.
 """
 import argparse
+import collections
+import datetime
 import http.client
 import json
 import os
@@ -132,9 +151,46 @@ def clean_env():
     return env
 
 
+# What a sanitizer writes when it finds something (the server's stderr is
+# its log): ASan, LeakSanitizer, UBSan, TSan.
+SANITIZER_MARKS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer",
+                   b"runtime error:", b"WARNING: ThreadSanitizer",
+                   b"ThreadSanitizer: reported")
+
+
 class Server(ct.Server):
-    def kill(self):
-        """SIGKILL; returns the exit status (negative: the signal)."""
+    log_start = 0  # where this run's lines start in the log file
+
+    def _start(self, wait):
+        try:
+            self.log_start = os.path.getsize(self.log_path)
+        except OSError:
+            self.log_start = 0
+        return super()._start(wait)
+
+    def run_log(self, since=None):
+        """The bytes this run (or the part since offset `since`) wrote to
+        the log."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_start if since is None else since)
+            return f.read()
+
+    def log_size(self):
+        return os.path.getsize(self.log_path)
+
+    def check_sanitizers(self, what):
+        """Fails when this run's log holds a sanitizer report."""
+        out = self.run_log()
+        for m in SANITIZER_MARKS:
+            i = out.find(m)
+            if i >= 0:
+                fail("a sanitizer report in the server's log (%s):\n%s",
+                     what, out[max(0, i - 2000):i + 6000].decode(
+                         errors="replace"))
+
+    def kill(self, sig=signal.SIGKILL, timeout=None):
+        """Sends sig (SIGKILL, or SIGTERM with a timeout for the clean
+        stop); returns the exit status (negative: the signal)."""
         if not self.proc:
             return None
         for c in self.clients:
@@ -142,13 +198,23 @@ class Server(ct.Server):
         self.clients = []
         died_before = self.proc.poll()
         if died_before is None:
-            self.proc.send_signal(signal.SIGKILL)
-        rc = self.proc.wait()
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            self.proc = None
+            fail("no exit %.0f s after SIGTERM:\n%s", timeout,
+                 self.logs()[-4000:])
         self.log.close()
         self.proc = None
         if died_before is not None:
-            fail("the server died by itself (status %s) before the kill:\n%s",
-                 died_before, self.logs()[-4000:])
+            fail("the server died by itself (status %s) before the %s:\n%s",
+                 died_before, signal.Signals(sig).name,
+                 self.logs()[-4000:])
+        self.check_sanitizers("after %s" % signal.Signals(sig).name)
         return rc
 
     def start_and_kill(self, delay):
@@ -159,6 +225,8 @@ class Server(ct.Server):
             os.unlink(pf)
         env = dict(os.environ)
         env.update(self.env or {})
+        self.log_start = self.log_size() if os.path.exists(self.log_path) \
+            else 0
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [ct.BIN, "serve", "--listen", "127.0.0.1:0", "--port-file", pf,
@@ -166,6 +234,24 @@ class Server(ct.Server):
             stdout=self.log, stderr=self.log, env=env)
         time.sleep(delay)
         return self.kill()
+
+
+def log_lines(raw):
+    """The JSON lines of a piece of the server's log, each with its time
+    as seconds since the epoch ("t")."""
+    out = []
+    for ln in raw.splitlines():
+        if not ln.startswith(b"{"):
+            continue
+        try:
+            o = json.loads(ln)
+            o["t"] = datetime.datetime.strptime(
+                o["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
+        except (ValueError, KeyError):
+            continue
+        out.append(o)
+    return out
 
 
 # ---- one domain's run --------------------------------------------------------
@@ -187,6 +273,16 @@ class Stats:
         self.dup_pairs = 0
         self.rebuild_kills = 0
         self.rebuild_resumed = 0
+        # --rebuild-stops
+        self.term_stops = 0
+        self.kill_stops = 0
+        self.rebuilds_asked = 0
+        self.at_stop = {"building": 0, "switching": 0, "live": 0}
+        self.switched_in_shutdown = 0
+        self.refused_stopping = 0
+        self.stop_delay_ms_max = 0.0
+        self.rebuild_ms_max = 0.0
+        self.term_exit_s_max = 0.0
         self.verify_runs = 0
         self.query_checks = 0
         self.head = 0
@@ -213,7 +309,15 @@ class Torture:
         self.srv = Server("--domain", domain, "--durability",
                           args.durability, data=ct.tmpdir(
                               "torture-" + domain), name="torture-" + domain)
-        self.srv.env = {"CLEAVE_LOG_LEVEL": "warn"}
+        # at info, the log says when each rebuild started, reopened its
+        # store for the switch and went live
+        self.srv.env = {"CLEAVE_LOG_LEVEL": "info" if args.rebuild_stops
+                        else "warn"}
+        self.stopping = threading.Event()  # a SIGTERM is on its way
+        # each projection's latest rebuild times, ms (from the log)
+        self.rebuild_ms = collections.defaultdict(
+            lambda: collections.deque(maxlen=10))
+        self.term_timeout = 120.0
         self.model_pos = 0          # last event fed to the model
         self.keys = {}              # idempotency key -> [command_id, positions]
         self.refused_keys = set()   # keys answered 4xx: must never appear
@@ -351,6 +455,17 @@ class Torture:
                  p.stderr.decode(errors="replace")[-2000:])
 
     # -- load --
+    def refused_stop(self, st, data):
+        """True for the 503 shutting_down of a server we sent SIGTERM: the
+        command was refused before the queue (it wrote nothing; it is
+        retried after the restart like one whose answer was lost)."""
+        if st != 503 or not self.stopping.is_set():
+            return False
+        try:
+            return json.loads(data)["error"]["code"] == "shutting_down"
+        except (ValueError, KeyError, TypeError):
+            return False
+
     def send_twice(self, c, conn, conn2):
         """Sends c on two connections at once (a client retrying while its
         first try is in flight).  Returns the answers that came back; both
@@ -370,6 +485,9 @@ class Torture:
             pass
         t.join(120)
         self.stats.dup_sends += 1
+        for k in [k for k in got if self.refused_stop(got[k][0], got[k][2])]:
+            del got[k]
+            self.stats.refused_stopping += 1
         if len(got) == 2:
             (s1, h1, d1), (s2, h2, d2) = got[1], got[2]
             fresh = [h.get("idempotent-replayed") != "true"
@@ -407,6 +525,9 @@ class Torture:
                         st, h, data = c.send(conn)
                     except (OSError, http.client.HTTPException):
                         return  # the kill: this one's outcome is unknown
+                    if self.refused_stop(st, data):
+                        self.stats.refused_stopping += 1
+                        return  # not run: retried after the restart
                     lost_one = False
                     if h.get("idempotent-replayed"):
                         self.errors.append("first send of %s was answered "
@@ -427,36 +548,146 @@ class Torture:
             conn.close()
             conn2.close()
 
-    def run_load(self, trial, seconds, rebuild=None):
+    def run_load(self, trial, seconds, rebuild=None, stops=None):
+        """Load for `seconds`, then the stop: SIGKILL (a rebuild asked for
+        rebuild[1] s before it), or, with stops = (names, signal), the
+        rebuilds of names and that signal 0-N ms later."""
         stop = threading.Event()
+        self.stopping.clear()
         outs = [[] for _ in range(self.args.threads)]
         ths = [threading.Thread(target=self.worker,
                                 args=(i, trial, stop, outs[i]), daemon=True)
                for i in range(self.args.threads)]
         for t in ths:
             t.start()
-        if rebuild:
-            time.sleep(max(0.0, seconds - rebuild[1]))
-            conn = Conn(self.srv.port)
-            st, _, data = conn.request("POST", "/projections/%s/rebuild"
-                                       % rebuild[0])
-            conn.close()
-            if st not in (202, 409):
-                fail("rebuild of %s answered %d %r", rebuild[0], st, data)
-            time.sleep(rebuild[1])
-        else:
+        if stops:
             time.sleep(seconds)
-        rc = self.srv.kill()
+            self.rebuilds_then_stop(*stops)
+        else:
+            if rebuild:
+                time.sleep(max(0.0, seconds - rebuild[1]))
+                self.ask_rebuilds([rebuild[0]])
+                time.sleep(rebuild[1])
+            else:
+                time.sleep(seconds)
+            rc = self.srv.kill()
+            if rc != -signal.SIGKILL:
+                fail("server exit status %s, not SIGKILL", rc)
         stop.set()
         self.stats.kills += 1
-        if rc != -signal.SIGKILL:
-            fail("server exit status %s, not SIGKILL", rc)
         for t in ths:
             t.join(60)
             if t.is_alive():
                 fail("a client thread hangs after the kill")
         cmds = [c for o in outs for c in o]
         return cmds
+
+    def ask_rebuilds(self, names):
+        conn = Conn(self.srv.port)
+        try:
+            for name in names:
+                st, _, data = conn.request("POST", "/projections/%s/rebuild"
+                                           % name)
+                if st not in (202, 409):
+                    fail("rebuild of %s answered %d %r", name, st, data)
+        finally:
+            conn.close()
+
+    def rebuild_estimate(self, name=None):
+        """The longest recent rebuild of name (of any projection without
+        one), in seconds, as the log showed them."""
+        ms = list(self.rebuild_ms.get(name) or []) or \
+            [x for d in self.rebuild_ms.values() for x in d]
+        return max(ms) / 1000.0 if ms else 0.05
+
+    def rebuilds_then_stop(self, names, sig):
+        """Asks for the rebuilds of names, waits 0 to --stop-spread times
+        a recent rebuild time of one of them, and sends sig: SIGTERM must
+        give a clean stop (exit 0), SIGKILL kills."""
+        off = self.srv.log_size()
+        self.ask_rebuilds(names)
+        self.stats.rebuilds_asked += len(names)
+        # aimed at one of them, so that about two thirds of the stops
+        # land before its switch
+        delay = self.rng.uniform(0, self.args.stop_spread *
+                                 self.rebuild_estimate(
+                                     self.rng.choice(names)))
+        time.sleep(delay)
+        st = self.stats
+        st.stop_delay_ms_max = max(st.stop_delay_ms_max, delay * 1000)
+        t_sig = time.time()
+        if sig == signal.SIGTERM:
+            self.stopping.set()
+            rc = self.srv.kill(signal.SIGTERM, self.term_timeout)
+            st.term_exit_s_max = max(st.term_exit_s_max, time.time() - t_sig)
+            st.term_stops += 1
+            if rc != 0:
+                fail("exit status %s after SIGTERM, not 0 (66: a TSan "
+                     "report):\n%s", rc, self.srv.logs()[-6000:])
+        else:
+            rc = self.srv.kill()
+            st.kill_stops += 1
+            if rc != -signal.SIGKILL:
+                fail("server exit status %s, not SIGKILL", rc)
+        self.where_stopped(names, off, t_sig)
+
+    def where_stopped(self, names, off, t_sig):
+        """Reads from the server's log where each rebuild was when the
+        signal went (building, switching, live) and whether it went live
+        during a clean stop; records each rebuild's time (or, cut short,
+        a lower bound of it) for the next delays."""
+        lines = log_lines(self.srv.run_log(off))
+        shut = next((i for i, o in enumerate(lines)
+                     if o["msg"].startswith("shutting down")), None)
+        st = self.stats
+        for name in names:
+            pre = "projection %s: " % name
+            start = next((o for o in lines if o["msg"].startswith(
+                pre + "rebuild into g")), None)
+            if start is None:
+                continue  # answered 409: one was running already
+            gen = start["msg"][len(pre + "rebuild into g"):].split()[0]
+            reopen = next((o for o in lines
+                           if o["msg"].startswith(pre + "store reopened")
+                           and o["t"] >= start["t"]), None)
+            live = next((i for i, o in enumerate(lines)
+                         if o["msg"].startswith(pre + "g%s (" % gen) and
+                         " is live " in o["msg"]), None)
+            live_t = lines[live]["t"] if live is not None else None
+            if live_t is not None and live_t < t_sig:
+                st.at_stop["live"] += 1
+            elif reopen is not None and reopen["t"] < t_sig:
+                st.at_stop["switching"] += 1
+            else:
+                st.at_stop["building"] += 1
+            if live is not None and shut is not None and live > shut:
+                st.switched_in_shutdown += 1
+            ms = ((live_t if live_t is not None else t_sig) -
+                  start["t"]) * 1000
+            self.rebuild_ms[name].append(max(ms, 1.0))
+            st.rebuild_ms_max = max(st.rebuild_ms_max, ms)
+
+    def calibrate(self):
+        """--rebuild-stops: one rebuild of every projection, to the end,
+        for the first delays; and one clean stop, whose time sets how long
+        a SIGTERM may take under load."""
+        off = self.srv.log_size()
+        conn = Conn(self.srv.port)
+        try:
+            self.ask_rebuilds(self.wl.projections)
+            self.wait_rebuilds(conn)
+        finally:
+            conn.close()
+        # all live now (the last "is live" line may still be on its way:
+        # then the time until now stands for it)
+        self.where_stopped(self.wl.projections, off, time.time())
+        self.stats.at_stop = {k: 0 for k in self.stats.at_stop}
+        self.stats.switched_in_shutdown = 0
+        t0 = time.time()
+        self.srv.stop()
+        self.srv.check_sanitizers("the first clean stop")
+        self.term_timeout = max(120.0, 100 * (time.time() - t0))
+        self.srv.start()
 
     # -- after the restart --
     def replay(self, cmds, check):
@@ -564,7 +795,9 @@ class Torture:
             out.extend(d["events"])
             frm = d["next"]
 
-    def wait_rebuilds(self, conn, timeout=120):
+    def wait_rebuilds(self, conn, timeout=None):
+        if timeout is None:  # generous: 100 times the longest rebuild
+            timeout = max(120.0, 100 * self.rebuild_estimate())
         deadline = time.time() + timeout
         while True:
             ps = conn.get_json("/projections")["projections"]
@@ -586,8 +819,8 @@ class Torture:
             if rebuild:
                 ps = {p["name"]: p for p in
                       conn.get_json("/projections")["projections"]}
-                if ps[rebuild[0]]["state"] == "rebuilding":
-                    self.stats.rebuild_resumed += 1
+                self.stats.rebuild_resumed += sum(
+                    1 for n in rebuild if ps[n]["state"] == "rebuilding")
                 self.wait_rebuilds(conn)
             evs, head = self.http_log(conn, max(0, self.model_pos - 50))
             if head != self.model_pos or \
@@ -654,11 +887,18 @@ class Torture:
         t0 = time.time()
         self.srv.start()
         self.setup()
+        if a.rebuild_stops:
+            self.calibrate()
         for trial in range(a.kills):
             self.stats.trials += 1
             seconds = self.rng.uniform(a.load_min, a.load_max)
-            rebuild = None
-            if self.rng.random() < a.rebuild_rate:
+            rebuild = stops = None
+            if a.rebuild_stops:
+                names = self.rng.sample(self.wl.projections, self.rng.randint(
+                    2, len(self.wl.projections)))
+                stops = (names, signal.SIGTERM if self.rng.random() <
+                         a.term_rate else signal.SIGKILL)
+            elif self.rng.random() < a.rebuild_rate:
                 # mostly within a few ms of the kill, so the rebuild is
                 # still running when the kill lands
                 gap = self.rng.uniform(0, 0.004)
@@ -667,7 +907,7 @@ class Torture:
                 rebuild = (self.rng.choice(self.wl.projections), gap)
                 self.stats.rebuild_kills += 1
             t1 = time.time()
-            self.trial_cmds = self.run_load(trial, seconds, rebuild)
+            self.trial_cmds = self.run_load(trial, seconds, rebuild, stops)
             self.stats.phase("load", t1)
             for msg in self.errors:
                 fail("during the load: %s", msg)
@@ -697,7 +937,8 @@ class Torture:
             self.srv.start()
             self.stats.phase("restart", t1)
             t1 = time.time()
-            self.restart_checks(trial, rebuild)
+            self.restart_checks(trial, stops[0] if stops else
+                                [rebuild[0]] if rebuild else None)
             self.stats.phase("restart_checks", t1)
             if a.progress and (trial + 1) % a.progress == 0:
                 self.log("%s: %d/%d kills, %d acknowledged, head %d, %.0f s"
@@ -720,6 +961,7 @@ class Torture:
                 fail("GET /events disagrees with the files at %d",
                      ev["position"])
         self.srv.stop()
+        self.srv.check_sanitizers("the last clean stop")
         self.crash_checks()
         self.verify()
 
@@ -794,6 +1036,17 @@ def main(argv=None):
                     help="share of kills just after a rebuild started")
     ap.add_argument("--startup-kill-rate", type=float, default=0.1,
                     help="share of restarts killed again during startup")
+    ap.add_argument("--rebuild-stops", action="store_true",
+                    help="every trial: rebuilds of several projections "
+                    "asked for under load, then SIGTERM or SIGKILL 0-N ms "
+                    "later (N: --stop-spread times a recent rebuild's "
+                    "time); --kills counts these stops")
+    ap.add_argument("--term-rate", type=float, default=0.5,
+                    help="with --rebuild-stops: share of stops that are "
+                    "SIGTERM (a clean stop) rather than SIGKILL")
+    ap.add_argument("--stop-spread", type=float, default=1.5,
+                    help="with --rebuild-stops: the latest stop, in "
+                    "rebuild times (default 1.5)")
     ap.add_argument("--verify-every", type=int, default=1,
                     help="run `cleave verify` after every Nth kill")
     ap.add_argument("--durability", default="fsync",
@@ -827,9 +1080,11 @@ def main(argv=None):
     def log(msg):
         print("torture: " + msg, flush=True)
 
-    log("binary %s%s, seed %d, %d kills per domain, %d clients, "
+    log("binary %s%s, seed %d, %d %s per domain, %d clients, "
         "durability %s" % (ct.BIN, " (ASan)" if is_asan(ct.BIN) else "",
-                           seed, a.kills, a.threads, a.durability))
+                           seed, a.kills, "stops just after rebuilds "
+                           "(SIGTERM or SIGKILL)" if a.rebuild_stops
+                           else "kills", a.threads, a.durability))
     figures = {"seed": seed, "binary": ct.BIN, "domains": {}}
     ok = True
     for i, dom in enumerate(a.domains.split(",")):
@@ -876,6 +1131,21 @@ def main(argv=None):
                s.lost_committed, s.lost_applied_on_retry, s.replays,
                s.dup_sends, s.dup_pairs, s.verify_runs, s.query_checks,
                s.head, s.seconds))
+        if a.rebuild_stops:
+            log("%s: %d stops just after rebuilds were asked for (%d "
+                "SIGTERM, %d SIGKILL), %d rebuilds asked; at the stop %d "
+                "were building, %d switching (store reopened, not yet "
+                "live), %d live; %d went live during a clean stop; %d "
+                "resumed after the restart; %d commands refused while "
+                "stopping (retried); stops 0-%.0f ms after the rebuilds "
+                "were asked, the longest rebuild %.0f ms; the longest "
+                "clean stop %.2f s"
+                % (dom, s.term_stops + s.kill_stops, s.term_stops,
+                   s.kill_stops, s.rebuilds_asked, s.at_stop["building"],
+                   s.at_stop["switching"], s.at_stop["live"],
+                   s.switched_in_shutdown, s.rebuild_resumed,
+                   s.refused_stopping, s.stop_delay_ms_max,
+                   s.rebuild_ms_max, s.term_exit_s_max))
         log("%s: time by phase: %s" % (dom, ", ".join(
             "%s %.1f s" % kv for kv in sorted(s.phases.items()))))
         if ok and not a.keep:
