@@ -771,6 +771,24 @@ int cleave_log_read(cleave_engine *e, int64_t after, const char *stream,
 /* Visits events whose trace id or command id equals `id`. */
 int cleave_log_trace(cleave_engine *e, const char *id, cleave_event_fn fn,
 		     void *arg);
+/* Appends ev as a JSON object: position, stream, version, type,
+ * schema_version, data (the stored JSON text), ts_us, trace_id,
+ * command_id, and idempotency_key and causation_id when set. */
+void cleave_event_json(cleave_buf *b, const cleave_event *ev);
+/* At most CLEAVE_TRACE_EVENTS_MAX events of one trace are shown. */
+#define CLEAVE_TRACE_EVENTS_MAX 10000
+/* Appends to b the trace of `id` (a trace id or a command id) as one JSON
+ * object: {"id", "events": [cleave_event_json…], "truncated": more than
+ * CLEAVE_TRACE_EVENTS_MAX matched, "commands": [{"command_id",
+ * "trace_id", "idempotency_key", "causation_id", "ts_us", "events":
+ * [positions], "projections": [fate…]}…], "projections": [fate…]}, the
+ * commands in log order of their first event, a projection's fate being
+ * {"name", "version", "state", "position", "subscribed" (to any of the
+ * events), "needs" (the position it must reach), "applied", "applied_at_us"
+ * (null when not recorded: recent positions only, not across restarts)}.
+ * Errors: CLEAVE_ENOTFOUND (nothing has that id), CLEAVE_EINVAL (a bad
+ * id), CLEAVE_ENOMEM, and the log's read errors. */
+int cleave_log_trace_json(cleave_engine *e, const char *id, cleave_buf *b);
 
 typedef enum cleave_proj_state {
 	CLEAVE_PROJ_LIVE = 0,

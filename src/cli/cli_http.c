@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli_util.h"
+#include "cli_util.h"
 
 typedef struct url {
 	char host[256];

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli_util.h"
+#include "cli_util.h"
 #include "domains.h"
 
 /* ---- messages ------------------------------------------------------------ */

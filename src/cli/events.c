@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/cli_util.h"
+#include "cli.h"
+#include "cli_util.h"
 
 enum {
 	OPT_FOLLOW = 'f',

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cleave.h"
-#include "cli/cli.h"
+#include "cli.h"
 
 /* Read by jemalloc (the program's allocator, see CMakeLists.txt) at start:
  * a background thread returns freed memory to the system even for arenas

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/cli_util.h"
+#include "cli.h"
+#include "cli_util.h"
 
 enum { OPT_WAIT = 0x100, OPT_NO_WAIT, OPT_TIMEOUT };
 

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "cleave.h"
-#include "cli/cli.h"
-#include "server/config.h"
-#include "server/server.h"
+#include "cli.h"
+#include "config.h"
+#include "server.h"
 
 static void usage(FILE *f)
 {

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/cli_util.h"
+#include "cli.h"
+#include "cli_util.h"
 
 static const char *const headers[] = {"PROJECTION", "VERSION",    "STATE",
                                       "POSITION",   "LAG EVENTS", "LAG SECONDS",

@@ -10,49 +10,24 @@
  * recent positions only and not across restarts: older ones print
  * "applied (time not recorded)".
  *
- * With --server the server answers the same (GET /trace/ID, which groups
- * the events by command and gives each projection's fate), and the
- * output is the same.
+ * The engine builds the trace (cleave_log_trace_json: the events grouped
+ * by command, each projection's fate); with --server the server answers
+ * the same document (GET /trace/ID), so both print through one path.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/cli_util.h"
-#include "core/util.h"
+#include "cli.h"
+#include "cli_util.h"
 
-static bool same(const char *a, const char *b)
-{
-	return (!a && !b) || (a && b && !strcmp(a, b));
-}
-
-/* The domain's definition of projection `name` at `version`: a domain
- * may list several versions of one projection (during a migration). */
-static const cleave_projection_def *proj_def(cleave_engine *e, const char *name,
-                                             int version)
-{
-	const cleave_domain *d = cleave_engine_domain(e);
-	const cleave_projection_def *any = NULL;
-	for (const cleave_projection_def *p = d->projections; p && p->name;
-	     p++) {
-		if (strcmp(p->name, name))
-			continue;
-		if (p->version == version)
-			return p;
-		any = p;
-	}
-	return any;
-}
-
-static bool subscribes(const cleave_projection_def *d, const char *type)
-{
-	if (!d || !d->event_types)
-		return true;
-	for (const char *const *t = d->event_types; *t; t++)
-		if (!strcmp(*t, type))
-			return true;
-	return false;
-}
+/* An event of the trace, as the trace document gives it (the strings
+ * point into that document; data is printed apart, owned). */
+typedef struct tev {
+	int64_t position, version, ts_us;
+	int schema_version;
+	const char *stream, *type, *trace_id, *command_id, *idem, *causation;
+	char *data;
+} tev;
 
 typedef struct papplied {
 	const char *name;
@@ -64,37 +39,11 @@ typedef struct papplied {
 	int64_t upto;    /* the command's last event this one needs */
 } papplied;
 
-static void projection_fate(cleave_engine *e, int i, const cl_evcopy *ev, int n,
-                            papplied *out)
-{
-	cleave_proj_status s;
-	memset(out, 0, sizeof(*out));
-	if (cleave_projection_status(e, i, &s))
-		return;
-	out->name = s.name;
-	out->version = s.version;
-	out->state = cleave_proj_state_name(s.state);
-	out->position = s.position;
-	const cleave_projection_def *d = proj_def(e, s.name, s.version);
-	for (int k = 0; k < n; k++)
-		if (subscribes(d, ev[k].type)) {
-			out->subscribed = true;
-			out->upto = ev[k].position;
-		}
-	if (!out->subscribed)
-		out->upto = ev[n - 1].position;
-	int64_t when = 0;
-	if (cleave_projection_applied_at(e, i, out->upto, &when) == 0) {
-		out->applied = true;
-		out->when_us = when;
-	}
-}
-
-static void print_json(const cl_evcopy *ev, int n, const papplied *pa, int np)
+static void print_json(const tev *ev, int n, const papplied *pa, int np)
 {
 	char t[32];
 	cJSON *o = cJSON_CreateObject();
-	const cl_evcopy *f = &ev[0];
+	const tev *f = &ev[0];
 	const char *meta[][2] = {{"command_id", f->command_id},
 	                         {"trace_id", f->trace_id},
 	                         {"idempotency_key", f->idem},
@@ -146,10 +95,10 @@ static void print_json(const cl_evcopy *ev, int n, const papplied *pa, int np)
 	cJSON_Delete(o);
 }
 
-static void print_human(const cl_evcopy *ev, int n, const papplied *pa, int np)
+static void print_human(const tev *ev, int n, const papplied *pa, int np)
 {
 	char t[32];
-	const cl_evcopy *f = &ev[0];
+	const tev *f = &ev[0];
 	cli_fmt_time(t, f->ts_us);
 	printf("command %s\n", f->command_id ? f->command_id : "-");
 	printf("  trace id         %s\n", f->trace_id ? f->trace_id : "-");
@@ -210,7 +159,7 @@ static void print_human(const cl_evcopy *ev, int n, const papplied *pa, int np)
 	cli_table_free(&tb);
 }
 
-static void print_block(const cli_common *c, const cl_evcopy *ev, int n,
+static void print_block(const cli_common *c, const tev *ev, int n,
                         const papplied *pa, int np, int *blocks)
 {
 	if (!c->json && (*blocks)++)
@@ -223,58 +172,53 @@ static void print_block(const cli_common *c, const cl_evcopy *ev, int n,
 
 /* ---- --server ------------------------------------------------------------ */
 
-static char *jdup(const cJSON *o, const char *key)
-{
-	const char *v = cli_jstr(o, key);
-	return v ? strdup(v) : NULL;
-}
-
-/* The server's answer to GET /trace/ID, printed as with --data: one block
- * per command of "commands", with its events (found by position in
- * "events") and the fate it gives for each projection. */
+/* The trace document (cleave_log_trace_json, or the server's answer to
+ * GET /trace/ID): one block per command of "commands", with its events
+ * (found by position in "events") and the fate it gives for each
+ * projection. */
 static int print_answer(const cli_common *c, const cJSON *j)
 {
-	cl_evcopies x = {0};
-	int rc = 0, blocks = 0;
+	const cJSON *all = cJSON_GetObjectItemCaseSensitive(j, "events");
+	int n = cJSON_GetArraySize(all), rc = 0, blocks = 0;
+	tev *ev = calloc((size_t)n + 1, sizeof(*ev));
+	tev *group = malloc(((size_t)n + 1) * sizeof(*group));
 	const cJSON *e, *cmd;
-	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "events"))
+	int k = 0;
+	cJSON_ArrayForEach(e, all)
 	{
-		cl_evcopy *t = cl_evcopies_add(&x);
-		if (!t) {
-			rc = CLI_EXIT_FAIL;
+		if (!ev)
 			break;
-		}
+		tev *t = &ev[k++];
 		t->position = cli_jint(e, "position", 0);
 		t->version = cli_jint(e, "version", 0);
 		t->ts_us = cli_jint(e, "ts_us", 0);
 		t->schema_version = (int)cli_jint(e, "schema_version", 0);
-		t->stream = jdup(e, "stream");
-		t->type = jdup(e, "type");
+		t->stream = cli_jstr(e, "stream");
+		t->type = cli_jstr(e, "type");
 		t->data = cJSON_PrintUnformatted(
 		    cJSON_GetObjectItemCaseSensitive(e, "data"));
-		t->trace_id = jdup(e, "trace_id");
-		t->command_id = jdup(e, "command_id");
-		t->idem = jdup(e, "idempotency_key");
-		t->causation = jdup(e, "causation_id");
+		t->trace_id = cli_jstr(e, "trace_id");
+		t->command_id = cli_jstr(e, "command_id");
+		t->idem = cli_jstr(e, "idempotency_key");
+		t->causation = cli_jstr(e, "causation_id");
 		if (!t->stream || !t->type || !t->data) {
 			rc = CLI_EXIT_FAIL;
 			break;
 		}
 	}
-	cl_evcopy *group = rc ? NULL : malloc((size_t)x.n * sizeof(*group) + 1);
 	papplied *pa = NULL;
 	cJSON_ArrayForEach(cmd, cJSON_GetObjectItemCaseSensitive(j, "commands"))
 	{
-		if (!group || cli_out_broken())
+		if (!ev || !group || rc || cli_out_broken())
 			break;
 		int g = 0, np = 0;
 		const cJSON *p;
 		cJSON_ArrayForEach(
 		    p, cJSON_GetObjectItemCaseSensitive(cmd, "events"))
 		{
-			for (int k = 0; k < x.n; k++)
-				if (x.ev[k].position == (int64_t)p->valuedouble)
-					group[g++] = x.ev[k];
+			for (int m = 0; m < n; m++)
+				if (ev[m].position == (int64_t)p->valuedouble)
+					group[g++] = ev[m];
 		}
 		const cJSON *ps =
 		    cJSON_GetObjectItemCaseSensitive(cmd, "projections");
@@ -301,16 +245,18 @@ static int print_answer(const cli_common *c, const cJSON *j)
 		if (g)
 			print_block(c, group, g, pa, np, &blocks);
 	}
-	if (!group || rc) {
+	if (!ev || !group || rc) {
 		cli_errorf(c, "out of memory");
 		rc = CLI_EXIT_FAIL;
 	}
 	free(pa);
 	free(group);
-	cl_evcopies_free(&x);
+	for (int m = 0; ev && m < n; m++)
+		free(ev[m].data);
+	free(ev);
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "truncated")))
 		cli_errorf(c, "only the first %d events are shown",
-		           CL_TRACE_EVENTS_MAX);
+		           CLEAVE_TRACE_EVENTS_MAX);
 	return rc;
 }
 
@@ -386,57 +332,22 @@ int cl_cmd_trace(int argc, char **argv)
 	cleave_engine *e;
 	if ((rc = cli_engine_open(&c, true, &e)))
 		return rc;
-	cl_evcopies x = {0};
-	int r = cleave_log_trace(e, id, cl_evcopies_copy, &x);
+	cleave_buf b = CLEAVE_BUF_INIT;
+	int r = cleave_log_trace_json(e, id, &b);
 	if (r < 0) {
 		cli_errorf(&c, "%s", cleave_errmsg());
 		rc = r == CLEAVE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
-	} else if (x.n == 0) {
-		cli_errorf(&c,
-		           "no event has trace id or command id '%s' "
-		           "(a command that was rejected wrote none)",
-		           id);
-		rc = CLI_EXIT_FAIL;
 	} else {
-		/* one block per command, in log order of first events */
-		bool *done = calloc((size_t)x.n, sizeof(bool));
-		cl_evcopy *group = malloc((size_t)x.n * sizeof(*group));
-		int blocks = 0;
-		for (int i = 0; done && group && i < x.n; i++) {
-			if (done[i])
-				continue;
-			int g = 0;
-			for (int k = i; k < x.n; k++)
-				if (!done[k] && same(x.ev[k].command_id,
-				                     x.ev[i].command_id)) {
-					group[g++] = x.ev[k];
-					done[k] = true;
-				}
-			int np = cleave_projection_count(e);
-			papplied *pa = calloc((size_t)np + 1, sizeof(*pa));
-			if (!pa) {
-				free(done);
-				done = NULL;
-				break;
-			}
-			for (int k = 0; k < np; k++)
-				projection_fate(e, k, group, g, &pa[k]);
-			print_block(&c, group, g, pa, np, &blocks);
-			free(pa);
-			if (cli_out_broken())
-				break;
-		}
-		if (!done || !group) {
+		cJSON *j = cJSON_ParseWithLength(b.p, b.len);
+		if (j) {
+			rc = print_answer(&c, j);
+		} else {
 			cli_errorf(&c, "out of memory");
 			rc = CLI_EXIT_FAIL;
 		}
-		free(done);
-		free(group);
-		if (x.truncated)
-			cli_errorf(&c, "only the first %d events are shown",
-			           CL_TRACE_EVENTS_MAX);
+		cJSON_Delete(j);
 	}
-	cl_evcopies_free(&x);
+	cleave_buf_free(&b);
 	cleave_engine_close(e);
 	return cli_finish(&c, rc);
 }

@@ -14,8 +14,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "cli/cli.h"
-#include "cli/cli_util.h"
+#include "cli.h"
+#include "cli_util.h"
 
 typedef struct vstate {
 	const cli_common *c;

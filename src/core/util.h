@@ -76,27 +76,4 @@ int cl_rmtree(const char *path);
 /* fsync a directory (after renames/creates in it). */
 int cl_fsync_dir(const char *path);
 
-/* Owned copies of events: a cleave_event's strings live only as long as
- * the callback that receives it, and a trace keeps what it found. */
-#define CL_TRACE_EVENTS_MAX 10000 /* events of one trace id kept */
-
-typedef struct cl_evcopy {
-	int64_t position, version, ts_us;
-	int schema_version;
-	char *stream, *type, *data, *trace_id, *command_id, *idem, *causation;
-} cl_evcopy;
-
-typedef struct cl_evcopies {
-	cl_evcopy *ev;
-	int n, cap;
-	bool truncated; /* an event past CL_TRACE_EVENTS_MAX was refused */
-} cl_evcopies;
-
-/* A new zeroed element at the end, or NULL when memory ran out. */
-cl_evcopy *cl_evcopies_add(cl_evcopies *l);
-/* Appends a copy of e: 0, 1 when the list is full (l->truncated set; stop
- * reading), or CLEAVE_ENOMEM.  A cleave_event_fn. */
-int cl_evcopies_copy(void *l, const cleave_event *e);
-void cl_evcopies_free(cl_evcopies *l);
-
 #endif

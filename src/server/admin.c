@@ -6,25 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/http.h"
-#include "server/log.h"
+#include "http.h"
+#include "log.h"
 
 #define EVENTS_DEFAULT 100
 #define EVENTS_MAX     1000
-
-static void add_opt_str(cleave_buf *b, const char *key, const char *v,
-                        bool null_when_absent)
-{
-	if (!v && !null_when_absent)
-		return;
-	cleave_buf_addc(b, ',');
-	cleave_buf_add_jstr(b, key, strlen(key));
-	cleave_buf_addc(b, ':');
-	if (v)
-		cleave_buf_add_jstr(b, v, strlen(v));
-	else
-		cleave_buf_adds(b, "null");
-}
 
 typedef struct events_ctx {
 	cleave_buf *b;
@@ -32,39 +18,12 @@ typedef struct events_ctx {
 	int64_t last;
 } events_ctx;
 
-void cl_event_json(cleave_buf *b, const cleave_event *ev)
-{
-	cleave_buf_adds(b, "{\"position\":");
-	cleave_buf_add_i64(b, ev->position);
-	cleave_buf_adds(b, ",\"stream\":");
-	cleave_buf_add_jstr(b, ev->stream, strlen(ev->stream));
-	cleave_buf_adds(b, ",\"version\":");
-	cleave_buf_add_i64(b, ev->version);
-	cleave_buf_adds(b, ",\"type\":");
-	cleave_buf_add_jstr(b, ev->type, strlen(ev->type));
-	cleave_buf_adds(b, ",\"schema_version\":");
-	cleave_buf_add_i64(b, ev->schema_version);
-	/* the stored JSON text as is, with the stored schema_version */
-	cleave_buf_adds(b, ",\"data\":");
-	if (ev->data && ev->data_len)
-		cleave_buf_add(b, ev->data, ev->data_len);
-	else
-		cleave_buf_adds(b, "{}");
-	cleave_buf_adds(b, ",\"ts_us\":");
-	cleave_buf_add_i64(b, ev->ts_us);
-	add_opt_str(b, "trace_id", ev->trace_id, true);
-	add_opt_str(b, "command_id", ev->command_id, true);
-	add_opt_str(b, "idempotency_key", ev->idempotency_key, false);
-	add_opt_str(b, "causation_id", ev->causation_id, false);
-	cleave_buf_addc(b, '}');
-}
-
 static int add_event(void *arg, const cleave_event *ev)
 {
 	events_ctx *x = arg;
 	if (x->n++)
 		cleave_buf_addc(x->b, ',');
-	cl_event_json(x->b, ev);
+	cleave_event_json(x->b, ev);
 	x->last = ev->position;
 	return x->b->oom ? CLEAVE_ENOMEM : 0;
 }

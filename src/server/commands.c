@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/http.h"
-#include "server/log.h"
+#include "http.h"
+#include "log.h"
 
 /* If-Match: "<stream version>" — a quoted non-negative integer. */
 static bool parse_if_match(const char *v, int64_t *out)

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/config.h"
-#include "server/guard.h"
-#include "server/log.h"
+#include "config.h"
+#include "guard.h"
+#include "log.h"
 
 typedef enum flag_type {
 	F_STR,     /* const char * */

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
-#include "server/http.h"
-#include "server/log.h"
+#include "http.h"
+#include "log.h"
 
 /* ---- connection deadlines ------------------------------------------------ */
 

@@ -42,8 +42,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/http.h"
-#include "server/log.h"
+#include "http.h"
+#include "log.h"
 
 /* ---- names ----------------------------------------------------------- */
 

@@ -40,7 +40,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/http.h"
+#include "http.h"
 
 typedef struct scan {
 	cl_req *r;

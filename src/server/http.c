@@ -15,8 +15,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "server/http.h"
-#include "server/log.h"
+#include "http.h"
+#include "log.h"
 
 int64_t cl_mono_now_us(void)
 {

@@ -31,8 +31,8 @@
 #include <microhttpd.h>
 
 #include "cleave.h"
-#include "server/config.h"
-#include "server/guard.h"
+#include "config.h"
+#include "guard.h"
 
 #define CL_MAX_PARAMS      32   /* query-string parameters per request */
 #define CL_MAX_PARAM_VALUE 4096 /* bytes of one decoded value */
@@ -363,9 +363,6 @@ enum MHD_Result cl_h_verify(cl_req *r);
 enum MHD_Result cl_h_trace(cl_req *r);
 enum MHD_Result cl_h_metrics(cl_req *r);
 enum MHD_Result cl_h_health(cl_req *r);
-
-/* Appends event ev as the JSON object GET /events lists (admin.c). */
-void cl_event_json(cleave_buf *b, const cleave_event *ev);
 
 /* Query index of `name` in the domain, or -1. */
 int cl_query_index(cl_srv *s, const char *name);

@@ -17,9 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/util.h"
-#include "server/http.h"
-#include "server/log.h"
+#include "http.h"
+#include "log.h"
 
 #define VERIFY_DIFFS_MAX 1000  /* differences listed in an answer */
 
@@ -249,199 +248,18 @@ enum MHD_Result cl_h_verify(cl_req *r)
 
 /* ---- GET /trace/<id> ----------------------------------------------------- */
 
-typedef struct tstate {
-	cleave_buf *b;
-	cl_evcopies l;
-} tstate;
-
-static int collect(void *arg, const cleave_event *e)
-{
-	tstate *x = arg;
-	int rc = cl_evcopies_copy(&x->l, e);
-	if (rc)
-		return rc;
-	if (x->l.n > 1)
-		cleave_buf_addc(x->b, ',');
-	cl_event_json(x->b, e);
-	return x->b->oom ? CLEAVE_ENOMEM : 0;
-}
-
-static bool same(const char *a, const char *b)
-{
-	return (!a && !b) || (a && b && !strcmp(a, b));
-}
-
-/* The domain's definition of projection `name` at `version` (a domain
- * may list several versions of one projection while migrating). */
-static const cleave_projection_def *proj_def(const cleave_domain *d,
-                                             const char *name, int version)
-{
-	const cleave_projection_def *any = NULL;
-	for (const cleave_projection_def *p = d->projections; p && p->name;
-	     p++) {
-		if (strcmp(p->name, name))
-			continue;
-		if (p->version == version)
-			return p;
-		any = p;
-	}
-	return any;
-}
-
-static bool subscribes(const cleave_projection_def *d, const char *type)
-{
-	if (!d || !d->event_types)
-		return true;
-	for (const char *const *t = d->event_types; *t; t++)
-		if (!strcmp(*t, type))
-			return true;
-	return false;
-}
-
-static void add_str_or_null(cleave_buf *b, const char *key, const char *v)
-{
-	cleave_buf_addf(b, "\"%s\":", key);
-	if (v)
-		cleave_buf_add_jstr(b, v, strlen(v));
-	else
-		cleave_buf_adds(b, "null");
-}
-
-/* For each projection, whether its serving copy has applied the events
- * ev[k] with pick[k] (the last one it subscribes to; the last of all when
- * it subscribes to none) and when. */
-static void add_fates(cleave_buf *b, cl_srv *s, const cl_evcopy *ev, const bool *pick,
-                      int n)
-{
-	int np = cleave_projection_count(s->e);
-	cleave_buf_addc(b, '[');
-	for (int i = 0, out = 0; i < np; i++) {
-		cleave_proj_status st;
-		if (cleave_projection_status(s->e, i, &st))
-			continue;
-		const cleave_projection_def *d =
-		    proj_def(s->dom, st.name, st.version);
-		bool sub = false;
-		int64_t upto = 0, last = 0, when = 0;
-		for (int k = 0; k < n; k++) {
-			if (!pick[k])
-				continue;
-			last = ev[k].position;
-			if (subscribes(d, ev[k].type)) {
-				sub = true;
-				upto = ev[k].position;
-			}
-		}
-		if (!sub)
-			upto = last;
-		bool applied =
-		    cleave_projection_applied_at(s->e, i, upto, &when) == 0;
-		if (out++)
-			cleave_buf_addc(b, ',');
-		cleave_buf_adds(b, "{\"name\":");
-		cleave_buf_add_jstr(b, st.name, strlen(st.name));
-		cleave_buf_addf(b,
-		             ",\"version\":%d,\"state\":\"%s\",\"position\":"
-		             "%lld,\"subscribed\":%s,\"needs\":%lld,"
-		             "\"applied\":%s,\"applied_at_us\":",
-		             st.version, cleave_proj_state_name(st.state),
-		             (long long)st.position, sub ? "true" : "false",
-		             (long long)upto, applied ? "true" : "false");
-		if (applied && when)
-			cleave_buf_add_i64(b, when);
-		else
-			cleave_buf_adds(b, "null");
-		cleave_buf_addc(b, '}');
-	}
-	cleave_buf_addc(b, ']');
-}
-
-/* One object per command (events grouped by command id, in log order of
- * their first event): its ids, time, event positions and the fate of
- * its events in each projection. */
-static void add_commands(cleave_buf *b, cl_srv *s, const cl_evcopy *ev, int n,
-                         bool *done, bool *pick)
-{
-	cleave_buf_addc(b, '[');
-	for (int i = 0, blocks = 0; i < n; i++) {
-		if (done[i])
-			continue;
-		const cl_evcopy *f = &ev[i];
-		if (blocks++)
-			cleave_buf_addc(b, ',');
-		cleave_buf_addc(b, '{');
-		add_str_or_null(b, "command_id", f->command_id);
-		cleave_buf_addc(b, ',');
-		add_str_or_null(b, "trace_id", f->trace_id);
-		cleave_buf_addc(b, ',');
-		add_str_or_null(b, "idempotency_key", f->idem);
-		cleave_buf_addc(b, ',');
-		add_str_or_null(b, "causation_id", f->causation);
-		cleave_buf_addf(b, ",\"ts_us\":%lld,\"events\":[",
-		             (long long)f->ts_us);
-		for (int k = i, m = 0; k < n; k++) {
-			pick[k] =
-			    !done[k] && same(ev[k].command_id, f->command_id);
-			if (!pick[k])
-				continue;
-			done[k] = true;
-			if (m++)
-				cleave_buf_addc(b, ',');
-			cleave_buf_add_i64(b, ev[k].position);
-		}
-		for (int k = 0; k < i; k++)
-			pick[k] = false;
-		cleave_buf_adds(b, "],\"projections\":");
-		add_fates(b, s, ev, pick, n);
-		cleave_buf_addc(b, '}');
-	}
-	cleave_buf_addc(b, ']');
-}
-
 static void trace_work(cl_req *r)
 {
-	cl_srv *s = r->s;
-	cleave_buf b;
-	tstate x = {&b, {0}};
-	cleave_buf_init(&b);
-	cleave_buf_adds(&b, "{\"id\":");
-	cleave_buf_add_jstr(&b, r->name, strlen(r->name));
-	cleave_buf_adds(&b, ",\"events\":[");
-	int rc = cleave_log_trace(s->e, r->name, collect, &x);
-	if (rc < 0 || x.l.n == 0) {
+	cleave_buf b = CLEAVE_BUF_INIT;
+	int rc = cleave_log_trace_json(r->s->e, r->name, &b);
+	if (rc) {
 		char msg[512];
-		if (rc < 0)
-			snprintf(msg, sizeof(msg), "%s",
-			         *cleave_errmsg() ? cleave_errmsg()
-			                          : cleave_strerror(rc));
-		else
-			snprintf(msg, sizeof(msg),
-			         "no event has trace id or command id '%s' (a "
-			         "command that was rejected wrote none)",
-			         r->name);
-		cl_evcopies_free(&x.l);
+		snprintf(msg, sizeof(msg), "%s",
+		         *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
 		cleave_buf_free(&b);
-		job_fail(r, rc < 0 ? rc : CLEAVE_ENOTFOUND,
-		         rc == CLEAVE_EINVAL ? "invalid_argument" : NULL, msg);
+		job_fail(r, rc, NULL, msg);
 		return;
 	}
-	bool *done = calloc((size_t)x.l.n, sizeof(bool));
-	bool *pick = calloc((size_t)x.l.n, sizeof(bool));
-	if (done && pick) {
-		cleave_buf_addf(&b, "],\"truncated\":%s,\"commands\":",
-		             x.l.truncated ? "true" : "false");
-		add_commands(&b, s, x.l.ev, x.l.n, done, pick);
-		for (int k = 0; k < x.l.n; k++)
-			pick[k] = true;
-		cleave_buf_adds(&b, ",\"projections\":");
-		add_fates(&b, s, x.l.ev, pick, x.l.n);
-		cleave_buf_addc(&b, '}');
-	} else {
-		b.oom = true;
-	}
-	free(done);
-	free(pick);
-	cl_evcopies_free(&x.l);
 	job_done(r, &b);
 }
 

@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/log.h"
+#include "log.h"
 
 static atomic_int min_level = CLEAVE_LOG_INFO;
 

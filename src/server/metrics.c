@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/http.h"
+#include "http.h"
 
 static void help(cleave_buf *b, const char *name, const char *type,
                  const char *text)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/http.h"
+#include "http.h"
 
 /* ---- paths and query strings ------------------------------------------------
  */

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "server/http.h"
+#include "http.h"
 
 static const cl_route routes[] = {
     {CL_M_POST, "/commands/{}", cl_h_command, CL_R_BODY | CL_R_ADMIN},

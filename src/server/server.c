@@ -27,9 +27,9 @@
 #include <unistd.h>
 
 #include "domains.h"
-#include "server/http.h"
-#include "server/log.h"
-#include "server/server.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
 
 /* Parses HOST:PORT ("[::1]:8080", "localhost:0") into *ss. */
 static int parse_listen(const char *spec, struct sockaddr_storage *ss,

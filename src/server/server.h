@@ -4,7 +4,7 @@
 #ifndef CL_SERVER_SERVER_H
 #define CL_SERVER_SERVER_H
 
-#include "server/config.h"
+#include "config.h"
 
 /* Opens the engine for cfg->domain, serves HTTP until SIGTERM or SIGINT,
  * then shuts down gracefully.  Returns the process exit code: 0 after a
