@@ -1,7 +1,7 @@
 /*
  * wstore_common.c — the write stores' logic that does not depend on the
  * SQL dialect, written once for both backends (wstore_int.h): events and
- * idempotency records to and from rows.
+ * idempotency records to and from rows, and the domain's migrations.
  */
 #include <stdio.h>
 
@@ -107,5 +107,80 @@ int cl_ws_idem_get(cl_wstore *s, cl_buf *keep, const char *key,
 	out->request_hash = keep->p;
 	out->response = keep->p + hlen + 1;
 	out->response_len = rlen;
+	return 0;
+}
+
+/* ---- migrations ---------------------------------------------------------- */
+
+/* Refuses a store that holds another domain's tables. */
+static int check_domain(cl_wstore *s, const cl_ws_migrator *mg,
+                        const char *domain)
+{
+	cleave_rows *r;
+	cleave_value a[] = {cleave_text(domain)};
+	int rc = s->m->query(s,
+	                     "SELECT domain FROM cleave_migrations"
+	                     " WHERE domain <> ? LIMIT 1",
+	                     a, 1, &r);
+	if (rc)
+		return mg->read_only ? 0 : rc; /* no table yet (read-only) */
+	if (cleave_rows_next(r) != 1) {
+		cleave_rows_close(r);
+		return 0;
+	}
+	char other[128];
+	snprintf(other, sizeof(other), "%s", cleave_rows_text(r, 0, NULL));
+	cleave_rows_close(r);
+	return cl_err(CLEAVE_EINVAL,
+	              "%s holds the '%s' domain, not '%s' (use --domain %s or "
+	              "another %s)",
+	              mg->where, other, domain, other, mg->instead);
+}
+
+/* Migration #v, with its record, in one transaction. */
+static int run_one(cl_wstore *s, const cl_ws_migrator *mg, const char *domain,
+                   int v, const char *sql)
+{
+	cleave_value a[] = {cleave_text(domain), cleave_int(v)};
+	int rc = mg->script(s, mg->begin_sql);
+	if (rc)
+		return rc;
+	rc = mg->script(s, sql);
+	if (!rc)
+		rc = s->m->exec(s,
+		                "INSERT INTO cleave_migrations(domain, version)"
+		                " VALUES(?, ?)",
+		                a, 2, NULL);
+	if (!rc)
+		rc = mg->commit(s);
+	if (rc) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
+		mg->abort(s);
+		return cl_err(rc, "migration %s #%d failed: %s", domain, v,
+		              msg);
+	}
+	return 0;
+}
+
+int cl_ws_migrate(cl_wstore *s, const cl_ws_migrator *mg, const char *domain,
+                  const char *const *migrations)
+{
+	int rc = check_domain(s, mg, domain);
+	if (rc || mg->read_only)
+		return rc;
+	for (int v = 1; migrations && migrations[v - 1]; v++) {
+		int64_t n = 0;
+		cleave_rows *r;
+		cleave_value a[] = {cleave_text(domain), cleave_int(v)};
+		rc = s->m->query(s,
+		                 "SELECT count(*) FROM cleave_migrations"
+		                 " WHERE domain = ? AND version = ?",
+		                 a, 2, &r);
+		if (rc || (rc = cl_ws_first_int(r, &n)))
+			return rc;
+		if (!n && (rc = run_one(s, mg, domain, v, migrations[v - 1])))
+			return rc;
+	}
 	return 0;
 }

@@ -2,9 +2,9 @@
  * wstore_int.h — what the write-store backends share beyond wstore.h
  * (private to src/write): the columns and the portable SQL of the log and
  * the idempotency records, and the logic that does not depend on the SQL
- * dialect (wstore_common.c).  Each backend keeps its own schema,
- * transactions and reads; the engine still reaches a store only through
- * its method table.
+ * dialect (wstore_common.c), the domain's migrations among it.  Each backend
+ * keeps its own schema, transactions and reads; the engine still reaches a
+ * store only through its method table.
  *
  * The SQL texts here are written so that SQLite and PostgreSQL read them
  * alike ('?' placeholders: pg_sql.c rewrites them).
@@ -56,5 +56,30 @@ void cl_ws_idem_values(const char *key, const cl_idem_rec *r, cleave_value *a);
  * next call.  CLEAVE_ENOTFOUND when there is none. */
 int cl_ws_idem_get(cl_wstore *s, cl_buf *keep, const char *key,
                    cl_idem_rec *out);
+
+/* What cl_ws_migrate() needs of a backend beyond the method table. */
+typedef struct cl_ws_migrator {
+	bool read_only; /* the store was opened read-only: check only */
+	/* The store, as a refusal names it ("this data directory"), and
+	 * what to use instead of it ("--data" for "another --data"). */
+	const char *where, *instead;
+	/* Runs statements without parameters outside the writer's batches:
+	 * a migration, and begin_sql to begin its transaction. */
+	int (*script)(cl_wstore *s, const char *sql);
+	const char *begin_sql;
+	/* Commits a migration's transaction; rolls it back after a failure
+	 * (once it began). */
+	int (*commit)(cl_wstore *s);
+	void (*abort)(cl_wstore *s);
+} cl_ws_migrator;
+
+/* The method migrate, after the backend created the log's tables: refuses
+ * a store that holds another domain (CLEAVE_EINVAL), then runs each
+ * migration not yet recorded in cleave_migrations in a transaction of its
+ * own, with its record.  A read-only store is only checked, and one
+ * without the migrations table yet passes.  A failed migration's error
+ * says which one ("migration <domain> #<n> failed: ..."). */
+int cl_ws_migrate(cl_wstore *s, const cl_ws_migrator *mg, const char *domain,
+                  const char *const *migrations);
 
 #endif

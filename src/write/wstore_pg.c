@@ -259,69 +259,48 @@ static int pg_query(cl_wstore *base, const char *sql, const cleave_value *args,
 	return cl_pgc_query(s->c, sql, args, nargs, out);
 }
 
+/* A migration's statements, outside the writer's batches. */
+static int pg_script(cl_wstore *base, const char *sql)
+{
+	return cl_pgc_script(((pg_store *)base)->c, sql);
+}
+
+static int pg_migration_commit(cl_wstore *base)
+{
+	pg_store *s = (pg_store *)base;
+	char tag[32] = "";
+	int rc = cl_pgc_exec(s->c, "COMMIT", NULL, 0, NULL, tag, sizeof(tag));
+	if (!rc && strcmp(tag, "COMMIT"))
+		rc = cl_err(CLEAVE_EINTERNAL, "COMMIT answered %s", tag);
+	return rc;
+}
+
+static void pg_migration_abort(cl_wstore *base)
+{
+	pg_store *s = (pg_store *)base;
+	if (cl_pgc_xact(s->c) != CL_PGC_IDLE)
+		cl_pgc_script(s->c, "ROLLBACK");
+}
+
+/* DDL is transactional in PostgreSQL: a migration and its record commit
+ * together or not at all. */
 static int pg_migrate(cl_wstore *base, const char *domain,
                       const char *const *migrations)
 {
 	pg_store *s = (pg_store *)base;
-	cleave_rows *dr;
-	int drc = pg_query(base,
-	                   "SELECT domain FROM cleave_migrations"
-	                   " WHERE domain <> ? LIMIT 1",
-	                   (cleave_value[]){cleave_text(domain)}, 1, &dr);
-	if (drc)
-		return s->read_only ? 0 : drc; /* no table yet (read-only) */
-	if (cleave_rows_next(dr) == 1) {
-		char other[128], red[256];
-		snprintf(other, sizeof(other), "%s",
-		         cleave_rows_text(dr, 0, NULL));
-		cleave_rows_close(dr);
-		cl_pg_redact(s->uri, red, sizeof(red));
-		return cl_err(CLEAVE_EINVAL,
-		              "PostgreSQL database %s holds the '%s' domain, "
-		              "not '%s' (use --domain %s or another database)",
-		              red, other, domain, other);
-	}
-	cleave_rows_close(dr);
-	if (s->read_only)
-		return 0;
-	for (int v = 1; migrations && migrations[v - 1]; v++) {
-		int64_t n = 0;
-		cleave_value a[] = {cleave_text(domain), cleave_int(v)};
-		int rc = query_int(s->c,
-		                   "SELECT count(*) FROM cleave_migrations"
-		                   " WHERE domain = ? AND version = ?",
-		                   a, 2, &n);
-		if (rc)
-			return rc;
-		if (n)
-			continue;
-		/* DDL is transactional in PostgreSQL: a migration and its
-		 * record commit together or not at all */
-		char tag[32] = "";
-		if ((rc = cl_pgc_script(s->c, "BEGIN")))
-			return rc;
-		rc = cl_pgc_script(s->c, migrations[v - 1]);
-		if (!rc)
-			rc = cl_pgc_exec(s->c,
-			                 "INSERT INTO cleave_migrations"
-			                 "(domain, version) VALUES(?, ?)",
-			                 a, 2, NULL, NULL, 0);
-		if (!rc)
-			rc = cl_pgc_exec(s->c, "COMMIT", NULL, 0, NULL, tag,
-			                 sizeof(tag));
-		if (!rc && strcmp(tag, "COMMIT"))
-			rc =
-			    cl_err(CLEAVE_EINTERNAL, "COMMIT answered %s", tag);
-		if (rc) {
-			char msg[400];
-			snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
-			if (cl_pgc_xact(s->c) != CL_PGC_IDLE)
-				cl_pgc_script(s->c, "ROLLBACK");
-			return cl_err(rc, "migration %s #%d failed: %s", domain,
-			              v, msg);
-		}
-	}
-	return 0;
+	char red[256], where[300];
+	cl_pg_redact(s->uri, red, sizeof(red));
+	snprintf(where, sizeof(where), "PostgreSQL database %s", red);
+	const cl_ws_migrator mg = {
+	    .read_only = s->read_only,
+	    .where = where,
+	    .instead = "database",
+	    .script = pg_script,
+	    .begin_sql = "BEGIN",
+	    .commit = pg_migration_commit,
+	    .abort = pg_migration_abort,
+	};
+	return cl_ws_migrate(base, &mg, domain, migrations);
 }
 
 static int read_head(cl_pgc *c, bool empty_ok, int64_t *out)

@@ -215,65 +215,35 @@ static int sq_query(cl_wstore *base, const char *sql, const cleave_value *args,
 			       out);
 }
 
+/* A migration's statements, outside the writer's batches. */
+static int sq_script(cl_wstore *base, const char *sql)
+{
+	return cl_sqlite_script(((sq_store *)base)->db, sql);
+}
+
+static int sq_migration_commit(cl_wstore *base)
+{
+	return sq_script(base, "COMMIT");
+}
+
+static void sq_migration_abort(cl_wstore *base)
+{
+	sq_script(base, "ROLLBACK");
+}
+
 static int sq_migrate(cl_wstore *base, const char *domain,
 		      const char *const *migrations)
 {
-	sq_store *s = (sq_store *)base;
-	cleave_rows *dr;
-	int drc = sq_query(base,
-			   "SELECT domain FROM cleave_migrations"
-			   " WHERE domain != ? LIMIT 1",
-			   (cleave_value[]){cleave_text(domain)}, 1, &dr);
-	if (drc)
-		return s->read_only ? 0 : drc; /* no table yet (read-only) */
-	if (cleave_rows_next(dr) == 1) {
-		char other[128];
-		snprintf(other, sizeof(other), "%s",
-			 cleave_rows_text(dr, 0, NULL));
-		cleave_rows_close(dr);
-		return cl_err(CLEAVE_EINVAL,
-			      "this data directory holds the '%s' domain, "
-			      "not '%s' (use --domain %s or another --data)",
-			      other, domain, other);
-	}
-	cleave_rows_close(dr);
-	if (s->read_only)
-		return 0;
-	for (int v = 1; migrations && migrations[v - 1]; v++) {
-		int64_t n = 0;
-		cleave_rows *r;
-		cleave_value a[] = {cleave_text(domain), cleave_int(v)};
-		int rc = sq_query(base,
-				  "SELECT count(*) FROM cleave_migrations"
-				  " WHERE domain = ? AND version = ?",
-				  a, 2, &r);
-		if (rc)
-			return rc;
-		if (cleave_rows_next(r) == 1)
-			n = cleave_rows_int(r, 0);
-		cleave_rows_close(r);
-		if (n)
-			continue;
-		if ((rc = cl_sqlite_script(s->db, "BEGIN IMMEDIATE")))
-			return rc;
-		rc = cl_sqlite_script(s->db, migrations[v - 1]);
-		if (!rc)
-			rc = sq_exec(base,
-				     "INSERT INTO cleave_migrations"
-				     "(domain, version) VALUES(?, ?)",
-				     a, 2, NULL);
-		if (rc) {
-			int keep = rc;
-			char msg[400];
-			snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
-			cl_sqlite_script(s->db, "ROLLBACK");
-			return cl_err(keep, "migration %s #%d failed: %s",
-				      domain, v, msg);
-		}
-		if ((rc = cl_sqlite_script(s->db, "COMMIT")))
-			return rc;
-	}
-	return 0;
+	const cl_ws_migrator mg = {
+		.read_only = ((sq_store *)base)->read_only,
+		.where = "this data directory",
+		.instead = "--data",
+		.script = sq_script,
+		.begin_sql = "BEGIN IMMEDIATE",
+		.commit = sq_migration_commit,
+		.abort = sq_migration_abort,
+	};
+	return cl_ws_migrate(base, &mg, domain, migrations);
 }
 
 static int sq_head(cl_wstore *base, int64_t *out)
