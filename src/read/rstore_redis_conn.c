@@ -1,0 +1,219 @@
+/*
+ * rstore_redis_conn.c — the "redis" read store's connections to its
+ * server: errors, a pool of connections per store, timeouts, and the
+ * URIs and paths that name a server, a database and a copy's keys.
+ *
+ * Every command has a timeout (RD_READ_TIMEOUT_MS in read transactions,
+ * which hold an HTTP thread; RD_TIMEOUT_S otherwise); a connection that
+ * failed is closed, not pooled, and the next transaction connects again.
+ * Errors are CLEAVE_EIO naming the server, except Redis's OOM (maxmemory),
+ * which is CLEAVE_ENOSPC.
+ */
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "read/rstore_redis_int.h"
+
+#define RD_TIMEOUT_S       10   /* writers, maintenance */
+#define RD_READ_TIMEOUT_MS 1000 /* queries: they hold an HTTP thread */
+
+/* ---- errors and connections -------------------------------------------- */
+
+int cl_rd_ctx_err(rd_store *s, redisContext *c, const char *what)
+{
+	if (c && c->err == REDIS_ERR_IO &&
+	    strstr(c->errstr, "temporarily unavailable")) /* EAGAIN */
+		return cl_err(CLEAVE_EIO,
+		              "redis %s:%d: %s: no answer within the timeout",
+		              s->host, s->port, what);
+	return cl_err(CLEAVE_EIO, "redis %s:%d: %s: %s", s->host, s->port, what,
+	              c && c->errstr[0] ? c->errstr : "no connection");
+}
+
+int cl_rd_reply_err(rd_store *s, const redisReply *r, const char *what)
+{
+	if (!strncmp(r->str, "OOM", 3))
+		return cl_err(CLEAVE_ENOSPC,
+		              "redis %s:%d: %s: out of memory (maxmemory): %s",
+		              s->host, s->port, what, r->str);
+	return cl_err(CLEAVE_EIO, "redis %s:%d: %s: %s", s->host, s->port, what,
+	              r->str);
+}
+
+/* Runs one command on t's connection; the reply (not an error reply) in
+ * *out. */
+int cl_rd_cmd(rd_tx *t, int argc, const char **argv, const size_t *argl,
+              const char *what, redisReply **out)
+{
+	redisReply *r = redisCommandArgv(t->c, argc, argv, argl);
+	*out = NULL;
+	if (!r) {
+		t->broken = true;
+		return cl_rd_ctx_err(t->s, t->c, what);
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		int rc = cl_rd_reply_err(t->s, r, what);
+		freeReplyObject(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+static struct timeval timeout_for(bool write)
+{
+	struct timeval tv = {RD_TIMEOUT_S, 0};
+	if (!write) {
+		tv.tv_sec = RD_READ_TIMEOUT_MS / 1000;
+		tv.tv_usec = (RD_READ_TIMEOUT_MS % 1000) * 1000;
+	}
+	return tv;
+}
+
+int cl_rd_connect(rd_store *s, bool write, redisContext **out)
+{
+	struct timeval tv = timeout_for(write);
+	redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+	*out = NULL;
+	if (!c)
+		return cl_err(CLEAVE_ENOMEM, "redis: out of memory");
+	if (c->err) {
+		int rc = cl_rd_ctx_err(s, c, "connect");
+		redisFree(c);
+		return rc;
+	}
+	redisSetTimeout(c, tv);
+	redisReply *r = s->db ? redisCommand(c, "SELECT %d", s->db)
+	                      : redisCommand(c, "PING");
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		int rc = r ? cl_err(CLEAVE_EIO, "redis %s:%d: %s", s->host,
+		                    s->port, r->str)
+		           : cl_rd_ctx_err(s, c, "connect");
+		if (r)
+			freeReplyObject(r);
+		redisFree(c);
+		return rc;
+	}
+	freeReplyObject(r);
+	*out = c;
+	return 0;
+}
+
+/* A pooled connection, or a new one, with the timeout of its use: a
+ * Redis that hangs (not refuses) must not hold a query's HTTP thread for
+ * long, while a writer's large MULTI/EXEC may take a while. */
+int cl_rd_conn_get(rd_store *s, bool write, redisContext **out)
+{
+	pthread_mutex_lock(&s->mu);
+	redisContext *c = s->nidle ? s->idle[--s->nidle] : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (!c)
+		return cl_rd_connect(s, write, out);
+	if (redisSetTimeout(c, timeout_for(write)) != REDIS_OK) {
+		redisFree(c);
+		return cl_rd_connect(s, write, out);
+	}
+	*out = c;
+	return 0;
+}
+
+void cl_rd_conn_put(rd_store *s, redisContext *c, bool broken)
+{
+	if (!c)
+		return;
+	if (!broken && !c->err) {
+		pthread_mutex_lock(&s->mu);
+		if (s->nidle < RD_IDLE_MAX) {
+			s->idle[s->nidle++] = c;
+			c = NULL;
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	if (c)
+		redisFree(c);
+}
+
+/* ---- paths ------------------------------------------------------------- */
+
+/* Parses "redis://HOST[:PORT][/DB]" at uri into host, port, db; *rest
+ * points past it (at "/..." or the end).  0 or CLEAVE_EINVAL. */
+int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port, int *db,
+                   const char **rest)
+{
+	static const char scheme[] = "redis://";
+	if (!uri || strncmp(uri, scheme, sizeof(scheme) - 1))
+		return cl_err(CLEAVE_EINVAL,
+		              "redis: '%s' is not redis://HOST"
+		              "[:PORT][/DB]",
+		              uri ? uri : "(null)");
+	const char *p = uri + sizeof(scheme) - 1;
+	size_t hl = strcspn(p, ":/?#@");
+	if (hl == 0 || hl >= hcap || p[hl] == '@' || p[hl] == '?' ||
+	    p[hl] == '#')
+		return cl_err(CLEAVE_EINVAL,
+		              "redis: '%s': expected redis://HOST[:PORT][/DB] "
+		              "(no user, password or options)",
+		              uri);
+	memcpy(host, p, hl);
+	host[hl] = 0;
+	p += hl;
+	*port = 6379;
+	*db = 0;
+	if (*p == ':') {
+		char *end;
+		long v = strtol(p + 1, &end, 10);
+		if (end == p + 1 || v < 1 || v > 65535)
+			return cl_err(CLEAVE_EINVAL, "redis: '%s': bad port",
+			              uri);
+		*port = (int)v;
+		p = end;
+	}
+	if (*p == '/' && p[1] >= '0' && p[1] <= '9') {
+		char *end;
+		long v = strtol(p + 1, &end, 10);
+		if (v < 0 || v > 1000000 || (*end && *end != '/'))
+			return cl_err(CLEAVE_EINVAL,
+			              "redis: '%s': bad database number", uri);
+		*db = (int)v;
+		p = end;
+	}
+	if (*p && *p != '/')
+		return cl_err(CLEAVE_EINVAL,
+		              "redis: '%s': unexpected '%s' (expected "
+		              "redis://HOST[:PORT][/DB])",
+		              uri, p);
+	*rest = p;
+	return 0;
+}
+
+int cl_rd_parse_path(rd_store *s, const char *path)
+{
+	const char *rest;
+	int rc = cl_redis_parse(path, s->host, sizeof(s->host), &s->port,
+	                        &s->db, &rest);
+	if (rc)
+		return rc;
+	if (*rest != '/' || !rest[1] || strlen(rest + 1) >= RD_PREFIX_MAX ||
+	    strchr(rest + 1, '|'))
+		return cl_err(
+		    CLEAVE_EINVAL,
+		    "redis: '%s': expected redis://HOST:PORT/DB/PREFIX "
+		    "(a prefix without '|', under %d bytes)",
+		    path, RD_PREFIX_MAX);
+	snprintf(s->prefix, sizeof(s->prefix), "%s", rest + 1);
+	return 0;
+}
+
+/* Redis key "PREFIX|what|ns" (what "h" or "z"), or "PREFIX|ns" (what
+ * NULL), in out (cap >= RD_PREFIX_MAX + CL_NS_IMAX + 8). */
+size_t cl_rd_key(const rd_store *s, const char *what, const char *ns, char *out,
+                 size_t cap)
+{
+	int n = what ? snprintf(out, cap, "%s|%s|%s", s->prefix, what, ns)
+	             : snprintf(out, cap, "%s|ns", s->prefix);
+	return (size_t)n;
+}
