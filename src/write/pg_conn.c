@@ -33,18 +33,6 @@
 #define PGC_PENDING_MAX 64   /* deferred statements before a forced sync */
 #define PGC_STMT_MAX    1024 /* SQL texts prepared per connection */
 
-/* Copies a libpq message without its trailing newlines. */
-static void copy_msg(char *out, size_t cap, const char *msg)
-{
-	snprintf(out, cap, "%s", msg ? msg : "");
-	size_t n = strlen(out);
-	while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
-		out[--n] = 0;
-	for (char *q = out; *q; q++)
-		if (*q == '\n')
-			*q = ' ';
-}
-
 /* ---- the connection and its statements --------------------------------- */
 
 typedef struct stmt {
@@ -112,7 +100,7 @@ static int connect_db(cl_pgc *c)
 	if (PQstatus(conn) != CONNECTION_OK) {
 		char red[256], msg[300];
 		cl_pg_redact(c->uri, red, sizeof(red));
-		copy_msg(msg, sizeof(msg), PQerrorMessage(conn));
+		cl_pg_copy_msg(msg, sizeof(msg), PQerrorMessage(conn));
 		PQfinish(conn);
 		return cl_err(CLEAVE_EIO,
 		              "cannot connect to PostgreSQL at %s: %s", red,
@@ -255,7 +243,8 @@ uint64_t cl_pgc_failed_seq(cl_pgc *c)
 static int lost_err(cl_pgc *c)
 {
 	char msg[300];
-	copy_msg(msg, sizeof(msg), c->conn ? PQerrorMessage(c->conn) : "");
+	cl_pg_copy_msg(msg, sizeof(msg),
+	               c->conn ? PQerrorMessage(c->conn) : "");
 	return cl_err(CLEAVE_EIO, "the connection to PostgreSQL is lost%s%s",
 	              *msg ? ": " : "", msg);
 }

@@ -182,8 +182,7 @@ static int map_sqlstate(const char *st)
 	return CLEAVE_EINTERNAL;
 }
 
-/* Copies a libpq message without its trailing newlines. */
-static void copy_msg(char *out, size_t cap, const char *msg)
+void cl_pg_copy_msg(char *out, size_t cap, const char *msg)
 {
 	snprintf(out, cap, "%s", msg ? msg : "");
 	size_t n = strlen(out);
@@ -216,7 +215,7 @@ int cl_pg_err(PGconn *conn, const PGresult *res, const char *what)
 		const char *m = res ? PQresultErrorMessage(res) : "";
 		if ((!m || !*m) && conn)
 			m = PQerrorMessage(conn);
-		copy_msg(msg, sizeof(msg), m);
+		cl_pg_copy_msg(msg, sizeof(msg), m);
 		if (!*msg)
 			snprintf(msg, sizeof(msg), "no answer from the server");
 	}

@@ -1,9 +1,9 @@
 /*
  * pg_sql.h — what the PostgreSQL write store stands on (private): the
- * rewrite of portable '?' placeholders to PostgreSQL's $n and the mapping
- * of SQLSTATEs to CLEAVE_E* codes (pg_sql.c); a connection with its
- * prepared-statement cache and its pipeline, and row cursors over results
- * (pg_conn.c).
+ * rewrite of portable '?' placeholders to PostgreSQL's $n, the mapping
+ * of SQLSTATEs to CLEAVE_E* codes and libpq's messages to one-line ones
+ * (pg_sql.c); a connection with its prepared-statement cache and its
+ * pipeline, and row cursors over results (pg_conn.c).
  *
  * A cl_pgc is one libpq connection in pipeline mode, used by one thread at
  * a time.  A statement is either run (sent, then a Sync, then every result
@@ -41,6 +41,9 @@ int cl_pg_err(struct pg_conn *conn, const struct pg_result *res,
 
 /* Copies uri into out with any password replaced by "***" (for messages). */
 void cl_pg_redact(const char *uri, char *out, size_t cap);
+/* Copies a libpq message into out (cap bytes) as one line, without its
+ * trailing newlines and spaces. */
+void cl_pg_copy_msg(char *out, size_t cap, const char *msg);
 
 typedef struct cl_pgc cl_pgc;
 
