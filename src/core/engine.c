@@ -281,11 +281,9 @@ static void engine_free(cleave_engine *e)
 	if (!e)
 		return;
 	cl_sync_close(e);
-	for (int i = 0; i < e->nreaders; i++)
-		e->wm->reader_close(e->readers[i]);
+	cl_logpub_close(e);
 	if (e->ws)
 		e->wm->close(e->ws);
-	cl_ring_free(e->ring);
 	cl_nametab_free(&e->cmd_idx);
 	cl_nametab_free(&e->query_idx);
 	free(e->query_reads);
@@ -297,9 +295,6 @@ static void engine_free(cleave_engine *e)
 	free(e->wstore_dir);
 	if (e->lock_fd > 0)
 		close(e->lock_fd);
-	pthread_mutex_destroy(&e->rdmu);
-	pthread_mutex_destroy(&e->advmu);
-	pthread_cond_destroy(&e->advcond);
 	free(e);
 }
 
@@ -310,9 +305,6 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	cleave_engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	pthread_mutex_init(&e->rdmu, NULL);
-	pthread_mutex_init(&e->advmu, NULL);
-	pthread_cond_init(&e->advcond, NULL);
 	e->cfg = *cfg;
 	e->lock_fd = -1;
 	if (!e->cfg.queue_max)
@@ -380,12 +372,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	int64_t head;
 	if ((rc = e->wm->head(e->ws, &head)))
 		goto fail;
-	atomic_store(&e->head, head);
-	e->ring = cl_ring_new(e->cfg.ring_events, (size_t)64 << 20);
-	if (!e->ring) {
-		rc = cl_err(CLEAVE_ENOMEM, "out of memory");
+	if ((rc = cl_logpub_open(e, head)))
 		goto fail;
-	}
 	if ((rc = cl_sync_open(e)))
 		goto fail;
 	if (!cfg->read_only && !cfg->query_node) {
@@ -427,7 +415,7 @@ void cleave_engine_close(cleave_engine *e)
 	cl_writer_stop(e);
 	cl_sync_stop(e);
 	cl_watch_stop(e);
-	cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, atomic_load(&e->head),
+	cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, cl_log_head(e),
 	       "engine closed");
 	engine_free(e);
 }
@@ -435,55 +423,6 @@ void cleave_engine_close(cleave_engine *e)
 const cleave_domain *cleave_engine_domain(const cleave_engine *e)
 {
 	return e->dom;
-}
-
-/* ---- log readers ------------------------------------------------------------ */
-
-cl_wreader *cl_reader_get(cleave_engine *e)
-{
-	cl_wreader *r = NULL;
-	pthread_mutex_lock(&e->rdmu);
-	if (e->nreaders)
-		r = e->readers[--e->nreaders];
-	pthread_mutex_unlock(&e->rdmu);
-	if (!r && e->wm->reader_open(e->ws, &r))
-		return NULL;
-	return r;
-}
-
-void cl_reader_put(cleave_engine *e, cl_wreader *r)
-{
-	if (!r)
-		return;
-	pthread_mutex_lock(&e->rdmu);
-	if (e->nreaders < (int)CL_ARRAY_LEN(e->readers)) {
-		e->readers_idle[e->nreaders] = cl_mono_us();
-		e->readers[e->nreaders++] = r;
-		r = NULL;
-	}
-	pthread_mutex_unlock(&e->rdmu);
-	if (r)
-		e->wm->reader_close(r);
-}
-
-void cl_readers_trim(cleave_engine *e, int64_t idle_us)
-{
-	cl_wreader *old[CL_ARRAY_LEN(e->readers)];
-	int64_t since = cl_mono_us() - idle_us;
-	int n = 0;
-	pthread_mutex_lock(&e->rdmu);
-	/* the bottom of the stack has been idle longest */
-	while (n < e->nreaders && e->readers_idle[n] < since)
-		n++;
-	memcpy(old, e->readers, (size_t)n * sizeof(old[0]));
-	e->nreaders -= n;
-	memmove(e->readers, e->readers + n,
-		(size_t)e->nreaders * sizeof(e->readers[0]));
-	memmove(e->readers_idle, e->readers_idle + n,
-		(size_t)e->nreaders * sizeof(e->readers_idle[0]));
-	pthread_mutex_unlock(&e->rdmu);
-	for (int i = 0; i < n; i++)
-		e->wm->reader_close(old[i]);
 }
 
 static bool needs_upcast(cleave_engine *e, const char *type, int version)
@@ -551,7 +490,7 @@ int cl_event_from_stored(cleave_engine *e, const cl_stored_event *s,
 
 int64_t cleave_log_head(cleave_engine *e)
 {
-	return atomic_load(&e->head);
+	return cl_log_head(e);
 }
 
 typedef struct read_ctx {

@@ -13,6 +13,7 @@
 
 #include "cleave.h"
 #include "core/util.h"
+#include "core/logpub.h"
 #include "read/rstore.h"
 #include "sync/sync.h"
 #include "write/wstore.h"
@@ -156,37 +157,18 @@ struct cleave_engine {
 	const cl_wstore_methods *wm;
 	cl_wstore *ws;
 	cl_writer *writer;         /* the queue, the writer thread (private) */
-	atomic_int_fast64_t head;
-	int64_t head_ts;
 
-	/* log readers (pool): a stack, the most recently returned on top;
-	 * readers_idle[i] is when readers[i] came back */
-	pthread_mutex_t rdmu;
-	cl_wreader *readers[16];
-	int64_t readers_idle[16];
-	int nreaders;
+
+	cl_logpub *log;            /* head, ring, advanced, readers (logpub.c) */
 
 	/* sync: projections, copies, waits, following (private to src/sync) */
 	cl_sync *sync;
-	cl_ring *ring;
-	pthread_mutex_t advmu;
-	pthread_cond_t advcond;  /* the log advanced, or stop */
-	uint64_t adv_seq;
 };
 
 /* engine.c */
 void cl_log(cleave_engine *e, int level, const char *trace_id,
 	    const char *command_id, int64_t position, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
-cl_wreader *cl_reader_get(cleave_engine *e);
-void cl_reader_put(cleave_engine *e, cl_wreader *r);
-/* Closes the pooled readers idle for more than idle_us (the upkeep thread
- * calls it: a burst of readers, such as a rebuild's, is not kept for the
- * process's life). */
-void cl_readers_trim(cleave_engine *e, int64_t idle_us);
-/* How long a pooled log reader may stay idle (an SQLite reader holds two
- * descriptors and up to 1 MiB of page cache). */
-#define CL_READER_IDLE_US (10 * 1000000LL)
 /* Turns a stored row into an event (parsing and upcasting data).  With an
  * arena, an event that needs no upcasting is parsed into it (*in_arena
  * true: drop it with the arena, never cJSON_Delete); otherwise the json

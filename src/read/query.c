@@ -231,7 +231,7 @@ int cleave_query_run(cleave_engine *e, const char *name,
 			q.position = pos;
 	}
 	if (q.position == INT64_MAX)
-		q.position = atomic_load(&e->head);
+		q.position = cl_log_head(e);
 	out->position = q.position;
 	if (rc) {
 		error_answer(out, rc, cleave_errname(rc), cleave_errmsg());

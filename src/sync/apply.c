@@ -157,7 +157,7 @@ int cl_collect(cl_copy *c, cl_wreader **rd, int64_t pos, int64_t head, int max,
 		return rc;
 	l->upto = pos;
 	int64_t want = CL_MIN((int64_t)max, head - pos);
-	cl_evbatch *b = cl_ring_find(e->ring, pos + 1);
+	cl_evbatch *b = cl_log_ring_find(e, pos + 1);
 	if (b) {
 		int64_t end = pos + want;
 		while (b) {
@@ -171,7 +171,7 @@ int cl_collect(cl_copy *c, cl_wreader **rd, int64_t pos, int64_t head, int max,
 			pos = l->upto = p - 1;
 			if (pos >= end || l->nrefs == CL_ARRAY_LEN(l->refs))
 				break;
-			b = cl_ring_find(e->ring, pos + 1);
+			b = cl_log_ring_find(e, pos + 1);
 		}
 		return 0;
 	}

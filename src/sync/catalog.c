@@ -291,7 +291,7 @@ int cl_sync_open(cleave_engine *e)
 		if (rc)
 			break;
 		if (!e->cfg.read_only &&
-		    atomic_load(&p->live->applied) > atomic_load(&e->head)) {
+		    atomic_load(&p->live->applied) > cl_log_head(e)) {
 			/* a read model ahead of the log: the log lost its end
 			 * (durability os and a crash of the machine, or a
 			 * restored write store) — it cannot be trusted */
@@ -299,7 +299,7 @@ int cl_sync_open(cleave_engine *e)
 			       atomic_load(&p->live->applied),
 			       "projection %s is ahead of the log (head %lld): "
 			       "rebuilding it",
-			       p->def->name, (long long)atomic_load(&e->head));
+			       p->def->name, (long long)cl_log_head(e));
 			p->live->retired = true;
 			cl_copy_unref(p->live);
 			p->live = NULL;

@@ -190,9 +190,8 @@ static void *follow_main(void *arg)
 	for (unsigned tick = 0; !atomic_load(&e->sync->follower_stop); tick++) {
 		int64_t head;
 		if (e->wm->head(e->ws, &head) == 0 &&
-		    head != atomic_load(&e->head)) {
-			atomic_store(&e->head, head);
-			cl_sync_notify(e); /* the local runners */
+		    head != cl_log_head(e)) {
+			cl_log_publish(e, NULL, head); /* wakes the runners */
 		}
 		if (tick % CATALOG_EVERY == 0 || !e->sync->catalog_current)
 			follow_catalog(e);

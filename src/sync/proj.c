@@ -132,7 +132,7 @@ int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out)
 	if (i < 0 || i >= e->nproj)
 		return cl_err(CLEAVE_ENOTFOUND, "no projection #%d", i);
 	cl_proj *p = &e->sync->proj[i];
-	int64_t head = atomic_load(&e->head), now = cl_now_us();
+	int64_t head = cl_log_head(e), now = cl_now_us();
 	memset(out, 0, sizeof(*out));
 	out->name = p->def->name;
 	pthread_mutex_lock(&p->mu);
@@ -170,7 +170,7 @@ int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out)
 	int64_t pending = l->pending_ts;
 	pthread_mutex_unlock(&p->mu);
 	if (out->lag_events > 0) {
-		int64_t ts = cl_ring_ts(e->ring, out->position + 1);
+		int64_t ts = cl_log_ring_ts(e, out->position + 1);
 		if (!ts)
 			ts = pending;
 		if (ts && now > ts)

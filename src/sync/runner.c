@@ -20,9 +20,7 @@ static void stop_copy_thread(cl_copy *c)
 	cl_proj *p = c->proj;
 	cleave_engine *e = p->e;
 	atomic_store(&c->stop, true);
-	pthread_mutex_lock(&e->advmu);
-	pthread_cond_broadcast(&e->advcond);
-	pthread_mutex_unlock(&e->advmu);
+	cl_log_notify(e);
 	pthread_mutex_lock(&p->mu);
 	pthread_cond_broadcast(&p->resume);
 	if (c->has_thread && !c->joining) {
@@ -62,7 +60,7 @@ static void try_switch(cl_copy *c)
 	int64_t pos = atomic_load(&c->applied);
 	if (p->live != old || p->build != c ||
 	    (old ? pos < atomic_load(&old->applied)
-	         : pos < atomic_load(&e->head))) {
+	         : pos < cl_log_head(e))) {
 		pthread_mutex_unlock(&p->mu);
 		if (old) {
 			pthread_mutex_unlock(&old->cmu);
@@ -277,33 +275,18 @@ static void *runner_main(void *arg)
 		if (atomic_load(&c->stop))
 			break;
 		int64_t pos = atomic_load(&c->applied);
-		pthread_mutex_lock(&e->advmu);
-		int64_t head = atomic_load(&e->head);
+		int64_t head = cl_log_head(e);
 		if (pos >= head) {
-			if (c->building) {
-				pthread_mutex_unlock(&e->advmu);
+			if (c->building)
 				try_switch(c);
-				pthread_mutex_lock(&e->advmu);
-			}
-			if (atomic_load(&c->stop) ||
-			    pos < atomic_load(&e->head)) {
-				pthread_mutex_unlock(&e->advmu);
-				continue;
-			}
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1; /* fallback only; commits wake us */
-			int w =
-			    pthread_cond_timedwait(&e->advcond, &e->advmu, &ts);
-			pthread_mutex_unlock(&e->advmu);
-			if (w == ETIMEDOUT &&
+			/* 1 s: a fallback only, commits wake us */
+			if (cl_log_wait(e, pos, 1000, &c->stop) &&
 			    cl_rs_has(c->store->m, CL_RS_SHARED))
 				idle_check(c);
 			continue;
 		}
-		pthread_mutex_unlock(&e->advmu);
 		if (head - pos > 4 * (int64_t)e->cfg.apply_batch_max &&
-		    !cl_ring_has(e->ring, pos + 1)) {
+		    !cl_log_ring_has(e, pos + 1)) {
 			if (!catch_up(c, pos, head) && !atomic_load(&c->stop) &&
 			    !c->parked)
 				cl_wait_backoff(c, 200);
@@ -379,14 +362,6 @@ int cl_sync_start(cleave_engine *e)
 			return rc;
 	}
 	return 0;
-}
-
-void cl_sync_notify(cleave_engine *e)
-{
-	pthread_mutex_lock(&e->advmu);
-	e->adv_seq++;
-	pthread_cond_broadcast(&e->advcond);
-	pthread_mutex_unlock(&e->advmu);
 }
 
 void cl_sync_stop(cleave_engine *e)

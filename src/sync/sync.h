@@ -36,8 +36,6 @@ int cl_sync_open(cleave_engine *e);
 int cl_sync_start(cleave_engine *e);
 void cl_sync_stop(cleave_engine *e);
 void cl_sync_close(cleave_engine *e);
-/* Wakes runners after the log advanced. */
-void cl_sync_notify(cleave_engine *e);
 
 /* copy.c: the serving copy with a reference taken (cl_copy_unref), or
  * NULL while it is being reopened after a failure. */

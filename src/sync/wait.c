@@ -99,7 +99,7 @@ int cleave_query_position(cleave_engine *e, const char *name, int64_t *out)
 	if (q < 0)
 		return cl_err(CLEAVE_ENOTFOUND, "unknown query '%s'",
 		              name ? name : "");
-	int64_t min = atomic_load(&e->head);
+	int64_t min = cl_log_head(e);
 	const int *idx = &e->query_reads[q * e->query_maxreads];
 	for (int i = 0; i < e->query_nreads[q]; i++) {
 		int64_t p = cl_proj_position(&e->sync->proj[idx[i]]);

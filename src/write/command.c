@@ -357,7 +357,7 @@ static void run_batch(cleave_engine *e, cleave_cmd *list, int n)
 	}
 	const cl_wstore_methods *m = e->wm;
 	cl_wbatch wb = {0};
-	wb.next_pos = atomic_load(&e->head) + 1;
+	wb.next_pos = cl_log_head(e) + 1;
 	bool sp = !(m->flags & CL_WSTORE_STMT_ATOMIC);
 	bool in_commit = false, indexed = !m->index_maybe;
 	int rc;
@@ -366,7 +366,7 @@ again:
 	if (rc == 0 && m->index_maybe) {
 		/* the store's lazy stream index, in this transaction; after
 		 * it the stream-version cache may be emptied */
-		int f = m->index_maybe(e->ws, atomic_load(&e->head),
+		int f = m->index_maybe(e->ws, cl_log_head(e),
 		                       cl_vcache_full(w->vcache));
 		if (f < 0)
 			cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, -1,
@@ -384,7 +384,7 @@ again:
 			m->rollback(e->ws);
 			cl_vcache_undo(w->vcache, 0);
 			wb_truncate(&wb, 0);
-			wb.next_pos = atomic_load(&e->head) + 1;
+			wb.next_pos = cl_log_head(e) + 1;
 			sp = true;
 			goto again;
 		}
@@ -466,10 +466,8 @@ again:
 				           wb.arena.total;
 				for (int i = 0; i < wb.n; i++)
 					b->bytes += wb.ev[i].data_len * 3 + 128;
-				cl_ring_push(e->ring, b);
 			}
-			atomic_store(&e->head, wb.next_pos - 1);
-			cl_sync_notify(e);
+			cl_log_publish(e, b, wb.next_pos - 1);
 		} else {
 			/* commands that emitted and were rolled back left
 			 * their memory behind */
@@ -846,7 +844,7 @@ void cleave_stats_get(cleave_engine *e, cleave_stats *out)
 	out->write_failed = w->write_failed;
 	pthread_mutex_unlock(&w->qmu);
 	out->queue_max = (uint64_t)e->cfg.queue_max;
-	out->head = atomic_load(&e->head);
+	out->head = cl_log_head(e);
 	out->batch_size = w->batch_size;
 }
 

@@ -698,14 +698,14 @@ static void test_reader_pool(void **state)
 	assert_ptr_not_equal(a, b);
 	cl_reader_put(e, a);
 	cl_reader_put(e, b);
-	assert_int_equal(e->nreaders, 2);
+	assert_int_equal(cl_readers_pooled(e), 2);
 	cl_readers_trim(e, 3600 * 1000000LL); /* none idle that long */
-	assert_int_equal(e->nreaders, 2);
+	assert_int_equal(cl_readers_pooled(e), 2);
 	assert_ptr_equal(cl_reader_get(e), b); /* the last one back */
 	cl_reader_put(e, b);
 	cl_sleep_ms(2);
 	cl_readers_trim(e, 1000); /* both idle for 2 ms or more */
-	assert_int_equal(e->nreaders, 0);
+	assert_int_equal(cl_readers_pooled(e), 0);
 	/* an empty pool opens a new reader, which still reads */
 	int64_t head = -1;
 	cl_wreader *c = cl_reader_get(e);
