@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/engine.h"
+#include "core/arena.h"
 
 #define MAX_DEPTH 64
 

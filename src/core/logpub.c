@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/engine.h"
+#include "core/ring.h"
 
 struct cl_logpub {
 	atomic_int_fast64_t head;

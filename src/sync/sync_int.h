@@ -40,6 +40,7 @@
 #define CL_SYNC_INT_H
 
 #include "core/engine.h"
+#include "core/ring.h"
 
 /*
  * Copies' lifetimes (the rule that the switch and shutdown share):

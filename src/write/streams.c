@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/engine.h"
+#include "write/writer_int.h"
 
 typedef struct slot {
 	char *stream;

@@ -12,7 +12,9 @@
  */
 #include <stdlib.h>
 
-#include "core/engine.h"
+#include <pthread.h>
+
+#include "core/ring.h"
 
 struct cl_ring {
 	pthread_mutex_t mu;
