@@ -421,17 +421,25 @@ out:
 	return rc;
 }
 
+/* How far the stream index reaches: events <= *out are in its chunks. */
+static int index_upto(cl_stmt_cache *c, int64_t *out)
+{
+	cleave_rows *r;
+	int rc = cl_sqlite_query(c,
+				 "SELECT v FROM cleave_meta"
+				 " WHERE k = 'stream_chunks_upto'",
+				 NULL, 0, &r);
+	return rc ? rc : cl_ws_first_int(r, out);
+}
+
 /* Everything, in a transaction of its own (open, close). */
 static int index_flush_all(sq_store *s)
 {
 	int64_t head = 0;
 	cleave_rows *r;
 	int rc = cl_sqlite_query(s->cache, CL_WS_HEAD_SQL, NULL, 0, &r);
-	if (rc)
+	if (rc || (rc = cl_ws_first_int(r, &head)))
 		return rc;
-	if (cleave_rows_next(r) == 1)
-		head = cleave_rows_int(r, 0);
-	cleave_rows_close(r);
 	/* in windows, so a long unindexed log (an old data directory)
 	 * needs bounded memory */
 	while (s->indexed < head) {
@@ -453,7 +461,6 @@ static int index_flush_all(sq_store *s)
 
 static int index_load(sq_store *s)
 {
-	cleave_rows *r;
 	/* a log from before the chunked index: drop the old index (a unique
 	 * index on events, then a row per event) and index everything once */
 	int rc = cl_sqlite_script(s->db,
@@ -461,16 +468,8 @@ static int index_load(sq_store *s)
 				  "DROP TABLE IF EXISTS cleave_stream_index;"
 				  "DELETE FROM cleave_meta"
 				  " WHERE k = 'stream_index_upto';");
-	if (rc)
+	if (rc || (rc = index_upto(s->cache, &s->indexed)))
 		return rc;
-	rc = cl_sqlite_query(s->cache,
-			     "SELECT v FROM cleave_meta"
-			     " WHERE k = 'stream_chunks_upto'",
-			     NULL, 0, &r);
-	if (rc)
-		return rc;
-	s->indexed = cleave_rows_next(r) == 1 ? cleave_rows_int(r, 0) : 0;
-	cleave_rows_close(r);
 	s->indexed_pending = s->indexed;
 	return index_flush_all(s);
 }
@@ -705,15 +704,8 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 	int rc = cl_sqlite_script(r->db, "BEGIN");
 	if (rc)
 		return rc;
-	rc = cl_sqlite_query(r->cache,
-			     "SELECT v FROM cleave_meta"
-			     " WHERE k = 'stream_chunks_upto'",
-			     NULL, 0, &rows);
-	if (rc)
+	if ((rc = index_upto(r->cache, &upto)))
 		goto out;
-	if (cleave_rows_next(rows) == 1)
-		upto = cleave_rows_int(rows, 0);
-	cleave_rows_close(rows);
 	count_arg c = {fn, arg, 0};
 	/* a chunk at a time: its positions are copied out and its cursor
 	 * reset before the events are read */
