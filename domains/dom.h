@@ -50,28 +50,6 @@ cJSON *dom_int_item(int64_t v);
 /* Prints `v` without spaces into a malloc'd string (free()); NULL on OOM. */
 char *dom_print(const cJSON *v, size_t *len);
 
-/* A JSON text written straight into a buffer, for documents a projection
- * builds from event data on every event (no tree to allocate, print and
- * free).  Members are written in call order; the writer adds the commas.
- * Strings must be valid UTF-8 (event data is); they are escaped as JSON
- * requires.  Start from a zeroed dom_w.  Out of memory is sticky:
- * dom_w_done returns NULL. */
-typedef struct dom_w {
-	char *p;
-	size_t len, cap;
-	bool oom;
-	bool more; /* the next value follows another: a comma first */
-} dom_w;
-void dom_w_open(dom_w *w, char brace);   /* '{' or '[' (also nested) */
-void dom_w_close(dom_w *w, char brace);  /* '}' or ']' */
-void dom_w_key(dom_w *w, const char *k); /* before a member's value */
-void dom_w_str(dom_w *w, const char *s); /* NULL writes null */
-void dom_w_int(dom_w *w, int64_t v);
-void dom_w_null(dom_w *w);
-/* The text (malloc'd, free()) and its length, or NULL when out of memory
- * (then the buffer is freed). */
-char *dom_w_done(dom_w *w, size_t *len);
-
 /* ---- per-batch accumulators -------------------------------------------- */
 
 /* Two int64 values per string id, gathered over a read-store transaction

@@ -378,20 +378,20 @@ static int order_read(const cJSON *d, bool cancelled, order_fields *o)
 static char *order_doc(const order_fields *o, size_t *len)
 {
 	const cJSON *l;
-	dom_w w = {0};
-	dom_w_open(&w, '{');
-	dom_w_key(&w, "orderId");
-	dom_w_str(&w, o->id);
-	dom_w_key(&w, "userId");
-	dom_w_str(&w, o->user);
-	dom_w_key(&w, "cartId");
-	dom_w_str(&w, o->cart);
-	dom_w_key(&w, "country");
-	dom_w_str(&w, o->country);
-	dom_w_key(&w, "status");
-	dom_w_str(&w, o->cancelled ? "cancelled" : "placed");
-	dom_w_key(&w, "lines");
-	dom_w_open(&w, '[');
+	cleave_jw w = CLEAVE_JW_INIT;
+	cleave_jw_open(&w, '{');
+	cleave_jw_key(&w, "orderId");
+	cleave_jw_str(&w, o->id);
+	cleave_jw_key(&w, "userId");
+	cleave_jw_str(&w, o->user);
+	cleave_jw_key(&w, "cartId");
+	cleave_jw_str(&w, o->cart);
+	cleave_jw_key(&w, "country");
+	cleave_jw_str(&w, o->country);
+	cleave_jw_key(&w, "status");
+	cleave_jw_str(&w, o->cancelled ? "cancelled" : "placed");
+	cleave_jw_key(&w, "lines");
+	cleave_jw_open(&w, '[');
 	cJSON_ArrayForEach(l, o->lines)
 	{
 		const char *pid, *name;
@@ -400,57 +400,57 @@ static char *order_doc(const order_fields *o, size_t *len)
 		    cleave_json_get_str(l, "name", &name) ||
 		    cleave_json_get_int(l, "quantity", &q) ||
 		    cleave_json_get_int(l, "price_cents", &p)) {
-			free(w.p);
+			cleave_jw_free(&w);
 			return NULL;
 		}
-		dom_w_open(&w, '{');
-		dom_w_key(&w, "productId");
-		dom_w_str(&w, pid);
-		dom_w_key(&w, "name");
-		dom_w_str(&w, name);
-		dom_w_key(&w, "quantity");
-		dom_w_int(&w, q);
-		dom_w_key(&w, "price_cents");
-		dom_w_int(&w, p);
-		dom_w_key(&w, "line_total_cents");
-		dom_w_int(&w, q * p);
-		dom_w_close(&w, '}');
+		cleave_jw_open(&w, '{');
+		cleave_jw_key(&w, "productId");
+		cleave_jw_str(&w, pid);
+		cleave_jw_key(&w, "name");
+		cleave_jw_str(&w, name);
+		cleave_jw_key(&w, "quantity");
+		cleave_jw_int(&w, q);
+		cleave_jw_key(&w, "price_cents");
+		cleave_jw_int(&w, p);
+		cleave_jw_key(&w, "line_total_cents");
+		cleave_jw_int(&w, q * p);
+		cleave_jw_close(&w, '}');
 	}
-	dom_w_close(&w, ']');
-	dom_w_key(&w, "subtotal_cents");
-	dom_w_int(&w, o->sub);
-	dom_w_key(&w, "discount_cents");
-	dom_w_int(&w, o->disc);
-	dom_w_key(&w, "total_cents");
-	dom_w_int(&w, o->total);
-	dom_w_key(&w, "promoCode");
-	dom_w_str(&w, o->promo);
-	dom_w_key(&w, "placed_at");
-	dom_w_int(&w, o->placed);
-	dom_w_key(&w, "cancelled_at");
+	cleave_jw_close(&w, ']');
+	cleave_jw_key(&w, "subtotal_cents");
+	cleave_jw_int(&w, o->sub);
+	cleave_jw_key(&w, "discount_cents");
+	cleave_jw_int(&w, o->disc);
+	cleave_jw_key(&w, "total_cents");
+	cleave_jw_int(&w, o->total);
+	cleave_jw_key(&w, "promoCode");
+	cleave_jw_str(&w, o->promo);
+	cleave_jw_key(&w, "placed_at");
+	cleave_jw_int(&w, o->placed);
+	cleave_jw_key(&w, "cancelled_at");
 	if (o->cancelled)
-		dom_w_int(&w, o->cancelled_at);
+		cleave_jw_int(&w, o->cancelled_at);
 	else
-		dom_w_null(&w);
-	dom_w_close(&w, '}');
-	return dom_w_done(&w, len);
+		cleave_jw_null(&w);
+	cleave_jw_close(&w, '}');
+	return cleave_jw_done(&w, len);
 }
 
 /* The user-list item: {orderId, status, total_cents, placed_at}. */
 static char *order_item(const order_fields *o, size_t *len)
 {
-	dom_w w = {0};
-	dom_w_open(&w, '{');
-	dom_w_key(&w, "orderId");
-	dom_w_str(&w, o->id);
-	dom_w_key(&w, "status");
-	dom_w_str(&w, o->cancelled ? "cancelled" : "placed");
-	dom_w_key(&w, "total_cents");
-	dom_w_int(&w, o->total);
-	dom_w_key(&w, "placed_at");
-	dom_w_int(&w, o->placed);
-	dom_w_close(&w, '}');
-	return dom_w_done(&w, len);
+	cleave_jw w = CLEAVE_JW_INIT;
+	cleave_jw_open(&w, '{');
+	cleave_jw_key(&w, "orderId");
+	cleave_jw_str(&w, o->id);
+	cleave_jw_key(&w, "status");
+	cleave_jw_str(&w, o->cancelled ? "cancelled" : "placed");
+	cleave_jw_key(&w, "total_cents");
+	cleave_jw_int(&w, o->total);
+	cleave_jw_key(&w, "placed_at");
+	cleave_jw_int(&w, o->placed);
+	cleave_jw_close(&w, '}');
+	return cleave_jw_done(&w, len);
 }
 
 static int orders_apply(cleave_rtx *tx, const cleave_event *ev)

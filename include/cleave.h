@@ -166,6 +166,34 @@ void cleave_buf_add_i64(cleave_buf *b, int64_t v);
 void cleave_buf_add_u64(cleave_buf *b, uint64_t v);
 /* s[0..n) as a JSON string literal (cleave_json_escape). */
 void cleave_buf_add_jstr(cleave_buf *b, const char *s, size_t n);
+/* A JSON text written straight into a buffer, for documents and answers
+ * built from event data (no tree to allocate, print and free).  Values are
+ * written in call order; the writer puts the commas and the colons.
+ * Strings are escaped (cleave_json_escape).  Start from CLEAVE_JW_INIT;
+ * cleave_jw_done hands over the text (malloc'd: free() it), or NULL when
+ * memory ran out (sticky; the buffer is then freed); cleave_jw_free drops
+ * it without taking it.  The text is valid JSON when every open has its
+ * close and every key its value. */
+typedef struct cleave_jw {
+	cleave_buf b;
+	bool more; /* the next value follows another: a comma first */
+} cleave_jw;
+
+#define CLEAVE_JW_INIT {CLEAVE_BUF_INIT, false}
+
+void cleave_jw_open(cleave_jw *w, char brace);  /* '{' or '[' */
+void cleave_jw_close(cleave_jw *w, char brace); /* '}' or ']' */
+void cleave_jw_key(cleave_jw *w, const char *k); /* before a member */
+void cleave_jw_str(cleave_jw *w, const char *s); /* NULL writes null */
+void cleave_jw_strn(cleave_jw *w, const char *s, size_t n);
+void cleave_jw_int(cleave_jw *w, int64_t v);
+void cleave_jw_bool(cleave_jw *w, bool v);
+void cleave_jw_null(cleave_jw *w);
+/* A JSON value given as text (the caller vouches that it is one). */
+void cleave_jw_raw(cleave_jw *w, const char *json, size_t n);
+char *cleave_jw_done(cleave_jw *w, size_t *len);
+void cleave_jw_free(cleave_jw *w);
+
 /* Hands the NUL-terminated bytes to the caller (malloc'd: free() them;
  * *len, when len is not NULL, gets their length) and leaves b empty; NULL
  * after an allocation failure (b is then freed). */

@@ -234,3 +234,85 @@ char *cleave_json_escape(char *o, const char *s, size_t n)
 	*o++ = '"';
 	return o;
 }
+
+/* ---- the JSON writer ------------------------------------------------------ */
+
+/* A comma before every value but the first of its container, unless the
+ * value follows its key. */
+static void jw_sep(cleave_jw *w)
+{
+	if (w->more)
+		cleave_buf_addc(&w->b, ',');
+	w->more = true;
+}
+
+void cleave_jw_open(cleave_jw *w, char brace)
+{
+	jw_sep(w);
+	cleave_buf_addc(&w->b, brace);
+	w->more = false;
+}
+
+void cleave_jw_close(cleave_jw *w, char brace)
+{
+	cleave_buf_addc(&w->b, brace);
+	w->more = true;
+}
+
+void cleave_jw_key(cleave_jw *w, const char *k)
+{
+	jw_sep(w);
+	cleave_buf_add_jstr(&w->b, k, strlen(k));
+	cleave_buf_addc(&w->b, ':');
+	w->more = false; /* the value that follows takes no comma */
+}
+
+void cleave_jw_strn(cleave_jw *w, const char *s, size_t n)
+{
+	jw_sep(w);
+	cleave_buf_add_jstr(&w->b, s, n);
+}
+
+void cleave_jw_str(cleave_jw *w, const char *s)
+{
+	if (!s)
+		cleave_jw_null(w);
+	else
+		cleave_jw_strn(w, s, strlen(s));
+}
+
+void cleave_jw_int(cleave_jw *w, int64_t v)
+{
+	jw_sep(w);
+	cleave_buf_add_i64(&w->b, v);
+}
+
+void cleave_jw_bool(cleave_jw *w, bool v)
+{
+	jw_sep(w);
+	cleave_buf_adds(&w->b, v ? "true" : "false");
+}
+
+void cleave_jw_null(cleave_jw *w)
+{
+	jw_sep(w);
+	cleave_buf_add(&w->b, "null", 4);
+}
+
+void cleave_jw_raw(cleave_jw *w, const char *json, size_t n)
+{
+	jw_sep(w);
+	cleave_buf_add(&w->b, json, n);
+}
+
+char *cleave_jw_done(cleave_jw *w, size_t *len)
+{
+	w->more = false;
+	return cleave_buf_steal(&w->b, len);
+}
+
+void cleave_jw_free(cleave_jw *w)
+{
+	cleave_buf_free(&w->b);
+	w->more = false;
+}
