@@ -447,7 +447,16 @@ void *cleave_rtx_deferred(cleave_rtx *tx, const void *key);
 
 /* Visits keys in [from, to) (NULL from = start, NULL to = end) in byte
  * order, or descending with CLEAVE_SCAN_REVERSE, at most `limit` keys (0 =
- * no limit).  The callback returns 0 to go on, 1 to stop, <0 to fail. */
+ * no limit).  The callback returns 0 to go on, 1 to stop, <0 to fail.
+ *
+ * What a callback may do.  In a projection's write transaction, the
+ * callbacks of scan, zrange, counter_scan and list_page may read and write
+ * the same store (put, del, doc, list_put, zincr, …): the engine visits
+ * pages it gathered first, so no gather-then-write is needed.  A key
+ * written or deleted ahead of the scan's position may or may not be
+ * visited; the keys behind it never again.  In a query's read
+ * transaction nothing can be written.  A callback must not end the
+ * transaction, nor start another on the same store. */
 #define CLEAVE_SCAN_REVERSE 1
 typedef int (*cleave_scan_fn)(void *arg, const char *key, size_t klen,
 			      const void *val, size_t vlen);
@@ -498,6 +507,14 @@ typedef int (*cleave_list_fn)(void *arg, int64_t seq, const void *val,
 int cleave_rtx_list_page(cleave_rtx *tx, const char *ns, const char *list,
 			 int64_t before, size_t limit, cleave_list_fn fn,
 			 void *arg);
+/* The number of items in list (0 when it has none), without a scan.
+ * trim deletes the oldest items (lowest seq) until at most `keep` remain,
+ * and says how many went (removed may be NULL): a capped list (the newest
+ * 1,000 posts of a timeline) is list_put then list_trim. */
+int cleave_rtx_list_len(cleave_rtx *tx, const char *ns, const char *list,
+			int64_t *out);
+int cleave_rtx_list_trim(cleave_rtx *tx, const char *ns, const char *list,
+			 int64_t keep, int64_t *removed);
 
 /* SQL read stores ("sqlite"): parameterised statements on the projection's
  * own tables.  Statements are prepared once and cached per store. */

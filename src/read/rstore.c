@@ -279,6 +279,84 @@ int cleave_rtx_del(cleave_rtx *tx, const char *ns, const char *key)
 	return tx->m->del(tx, ns, key);
 }
 
+/* A write transaction's scans visit pages gathered first (keys and values
+ * copied), so that a callback may write to the store: a backend's cursor
+ * does not survive a write under it (LMDB's may skip or repeat, Redis's
+ * overlay changes, SQLite's statement sees its own changes).  The next
+ * page starts just past the last key visited: keys hold no NUL, so the
+ * least key after K is K "\x01". */
+#define SCAN_PAGE 64
+
+typedef struct scan_page {
+	cleave_buf b;           /* key \0 value, one after the other */
+	size_t koff[SCAN_PAGE], klen[SCAN_PAGE], voff[SCAN_PAGE],
+	    vlen[SCAN_PAGE];
+	int n;
+} scan_page;
+
+static int gather(void *arg, const char *key, size_t klen, const void *val,
+                  size_t vlen)
+{
+	scan_page *g = arg;
+	g->koff[g->n] = g->b.len;
+	g->klen[g->n] = klen;
+	cleave_buf_add(&g->b, key, klen);
+	cleave_buf_addc(&g->b, 0);
+	g->voff[g->n] = g->b.len;
+	g->vlen[g->n] = vlen;
+	cleave_buf_add(&g->b, val, vlen);
+	g->n++;
+	return g->b.oom ? CLEAVE_ENOMEM : 0;
+}
+
+int cl_rtx_scan(cleave_rtx *tx, const char *ns, const char *from,
+                const char *to, int flags, size_t limit, cleave_scan_fn fn,
+                void *arg)
+{
+	if (!tx->write)
+		return tx->m->scan(tx, ns, from, to, flags, limit, fn, arg);
+	bool rev = flags & CLEAVE_SCAN_REVERSE;
+	char lo[CL_SCAN_KEY_MAX + 2], hi[CL_SCAN_KEY_MAX + 2];
+	const char *f = from, *t = to;
+	size_t seen = 0;
+	scan_page g;
+	cleave_buf_init(&g.b);
+	int rc = 0;
+	for (;;) {
+		size_t want = SCAN_PAGE;
+		if (limit && limit - seen < want)
+			want = limit - seen;
+		g.n = 0;
+		cleave_buf_reset(&g.b);
+		rc = tx->m->scan(tx, ns, f, t, flags, want, gather, &g);
+		if (rc < 0 || g.n == 0)
+			break;
+		for (int i = 0; i < g.n && rc == 0; i++)
+			rc = fn(arg, g.b.p + g.koff[i], g.klen[i],
+			        g.b.p + g.voff[i], g.vlen[i]);
+		seen += (size_t)g.n;
+		if (rc || (size_t)g.n < want || (limit && seen >= limit))
+			break;
+		const char *last = g.b.p + g.koff[g.n - 1];
+		size_t ll = g.klen[g.n - 1];
+		if (ll > CL_SCAN_KEY_MAX) {
+			rc = cl_err(CLEAVE_EINTERNAL, "scan: key too long");
+			break;
+		}
+		if (rev) {
+			memcpy(hi, last, ll + 1);
+			t = hi;
+		} else {
+			memcpy(lo, last, ll);
+			lo[ll] = '\x01';
+			lo[ll + 1] = 0;
+			f = lo;
+		}
+	}
+	cleave_buf_free(&g.b);
+	return rc < 0 ? rc : 0;
+}
+
 int cleave_rtx_scan(cleave_rtx *tx, const char *ns, const char *from,
                     const char *to, int flags, size_t limit, cleave_scan_fn fn,
                     void *arg)
@@ -293,7 +371,7 @@ int cleave_rtx_scan(cleave_rtx *tx, const char *ns, const char *from,
 		return cl_err(CLEAVE_EINVAL, "scan: unknown flags 0x%x", flags);
 	if (!tx->m->scan)
 		return notsup(tx, "scan");
-	return tx->m->scan(tx, ns, from, to, flags, limit, fn, arg);
+	return cl_rtx_scan(tx, ns, from, to, flags, limit, fn, arg);
 }
 
 /* ---- sorted sets --------------------------------------------------------- */
@@ -450,6 +528,31 @@ int cleave_rtx_list_del(cleave_rtx *tx, const char *ns, const char *list,
 	if (tx->m->list_del)
 		return tx->m->list_del(tx, ns, list, seq);
 	return cl_gen_list_del(tx, ns, list, seq);
+}
+
+int cleave_rtx_list_len(cleave_rtx *tx, const char *ns, const char *list,
+                        int64_t *out)
+{
+	int rc;
+	if ((rc = tx_check(tx, "list_len", false)) ||
+	    (rc = ns_check("list_len", ns)) ||
+	    (rc = key_check("list_len", "list", list)) ||
+	    (rc = null_check("list_len", (const void *)out, "out")))
+		return rc;
+	return cl_gen_list_len(tx, ns, list, out);
+}
+
+int cleave_rtx_list_trim(cleave_rtx *tx, const char *ns, const char *list,
+                         int64_t keep, int64_t *removed)
+{
+	int rc;
+	if ((rc = tx_check(tx, "list_trim", true)) ||
+	    (rc = ns_check("list_trim", ns)) ||
+	    (rc = key_check("list_trim", "list", list)))
+		return rc;
+	if (keep < 0)
+		return cl_err(CLEAVE_EINVAL, "list_trim: keep is negative");
+	return cl_gen_list_trim(tx, ns, list, keep, removed);
 }
 
 int cleave_rtx_list_page(cleave_rtx *tx, const char *ns, const char *list,

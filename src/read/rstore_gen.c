@@ -18,6 +18,10 @@
  *              lowercase hex digits of seq ^ 2^63.  The length prefix keeps
  *              the items of one list contiguous even when list keys are
  *              composite (contain 0x1F) or prefixes of one another.
+ *    "~n:ns"   list                        → item count, int64 LE
+ *              kept by put and del (a list written before counts existed
+ *              is counted once, at its first change or length asked), so
+ *              length and trimming to the newest N cost no scan.
  *
  * Every internal key is NUL-free text, so the string-key methods carry it.
  * Deleting what is absent (zrem, list_del) succeeds: projections replay.
@@ -213,7 +217,7 @@ int cl_gen_zrange(cleave_rtx *tx, const char *ns, size_t offset, size_t limit,
 	if (limit && __builtin_add_overflow(offset, limit, &n))
 		n = 0;
 	zset_ns(zns, ns);
-	return tx->m->scan(tx, zns, NULL, NULL, 0, n, zrange_visit, &z);
+	return cl_rtx_scan(tx, zns, NULL, NULL, 0, n, zrange_visit, &z);
 }
 
 /* ---- counters ------------------------------------------------------------ */
@@ -318,7 +322,7 @@ int cl_gen_counter_scan(cleave_rtx *tx, const char *ns, const char *from,
 	int rc = need_kv(tx, "counter_scan");
 	if (rc)
 		return rc;
-	return tx->m->scan(tx, ns, from, to, 0, limit, counter_visit, &c);
+	return cl_rtx_scan(tx, ns, from, to, 0, limit, counter_visit, &c);
 }
 
 /* ---- lists --------------------------------------------------------------- */
@@ -345,15 +349,135 @@ static void list_key(char *out, const char *list, int64_t seq)
 	out[p + HEX16] = 0;
 }
 
+/* The count namespace of list namespace ns. */
+static void count_ns(char *out, const char *ns)
+{
+	snprintf(out, CL_NS_IMAX + 1, "~n:%s", ns);
+}
+
+static int count_item(void *arg, const char *key, size_t klen,
+                      const void *val, size_t vlen)
+{
+	(*(int64_t *)arg)++;
+	return 0;
+}
+
+/* The number of items of list: its count record, or (none yet) a count of
+ * its items, recorded when tx may write. */
+static int list_count(cleave_rtx *tx, const char *ns, const char *list,
+                      int64_t *out)
+{
+	char cns[CL_NS_IMAX + 1], from[LIST_KEY_MAX + 1], to[LIST_KEY_MAX + 1];
+	const void *v;
+	size_t n;
+	count_ns(cns, ns);
+	int rc = tx->m->get(tx, cns, list, &v, &n);
+	if (rc == 0 && n == 8) {
+		*out = cl_get_le64(v);
+		return 0;
+	}
+	if (rc == 0)
+		return cl_err(CLEAVE_ECORRUPT, "list %s: bad count record", ns);
+	if (rc != CLEAVE_ENOTFOUND)
+		return rc;
+	size_t p = list_prefix(from, list);
+	memcpy(to, from, p);
+	memset(to + p, 'g', HEX16); /* past every hex digit */
+	to[p + HEX16] = 0;
+	*out = 0;
+	return cl_rtx_scan(tx, ns, from, to, 0, 0, count_item, out);
+}
+
+static int count_set(cleave_rtx *tx, const char *ns, const char *list,
+                     int64_t n)
+{
+	char cns[CL_NS_IMAX + 1];
+	unsigned char b[8];
+	count_ns(cns, ns);
+	cl_put_le64(b, n);
+	return tx->m->put(tx, cns, list, b, sizeof(b));
+}
+
 int cl_gen_list_put(cleave_rtx *tx, const char *ns, const char *list,
                     int64_t seq, const void *val, size_t len)
 {
 	char k[LIST_KEY_MAX + 1];
+	const void *v;
+	size_t n;
+	int64_t count;
 	int rc = need_kv(tx, "list_put");
 	if (rc)
 		return rc;
 	list_key(k, list, seq);
+	rc = tx->m->get(tx, ns, k, &v, &n);
+	if (rc == CLEAVE_ENOTFOUND) {
+		if ((rc = list_count(tx, ns, list, &count)) ||
+		    (rc = count_set(tx, ns, list, count + 1)))
+			return rc;
+	} else if (rc) {
+		return rc;
+	}
 	return tx->m->put(tx, ns, k, val, len);
+}
+
+int cl_gen_list_len(cleave_rtx *tx, const char *ns, const char *list,
+                    int64_t *out)
+{
+	int rc = need_kv(tx, "list_len");
+	return rc ? rc : list_count(tx, ns, list, out);
+}
+
+struct trim_ctx {
+	char (*keys)[LIST_KEY_MAX + 1];
+	size_t n, cap;
+};
+
+static int trim_visit(void *arg, const char *key, size_t klen,
+                      const void *val, size_t vlen)
+{
+	struct trim_ctx *t = arg;
+	if (t->n == t->cap || klen > LIST_KEY_MAX)
+		return 1;
+	memcpy(t->keys[t->n], key, klen);
+	t->keys[t->n++][klen] = 0;
+	return 0;
+}
+
+int cl_gen_list_trim(cleave_rtx *tx, const char *ns, const char *list,
+                     int64_t keep, int64_t *removed)
+{
+	char from[LIST_KEY_MAX + 1], to[LIST_KEY_MAX + 1];
+	char keys[64][LIST_KEY_MAX + 1];
+	int64_t count, gone = 0;
+	int rc = need_kv(tx, "list_trim");
+	if (rc || (rc = list_count(tx, ns, list, &count)))
+		return rc;
+	size_t p = list_prefix(from, list);
+	memcpy(to, from, p);
+	memset(to + p, 'g', HEX16);
+	to[p + HEX16] = 0;
+	/* the oldest first, in rounds of at most 64 keys gathered, then
+	 * deleted (no write inside a scan) */
+	while (count > keep) {
+		struct trim_ctx t = {keys, 0, 64};
+		if ((size_t)(count - keep) < t.cap)
+			t.cap = (size_t)(count - keep);
+		rc = cl_rtx_scan(tx, ns, from, to, 0, t.cap, trim_visit, &t);
+		if (rc < 0)
+			return rc;
+		if (t.n == 0)
+			break; /* the count said more than there is */
+		for (size_t i = 0; i < t.n; i++)
+			if ((rc = tx->m->del(tx, ns, keys[i])))
+				return rc;
+		count -= (int64_t)t.n;
+		gone += (int64_t)t.n;
+	}
+	if (gone && (rc = count_set(tx, ns, list, count < 0 ? 0 : count)))
+		return rc;
+	if (removed)
+		*removed = gone;
+	return 0;
 }
 
 int cl_gen_list_get(cleave_rtx *tx, const char *ns, const char *list,
@@ -371,10 +495,19 @@ int cl_gen_list_del(cleave_rtx *tx, const char *ns, const char *list,
                     int64_t seq)
 {
 	char k[LIST_KEY_MAX + 1];
+	const void *v;
+	size_t n;
+	int64_t count;
 	int rc = need_kv(tx, "list_del");
 	if (rc)
 		return rc;
 	list_key(k, list, seq);
+	rc = tx->m->get(tx, ns, k, &v, &n);
+	if (rc == CLEAVE_ENOTFOUND)
+		return 0; /* deleting what is absent succeeds */
+	if (rc || (rc = list_count(tx, ns, list, &count)) ||
+	    (rc = count_set(tx, ns, list, count > 0 ? count - 1 : 0)))
+		return rc;
 	return tx->m->del(tx, ns, k);
 }
 
@@ -409,6 +542,6 @@ int cl_gen_list_page(cleave_rtx *tx, const char *ns, const char *list,
 		return rc;
 	l.plen = list_prefix(from, list);
 	list_key(to, list, before);
-	return tx->m->scan(tx, ns, from, to, CLEAVE_SCAN_REVERSE, limit,
+	return cl_rtx_scan(tx, ns, from, to, CLEAVE_SCAN_REVERSE, limit,
 	                   list_visit, &l);
 }

@@ -29,6 +29,14 @@ extern const cl_rstore_methods cl_rstore_redis;
 #define CL_NS_IMAX     40
 #define CL_ZSET_PREFIX "~z:"
 
+/* A scan as cleave_rtx_scan makes it: in a write transaction, by pages
+ * gathered first, so that the callback may write.  The generic structures
+ * scan through it. */
+#define CL_SCAN_KEY_MAX (CLEAVE_KEY_MAX + 64)
+int cl_rtx_scan(cleave_rtx *tx, const char *ns, const char *from,
+                const char *to, int flags, size_t limit, cleave_scan_fn fn,
+                void *arg);
+
 /* The generic implementations.  Arguments have been checked by rstore.c
  * (namespace, key lengths, read-only); each needs the backend's get, put,
  * del and scan, and answers CLEAVE_ENOTSUP naming the store kind without
@@ -55,6 +63,10 @@ int cl_gen_list_get(cleave_rtx *tx, const char *ns, const char *list,
                     int64_t seq, const void **val, size_t *len);
 int cl_gen_list_del(cleave_rtx *tx, const char *ns, const char *list,
                     int64_t seq);
+int cl_gen_list_len(cleave_rtx *tx, const char *ns, const char *list,
+                    int64_t *out);
+int cl_gen_list_trim(cleave_rtx *tx, const char *ns, const char *list,
+                     int64_t keep, int64_t *removed);
 int cl_gen_list_page(cleave_rtx *tx, const char *ns, const char *list,
                      int64_t before, size_t limit, cleave_list_fn fn,
                      void *arg);

@@ -98,6 +98,10 @@ static int vdump(void *arg, const char *table, const char *key, size_t klen,
                  const void *val, size_t vlen)
 {
 	vctx *x = arg;
+	/* list counts are derived (and absent from copies written before
+	 * they existed): the items themselves are compared */
+	if (!strncmp(table, "~n:", 3))
+		return 0;
 	if (vkey(x, table, key, klen))
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	uint64_t h = cl_hash(val, vlen);

@@ -292,6 +292,106 @@ static void test_lists(void **state)
 	tu_rmdir(dir);
 }
 
+/* Capped lists: the count kept by put and del, trim keeps the newest. */
+static void test_list_len_trim(void **state)
+{
+	char *dir = tu_tmpdir("rstore");
+	cl_rstore *s = open_store(dir);
+	cleave_rtx *tx = rt_begin(s, true);
+	struct page p = {0};
+	int64_t n = -1, gone = -1;
+	cleave_buf_init(&p.b);
+	TU_OK(cleave_rtx_list_len(tx, "tl", "a", &n));
+	assert_int_equal(n, 0);
+	for (int64_t i = 1; i <= 10; i++) {
+		TU_OK(cleave_rtx_list_put(tx, "tl", "a", i * 10, "x", 1));
+		TU_OK(cleave_rtx_list_trim(tx, "tl", "a", 4, &gone));
+		assert_int_equal(gone, i > 4 ? 1 : 0);
+	}
+	TU_OK(cleave_rtx_list_put(tx, "tl", "a", 100, "y", 1)); /* replace */
+	TU_OK(cleave_rtx_list_put(tx, "tl", "ab", 5, "z", 1));  /* another */
+	TU_OK(cleave_rtx_list_len(tx, "tl", "a", &n));
+	assert_int_equal(n, 4);
+	TU_OK(cleave_rtx_list_del(tx, "tl", "a", 90));
+	TU_OK(cleave_rtx_list_del(tx, "tl", "a", 90)); /* absent: no change */
+	TU_OK(cleave_rtx_list_len(tx, "tl", "a", &n));
+	assert_int_equal(n, 3);
+	TU_OK(s->m->commit(tx));
+	tx = rt_begin(s, false);
+	assert_string_equal(page_str(tx, "tl", "a", INT64_MAX, 0, &p),
+	                    "100=y;80=x;70=x;");
+	TU_OK(cleave_rtx_list_len(tx, "tl", "ab", &n));
+	assert_int_equal(n, 1);
+	assert_int_equal(cleave_rtx_list_trim(tx, "tl", "a", 1, NULL),
+	                 CLEAVE_EREADONLY);
+	s->m->abort(tx);
+	/* trim to 0 empties it; trimming more than there is is fine */
+	tx = rt_begin(s, true);
+	TU_OK(cleave_rtx_list_trim(tx, "tl", "a", 0, &gone));
+	assert_int_equal(gone, 3);
+	TU_OK(cleave_rtx_list_trim(tx, "tl", "a", 0, &gone));
+	assert_int_equal(gone, 0);
+	TU_OK(cleave_rtx_list_len(tx, "tl", "a", &n));
+	assert_int_equal(n, 0);
+	assert_int_equal(cleave_rtx_list_trim(tx, "tl", "a", -1, NULL),
+	                 CLEAVE_EINVAL);
+	TU_OK(s->m->commit(tx));
+	cleave_buf_free(&p.b);
+	s->m->close(s);
+	tu_rmdir(dir);
+}
+
+typedef struct wscan {
+	cleave_rtx *tx;
+	int visited;
+} wscan;
+
+/* Writes while it scans: deletes what it visits, adds keys behind and
+ * ahead of its position. */
+static int write_while_scanning(void *arg, const char *key, size_t klen,
+                                const void *val, size_t vlen)
+{
+	wscan *w = arg;
+	char k[64];
+	w->visited++;
+	int rc = cleave_rtx_del(w->tx, "w", key);
+	if (rc)
+		return rc;
+	snprintf(k, sizeof(k), "a-%.*s", (int)klen, key); /* behind */
+	if ((rc = cleave_rtx_put(w->tx, "w", k, "b", 1)))
+		return rc;
+	snprintf(k, sizeof(k), "z-%.*s", (int)klen, key); /* ahead */
+	return cleave_rtx_put(w->tx, "w", k, "a", 1);
+}
+
+static void test_write_inside_scan(void **state)
+{
+	char *dir = tu_tmpdir("rstore");
+	cl_rstore *s = open_store(dir);
+	cleave_rtx *tx = rt_begin(s, true);
+	char k[32];
+	for (int i = 0; i < 200; i++) { /* more than one page */
+		snprintf(k, sizeof(k), "m%03d", i);
+		rt_put(tx, "w", k, "v");
+	}
+	wscan w = {tx, 0};
+	TU_OK(cleave_rtx_scan(tx, "w", "m", "n", 0, 0, write_while_scanning,
+	                      &w));
+	assert_int_equal(w.visited, 200); /* each once, none of the new */
+	rt_expect(tx, "w", "m000", NULL);
+	rt_expect(tx, "w", "m199", NULL);
+	rt_expect(tx, "w", "a-m150", "b");
+	rt_expect(tx, "w", "z-m150", "a");
+	/* in reverse, with a limit across pages */
+	w.visited = 0;
+	TU_OK(cleave_rtx_scan(tx, "w", "a", "b", CLEAVE_SCAN_REVERSE, 150,
+	                      write_while_scanning, &w));
+	assert_int_equal(w.visited, 150);
+	TU_OK(s->m->commit(tx));
+	s->m->close(s);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +399,8 @@ int main(void)
 	    cmocka_unit_test(test_zset),
 	    cmocka_unit_test(test_counters),
 	    cmocka_unit_test(test_lists),
+	    cmocka_unit_test(test_list_len_trim),
+	    cmocka_unit_test(test_write_inside_scan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
