@@ -672,10 +672,16 @@ static int sq_reader_head(cl_wreader *base, int64_t *out)
 	return rc ? rc : cl_ws_first_int(rows, out);
 }
 
-/* cl_ws_emit(), where fn's stop is a success. */
-static int emit_rows(cleave_rows *rows, cl_stored_fn fn, void *arg)
+/* Runs a query of events (CL_WS_SELECT_EVENTS ...) and hands its rows to
+ * fn, whose stop is a success. */
+static int read_rows(sq_reader *r, const char *sql, const cleave_value *a,
+		     int n, cl_stored_fn fn, void *arg)
 {
-	int rc = cl_ws_emit(rows, fn, arg, NULL, NULL);
+	cleave_rows *rows;
+	int rc = cl_sqlite_query(r->cache, sql, a, n, &rows);
+	if (rc)
+		return rc;
+	rc = cl_ws_emit(rows, fn, arg, NULL, NULL);
 	return rc < 0 ? rc : 0;
 }
 
@@ -697,7 +703,6 @@ static int count_one(void *arg, const cl_stored_event *ev)
 static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		       int64_t lim, cl_stored_fn fn, void *arg)
 {
-	cleave_rows *rows;
 	int64_t upto = 0;
 	cl_buf pos;
 	cl_buf_init(&pos);
@@ -759,11 +764,10 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		size_t np = pos.len / sizeof(int64_t);
 		for (size_t i = 0; i < np && (lim < 0 || c.n < lim); i++) {
 			cleave_value a[] = {cleave_int(pp[i])};
-			rc = cl_sqlite_query(r->cache,
-					     CL_WS_SELECT_EVENTS
-					     " WHERE position = ?",
-					     a, 1, &rows);
-			if (rc || (rc = emit_rows(rows, count_one, &c)))
+			if ((rc = read_rows(r,
+					    CL_WS_SELECT_EVENTS
+					    " WHERE position = ?",
+					    a, 1, count_one, &c)))
 				goto out;
 		}
 	}
@@ -771,13 +775,11 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		cleave_value a[] = {cleave_int(after > upto ? after : upto),
 				    cleave_text(stream),
 				    cleave_int(lim < 0 ? -1 : lim - c.n)};
-		rc = cl_sqlite_query(r->cache,
-				     CL_WS_SELECT_EVENTS
-				     " WHERE position > ? AND stream = ?"
-				     " ORDER BY position LIMIT ?",
-				     a, 3, &rows);
-		if (!rc)
-			rc = emit_rows(rows, count_one, &c);
+		rc = read_rows(r,
+			       CL_WS_SELECT_EVENTS
+			       " WHERE position > ? AND stream = ?"
+			       " ORDER BY position LIMIT ?",
+			       a, 3, count_one, &c);
 	}
 out:
 	cl_buf_free(&pos);
@@ -789,22 +791,15 @@ static int sq_read(cl_wreader *base, int64_t after, const char *stream,
 		   size_t limit, cl_stored_fn fn, void *arg)
 {
 	sq_reader *r = (sq_reader *)base;
-	cleave_rows *rows;
 	int64_t lim = limit ? (int64_t)limit : -1;
-	int rc;
 	if (stream)
 		return read_stream(r, after, stream, lim, fn, arg);
-	{
-		cleave_value a[] = {cleave_int(after), cleave_int(lim)};
-		rc = cl_sqlite_query(r->cache,
-				     CL_WS_SELECT_EVENTS
-				     " WHERE position > ?"
-				     " ORDER BY position LIMIT ?",
-				     a, 2, &rows);
-	}
-	if (rc)
-		return rc;
-	return emit_rows(rows, fn, arg);
+	cleave_value a[] = {cleave_int(after), cleave_int(lim)};
+	return read_rows(r,
+			 CL_WS_SELECT_EVENTS
+			 " WHERE position > ?"
+			 " ORDER BY position LIMIT ?",
+			 a, 2, fn, arg);
 }
 
 static int sq_read_types(cl_wreader *base, int64_t after, int64_t upto,
@@ -830,27 +825,18 @@ static int sq_read_types(cl_wreader *base, int64_t after, int64_t upto,
 	len += snprintf(sql + len, sizeof(sql) - (size_t)len,
 			"%s ORDER BY position LIMIT ?", nt ? ")" : "");
 	a[n++] = cleave_int(limit ? (int64_t)limit : -1);
-	cleave_rows *rows;
-	int rc = cl_sqlite_query(r->cache, sql, a, n, &rows);
-	if (rc)
-		return rc;
-	return emit_rows(rows, fn, arg);
+	return read_rows(r, sql, a, n, fn, arg);
 }
 
 static int sq_trace(cl_wreader *base, const char *id, cl_stored_fn fn,
 		    void *arg)
 {
-	sq_reader *r = (sq_reader *)base;
-	cleave_rows *rows;
 	cleave_value a[] = {cleave_text(id), cleave_text(id)};
-	int rc = cl_sqlite_query(r->cache,
-				 CL_WS_SELECT_EVENTS
-				 " WHERE trace_id = ? OR command_id = ?"
-				 " ORDER BY position",
-				 a, 2, &rows);
-	if (rc)
-		return rc;
-	return emit_rows(rows, fn, arg);
+	return read_rows((sq_reader *)base,
+			 CL_WS_SELECT_EVENTS
+			 " WHERE trace_id = ? OR command_id = ?"
+			 " ORDER BY position",
+			 a, 2, fn, arg);
 }
 
 const cl_wstore_methods cl_wstore_sqlite = {
