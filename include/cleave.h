@@ -38,6 +38,10 @@
 extern "C" {
 #endif
 
+/* What this header declares is what libcleave.so exports: the library is
+ * built with -fvisibility=hidden, and these declarations are visible. */
+#pragma GCC visibility push(default)
+
 #define CLEAVE_VERSION "0.1.0"
 
 /* ------------------------------------------------------------------------
@@ -516,6 +520,19 @@ int cleave_rtx_list_len(cleave_rtx *tx, const char *ns, const char *list,
 int cleave_rtx_list_trim(cleave_rtx *tx, const char *ns, const char *list,
 			 int64_t keep, int64_t *removed);
 
+/* Full-text search, safely: turns a user's text into an FTS5 MATCH
+ * expression (into out, reset first) that matches rows holding every word
+ * of it as a whole word — words as the store's unicode61 tokenizer (FTS5's
+ * default) splits and folds them (case and diacritics) — each word a
+ * quoted FTS5 string, so no FTS5 syntax in the text gets through.
+ * *nwords (may be NULL) gets the number of words; with none the expression
+ * is empty and matches nothing (the caller decides what that answers).
+ * More than max_words words is CLEAVE_EINVAL "more than N words"; text that
+ * is not UTF-8 CLEAVE_EINVAL.  "sqlite" stores only (else CLEAVE_ENOTSUP).
+ * Bind the expression as the MATCH argument. */
+int cleave_rtx_fts_query(cleave_rtx *tx, const char *text, int max_words,
+			 cleave_buf *out, int *nwords);
+
 /* SQL read stores ("sqlite"): parameterised statements on the projection's
  * own tables.  Statements are prepared once and cached per store. */
 int cleave_rtx_exec(cleave_rtx *tx, const char *sql, const cleave_value *args,
@@ -930,6 +947,87 @@ int cleave_command_stats_get(cleave_engine *e, int i,
 
 /* Records a value in a histogram (thread-safe, lock-free). */
 void cleave_hist_add(cleave_hist *h, const uint64_t *bounds, uint64_t v);
+
+/* ------------------------------------------------------------------------
+ * Domains as plugins, and the program.
+ *
+ * A domain can be a shared object of its own, built against an installed
+ * Cleave and loaded by the cleave program at run time:
+ *
+ *     cc $(pkg-config --cflags --libs cleave) -shared -fPIC \
+ *        -o notes.so notes.c
+ *     cleave serve --domain ./notes.so
+ *
+ * The object exports one function, cleave_domain_entry(), which gives the
+ * loader its domain table and the CLEAVE_API_VERSION it was compiled with;
+ * CLEAVE_DOMAIN_EXPORT(table) defines it.  The loader (dlopen, RTLD_NOW |
+ * RTLD_LOCAL) refuses, with a message naming the file and exit status 2,
+ * a file that is missing, one that is not a shared object, one that does
+ * not export cleave_domain_entry, one built for another API version, and
+ * a table that fails cleave_domain_check().  A plugin links libcleave.so
+ * and uses the program's copy of it: the engine's state exists once in
+ * the process.  It stays loaded until the process exits.
+ * ------------------------------------------------------------------------ */
+
+/* The version of this API that a plugin is built for.  It changes when a
+ * plugin compiled against an older cleave.h would misbehave with this
+ * library (a struct's layout, a callback's arguments); a plugin built for
+ * another version is refused before its table is read.  (It can be set
+ * with -D only to build such a plugin for a test.) */
+#ifndef CLEAVE_API_VERSION
+#define CLEAVE_API_VERSION 1
+#endif
+
+/* The entry point of a domain plugin, and the one symbol the loader looks
+ * up (CLEAVE_DOMAIN_ENTRY).  Sets *api_version to the CLEAVE_API_VERSION
+ * the plugin was compiled with and returns its domain table (borrowed: it
+ * must live as long as the plugin is loaded, e.g. a static const table).
+ * Defined by the plugin (CLEAVE_DOMAIN_EXPORT), never by libcleave. */
+const cleave_domain *cleave_domain_entry(int *api_version);
+#define CLEAVE_DOMAIN_ENTRY "cleave_domain_entry"
+
+/* Defines cleave_domain_entry() for the cleave_domain `dom`; put it once,
+ * at file scope, after the table:
+ *
+ *     const cleave_domain notes_domain = { .name = "notes", … };
+ *     CLEAVE_DOMAIN_EXPORT(notes_domain)
+ */
+#define CLEAVE_DOMAIN_EXPORT(dom)                                          \
+	const cleave_domain *cleave_domain_entry(int *api_version)          \
+	{                                                                   \
+		*api_version = CLEAVE_API_VERSION;                          \
+		return &(dom);                                              \
+	}
+
+/* Checks a domain table as cleave_engine_open() does — complete, names
+ * and versions well formed, no name twice, known read-store kinds, every
+ * query reading a known projection — without opening anything.
+ * 0, or CLEAVE_EINVAL with the reason in cleave_errmsg(); CLEAVE_ENOMEM. */
+int cleave_domain_check(const cleave_domain *d);
+
+/* The whole cleave program — `cleave serve` and the operator's tools
+ * (status, rebuild, verify, events, trace), with their options, --help and
+ * exit statuses — for a program that prefers its own main():
+ *
+ *     int main(int argc, char **argv)
+ *     {
+ *             static const cleave_domain *const doms[] = {&notes_domain,
+ *                                                         NULL};
+ *             return cleave_main(argc, argv, doms);
+ *     }
+ *
+ * `domains` are the program's built-in domains, NULL-terminated (NULL: it
+ * has none); --domain NAME (or CLEAVE_DOMAIN) picks one of them by its
+ * name, and without --domain the first is served.  A --domain value that
+ * contains '/' or ends in ".so" loads a plugin instead, in every program.
+ * The array and the tables are borrowed for the life of the process; the
+ * cleave binary itself is this call with the shop and the bank.
+ * argv is as main() got it (argv[1] the subcommand, "serve" when absent).
+ * Returns the exit status: 0 success, 1 failure, 2 usage error.  Call it
+ * once, from the main thread: it installs signal handlers. */
+int cleave_main(int argc, char **argv, const cleave_domain *const *domains);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

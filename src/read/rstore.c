@@ -642,3 +642,20 @@ int cleave_key(char *buf, size_t cap, int n, const char *const *parts)
 	buf[len] = 0;
 	return (int)len;
 }
+
+int cleave_rtx_fts_query(cleave_rtx *tx, const char *text, int max_words,
+                         cleave_buf *out, int *nwords)
+{
+	int rc;
+	if ((rc = tx_check(tx, "fts_query", false)) ||
+	    (rc = null_check("fts_query", (const void *)text, "text")) ||
+	    (rc = null_check("fts_query", (const void *)out, "out")))
+		return rc;
+	if (max_words < 1)
+		return cl_err(CLEAVE_EINVAL, "fts_query: max_words < 1");
+	if (!cleave_utf8_valid(text, strlen(text)))
+		return cl_err(CLEAVE_EINVAL, "fts_query: text is not UTF-8");
+	if (!tx->m->fts_query)
+		return notsup(tx, "fts_query");
+	return tx->m->fts_query(tx, text, strlen(text), max_words, out, nwords);
+}

@@ -166,6 +166,9 @@ struct cl_rstore_methods {
 		    int nargs, int64_t *changes);
 	int (*query)(cleave_rtx *tx, const char *sql, const cleave_value *args,
 		     int nargs, cleave_rows **out);
+	/* cleave_rtx_fts_query (SQL stores with full-text search). */
+	int (*fts_query)(cleave_rtx *tx, const char *text, size_t n,
+			 int max_words, cleave_buf *out, int *nwords);
 
 	/* Shared stores (CL_RS_SHARED), NULL for the others. */
 	const char *scheme;   /* URIs "scheme://…" name this backend */

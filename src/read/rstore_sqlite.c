@@ -368,6 +368,76 @@ static int sq_query(cleave_rtx *tx, const char *sql, const cleave_value *args,
 	return cl_sqlite_query(((sq_conn *)tx)->cache, sql, args, nargs, out);
 }
 
+/* ---- full-text queries ---------------------------------------------------- */
+
+/* The connection's FTS5 API (SQLite's documented way: SELECT fts5(?1)
+ * with a pointer binding), or NULL. */
+static fts5_api *fts5_of(sqlite3 *db)
+{
+	fts5_api *api = NULL;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
+		sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return api;
+}
+
+typedef struct fts_ctx {
+	cleave_buf *out;
+	int words, max;
+} fts_ctx;
+
+/* Each token, as the tokenizer folded it, becomes a quoted FTS5 string
+ * ("" inside doubled): syntax in the user's text never reaches FTS5. */
+static int fts_token(void *arg, int flags, const char *tok, int n, int start,
+                     int end)
+{
+	fts_ctx *x = arg;
+	if (flags & FTS5_TOKEN_COLOCATED)
+		return SQLITE_OK; /* a synonym of the token before */
+	if (++x->words > x->max)
+		return SQLITE_DONE;
+	if (x->out->len)
+		cleave_buf_addc(x->out, ' ');
+	cleave_buf_addc(x->out, '"');
+	for (int i = 0; i < n; i++) {
+		if (tok[i] == '"')
+			cleave_buf_addc(x->out, '"');
+		cleave_buf_addc(x->out, tok[i]);
+	}
+	cleave_buf_addc(x->out, '"');
+	return x->out->oom ? SQLITE_NOMEM : SQLITE_OK;
+}
+
+static int sq_fts_query(cleave_rtx *tx, const char *text, size_t n,
+                        int max_words, cleave_buf *out, int *nwords)
+{
+	sq_conn *c = (sq_conn *)tx;
+	fts5_api *api = fts5_of(c->db);
+	fts5_tokenizer tk;
+	void *ud = NULL;
+	Fts5Tokenizer *t = NULL;
+	if (!api || api->xFindTokenizer(api, "unicode61", &ud, &tk) ||
+	    tk.xCreate(ud, NULL, 0, &t))
+		return cl_err(CLEAVE_ENOTSUP,
+		              "sqlite: no FTS5 unicode61 tokenizer");
+	fts_ctx x = {out, 0, max_words};
+	cleave_buf_reset(out);
+	int src = tk.xTokenize(t, &x, FTS5_TOKENIZE_QUERY, text, (int)n,
+	                       fts_token);
+	tk.xDelete(t);
+	if (x.words > max_words)
+		return cl_err(CLEAVE_EINVAL, "more than %d words", max_words);
+	if (src != SQLITE_OK || out->oom)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	if (nwords)
+		*nwords = x.words;
+	return 0;
+}
+
 /* ---- checkpoint, dead letters -------------------------------------------- */
 
 /* Runs sql (one int64 argument or none) and reads column 0 of its row. */
@@ -666,4 +736,5 @@ const cl_rstore_methods cl_rstore_sqlite = {
     .dump = sq_dump,
     .exec = sq_exec,
     .query = sq_query,
+    .fts_query = sq_fts_query,
 };

@@ -443,10 +443,85 @@ static void test_read_pool_threads(void **state)
 	tu_rmdir(dir);
 }
 
+/* cleave_rtx_fts_query: every word as unicode61 splits and folds it, as a
+ * quoted string, so syntax in the text is only text. */
+static int64_t fts_count(cleave_rtx *tx, const char *q, int *nwords)
+{
+	cleave_buf b = CLEAVE_BUF_INIT;
+	cleave_rows *r;
+	int64_t n = -1;
+	TU_OK(cleave_rtx_fts_query(tx, q, 10, &b, nwords));
+	cleave_value v = cleave_text(b.p ? b.p : "");
+	if (!*nwords) {
+		cleave_buf_free(&b);
+		return 0;
+	}
+	TU_OK(cleave_rtx_query(tx, "SELECT count(*) FROM t WHERE t MATCH ?",
+	                       &v, 1, &r));
+	assert_int_equal(cleave_rows_next(r), 1);
+	n = cleave_rows_int(r, 0);
+	cleave_rows_close(r);
+	cleave_buf_free(&b);
+	return n;
+}
+
+static void test_fts_query(void **state)
+{
+	char *dir = tu_tmpdir("rsq");
+	cl_rstore *s = open_store(dir, false);
+	cleave_rtx *tx = rt_begin(s, true);
+	TU_OK(cleave_rtx_exec(tx, "CREATE VIRTUAL TABLE t USING fts5(body)",
+	                      NULL, 0, NULL));
+	static const char *const rows[] = {
+	    "Café au lait, hot", "the NEAR future", "foo\xe2\x80\x94" "bar baz",
+	    "OR and AND", "quoted \"word\" here", "x-ray vision"};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		cleave_value v = cleave_text(rows[i]);
+		TU_OK(cleave_rtx_exec(tx, "INSERT INTO t VALUES(?)", &v, 1,
+		                      NULL));
+	}
+	TU_OK(cl_rtx_commit(tx));
+	tx = rt_begin(s, false);
+	int nw;
+	cleave_buf b = CLEAVE_BUF_INIT;
+	TU_OK(cleave_rtx_fts_query(tx, "Café, HOT!", 10, &b, &nw));
+	assert_string_equal(b.p, "\"cafe\" \"hot\"");
+	assert_int_equal(nw, 2);
+	assert_int_equal(fts_count(tx, "cafe", &nw), 1);
+	assert_int_equal(fts_count(tx, "CAFÉ lait", &nw), 1);
+	assert_int_equal(fts_count(tx, "lait cold", &nw), 0); /* every word */
+	assert_int_equal(fts_count(tx, "caf", &nw), 0);       /* whole words */
+	/* FTS5 syntax is text */
+	assert_int_equal(fts_count(tx, "NEAR(future the)", &nw), 1);
+	assert_int_equal(fts_count(tx, "OR", &nw), 1);
+	assert_int_equal(fts_count(tx, "hot OR vision", &nw), 0);
+	assert_int_equal(fts_count(tx, "\"word\" quoted", &nw), 1);
+	assert_int_equal(fts_count(tx, "lait*", &nw), 1);
+	assert_int_equal(fts_count(tx, "-ray x", &nw), 1);
+	/* a column filter is two words, and no row holds "body" */
+	assert_int_equal(fts_count(tx, "body:baz", &nw), 0);
+	assert_int_equal(fts_count(tx, "baz", &nw), 1);
+	/* a Unicode separator splits words, as in the index */
+	assert_int_equal(fts_count(tx, "bar\xe2\x80\x94" "foo", &nw), 1);
+	assert_int_equal(nw, 2);
+	/* no word at all */
+	assert_int_equal(fts_count(tx, " ,;!? ", &nw), 0);
+	assert_int_equal(nw, 0);
+	assert_int_equal(cleave_rtx_fts_query(tx, "a b c", 2, &b, &nw),
+	                 CLEAVE_EINVAL);
+	assert_int_equal(cleave_rtx_fts_query(tx, "\xff", 2, &b, &nw),
+	                 CLEAVE_EINVAL);
+	cleave_buf_free(&b);
+	cl_rtx_abort(tx);
+	s->m->close(s);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fts_and_checkpoint),
+	    cmocka_unit_test(test_fts_query),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_dead_letters),
 	    cmocka_unit_test(test_dump),
