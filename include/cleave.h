@@ -602,7 +602,11 @@ int cleave_query_param_str(cleave_query *q, const char *name, bool required,
 /* The read-only snapshot of reads[i]. Valid during the handler. */
 cleave_rtx *cleave_query_rtx(cleave_query *q, int i);
 /* Answer with a JSON value (ownership taken).  When it is an object the
- * engine adds "position". */
+ * engine adds "position" first; so an object must not have a top-level
+ * "position" of its own.  Every answer is checked before it is served:
+ * text that is not JSON (a document a projection stored broken) or an own
+ * top-level "position" fails the query with CLEAVE_EINTERNAL, code
+ * "invalid_answer" (HTTP 500) naming the query — never a 200 with it. */
 int cleave_query_reply(cleave_query *q, cJSON *body);
 /* Answer with JSON text copied from `json` (e.g. a stored document); when
  * it is an object the engine splices "position" in. */

@@ -21,6 +21,11 @@
 int cl_json_parse(const char *s, size_t n, int max_depth, cJSON **out);
 /* Checks the text only (no tree). */
 int cl_json_check(const char *s, size_t n, int max_depth);
+/* An answer about to be served: JSON's grammar and UTF-8 only (any
+ * number, nesting up to 512), and whether its top-level object has the key
+ * `key` (*has_key).  CLEAVE_EBADJSON naming the byte when it is not JSON. */
+int cl_json_check_answer(const char *s, size_t n, const char *key,
+			 bool *has_key);
 
 /* Checks a command body against its declared fields (cleave_field). */
 int cl_fields_check(const cleave_field *fields, const cJSON *obj);

@@ -105,9 +105,28 @@ cleave_rtx *cleave_query_rtx(cleave_query *q, int i)
 	return i >= 0 && i < q->n ? q->tx[i] : NULL;
 }
 
-/* Puts "position":P first in an object's text, or returns it as is. */
+/* Puts "position":P first in an object's text, or returns it as is.  A
+ * handler's text is checked first: invalid JSON (a projection that stored
+ * a broken document) or an object with its own top-level "position" (the
+ * answer would carry the key twice) is never served. */
 static int with_position(cleave_query *q, const char *json, size_t len)
 {
+	bool has_position = false;
+	if (cl_json_check_answer(json, len, "position", &has_position)) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", cleave_errmsg());
+		return cleave_query_fail(q, CLEAVE_EINTERNAL, "invalid_answer",
+					 "query %s built an answer that is not "
+					 "valid JSON (%s): a projection stored "
+					 "a broken document",
+					 q->def->name, why);
+	}
+	if (has_position)
+		return cleave_query_fail(q, CLEAVE_EINTERNAL, "invalid_answer",
+					 "query %s built an answer with its own "
+					 "top-level \"position\", which the engine "
+					 "sets: rename that key in the read model",
+					 q->def->name);
 	size_t i = 0;
 	while (i < len && (json[i] == ' ' || json[i] == '\n' ||
 			   json[i] == '\t' || json[i] == '\r'))

@@ -351,6 +351,13 @@ static int q_dseen(cleave_query *q)
 	return cleave_query_reply(q, o);
 }
 
+/* Answers the text given as parameter "raw" as it is (guard-rail tests). */
+static int q_raw(cleave_query *q)
+{
+	const char *raw = cleave_query_param(q, "raw");
+	return cleave_query_reply_raw(q, raw ? raw : "", raw ? strlen(raw) : 0);
+}
+
 static const char *const reads_totals[] = {"totals", NULL};
 static const char *const reads_deferred[] = {"deferred", NULL};
 static const char *const reads_rows[] = {"rows", NULL};
@@ -360,6 +367,7 @@ static const cleave_query_def queries[] = {
 	{"sum", q_sum, reads_totals, "sum of all counters"},
 	{"rows", q_rows, reads_rows, "rows projection stats"},
 	{"dseen", q_dseen, reads_deferred, "deferred projection's count"},
+	{"raw", q_raw, reads_totals, "answers parameter raw as it is"},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -638,6 +638,43 @@ static void test_bad_input(void **state)
 	tu_rmdir(dir);
 }
 
+/* The engine never serves invalid JSON nor a duplicate "position". */
+static void test_answer_guard(void **state)
+{
+	char *dir = tu_tmpdir("guard");
+	cleave_engine *e = open_engine(dir, &td_domain, 1);
+	static const struct {
+		const char *raw;
+		int rc;
+	} cases[] = {
+	    {"{\"a\":1}", 0},
+	    {"[1,2]", 0},
+	    {"{\"big\":18446744073709551615,\"n\":{\"position\":1}}", 0},
+	    {"{\"a\":1", CLEAVE_EINTERNAL},
+	    {"{\"a\":1}}", CLEAVE_EINTERNAL},
+	    {"{\"a\":\"\xff\"}", CLEAVE_EINTERNAL},
+	    {"{\"position\":7}", CLEAVE_EINTERNAL},
+	    {"{\"b\":1, \"posit\\u0069on\":7}", CLEAVE_EINTERNAL},
+	    {"", CLEAVE_EINTERNAL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cleave_param p[] = {{"raw", cases[i].raw}};
+		cleave_answer a;
+		TU_OK(cleave_query_run(e, "raw", p, 1, &a));
+		if (a.rc != cases[i].rc)
+			fail_msg("case %zu (%s): %d %s", i, cases[i].raw, a.rc,
+				 a.body);
+		cJSON *j = cJSON_Parse(a.body);
+		assert_non_null(j); /* whatever happened, the body is JSON */
+		if (a.rc)
+			assert_non_null(strstr(a.body, "invalid_answer"));
+		cJSON_Delete(j);
+		cleave_answer_free(&a);
+	}
+	cleave_engine_close(e);
+	tu_rmdir(dir);
+}
+
 /* An exact integer is one in any notation. */
 static void test_number_notations(void **state)
 {
@@ -1048,6 +1085,7 @@ int main(void)
 		cmocka_unit_test(test_rebuild_under_queries),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_number_notations),
+		cmocka_unit_test(test_answer_guard),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_reader_pool),
 		cmocka_unit_test(test_machine_crash_rebuilds),
