@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 ARGS       ?=
 
 .PHONY: all build run check check-fast test deps asan tsan bench bench-quick \
-        torture torture-stops fuzz soak clean format
+        torture torture-stops fuzz soak clean format install uninstall
 
 all: build
 
@@ -25,6 +25,19 @@ build: $(BUILD)/build.ninja
 # Builds, then serves the shop on 127.0.0.1:8080 from ./cleave-data.
 run: build
 	./$(BUILD)/cleave serve $(ARGS)
+
+# Installs the build into PREFIX (default /usr/local; no root needed when
+# PREFIX is writable): PREFIX/bin/cleave, PREFIX/include/cleave.h,
+# PREFIX/lib/libcleave.so and libcleave.a, PREFIX/lib/pkgconfig/cleave.pc.
+# The program finds the library in ../lib (RPATH $ORIGIN/../lib).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(abspath $(PREFIX))
+
+# Removes from PREFIX exactly what `make install` puts there, and the
+# folders that leaves empty (scripts/uninstall.sh).
+uninstall:
+	@sh scripts/uninstall.sh $(BUILD) $(abspath $(PREFIX))
 
 $(ASAN_BUILD)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCLEAVE_SANITIZE=ON >/dev/null

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cli_util.h"
-#include "domains.h"
+#include "plugin.h"
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -95,11 +95,19 @@ static void print_help(const cli_cmd_spec *s)
 	       "      --http-timeout S   give up on a silent server after S "
 	       "seconds (default 30)\n"
 	       "\nCommon options:\n"
-	       "      --domain NAME      the domain of the data directory:");
-	for (int i = 0; cleave_domains[i]; i++)
-		printf("%s%s", i ? ", " : " ", cleave_domains[i]->name);
-	printf("\n                         (default shop; env CLEAVE_DOMAIN)\n"
-	       "      --write-store URI  write store when not DIR/write.db,\n"
+	       "      --domain NAME|PATH.so\n"
+	       "                         the domain of the data directory, "
+	       "built in:\n");
+	char names[256];
+	const char *dflt = cl_domains_default();
+	cl_domains_names(names, sizeof(names));
+	printf("                         %s%s%s (env CLEAVE_DOMAIN),\n"
+	       "                         or a domain plugin: a path with a "
+	       "'/' or ending\n"
+	       "                         in .so (a shared object exporting "
+	       "cleave_domain_entry)\n",
+	       names, dflt ? "; default " : "", dflt ? dflt : "");
+	printf("      --write-store URI  write store when not DIR/write.db,\n"
 	       "                         e.g. postgres://… (env "
 	       "CLEAVE_WRITE_STORE)\n"
 	       "      --read-store URI   read store when not the embedded "
@@ -146,7 +154,7 @@ int cli_parse(const cli_cmd_spec *spec, cli_common *c, int argc, char **argv,
 
 	memset(c, 0, sizeof(*c));
 	c->cmd = spec->name;
-	c->domain_name = env_or("CLEAVE_DOMAIN", "shop");
+	c->domain_name = env_or("CLEAVE_DOMAIN", NULL);
 	c->write_store = env_or("CLEAVE_WRITE_STORE", NULL);
 	c->read_store = env_or("CLEAVE_READ_STORE", NULL);
 	c->json = !isatty(STDOUT_FILENO);
@@ -275,6 +283,9 @@ int cli_parse(const cli_cmd_spec *spec, cli_common *c, int argc, char **argv,
 		                       "--server: %s (want "
 		                       "http://HOST:PORT)",
 		                       uerr);
+	char derr[1024];
+	if (cl_domain_resolve(c->domain_name, &c->domain, derr, sizeof(derr)))
+		return cli_usage_error(c, "%s", derr);
 	int nargs = argc - optind;
 	if (nargs < spec->min_args)
 		return cli_usage_error(c, "missing argument%s%s",
@@ -333,18 +344,7 @@ static void engine_log(void *arg, int level, const char *trace_id,
 int cli_engine_open(const cli_common *c, bool read_only, cleave_engine **out)
 {
 	*out = NULL;
-	const cleave_domain *d = cleave_domain_find(c->domain_name);
-	if (!d) {
-		char known[256] = "";
-		size_t k = 0;
-		for (int i = 0; cleave_domains[i] && k < sizeof(known); i++)
-			k += (size_t)snprintf(known + k, sizeof(known) - k,
-			                      "%s%s", i ? ", " : "",
-			                      cleave_domains[i]->name);
-		cli_errorf(c, "unknown domain '%s' (this build has: %s)",
-		           c->domain_name, k ? known : "none");
-		return CLI_EXIT_USAGE;
-	}
+	const cleave_domain *d = c->domain;
 	cleave_config cfg = {0};
 	cfg.domain = d;
 	cfg.data_dir = c->data_dir;
@@ -383,7 +383,7 @@ int cli_engine_open(const cli_common *c, bool read_only, cleave_engine **out)
 		        "      a projection new in this build gets its copy "
 		        "when 'cleave serve' opens\n"
 		        "      the directory\n",
-		        c->domain_name);
+		        d->name);
 	else if (rc == CLEAVE_ENOTFOUND)
 		fprintf(stderr, "hint: give the server's data directory with "
 		                "--data DIR, or a running server with "

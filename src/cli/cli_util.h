@@ -34,7 +34,7 @@ typedef struct cli_common {
 	const char *cmd;         /* subcommand name, for messages */
 	const char *data_dir;    /* --data, CLEAVE_DATA, "./cleave-data" */
 	const char *server;      /* --server, CLEAVE_SERVER; NULL: use data */
-	const char *domain_name; /* --domain, CLEAVE_DOMAIN, "shop" */
+	const char *domain_name; /* --domain, CLEAVE_DOMAIN; NULL: default */
 	const char *write_store; /* --write-store, CLEAVE_WRITE_STORE */
 	const char *read_store;  /* --read-store, CLEAVE_READ_STORE */
 	bool json;               /* --json, or stdout is not a terminal */
@@ -44,6 +44,9 @@ typedef struct cli_common {
 	                          sent as a bearer token to --server */
 	int http_timeout_ms;   /* per request to --server */
 	bool http_timeout_set; /* --http-timeout was given */
+	/* the domain domain_name names (plugin.h), borrowed for the life of
+	 * the process: a built-in one, or a plugin's */
+	const cleave_domain *domain;
 } cli_common;
 
 /* Called for each option of a subcommand's own table: return 0 to go on,
@@ -85,12 +88,12 @@ int cli_usage_error(const cli_common *c, const char *fmt, ...)
 
 /* ---- the engine on a data directory -------------------------------------- */
 
-/* Opens the engine on c->data_dir for c->domain_name.  read_only opens
+/* Opens the engine on c->data_dir for c->domain.  read_only opens
  * the log and the read stores without writing (and without the data
  * directory's lock, so it works beside a running server); otherwise the
  * engine runs its writer and projection runners.  Prints the failure
  * (with a hint to --server when a server holds the directory) and returns
- * CLI_EXIT_FAIL, or CLI_EXIT_USAGE for an unknown domain; 0 with *out. */
+ * CLI_EXIT_FAIL; 0 with *out. */
 int cli_engine_open(const cli_common *c, bool read_only, cleave_engine **out);
 
 /* ---- HTTP client (--server) ---------------------------------------------- */

@@ -83,7 +83,7 @@ static int from_data(const cli_common *c, const opts *o, char **names, int n)
 		int64_t t0 = cli_now_us();
 		if (cleave_projection_find(e, names[i]) < 0) {
 			cli_errorf(c, "no projection '%s' in domain %s",
-			           names[i], c->domain_name);
+			           names[i], c->domain->name);
 			rc = CLI_EXIT_FAIL;
 			break;
 		}

@@ -307,7 +307,7 @@ int cl_cmd_verify(int argc, char **argv)
 	for (int i = 0; i < n && !cli_interrupted; i++) {
 		if (cleave_projection_find(e, argv[first + i]) < 0) {
 			cli_errorf(&c, "no projection '%s' in domain %s",
-			           argv[first + i], c.domain_name);
+			           argv[first + i], c.domain->name);
 			rc = CLI_EXIT_FAIL;
 			continue;
 		}

@@ -249,6 +249,18 @@ static void engine_free(cleave_engine *e)
 	free(e);
 }
 
+int cleave_domain_check(const cleave_domain *d)
+{
+	cleave_engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	e->lock_fd = -1;
+	e->dom = d;
+	int rc = check_domain(e, d);
+	engine_free(e);
+	return rc;
+}
+
 int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 {
 	int rc;

@@ -44,8 +44,10 @@ typedef struct flag {
 static const flag flags[] = {
     {"data", "CLEAVE_DATA", F_STR, OFF(data_dir), S | C, 0, 0, "DIR",
      "data directory (write.db and read/ live here)", "./cleave-data"},
-    {"domain", "CLEAVE_DOMAIN", F_STR, OFF(domain), S | C, 0, 0, "NAME",
-     "the system to serve: shop or bank", "shop"},
+    {"domain", "CLEAVE_DOMAIN", F_STR, OFF(domain), S | C, 0, 0, "NAME|PATH.so",
+     "the domain to serve: a built-in one by name (listed below), or a "
+     "plugin, a shared object, by path (with a '/' or ending in .so)",
+     NULL},
     {"server", "CLEAVE_SERVER", F_STR, OFF(server_url), C, 0, 0, "URL",
      "talk to a running server instead of --data", NULL},
     {"listen", "CLEAVE_LISTEN", F_STR, OFF(listen), S, 0, 0, "HOST:PORT",
@@ -334,7 +336,6 @@ int cl_server_config_init(cl_server_config *c, unsigned scope)
 {
 	memset(c, 0, sizeof(*c));
 	c->data_dir = "./cleave-data";
-	c->domain = "shop";
 	c->listen = "127.0.0.1:8080";
 	c->durability = CLEAVE_DURABILITY_FSYNC;
 	c->http_threads = 2;

@@ -45,7 +45,8 @@ typedef struct cl_cfg_list {
 typedef struct cl_server_config {
 	/* shared by every subcommand */
 	const char *data_dir;   /* --data, default "./cleave-data" */
-	const char *domain;     /* --domain, default "shop" */
+	const char *domain;     /* --domain NAME or PATH.so; NULL: the
+	                           program's first built-in domain */
 	const char *server_url; /* --server URL (client scope), or NULL */
 	/* serve */
 	const char *listen;      /* --listen HOST:PORT, "127.0.0.1:8080" */
@@ -73,6 +74,9 @@ typedef struct cl_server_config {
 	/* positional arguments (client scope), borrowed from argv */
 	const char *args[CL_CFG_MAX_ARGS];
 	int nargs;
+	/* set by the caller before cl_server_run(): the domain --domain
+	 * names (plugin.h), borrowed for the life of the process */
+	const cleave_domain *dom;
 	/* private */
 	char *owned_token;
 	const char *auth_token_file;

@@ -26,7 +26,6 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "domains.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -168,16 +167,9 @@ int cl_server_run(const cl_server_config *cfg)
 	pthread_mutex_init(&s.cmu, NULL);
 	cl_log_set_level(cfg->log_level);
 
-	s.dom = cleave_domain_find(cfg->domain);
+	s.dom = cfg->dom;
 	if (!s.dom) {
-		char names[256] = "";
-		for (int i = 0; cleave_domains[i]; i++)
-			snprintf(names + strlen(names),
-			         sizeof(names) - strlen(names), "%s%s",
-			         i ? ", " : "", cleave_domains[i]->name);
-		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
-		        "unknown domain '%s' (this build has: %s)", cfg->domain,
-		        names[0] ? names : "none");
+		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1, "no domain to serve");
 		return 2;
 	}
 	struct sockaddr_storage ss;
