@@ -799,6 +799,14 @@ void cleave_answer_free(cleave_answer *a);
 /* Position that every projection read by query `name` has applied.
  * CLEAVE_ENOTFOUND for an unknown query. */
 int cleave_query_position(cleave_engine *e, const char *name, int64_t *out);
+/* Why query `name` cannot yet answer at `position`: writes into out (cap
+ * bytes, NUL-terminated, "" when nothing holds it back) each projection it
+ * reads that is behind position, with its own position and, when it is
+ * failing or parked, its state and last error — e.g. "orders at 41
+ * (failing: out of memory)".  For the message of a min_position that was
+ * not reached in time. */
+void cleave_query_lagging(cleave_engine *e, const char *name,
+			  int64_t position, char *out, size_t cap);
 
 /* ------------------------------------------------------------------------
  * Waiting for positions (read-your-writes).

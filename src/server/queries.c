@@ -79,12 +79,17 @@ static enum MHD_Result after_wait(cl_req *r)
 		return run_query(r);
 	int64_t now = current_position(r);
 	switch (rc) {
-	case CLEAVE_ETIMEDOUT:
+	case CLEAVE_ETIMEDOUT: {
+		char behind[768];
+		cleave_query_lagging(r->s->e, r->name, r->min_pos, behind,
+		                     sizeof(behind));
 		return cl_send_error_pos(
 		    r, MHD_HTTP_GATEWAY_TIMEOUT, cleave_errname(rc), now,
 		    "min_position %lld not reached within %d ms; current "
-		    "position %lld",
-		    (long long)r->min_pos, r->wait_ms, (long long)now);
+		    "position %lld%s%s",
+		    (long long)r->min_pos, r->wait_ms, (long long)now,
+		    behind[0] ? "; behind: " : "", behind);
+	}
 	case CLEAVE_EPARKED:
 		return cl_send_error_pos(
 		    r, MHD_HTTP_SERVICE_UNAVAILABLE, cleave_errname(rc), now,

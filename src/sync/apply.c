@@ -23,6 +23,12 @@ static bool subscribed(const cleave_projection_def *d, const char *type)
 	return false;
 }
 
+/* Running out of memory on one event, over and over, is not a passing
+ * condition: after this many tries in a row (about 5 s with the
+ * backoff) the copy parks at the event, so operators see it (GET
+ * /projections, the 504s of min_position name it) and resume it. */
+#define ENOMEM_TRIES 30
+
 static bool store_error(int rc)
 {
 	return rc == CLEAVE_ENOSPC || rc == CLEAVE_EIO || rc == CLEAVE_ENOMEM ||
@@ -378,6 +384,15 @@ bool cl_apply_list(cl_copy *c, cl_evlist *l)
 			         err);
 			c->failing = true;
 			pthread_mutex_unlock(&c->proj->mu);
+			if (rc == CLEAVE_ENOMEM && step == 1 && i < l->n &&
+			    store_fail >= ENOMEM_TRIES) {
+				char why[300];
+				snprintf(why, sizeof(why),
+				         "out of memory %d times in a row: %s",
+				         store_fail, err);
+				park(c, l->ev[i], why);
+				return false;
+			}
 			step = CL_MAX(1, step / 2);
 			if (!cl_wait_backoff(c, CL_MIN(1000, 10 * store_fail)))
 				return false;

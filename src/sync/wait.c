@@ -9,6 +9,7 @@
  * shut down.  Lock order: appmu, then a projection's (inside
  * cl_proj_reached).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,37 @@ int cleave_query_position(cleave_engine *e, const char *name, int64_t *out)
 	}
 	*out = min;
 	return 0;
+}
+
+void cleave_query_lagging(cleave_engine *e, const char *name,
+			  int64_t position, char *out, size_t cap)
+{
+	int q = name ? cl_nametab_get(&e->query_idx, name) : -1;
+	size_t n = 0;
+	if (cap)
+		out[0] = 0;
+	if (q < 0 || !cap)
+		return;
+	const int *idx = &e->query_reads[q * e->query_maxreads];
+	for (int i = 0; i < e->query_nreads[q]; i++) {
+		cleave_proj_status st;
+		if (cleave_projection_status(e, idx[i], &st) ||
+		    st.position >= position)
+			continue;
+		const char *state = st.state == CLEAVE_PROJ_PARKED ? "parked"
+				    : st.failing			? "failing"
+									: NULL;
+		int w = snprintf(out + n, cap - n, "%s%s at %lld", n ? "; " : "",
+				 st.name, (long long)st.position);
+		if (w > 0 && (size_t)w < cap - n)
+			n += (size_t)w;
+		if (state && n < cap) {
+			w = snprintf(out + n, cap - n, " (%s: %s)", state,
+				     st.last_error[0] ? st.last_error : "?");
+			if (w > 0 && (size_t)w < cap - n)
+				n += (size_t)w;
+		}
+	}
 }
 
 /* ---- watches ------------------------------------------------------------ */

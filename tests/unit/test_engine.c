@@ -638,6 +638,61 @@ static void test_bad_input(void **state)
 	tu_rmdir(dir);
 }
 
+/* A projection that runs out of memory on an event, over and over, parks
+ * there instead of retrying for ever, and a query waiting for it is told
+ * which projection holds it back. */
+static int oom_go(cleave_cmd *c, const cJSON *in)
+{
+	return cleave_cmd_emit(c, "s-1", "Went", cJSON_CreateObject());
+}
+
+static int oom_apply(cleave_rtx *tx, const cleave_event *ev)
+{
+	return CLEAVE_ENOMEM;
+}
+
+static int oom_query(cleave_query *q)
+{
+	return cleave_query_reply(q, cJSON_CreateObject());
+}
+
+static void test_enomem_parks(void **state)
+{
+	static const cleave_command_def cmds[] = {
+	    {"Go", oom_go, NULL, "emit one event"}, {NULL, NULL, NULL, NULL}};
+	static const cleave_projection_def projs[] = {
+	    {"hungry", 1, "lmdb", NULL, NULL, oom_apply, CLEAVE_POISON_SKIP},
+	    {NULL, 0, NULL, NULL, NULL, NULL, 0}};
+	static const char *const reads[] = {"hungry", NULL};
+	static const cleave_query_def queries[] = {
+	    {"q", oom_query, reads, "nothing"}, {NULL, NULL, NULL, NULL}};
+	static const char *const migrations[] = {NULL};
+	static const cleave_domain dom = {.name = "oom",
+					  .commands = cmds,
+					  .projections = projs,
+					  .queries = queries,
+					  .migrations = migrations};
+	char *dir = tu_tmpdir("oom");
+	cleave_engine *e = open_engine(dir, &dom, 0);
+	assert_int_equal(submit_body(e, "Go", NULL), 0);
+	cleave_proj_status st;
+	int64_t until = cl_mono_us() + 60 * 1000000LL;
+	do {
+		cl_sleep_ms(20);
+		TU_OK(cleave_projection_status(e, 0, &st));
+	} while (st.state != CLEAVE_PROJ_PARKED && cl_mono_us() < until);
+	assert_int_equal(st.state, CLEAVE_PROJ_PARKED);
+	assert_int_equal(st.parked_position, 1);
+	assert_non_null(strstr(st.last_error, "out of memory"));
+	char why[256];
+	cleave_query_lagging(e, "q", 1, why, sizeof(why));
+	assert_non_null(strstr(why, "hungry at 0 (parked: out of memory"));
+	cleave_query_lagging(e, "q", 0, why, sizeof(why));
+	assert_string_equal(why, "");
+	cleave_engine_close(e);
+	tu_rmdir(dir);
+}
+
 /* The engine never serves invalid JSON nor a duplicate "position". */
 static void test_answer_guard(void **state)
 {
@@ -1086,6 +1141,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_number_notations),
 		cmocka_unit_test(test_answer_guard),
+		cmocka_unit_test(test_enomem_parks),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_reader_pool),
 		cmocka_unit_test(test_machine_crash_rebuilds),
