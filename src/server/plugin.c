@@ -102,7 +102,14 @@ static int load(const char *path, const cleave_domain **out, char *err,
 		                            : "no ELF header");
 		return -1;
 	}
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	/* a name without '/' would be searched for in the library path */
+	char rel[4096];
+	const char *at = path;
+	if (!strchr(path, '/')) {
+		snprintf(rel, sizeof(rel), "./%s", path);
+		at = rel;
+	}
+	void *h = dlopen(at, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		const char *why = dlerror();
 		snprintf(err, cap, "domain plugin %s: cannot load it: %s", path,
