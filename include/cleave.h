@@ -914,6 +914,10 @@ int cleave_projection_wait_rebuilt(cleave_engine *e, const char *name,
  * called for each difference with what = "missing" (in the rebuild, not
  * live), "extra" (live only) or "different".  *ndiff gets the count,
  * *position the position compared at.  Returns 0 even when they differ. */
+/* A difference found by verify: the table (namespace), the key as the
+ * domain wrote it (a list item "<list> #<seq>", a sorted-set entry
+ * "<member> (score S)"), and what differs ("missing", "extra",
+ * "different"). */
 typedef int (*cleave_diff_fn)(void *arg, const char *table, const char *key,
 			      size_t klen, const char *what);
 int cleave_projection_verify(cleave_engine *e, const char *name,

@@ -195,6 +195,13 @@ const cl_rstore_methods *cl_rstore_for_uri(const char *uri);
  * backend's uri_form, joined with " or " (for messages). */
 const char *cl_rstore_uri_forms(void);
 
+/* A key of a generic structure as the domain wrote it, for people (verify's
+ * differences): a list item "<list> #<seq>", a sorted set's rank entry
+ * "<member> (score S)", any other key as it is.  Writes at most cap bytes
+ * with the NUL; returns the length written. */
+size_t cl_gen_key_text(const char *table, const char *key, size_t klen,
+                       char *out, size_t cap);
+
 /* ---- wrappers: capabilities and optional slots ---------------------- */
 
 static inline bool cl_rs_has(const cl_rstore_methods *m, unsigned caps)

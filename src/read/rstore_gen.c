@@ -545,3 +545,31 @@ int cl_gen_list_page(cleave_rtx *tx, const char *ns, const char *list,
 	return cl_rtx_scan(tx, ns, from, to, CLEAVE_SCAN_REVERSE, limit,
 	                   list_visit, &l);
 }
+
+/* ---- keys as the domain wrote them ----------------------------------------- */
+
+size_t cl_gen_key_text(const char *table, const char *key, size_t klen,
+                       char *out, size_t cap)
+{
+	uint64_t u;
+	int n = -1;
+	if (!strncmp(table, CL_ZSET_PREFIX, strlen(CL_ZSET_PREFIX)) &&
+	    klen > HEX16 && get_hex16(key, &u)) {
+		/* rank(score) member */
+		n = snprintf(out, cap, "%.*s (score %lld)", (int)(klen - HEX16),
+		             key + HEX16, (long long)(int64_t)~(u ^ BIAS));
+	} else if (klen >= LIST_LEN_DIGITS + HEX16 && key[0] >= '0' &&
+	           key[0] <= '9' && key[1] >= '0' && key[1] <= '9' &&
+	           key[2] >= '0' && key[2] <= '9') {
+		size_t l = (size_t)((key[0] - '0') * 100 + (key[1] - '0') * 10 +
+		                    (key[2] - '0'));
+		if (klen == LIST_LEN_DIGITS + l + HEX16 &&
+		    get_hex16(key + LIST_LEN_DIGITS + l, &u))
+			n = snprintf(out, cap, "%.*s #%lld", (int)l,
+			             key + LIST_LEN_DIGITS,
+			             (long long)(int64_t)(u ^ BIAS));
+	}
+	if (n < 0)
+		n = snprintf(out, cap, "%.*s", (int)klen, key);
+	return cap && (size_t)n >= cap ? cap - 1 : (size_t)n;
+}

@@ -90,8 +90,12 @@ static int vkey(vctx *x, const char *table, const char *key, size_t klen)
 static int vdiff(vctx *x, const char *table, const char *key, size_t klen,
                  const char *what)
 {
+	char text[CLEAVE_KEY_MAX + 64];
 	x->ndiff++;
-	return x->fn ? x->fn(x->arg, table, key, klen, what) : 0;
+	if (!x->fn)
+		return 0;
+	size_t n = cl_gen_key_text(table, key, klen, text, sizeof(text));
+	return x->fn(x->arg, table, text, n, what);
 }
 
 static int vdump(void *arg, const char *table, const char *key, size_t klen,

@@ -392,6 +392,36 @@ static void test_write_inside_scan(void **state)
 	tu_rmdir(dir);
 }
 
+/* verify prints the keys of generic structures as the domain wrote them */
+static void test_key_text(void **state)
+{
+	char *dir = tu_tmpdir("rstore");
+	cl_rstore *s = open_store(dir);
+	cleave_rtx *tx = rt_begin(s, true);
+	TU_OK(cleave_rtx_list_put(tx, "l", "u\x1f" "7", -42, "x", 1));
+	TU_OK(cleave_rtx_zincr(tx, "z", "p1", 5, NULL));
+	TU_OK(s->m->commit(tx));
+	tx = rt_begin(s, false);
+	cleave_buf b = CLEAVE_BUF_INIT;
+	char t[256];
+	rt_scan(tx, "l", NULL, NULL, 0, 0, &b);
+	char *eq = strchr(b.p, '=');
+	cl_gen_key_text("l", b.p, (size_t)(eq - b.p), t, sizeof(t));
+	assert_string_equal(t, "u\x1f" "7 #-42");
+	cleave_buf_reset(&b);
+	TU_OK(tx->m->scan(tx, "~z:z", NULL, NULL, 0, 0, rt_collect, &b));
+	eq = strchr(b.p, '=');
+	cl_gen_key_text("~z:z", b.p, (size_t)(eq - b.p), t, sizeof(t));
+	assert_string_equal(t, "p1 (score 5)");
+	cl_gen_key_text("docs", "plain", 5, t, sizeof(t));
+	assert_string_equal(t, "plain");
+	assert_int_equal(cl_gen_key_text("docs", "plain", 5, t, 3), 2);
+	cleave_buf_free(&b);
+	s->m->abort(tx);
+	s->m->close(s);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -401,6 +431,7 @@ int main(void)
 	    cmocka_unit_test(test_lists),
 	    cmocka_unit_test(test_list_len_trim),
 	    cmocka_unit_test(test_write_inside_scan),
+	    cmocka_unit_test(test_key_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
