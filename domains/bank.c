@@ -562,8 +562,10 @@ static int q_statement(cleave_query *q)
 	int rc = cleave_query_param_str(q, "accountId", true, BANK_ID_MAX, &id);
 	if (rc)
 		return rc;
-	return dom_reply_list_page(q, cleave_query_rtx(q, 0), "stmt", id,
-	                           "account_not_found", "account");
+	static const cleave_page_opts o = {.missing_code = "account_not_found",
+	                                   .what = "account"};
+	return cleave_query_reply_page(q, cleave_query_rtx(q, 0), "stmt", id,
+	                               &o);
 }
 
 static int currency_param(cleave_query *q, bool required, const char **out)

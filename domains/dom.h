@@ -72,25 +72,6 @@ void dom_acc_clear(dom_acc *a);
 
 /* ---- query parameters --------------------------------------------------- */
 
-/* An optional boolean parameter: absent → *out = -1; "true"/"1" → 1;
- * "false"/"0" → 0; anything else fails the query with 400. */
-int dom_param_bool(cleave_query *q, const char *name, int *out);
-/* A list cursor: absent → *out = INT64_MAX (the first page); else a
- * decimal position 1..INT64_MAX, or the query fails with 400. */
-int dom_param_seq_cursor(cleave_query *q, const char *name, int64_t *out);
-
-/* Answers a page of list `list` in namespace `ns` of tx, newest first:
- * {"items": [stored item texts], "next_cursor": string or null}, with
- * parameters limit (1..DOM_PAGE_MAX, default DOM_PAGE_DEFAULT) and cursor
- * (dom_param_seq_cursor).  next_cursor is null on the last page, also when
- * it is exactly full.  When missing_code is not NULL, an empty first page
- * is a 404 with that code ("no <what> '<list>'"). */
-#define DOM_PAGE_DEFAULT 20
-#define DOM_PAGE_MAX     100
-int dom_reply_list_page(cleave_query *q, cleave_rtx *tx, const char *ns,
-                        const char *list, const char *missing_code,
-                        const char *what);
-
 /* Cursors that carry text are hex-encoded so they are opaque and safe in a
  * URL.  encode writes 2*n+1 bytes; decode fails (false) on bad hex or when
  * the text does not fit in cap-1 bytes, and NUL-terminates. */

@@ -49,7 +49,7 @@
 #include "iso.h"
 #include "shop.h"
 
-#define PAGE_MAX    DOM_PAGE_MAX
+#define PAGE_MAX    CLEAVE_PAGE_MAX
 #define Q_MAX       200
 #define Q_WORDS_MAX 16
 
@@ -243,8 +243,8 @@ static int search_params(search *s)
 	                                 DOM_EXACT_MAX, &s->min_price)) ||
 	    (rc = cleave_query_param_int(s->q, "max_price", -1, 0,
 	                                 DOM_EXACT_MAX, &s->max_price)) ||
-	    (rc = dom_param_bool(s->q, "in_stock", &s->in_stock)) ||
-	    (rc = cleave_query_param_int(s->q, "limit", DOM_PAGE_DEFAULT, 1,
+	    (rc = cleave_query_param_bool(s->q, "in_stock", &s->in_stock)) ||
+	    (rc = cleave_query_param_int(s->q, "limit", CLEAVE_PAGE_DEFAULT, 1,
 	                                 PAGE_MAX, &s->limit)))
 		return rc;
 	s->has_q = qp != NULL;
@@ -406,8 +406,8 @@ static int q_user_orders(cleave_query *q)
 	int rc = cleave_query_param_str(q, "userId", true, SHOP_ID_MAX, &user);
 	if (rc)
 		return rc;
-	return dom_reply_list_page(q, cleave_query_rtx(q, 0), "by_user", user,
-	                           NULL, NULL);
+	return cleave_query_reply_page(q, cleave_query_rtx(q, 0), "by_user",
+	                               user, NULL);
 }
 
 /* ---- revenue_daily ------------------------------------------------------ */

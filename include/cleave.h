@@ -599,6 +599,38 @@ int cleave_query_param_int(cleave_query *q, const char *name, int64_t def,
  * (*out = NULL), at most max_len bytes. CLEAVE_EINVAL as above. */
 int cleave_query_param_str(cleave_query *q, const char *name, bool required,
 			   size_t max_len, const char **out);
+/* An optional boolean parameter: absent → *out = -1; "true"/"1" → 1;
+ * "false"/"0" → 0; anything else fails the query with 400
+ * invalid_parameter naming it. */
+int cleave_query_param_bool(cleave_query *q, const char *name, int *out);
+/* A list cursor (a seq the previous page gave): absent → *out = INT64_MAX
+ * (the first page); else a decimal 1..INT64_MAX, or the query fails with
+ * 400 invalid_cursor naming the parameter. */
+int cleave_query_param_cursor(cleave_query *q, const char *name,
+			      int64_t *out);
+
+/* A page of a list (cleave_rtx_list_*), newest first, as the answer:
+ * {"items": [the stored item texts, which must be JSON], "next_cursor":
+ * the seq to pass as cursor for the next page, as a string, or null on the
+ * last page — also when it is exactly full}.  Parameters: limit (1 to
+ * limit_max, default limit_default) and cursor.  Every name can be
+ * changed; zeroes and NULLs take the defaults.  With missing_code, an
+ * empty first page is a 404 with that code ("no <what> '<list>'"). */
+#define CLEAVE_PAGE_DEFAULT 20
+#define CLEAVE_PAGE_MAX 100
+typedef struct cleave_page_opts {
+	const char *limit_param;  /* "limit" */
+	const char *cursor_param; /* "cursor" */
+	int64_t limit_default;    /* CLEAVE_PAGE_DEFAULT */
+	int64_t limit_max;        /* CLEAVE_PAGE_MAX */
+	const char *items_key;    /* "items" */
+	const char *next_key;     /* "next_cursor" */
+	const char *missing_code; /* NULL: an empty list is an empty page */
+	const char *what;         /* "list" */
+} cleave_page_opts;
+int cleave_query_reply_page(cleave_query *q, cleave_rtx *tx, const char *ns,
+			    const char *list, const cleave_page_opts *opts);
+
 /* The read-only snapshot of reads[i]. Valid during the handler. */
 cleave_rtx *cleave_query_rtx(cleave_query *q, int i);
 /* Answer with a JSON value (ownership taken).  When it is an object the
