@@ -558,6 +558,16 @@ typedef enum cleave_poison_policy {
  * backoff, then the projection's poison policy applies.  Must be a pure
  * function of the store and the event (rebuilds replay it). */
 typedef int (*cleave_project_fn)(cleave_rtx *tx, const cleave_event *ev);
+/* What a projection's apply returns when one event's work is too big for
+ * one transaction (a post fanned out to 100,000 followers' timelines):
+ * the engine commits what it wrote so far, with the checkpoint just before
+ * the event, and calls apply again with the same event in a new
+ * transaction.  The handler keeps its own progress in the store (a
+ * cursor it writes with each piece), so a crash between pieces resumes
+ * where the last committed piece ended and nothing is applied twice.
+ * Between pieces a reader may see part of the event's effects at the
+ * previous position; min_position=P still waits for all of them. */
+#define CLEAVE_MORE 1
 /* Creates the store's tables (SQL stores) on a fresh copy; may be NULL. */
 typedef int (*cleave_setup_fn)(cleave_rtx *tx);
 

@@ -29,6 +29,10 @@ static bool subscribed(const cleave_projection_def *d, const char *type)
  * /projections, the 504s of min_position name it) and resume it. */
 #define ENOMEM_TRIES 30
 
+/* A handler that asks to be called again on the same event (CLEAVE_MORE)
+ * more often than this is treated as failing on it. */
+#define MORE_MAX (1 << 20)
+
 static bool store_error(int rc)
 {
 	return rc == CLEAVE_ENOSPC || rc == CLEAVE_EIO || rc == CLEAVE_ENOMEM ||
@@ -200,7 +204,10 @@ static int flush_culprit(cl_copy *c, const cleave_event **ev, int from, int to)
 	for (int i = from; i < to && bad < 0; i++) {
 		if (!subscribed(c->def, ev[i]->type))
 			continue;
-		int rc = c->def->apply(tx, ev[i]);
+		int rc, k = 0;
+		do
+			rc = c->def->apply(tx, ev[i]);
+		while (rc == CLEAVE_MORE && ++k < MORE_MAX);
 		if (rc == 0)
 			rc = cl_rtx_flush(tx);
 		if (rc && !store_error(rc))
@@ -214,12 +221,16 @@ static int flush_culprit(cl_copy *c, const cleave_event **ev, int from, int to)
 
 /* Applies ev[from, to) in one transaction with the checkpoint.  On a
  * handler failure returns its code with *bad = index; on a store failure
- * returns the code with *bad = -1. */
+ * returns the code with *bad = -1.  A handler that returns CLEAVE_MORE on
+ * ev[i] has its transaction committed so far, with the checkpoint just
+ * before ev[i] (the event is not done), and CLEAVE_MORE is returned with
+ * *bad = i: the caller applies ev[i] again, in a new transaction. */
 int cl_apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
                    int64_t ckpt, int *bad, char *err, size_t errcap)
 {
 	const cl_rstore_methods *m = c->store->m;
 	cleave_rtx *tx;
+	int more_at = -1;
 	*bad = -1;
 	int rc = m->begin(c->store, true, &tx);
 	if (rc)
@@ -229,6 +240,11 @@ int cl_apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
 			continue;
 		cl_err_clear();
 		rc = c->def->apply(tx, ev[i]);
+		if (rc == CLEAVE_MORE) {
+			more_at = i;
+			ckpt = ev[i]->position - 1;
+			break;
+		}
 		if (rc) {
 			if (!store_error(rc))
 				*bad = i;
@@ -253,6 +269,10 @@ int cl_apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
 	}
 	if ((rc = cl_rtx_commit(tx)))
 		goto fail;
+	if (more_at >= 0) {
+		*bad = more_at;
+		return CLEAVE_MORE;
+	}
 	return 0;
 fail:
 	snprintf(err, errcap, "%s",
@@ -343,7 +363,7 @@ bool cl_apply_list(cl_copy *c, cl_evlist *l)
 {
 	cleave_engine *e = c->proj->e;
 	char err[256];
-	int i = 0, bad, rc, store_fail = 0;
+	int i = 0, bad, rc, store_fail = 0, more_i = -1, more_n = 0;
 	int step = CL_MAX(l->n, 1);
 	bool covered = false; /* the checkpoint reached l->upto */
 	while ((i < l->n || !covered) && !atomic_load(&c->stop)) {
@@ -357,7 +377,27 @@ bool cl_apply_list(cl_copy *c, cl_evlist *l)
 		                    sizeof(err));
 		if (rc == 0)
 			note_applied(c, ckpt, to - i);
+		else if (rc == CLEAVE_MORE)
+			note_applied(c, l->ev[bad]->position - 1, bad - i);
 		pthread_mutex_unlock(&c->cmu);
+		if (rc == CLEAVE_MORE) {
+			/* the event's work goes on in its next transaction */
+			if (bad == more_i) {
+				if (++more_n >= MORE_MAX) {
+					park(c, l->ev[bad],
+					     "the handler returned CLEAVE_MORE "
+					     "on this event too many times");
+					return false;
+				}
+			} else {
+				more_i = bad;
+				more_n = 1;
+			}
+			i = bad;
+			step = 1;
+			store_fail = 0;
+			continue;
+		}
 		if (rc == 0) {
 			if (store_fail ||
 			    c->failing) { /* this thread sets it */
@@ -422,15 +462,18 @@ bool cl_apply_list(cl_copy *c, cl_evlist *l)
 			                    &bad, err, sizeof(err));
 			if (rc == 0)
 				note_applied(c, ev->position, 1);
+			else if (rc == CLEAVE_MORE)
+				note_applied(c, ev->position - 1, 0);
 			pthread_mutex_unlock(&c->cmu);
-			if (rc == 0) {
+			if (rc == 0 || rc == CLEAVE_MORE) {
 				ok = true;
 				break;
 			}
 		}
 		if (ok) {
-			i++;
-			step = l->n;
+			if (rc == 0)
+				i++;
+			step = rc == 0 ? l->n : 1;
 			continue;
 		}
 		if (c->def->on_poison == CLEAVE_POISON_SKIP) {

@@ -212,15 +212,21 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 			                    &bad, err, sizeof(err));
 			if (rc == 0)
 				break;
+			if (rc == CLEAVE_MORE) {
+				i = bad; /* the event's next piece */
+				continue;
+			}
 			if (bad < 0)
 				goto out;
 			/* a poison event: the live copy skipped it (or is
 			 * parked before it); do the same */
 			int bad2;
-			if (bad > i &&
-			    (rc = cl_apply_range(&scratch, l.ev, i, bad,
-			                         l.ev[bad - 1]->position, &bad2,
-			                         err, sizeof(err))))
+			while (bad > i &&
+			       (rc = cl_apply_range(&scratch, l.ev, i, bad,
+			                            l.ev[bad - 1]->position, &bad2,
+			                            err, sizeof(err))) == CLEAVE_MORE)
+				i = bad2;
+			if (bad > i && rc)
 				goto out;
 			if (def->on_poison != CLEAVE_POISON_SKIP) {
 				rc =

@@ -693,6 +693,104 @@ static void test_enomem_parks(void **state)
 	tu_rmdir(dir);
 }
 
+/* One event's work in pieces (CLEAVE_MORE): a fan-out of 1,000 writes, 64
+ * per transaction, with the handler's cursor in the store. */
+static int fan_go(cleave_cmd *c, const cJSON *in)
+{
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "n", 1000);
+	return cleave_cmd_emit(c, "f-1", "Fanned", d);
+}
+
+static int fan_pieces;
+
+static int fan_apply(cleave_rtx *tx, const cleave_event *ev)
+{
+	char key[32];
+	int64_t n = cleave_json_int(ev->json, "n", 0), from = 0;
+	const void *v;
+	size_t len;
+	snprintf(key, sizeof(key), "cursor-%lld", (long long)ev->position);
+	int rc = cleave_rtx_get(tx, "fan", key, &v, &len);
+	if (rc == 0)
+		from = strtoll(v, NULL, 10);
+	else if (rc != CLEAVE_ENOTFOUND)
+		return rc;
+	int64_t to = from + 64 < n ? from + 64 : n;
+	for (int64_t i = from; i < to; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "item-%05lld", (long long)i);
+		if ((rc = cleave_rtx_put(tx, "fan", k, "1", 1)))
+			return rc;
+	}
+	fan_pieces++;
+	if (to == n)
+		return cleave_rtx_del(tx, "fan", key);
+	char t[24];
+	snprintf(t, sizeof(t), "%lld", (long long)to);
+	rc = cleave_rtx_put(tx, "fan", key, t, strlen(t) + 1);
+	return rc ? rc : CLEAVE_MORE;
+}
+
+static int fan_count(void *arg, const char *key, size_t klen, const void *val,
+		     size_t vlen)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int fan_query(cleave_query *q)
+{
+	int n = 0;
+	int rc = cleave_rtx_scan(cleave_query_rtx(q, 0), "fan", "item-",
+				 "item.", 0, 0, fan_count, &n);
+	if (rc)
+		return rc;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "items", n);
+	return cleave_query_reply(q, o);
+}
+
+static void test_more_pieces(void **state)
+{
+	static const cleave_command_def cmds[] = {
+	    {"Go", fan_go, NULL, "emit one fan-out"}, {NULL, NULL, NULL, NULL}};
+	static const cleave_projection_def projs[] = {
+	    {"fan", 1, "lmdb", NULL, NULL, fan_apply, CLEAVE_POISON_PARK},
+	    {NULL, 0, NULL, NULL, NULL, NULL, 0}};
+	static const char *const reads[] = {"fan", NULL};
+	static const cleave_query_def queries[] = {
+	    {"items", fan_query, reads, "items written"},
+	    {NULL, NULL, NULL, NULL}};
+	static const char *const migrations[] = {NULL};
+	static const cleave_domain dom = {.name = "fan",
+					  .commands = cmds,
+					  .projections = projs,
+					  .queries = queries,
+					  .migrations = migrations};
+	char *dir = tu_tmpdir("fan");
+	cleave_engine *e = open_engine(dir, &dom, 0);
+	fan_pieces = 0;
+	assert_int_equal(submit_body(e, "Go", NULL), 0);
+	assert_int_equal(submit_body(e, "Go", NULL), 0);
+	const char *names[] = {"fan"};
+	TU_OK(cleave_wait_position(e, names, 1, 2, 10000));
+	int64_t pos;
+	int rc;
+	cJSON *j = query(e, "items", NULL, &pos, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(pos, 2);
+	/* both events wrote the same 1,000 keys, in 16 pieces each */
+	assert_int_equal(cJSON_GetObjectItem(j, "items")->valueint, 1000);
+	assert_int_equal(fan_pieces, 32);
+	cJSON_Delete(j);
+	int64_t ndiff = -1;
+	TU_OK(cleave_projection_verify(e, "fan", NULL, NULL, &ndiff, &pos));
+	assert_int_equal(ndiff, 0);
+	cleave_engine_close(e);
+	tu_rmdir(dir);
+}
+
 /* The engine never serves invalid JSON nor a duplicate "position". */
 static void test_answer_guard(void **state)
 {
@@ -1142,6 +1240,7 @@ int main(void)
 		cmocka_unit_test(test_number_notations),
 		cmocka_unit_test(test_answer_guard),
 		cmocka_unit_test(test_enomem_parks),
+		cmocka_unit_test(test_more_pieces),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_reader_pool),
 		cmocka_unit_test(test_machine_crash_rebuilds),
