@@ -656,17 +656,27 @@ static bool rows_is_null(cleave_rows *r, int col)
 	       PQgetisnull(st->res, st->row, col);
 }
 
-/* Integers come as decimal text; booleans as t/f (1/0, as SQLite says);
- * numeric and real values are truncated toward zero, as SQLite does. */
-static int64_t rows_int(cleave_rows *r, int col)
+/* A cell as a number's text: NULL for NULL; booleans come as t/f and are
+ * read as 1/0, as SQLite says. */
+static const char *number_text(cleave_rows *r, int col)
 {
 	stmt *st = (stmt *)r;
 	if (rows_is_null(r, col))
-		return 0;
+		return NULL;
 	const char *s = PQgetvalue(st->res, st->row, col);
 	if (s[0] == 't' && !s[1])
-		return 1;
+		return "1";
 	if (s[0] == 'f' && !s[1])
+		return "0";
+	return s;
+}
+
+/* Integers come as decimal text; numeric and real values are truncated
+ * toward zero, as SQLite does. */
+static int64_t rows_int(cleave_rows *r, int col)
+{
+	const char *s = number_text(r, col);
+	if (!s)
 		return 0;
 	char *end;
 	long long v = strtoll(s, &end, 10);
@@ -685,15 +695,8 @@ static int64_t rows_int(cleave_rows *r, int col)
 
 static double rows_real(cleave_rows *r, int col)
 {
-	stmt *st = (stmt *)r;
-	if (rows_is_null(r, col))
-		return 0;
-	const char *s = PQgetvalue(st->res, st->row, col);
-	if (s[0] == 't' && !s[1])
-		return 1;
-	if (s[0] == 'f' && !s[1])
-		return 0;
-	return strtod(s, NULL);
+	const char *s = number_text(r, col);
+	return s ? strtod(s, NULL) : 0;
 }
 
 static const char *rows_text(cleave_rows *r, int col, size_t *len)
