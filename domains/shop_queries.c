@@ -9,10 +9,12 @@
  *                  sort?, limit?, cursor?)    search
  *      {"items": [cards], "next_cursor": string or null}
  *      q        words (letters and digits; anything else separates them),
- *               at most 16; each must match a whole word of the name,
- *               description or category, case- and accent-insensitive.
- *               Words are quoted into the FTS5 query, never passed as
- *               syntax.  A q without any word matches nothing.
+ *               at most 16, as the index's unicode61 tokenizer splits
+ *               and folds them; each must match a whole word of the
+ *               name, description or category, case- and
+ *               accent-insensitive.  Words are quoted into the FTS5
+ *               query (cleave_rtx_fts_query), never passed as syntax.  A
+ *               q without any word matches nothing.
  *      category exact match.  min_price, max_price: cents, inclusive.
  *      in_stock true/false/1/0.
  *      sort     relevance (bm25, ties by productId; the default when q is
@@ -113,7 +115,7 @@ static const char sort_codes[] = "rpdsi";
 
 typedef struct search {
 	cleave_query *q;
-	char fts[Q_MAX * 2 + 64]; /* the FTS5 query, "" when no q */
+	cleave_buf fts; /* the FTS5 query, empty when no q */
 	bool has_q, no_words;
 	const char *category;
 	int64_t min_price, max_price, limit;
@@ -124,42 +126,21 @@ typedef struct search {
 	char cur_id[SHOP_ID_MAX + 1];
 } search;
 
-static bool word_byte(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c >= 0x80;
-}
-
 /* Turns the user's q into an FTS5 query of quoted words ("a" "b": all
- * must match).  Words hold only letters, digits and non-ASCII bytes, so
- * no FTS5 syntax can get through. */
+ * must match), words as the index's tokenizer splits and folds them
+ * (cleave_rtx_fts_query): no FTS5 syntax can get through. */
 static int fts_query(search *s, const char *q)
 {
-	size_t o = 0;
 	int words = 0;
-	for (size_t i = 0; q[i];) {
-		if (!word_byte((unsigned char)q[i])) {
-			i++;
-			continue;
-		}
-		size_t j = i;
-		while (q[j] && word_byte((unsigned char)q[j]))
-			j++;
-		if (++words > Q_WORDS_MAX)
-			return cleave_query_fail(s->q, CLEAVE_EINVAL,
-			                         "invalid_parameter",
-			                         "parameter 'q' has more than "
-			                         "%d words",
-			                         Q_WORDS_MAX);
-		if (o)
-			s->fts[o++] = ' ';
-		s->fts[o++] = '"';
-		memcpy(s->fts + o, q + i, j - i);
-		o += j - i;
-		s->fts[o++] = '"';
-		i = j;
-	}
-	s->fts[o] = 0;
+	int rc = cleave_rtx_fts_query(cleave_query_rtx(s->q, 0), q, Q_WORDS_MAX,
+	                              &s->fts, &words);
+	if (rc == CLEAVE_EINVAL)
+		return cleave_query_fail(s->q, CLEAVE_EINVAL,
+		                         "invalid_parameter",
+		                         "parameter 'q' has more than %d words",
+		                         Q_WORDS_MAX);
+	if (rc)
+		return rc;
 	s->no_words = words == 0;
 	return 0;
 }
@@ -269,7 +250,7 @@ static int search_sql(search *s, char *sql, size_t cap, cleave_value *a,
 		ADD(" FROM products_fts JOIN products p"
 		    " ON p.rid = products_fts.rowid"
 		    " WHERE products_fts MATCH ?");
-		a[n++] = cleave_text(s->fts);
+		a[n++] = cleave_text(s->fts.p ? s->fts.p : "");
 	} else {
 		ADD(" FROM products p WHERE 1 = 1");
 	}
@@ -335,21 +316,20 @@ static int search_sql(search *s, char *sql, size_t cap, cleave_value *a,
 	return o < cap ? 0 : CLEAVE_EINTERNAL;
 }
 
-static int q_search_products(cleave_query *q)
+static int search_answer(cleave_query *q, search *sp)
 {
-	search s = {.q = q};
 	char sql[1024], cursor[2 * 128 + 1];
 	cleave_value a[12];
 	int na = 0, rc;
 	cleave_rows *r = NULL;
-	if ((rc = search_params(&s)))
+	if ((rc = search_params(sp)))
 		return rc;
 	cJSON *items = cJSON_CreateArray();
 	if (!items)
 		return q_oom(q);
-	if (s.no_words)
+	if (sp->no_words)
 		return reply_page(q, items, NULL);
-	if ((rc = search_sql(&s, sql, sizeof(sql), a, &na)) ||
+	if ((rc = search_sql(sp, sql, sizeof(sql), a, &na)) ||
 	    (rc = cleave_rtx_query(cleave_query_rtx(q, 0), sql, a, na, &r))) {
 		cJSON_Delete(items);
 		return rc;
@@ -358,7 +338,7 @@ static int q_search_products(cleave_query *q)
 	char last_id[SHOP_ID_MAX + 1] = "";
 	bool more = false;
 	while ((rc = cleave_rows_next(r)) == 1) {
-		if (count == s.limit) {
+		if (count == sp->limit) {
 			more = true;
 			break;
 		}
@@ -383,7 +363,7 @@ static int q_search_products(cleave_query *q)
 		}
 		count++;
 		snprintf(last_id, sizeof(last_id), "%s", c.product_id);
-		last_value = s.sort == SORT_SOLD ? c.sold : c.price_cents;
+		last_value = sp->sort == SORT_SOLD ? c.sold : c.price_cents;
 	}
 	cleave_rows_close(r);
 	if (rc < 0) {
@@ -391,11 +371,19 @@ static int q_search_products(cleave_query *q)
 		return rc == CLEAVE_ENOMEM ? q_oom(q) : rc;
 	}
 	if (more) {
-		if (s.sort == SORT_RELEVANCE)
-			last_value = (s.has_cursor ? s.cur_value : 0) + count;
-		make_cursor(&s, last_value, last_id, cursor);
+		if (sp->sort == SORT_RELEVANCE)
+			last_value = (sp->has_cursor ? sp->cur_value : 0) + count;
+		make_cursor(sp, last_value, last_id, cursor);
 	}
 	return reply_page(q, items, more ? cursor : NULL);
+}
+
+static int q_search_products(cleave_query *q)
+{
+	search s = {.q = q};
+	int rc = search_answer(q, &s);
+	cleave_buf_free(&s.fts);
+	return rc;
 }
 
 /* ---- user_orders -------------------------------------------------------- */
