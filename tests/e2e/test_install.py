@@ -439,21 +439,26 @@ class Install(unittest.TestCase):
     # ---- uninstall -------------------------------------------------------
 
     def test_uninstall_removes_what_install_put(self):
-        prefix = os.path.join(self.dir, "prefix2")
-        os.makedirs(os.path.join(prefix, "lib"))
-        mine = os.path.join(prefix, "lib", "mine.txt")
-        with open(mine, "w") as f:
-            f.write("not cleave's\n")
-        self.install(prefix)
-        for rel in LAYOUT:
-            self.assertTrue(os.path.exists(os.path.join(prefix, rel)), rel)
-        p = subprocess.run(["make", "-s", "-C", SRC, "uninstall",
-                            "PREFIX=" + prefix, "BUILD=" + BUILD],
-                           capture_output=True, text=True, timeout=120)
-        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        left = sorted(os.path.relpath(os.path.join(d, f), prefix)
-                      for d, ds, fs in os.walk(prefix) for f in fs + ds)
-        self.assertEqual(left, ["lib", "lib/mine.txt"])
+        # with the build (its install rules list the files), and without
+        # one (after make clean: the layout scripts/uninstall.sh knows)
+        for name, build in (("prefix2", BUILD),
+                            ("prefix3", os.path.join(self.dir, "no-build"))):
+            prefix = os.path.join(self.dir, name)
+            os.makedirs(os.path.join(prefix, "lib"))
+            mine = os.path.join(prefix, "lib", "mine.txt")
+            with open(mine, "w") as f:
+                f.write("not cleave's\n")
+            self.install(prefix)
+            for rel in LAYOUT:
+                self.assertTrue(os.path.exists(os.path.join(prefix, rel)),
+                                rel)
+            p = subprocess.run(["make", "-s", "-C", SRC, "uninstall",
+                                "PREFIX=" + prefix, "BUILD=" + build],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            left = sorted(os.path.relpath(os.path.join(d, f), prefix)
+                          for d, ds, fs in os.walk(prefix) for f in fs + ds)
+            self.assertEqual(left, ["lib", "lib/mine.txt"], build)
 
 
 if __name__ == "__main__":
