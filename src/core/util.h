@@ -26,22 +26,6 @@ int cl_verr(int rc, const char *fmt, va_list ap);
 /* Clears the calling thread's message. */
 void cl_err_clear(void);
 
-/* Transitional names of cleave_buf for the write stores' files, which are
- * being reworked; to go once they use the public names. */
-typedef cleave_buf cl_buf;
-#define cl_buf_init cleave_buf_init
-#define cl_buf_free cleave_buf_free
-#define cl_buf_reset cleave_buf_reset
-#define cl_buf_reserve cleave_buf_reserve
-#define cl_buf_add cleave_buf_add
-#define cl_buf_adds cleave_buf_adds
-#define cl_buf_addc cleave_buf_addc
-#define cl_buf_printf cleave_buf_addf
-#define cl_buf_add_i64 cleave_buf_add_i64
-#define cl_buf_add_json_str cleave_buf_add_jstr
-#define cl_buf_steal cleave_buf_steal
-#define cl_utf8_ok cleave_utf8_valid
-
 /* Time. */
 int64_t cl_now_us(void);      /* CLOCK_REALTIME, microseconds */
 

@@ -70,7 +70,7 @@ struct cl_pgc {
 	uint64_t seq, failed_seq;
 	char sqlstate[6];
 	PGTransactionStatusType xact;
-	cl_buf pbuf;  /* parameter texts, NUL-separated */
+	cleave_buf pbuf;  /* parameter texts, NUL-separated */
 	size_t *poff; /* offsets into pbuf, SIZE_MAX for NULL */
 	const char **pvals;
 	int pcap;
@@ -151,7 +151,7 @@ int cl_pgc_open(const char *uri, const char *app, const char *setup,
 	cl_pgc *c = calloc(1, sizeof(*c));
 	if (!c)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	cl_buf_init(&c->pbuf);
+	cleave_buf_init(&c->pbuf);
 	c->uri = cl_strdup(uri);
 	c->app = cl_strdup(app);
 	c->setup = cl_strdup(setup);
@@ -180,7 +180,7 @@ void cl_pgc_close(cl_pgc *c)
 	free(c->tab);
 	if (c->conn)
 		PQfinish(c->conn);
-	cl_buf_free(&c->pbuf);
+	cleave_buf_free(&c->pbuf);
 	free(c->poff);
 	free(c->pvals);
 	free(c->uri);
@@ -335,23 +335,23 @@ static int bind_params(cl_pgc *c, const stmt *st, const cleave_value *args,
 			return cl_err(CLEAVE_ENOMEM, "out of memory");
 		c->pcap = nargs;
 	}
-	cl_buf *b = &c->pbuf;
-	cl_buf_reset(b);
+	cleave_buf *b = &c->pbuf;
+	cleave_buf_reset(b);
 	for (int i = 0; i < nargs; i++) {
 		const cleave_value *v = &args[i];
 		c->poff[i] = b->len;
 		switch (v->type) {
 		case CLEAVE_INT:
-			cl_buf_add_i64(b, v->i);
+			cleave_buf_add_i64(b, v->i);
 			break;
 		case CLEAVE_REAL:
 			if (isnan(v->d))
-				cl_buf_adds(b, "NaN");
+				cleave_buf_adds(b, "NaN");
 			else if (isinf(v->d))
-				cl_buf_adds(b, v->d > 0 ? "Infinity"
+				cleave_buf_adds(b, v->d > 0 ? "Infinity"
 				                        : "-Infinity");
 			else
-				cl_buf_printf(b, "%.17g", v->d);
+				cleave_buf_addf(b, "%.17g", v->d);
 			break;
 		case CLEAVE_TEXT:
 			if (v->s && memchr(v->s, 0, v->n))
@@ -360,13 +360,13 @@ static int bind_params(cl_pgc *c, const stmt *st, const cleave_value *args,
 				              "byte, which PostgreSQL text "
 				              "cannot store",
 				              i + 1);
-			cl_buf_add(b, v->s ? v->s : "", v->s ? v->n : 0);
+			cleave_buf_add(b, v->s ? v->s : "", v->s ? v->n : 0);
 			break;
 		default:
 			c->poff[i] = SIZE_MAX;
 			continue;
 		}
-		cl_buf_addc(b, 0);
+		cleave_buf_addc(b, 0);
 	}
 	if (b->oom)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");

@@ -89,13 +89,13 @@ static const char *skip_block_comment(const char *p)
 
 int cl_pg_rewrite(const char *sql, char **out, int *nparams)
 {
-	cl_buf b;
+	cleave_buf b;
 	long max = 0;
 	const char *p = sql;
 	*out = NULL;
 	*nparams = 0;
-	cl_buf_init(&b);
-	cl_buf_reserve(&b, strlen(sql) + 16);
+	cleave_buf_init(&b);
+	cleave_buf_reserve(&b, strlen(sql) + 16);
 	while (*p) {
 		const char *start = p;
 		unsigned char ch = (unsigned char)*p;
@@ -132,7 +132,7 @@ int cl_pg_rewrite(const char *sql, char **out, int *nparams)
 				idx = max + 1;
 			}
 			if (idx < 1 || idx > PG_PARAMS_MAX) {
-				cl_buf_free(&b);
+				cleave_buf_free(&b);
 				return cl_err(
 				    CLEAVE_EINVAL,
 				    "SQL parameter number out of range "
@@ -141,19 +141,19 @@ int cl_pg_rewrite(const char *sql, char **out, int *nparams)
 			}
 			if (idx > max)
 				max = idx;
-			cl_buf_addc(&b, '$');
-			cl_buf_add_i64(&b, idx);
+			cleave_buf_addc(&b, '$');
+			cleave_buf_add_i64(&b, idx);
 			continue;
 		} else {
 			p++;
 		}
-		cl_buf_add(&b, start, (size_t)(p - start));
+		cleave_buf_add(&b, start, (size_t)(p - start));
 	}
-	if (b.oom || !cl_buf_reserve(&b, 0)) {
-		cl_buf_free(&b);
+	if (b.oom || !cleave_buf_reserve(&b, 0)) {
+		cleave_buf_free(&b);
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	}
-	*out = cl_buf_steal(&b, NULL);
+	*out = cleave_buf_steal(&b, NULL);
 	*nparams = (int)max;
 	return 0;
 }

@@ -75,7 +75,7 @@ void cl_ws_idem_values(const char *key, const cl_idem_rec *r, cleave_value *a)
 	a[4] = cleave_textn(r->response, r->response_len);
 }
 
-int cl_ws_idem_get(cl_wstore *s, cl_buf *keep, const char *key,
+int cl_ws_idem_get(cl_wstore *s, cleave_buf *keep, const char *key,
                    cl_idem_rec *out)
 {
 	cleave_rows *r;
@@ -95,10 +95,10 @@ int cl_ws_idem_get(cl_wstore *s, cl_buf *keep, const char *key,
 	size_t hlen, rlen;
 	const char *h = cleave_rows_text(r, 0, &hlen);
 	const char *resp = cleave_rows_text(r, 3, &rlen);
-	cl_buf_reset(keep);
-	cl_buf_add(keep, h ? h : "", h ? hlen : 0);
-	cl_buf_addc(keep, 0);
-	cl_buf_add(keep, resp ? resp : "", resp ? rlen : 0);
+	cleave_buf_reset(keep);
+	cleave_buf_add(keep, h ? h : "", h ? hlen : 0);
+	cleave_buf_addc(keep, 0);
+	cleave_buf_add(keep, resp ? resp : "", resp ? rlen : 0);
 	out->rc = (int)cleave_rows_int(r, 1);
 	out->position = cleave_rows_int(r, 2);
 	cleave_rows_close(r);

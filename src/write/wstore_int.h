@@ -54,7 +54,7 @@ void cl_ws_idem_values(const char *key, const cl_idem_rec *r, cleave_value *a);
 /* The method idem_get, through s's query method: the record is copied
  * into `keep` (the store's, reset here), which *out points into until the
  * next call.  CLEAVE_ENOTFOUND when there is none. */
-int cl_ws_idem_get(cl_wstore *s, cl_buf *keep, const char *key,
+int cl_ws_idem_get(cl_wstore *s, cleave_buf *keep, const char *key,
                    cl_idem_rec *out);
 
 /* What cl_ws_migrate() needs of a backend beyond the method table. */

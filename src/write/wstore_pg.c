@@ -64,7 +64,7 @@ typedef struct pg_store {
 	int sp;         /* SP_NONE, SP_WANTED (not sent yet), SP_SENT */
 	bool broken;    /* the log moved behind our back: refuse */
 	bool locked;    /* this session holds the writer's advisory lock */
-	cl_buf idem;    /* the last idempotency record read */
+	cleave_buf idem;    /* the last idempotency record read */
 } pg_store;
 
 typedef struct pg_reader {
@@ -193,7 +193,7 @@ static void pg_close(cl_wstore *base)
 		          &ok);
 	}
 	cl_pgc_close(s->c);
-	cl_buf_free(&s->idem);
+	cleave_buf_free(&s->idem);
 	free(s->uri);
 	free(s);
 }
@@ -206,7 +206,7 @@ static int pg_open(const cl_wstore_opts *o, cl_wstore **out)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	s->base.m = &cl_wstore_pg;
 	s->read_only = o->read_only;
-	cl_buf_init(&s->idem);
+	cleave_buf_init(&s->idem);
 	s->uri = cl_strdup(o->uri);
 	int rc;
 	if (!s->uri) {

@@ -29,7 +29,7 @@ typedef struct sq_store {
 	char *path;
 	bool read_only;
 	int sp_depth;
-	cl_buf idem; /* the last idempotency record read */
+	cleave_buf idem; /* the last idempotency record read */
 	int wal_frames; /* frames in the WAL after the last commit */
 	int64_t indexed;         /* the stream index covers events <= this */
 	int64_t indexed_pending; /* what the open transaction indexed */
@@ -134,7 +134,7 @@ static void sq_close(cl_wstore *base)
 	if (!s->read_only && s->cache)
 		(void)index_flush_all(s);
 	cl_stmt_cache_free(s->cache);
-	cl_buf_free(&s->idem);
+	cleave_buf_free(&s->idem);
 	if (s->ckpt) {
 		/* a last full checkpoint keeps the next open quick */
 		if (!s->read_only)
@@ -277,7 +277,7 @@ static int ix_cmp(const void *pa, const void *pb)
 	return (a->position > b->position) - (a->position < b->position);
 }
 
-static void varint_put(cl_buf *b, uint64_t v)
+static void varint_put(cleave_buf *b, uint64_t v)
 {
 	unsigned char x[10];
 	int n = 0;
@@ -288,7 +288,7 @@ static void varint_put(cl_buf *b, uint64_t v)
 			x[n] |= 0x80;
 		n++;
 	} while (v);
-	cl_buf_add(b, x, (size_t)n);
+	cleave_buf_add(b, x, (size_t)n);
 }
 
 /* Decodes one varint from p[0..end); NULL when it runs past the end. */
@@ -310,7 +310,7 @@ static const unsigned char *varint_get(const unsigned char *p,
 /* One stream's group of the flush: checks that it goes on from the
  * stream's last chunk and inserts it. */
 static int ix_put_chunk(sq_store *s, const char *stream, const ix_ent *g,
-			int n, cl_buf *blob)
+			int n, cleave_buf *blob)
 {
 	sqlite3_stmt *st;
 	int64_t last = 0;
@@ -325,7 +325,7 @@ static int ix_put_chunk(sq_store *s, const char *stream, const ix_ent *g,
 				      stream, (long long)(last + i),
 				      (long long)g[i].version,
 				      (long long)g[i].position);
-	cl_buf_reset(blob);
+	cleave_buf_reset(blob);
 	int64_t prev = 0;
 	for (int i = 0; i < n; i++) {
 		varint_put(blob, (uint64_t)(g[i].position - prev));
@@ -361,10 +361,10 @@ static int ix_put_chunk(sq_store *s, const char *stream, const ix_ent *g,
  * transaction; s->indexed follows on commit. */
 static int index_flush(sq_store *s, int64_t upto)
 {
-	cl_buf text, ents, blob;
-	cl_buf_init(&text);
-	cl_buf_init(&ents);
-	cl_buf_init(&blob);
+	cleave_buf text, ents, blob;
+	cleave_buf_init(&text);
+	cleave_buf_init(&ents);
+	cleave_buf_init(&blob);
 	cleave_rows *r;
 	cleave_value a[] = {cleave_int(s->indexed), cleave_int(upto)};
 	int rc = sq_query(&s->base,
@@ -380,9 +380,9 @@ static int index_flush(sq_store *s, int64_t upto)
 		ix_ent e = {cl_hash(id ? id : "", id ? len : 0),
 			    (uint32_t)text.len, cleave_rows_int(r, 1),
 			    cleave_rows_int(r, 2)};
-		cl_buf_add(&text, id ? id : "", id ? len : 0);
-		cl_buf_addc(&text, 0);
-		cl_buf_add(&ents, &e, sizeof(e));
+		cleave_buf_add(&text, id ? id : "", id ? len : 0);
+		cleave_buf_addc(&text, 0);
+		cleave_buf_add(&ents, &e, sizeof(e));
 	}
 	cleave_rows_close(r);
 	if (rc < 0)
@@ -415,9 +415,9 @@ static int index_flush(sq_store *s, int64_t upto)
 	if (rc == 0)
 		s->indexed_pending = upto;
 out:
-	cl_buf_free(&text);
-	cl_buf_free(&ents);
-	cl_buf_free(&blob);
+	cleave_buf_free(&text);
+	cleave_buf_free(&ents);
+	cleave_buf_free(&blob);
 	return rc;
 }
 
@@ -689,13 +689,17 @@ typedef struct count_arg {
 	cl_stored_fn fn;
 	void *arg;
 	int64_t n;
+	bool stopped; /* the callback said stop (1) */
 } count_arg;
 
 static int count_one(void *arg, const cl_stored_event *ev)
 {
 	count_arg *c = arg;
 	c->n++;
-	return c->fn(c->arg, ev);
+	int rc = c->fn(c->arg, ev);
+	if (rc > 0)
+		c->stopped = true;
+	return rc;
 }
 
 /* One stream's events: the indexed ones through the stream index's
@@ -704,18 +708,18 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		       int64_t lim, cl_stored_fn fn, void *arg)
 {
 	int64_t upto = 0;
-	cl_buf pos;
-	cl_buf_init(&pos);
+	cleave_buf pos;
+	cleave_buf_init(&pos);
 	int rc = cl_sqlite_script(r->db, "BEGIN");
 	if (rc)
 		return rc;
 	if ((rc = index_upto(r->cache, &upto)))
 		goto out;
-	count_arg c = {fn, arg, 0};
+	count_arg c = {fn, arg, 0, false};
 	/* a chunk at a time: its positions are copied out and its cursor
 	 * reset before the events are read */
 	int64_t from_version = 0; /* the last chunk read began here */
-	while (after < upto && (lim < 0 || c.n < lim)) {
+	while (after < upto && (lim < 0 || c.n < lim) && !c.stopped) {
 		sqlite3_stmt *st;
 		if ((rc = cl_stmt_get(r->cache,
 				      "SELECT first_version, positions"
@@ -740,7 +744,7 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 		from_version = sqlite3_column_int64(st, 0);
 		const unsigned char *p = sqlite3_column_blob(st, 1);
 		const unsigned char *end = p + sqlite3_column_bytes(st, 1);
-		cl_buf_reset(&pos);
+		cleave_buf_reset(&pos);
 		int64_t at = 0;
 		while (p && p < end) {
 			uint64_t d;
@@ -753,7 +757,7 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 			}
 			at += (int64_t)d;
 			if (at > after && at <= upto)
-				cl_buf_add(&pos, &at, sizeof(at));
+				cleave_buf_add(&pos, &at, sizeof(at));
 		}
 		sqlite3_reset(st);
 		if (!rc && pos.oom)
@@ -762,7 +766,8 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 			goto out;
 		const int64_t *pp = (const int64_t *)(void *)pos.p;
 		size_t np = pos.len / sizeof(int64_t);
-		for (size_t i = 0; i < np && (lim < 0 || c.n < lim); i++) {
+		for (size_t i = 0; i < np && (lim < 0 || c.n < lim) && !c.stopped;
+		     i++) {
 			cleave_value a[] = {cleave_int(pp[i])};
 			if ((rc = read_rows(r,
 					    CL_WS_SELECT_EVENTS
@@ -771,7 +776,7 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 				goto out;
 		}
 	}
-	if (lim < 0 || c.n < lim) {
+	if ((lim < 0 || c.n < lim) && !c.stopped) {
 		cleave_value a[] = {cleave_int(after > upto ? after : upto),
 				    cleave_text(stream),
 				    cleave_int(lim < 0 ? -1 : lim - c.n)};
@@ -782,7 +787,7 @@ static int read_stream(sq_reader *r, int64_t after, const char *stream,
 			       a, 3, count_one, &c);
 	}
 out:
-	cl_buf_free(&pos);
+	cleave_buf_free(&pos);
 	cl_sqlite_script(r->db, "COMMIT");
 	return rc;
 }

@@ -1053,6 +1053,13 @@ static void submit_incs(cleave_engine *e, int n, int ids, int *per_id)
 	assert_int_equal(c.ok, n);
 }
 
+/* A callback that says stop (1) after its first event. */
+static int stop_after_one(void *arg, const cleave_event *ev)
+{
+	(*(int *)arg)++;
+	return 1;
+}
+
 static void test_stream_index(void **state)
 {
 	enum { IDS = 300 };
@@ -1069,6 +1076,14 @@ static void test_stream_index(void **state)
 		TU_OK(cleave_log_read(e, 0, stream, 0, check_stream, &s));
 		assert_int_equal(s.n, per_id[id]);
 		assert_true(s.ordered);
+		/* 1 stops the read, in the indexed part as in the tail */
+		int got = 0;
+		TU_OK(cleave_log_read(e, 0, stream, 0, stop_after_one, &got));
+		assert_int_equal(got, 1);
+		got = 0;
+		TU_OK(cleave_log_read(e, 39000, stream, 0, stop_after_one,
+				      &got));
+		assert_true(got <= 1);
 		/* a page from the middle, across the index's end */
 		stream_seen h = {.ordered = true};
 		int64_t mid = 30000;
