@@ -95,11 +95,15 @@ static int load(const char *path, const cleave_domain **out, char *err,
 		snprintf(err, cap, "domain plugin %s: not a file", path);
 		return -1;
 	}
-	if (access(path, R_OK) || !is_elf(path)) {
-		snprintf(err, cap, "domain plugin %s: not a shared object (%s)",
-		         path,
-		         access(path, R_OK) ? strerror(errno)
-		                            : "no ELF header");
+	if (access(path, R_OK)) {
+		snprintf(err, cap, "domain plugin %s: cannot read it: %s", path,
+		         strerror(errno));
+		return -1;
+	}
+	if (!is_elf(path)) {
+		snprintf(err, cap,
+		         "domain plugin %s: not a shared object (no ELF header)",
+		         path);
 		return -1;
 	}
 	/* a name without '/' would be searched for in the library path */
