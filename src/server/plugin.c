@@ -101,9 +101,10 @@ static int load(const char *path, const cleave_domain **out, char *err,
 		return -1;
 	}
 	if (!is_elf(path)) {
-		snprintf(err, cap,
-		         "domain plugin %s: not a shared object (no ELF header)",
-		         path);
+		snprintf(
+		    err, cap,
+		    "domain plugin %s: not a shared object (no ELF header)",
+		    path);
 		return -1;
 	}
 	/* a name without '/' would be searched for in the library path */
