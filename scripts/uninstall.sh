@@ -12,7 +12,7 @@
 set -e
 build=$1
 prefix=$2
-LAYOUT="bin/cleave include/cleave.h lib/libcleave.so lib/libcleave.a
+LAYOUT="bin/cleave include/cleave.h include/cleave_test.h lib/libcleave.so lib/libcleave.a
 lib/pkgconfig/cleave.pc"
 case "$prefix" in
 /*) ;;

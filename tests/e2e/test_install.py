@@ -38,7 +38,8 @@ import cleave_test as ct  # noqa: E402
 
 SRC = os.path.abspath(os.path.join(ct.HERE, "..", ".."))
 BUILD = os.path.dirname(os.path.abspath(ct.BIN))
-LAYOUT = ["bin/cleave", "include/cleave.h", "lib/libcleave.so",
+LAYOUT = ["bin/cleave", "include/cleave.h", "include/cleave_test.h",
+          "lib/libcleave.so",
           "lib/libcleave.a", "lib/pkgconfig/cleave.pc"]
 
 # A tiny domain: a note is added by a command and read back by a query.

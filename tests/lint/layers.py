@@ -72,7 +72,8 @@ def main():
     # built-in domains (domains/domains.h) to cleave_main()
     ring = [("src/server", ["src/server"]),
             ("src/cli", ["src/cli", "src/server", "domains"]),
-            ("domains", ["domains"]), ("examples", None)]
+            ("domains", ["domains"]), ("src/testkit", ["src/testkit"]),
+            ("examples", None)]
     for folder, own in ring:
         if not os.path.isdir(os.path.join(ROOT, folder)):
             continue
