@@ -198,6 +198,9 @@ void cleave_jw_raw(cleave_jw *w, const char *json, size_t n);
 char *cleave_jw_done(cleave_jw *w, size_t *len);
 void cleave_jw_free(cleave_jw *w);
 
+/* Appends Cleave's error document: {"error": {"code": code, "message":
+ * msg}}, both escaped. */
+void cleave_buf_add_error(cleave_buf *b, const char *code, const char *msg);
 /* Hands the NUL-terminated bytes to the caller (malloc'd: free() them;
  * *len, when len is not NULL, gets their length) and leaves b empty; NULL
  * after an allocation failure (b is then freed). */

@@ -120,6 +120,15 @@ void cleave_buf_add_jstr(cleave_buf *b, const char *s, size_t n)
 	b->p[b->len] = 0;
 }
 
+void cleave_buf_add_error(cleave_buf *b, const char *code, const char *msg)
+{
+	cleave_buf_adds(b, "{\"error\":{\"code\":");
+	cleave_buf_add_jstr(b, code, strlen(code));
+	cleave_buf_adds(b, ",\"message\":");
+	cleave_buf_add_jstr(b, msg, strlen(msg));
+	cleave_buf_adds(b, "}}");
+}
+
 char *cleave_buf_steal(cleave_buf *b, size_t *len)
 {
 	if (!b->p && !b->oom)

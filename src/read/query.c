@@ -172,13 +172,8 @@ int cleave_query_reply(cleave_query *q, cJSON *body)
 static void error_answer(cleave_answer *a, int rc, const char *code,
 			 const char *msg)
 {
-	cleave_buf b;
-	cleave_buf_init(&b);
-	cleave_buf_adds(&b, "{\"error\":{\"code\":");
-	cleave_buf_add_jstr(&b, code, strlen(code));
-	cleave_buf_adds(&b, ",\"message\":");
-	cleave_buf_add_jstr(&b, msg, strlen(msg));
-	cleave_buf_adds(&b, "}}");
+	cleave_buf b = CLEAVE_BUF_INIT;
+	cleave_buf_add_error(&b, code, msg);
 	a->rc = rc;
 	a->body = cleave_buf_steal(&b, &a->body_len);
 }

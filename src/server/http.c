@@ -196,13 +196,8 @@ enum MHD_Result cl_send_json(cl_req *r, unsigned status, char *body, size_t len)
 
 static char *error_json(const char *code, const char *msg, size_t *len)
 {
-	cleave_buf b;
-	cleave_buf_init(&b);
-	cleave_buf_adds(&b, "{\"error\":{\"code\":");
-	cleave_buf_add_jstr(&b, code, strlen(code));
-	cleave_buf_adds(&b, ",\"message\":");
-	cleave_buf_add_jstr(&b, msg, strlen(msg));
-	cleave_buf_adds(&b, "}}");
+	cleave_buf b = CLEAVE_BUF_INIT;
+	cleave_buf_add_error(&b, code, msg);
 	return cleave_buf_steal(&b, len);
 }
 

@@ -101,6 +101,17 @@ const char *cl_proj_name(const cl_proj *p)
 /* ---- operations ------------------------------------------------------------
  */
 
+int cl_proj_find_own(cleave_engine *e, const char *name, const char *verb)
+{
+	int k = cleave_projection_find(e, name);
+	if (k >= 0 && e->sync->proj[k].followed)
+		return cl_err(CLEAVE_EREADONLY,
+		              "projection %s is written by the writer this "
+		              "query node follows: %s it there",
+		              name, verb);
+	return k;
+}
+
 int cleave_projection_count(cleave_engine *e)
 {
 	return e->nproj;
@@ -182,14 +193,9 @@ int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out)
 int cleave_projection_rebuild(cleave_engine *e, const char *name)
 {
 	cl_sync *s = e->sync;
-	int k = cleave_projection_find(e, name);
+	int k = cl_proj_find_own(e, name, "rebuild");
 	if (k < 0)
 		return k;
-	if (s->proj[k].followed)
-		return cl_err(CLEAVE_EREADONLY,
-		              "projection %s is written by the writer this "
-		              "query node follows: %s it there",
-		              name, "rebuild");
 	if (e->cfg.read_only || e->cfg.no_projections)
 		return cl_err(CLEAVE_EINVAL,
 		              "rebuild needs an engine that runs projections");
@@ -241,14 +247,9 @@ int cleave_projection_rebuild(cleave_engine *e, const char *name)
 
 int cleave_projection_resume(cleave_engine *e, const char *name)
 {
-	int k = cleave_projection_find(e, name);
+	int k = cl_proj_find_own(e, name, "resume");
 	if (k < 0)
 		return k;
-	if (e->sync->proj[k].followed)
-		return cl_err(CLEAVE_EREADONLY,
-		              "projection %s is written by the writer this "
-		              "query node follows: %s it there",
-		              name, "resume");
 	cl_proj *p = &e->sync->proj[k];
 	bool any = false;
 	pthread_mutex_lock(&p->mu);

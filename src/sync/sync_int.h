@@ -223,6 +223,12 @@ bool cl_wait_backoff(cl_copy *c, int ms);
 /* Applies l's events; false when the copy stopped or parked. */
 bool cl_apply_list(cl_copy *c, cl_evlist *l);
 
+/* ---- operations (proj.c) -------------------------------------------- */
+
+/* The index of projection name, or CLEAVE_ENOTFOUND, or CLEAVE_EREADONLY
+ * when a query node follows it (`verb` it on the writer). */
+int cl_proj_find_own(cleave_engine *e, const char *name, const char *verb);
+
 /* ---- runners (runner.c) -------------------------------------------- */
 
 /* Starts c's runner thread (CLEAVE_ESHUTDOWN once the engine stops). */

@@ -130,14 +130,9 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
                              int64_t *position)
 {
 	cl_sync *s = e->sync;
-	int k = cleave_projection_find(e, name);
+	int k = cl_proj_find_own(e, name, "verify");
 	if (k < 0)
 		return k;
-	if (s->proj[k].followed)
-		return cl_err(CLEAVE_EREADONLY,
-		              "projection %s is written by the writer this "
-		              "query node follows: %s it there",
-		              name, "verify");
 	cl_proj *p = &s->proj[k];
 	cl_copy *live = cl_copy_acquire(p);
 	if (!live)

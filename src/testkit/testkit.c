@@ -160,12 +160,7 @@ static int run(cleave_tk *t, const char *command, const char *body)
 	if (rc) {
 		/* refused before it was queued: an answer of its own */
 		cleave_buf b = CLEAVE_BUF_INIT;
-		cleave_buf_adds(&b, "{\"error\":{\"code\":");
-		const char *code = cleave_errname(rc);
-		cleave_buf_add_jstr(&b, code, strlen(code));
-		cleave_buf_adds(&b, ",\"message\":");
-		cleave_buf_add_jstr(&b, cleave_errmsg(), strlen(cleave_errmsg()));
-		cleave_buf_adds(&b, "}}");
+		cleave_buf_add_error(&b, cleave_errname(rc), cleave_errmsg());
 		t->rc = rc;
 		t->position = 0;
 		t->body = cleave_buf_steal(&b, NULL);

@@ -55,21 +55,12 @@ void cl_writer_free(cleave_engine *e)
 	e->writer = NULL;
 }
 
-static void error_body(cleave_buf *b, const char *code, const char *msg)
-{
-	cleave_buf_adds(b, "{\"error\":{\"code\":");
-	cleave_buf_add_jstr(b, code, strlen(code));
-	cleave_buf_adds(b, ",\"message\":");
-	cleave_buf_add_jstr(b, msg, strlen(msg));
-	cleave_buf_adds(b, "}}");
-}
-
 static void set_failure(cleave_cmd *c, int rc, const char *code,
                         const char *msg)
 {
 	cleave_buf b;
 	cleave_buf_init(&b);
-	error_body(&b, code ? code : cleave_errname(rc), msg);
+	cleave_buf_add_error(&b, code ? code : cleave_errname(rc), msg);
 	free(c->body);
 	c->out.rc = rc;
 	c->out.position = 0;
