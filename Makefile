@@ -124,11 +124,12 @@ bench-quick: build
 
 # ThreadSanitizer over the threaded parts: the engine's unit tests (writer,
 # runners, rebuilds, waits, read stores, both domains) and the real server
-# under the HTTP contract, the hostile corpus and the HTTP fuzz corpus.
+# under the HTTP contract, the hostile corpus, the HTTP fuzz corpus and
+# stops (SIGTERM, SIGKILL) just after rebuilds (e2e/test_torture_stops).
 # Any report fails the test (the server exits 66 on SIGTERM after one).
 # test_crash is left out: its SIGKILL timing assumes a child that opens the
 # engine within 30 ms, which TSan's slowdown breaks (docs/reliability.md).
-TSAN_TESTS ?= ^(unit/test_(engine|rstore|rstore_gen|rstore_sqlite|rstore_redis|bank|shop)|e2e/test_(http|hostile|redis_read_store|query_node)|fuzz/http)$$
+TSAN_TESTS ?= ^(unit/test_(engine|rstore|rstore_gen|rstore_sqlite|rstore_redis|bank|shop)|e2e/test_(http|hostile|redis_read_store|query_node|torture_stops)|fuzz/http)$$
 check-tsan: tsan
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 exitcode=66" \
 	  ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'

@@ -14,8 +14,9 @@ switch had (b676839): against the engine before that fix the ASan build
 fails here within a few dozen stops.
 
 CLEAVE_TORTURE_STOPS overrides the number of stops per domain (default
-20); under an ASan build the load between stops is shorter and
-`cleave verify` runs after every other stop.
+20); under an ASan or TSan build the load between stops is shorter and
+`cleave verify` runs after every other stop (`make check-tsan` runs it
+too).
 Python standard library only."""
 import os
 import sys
@@ -31,7 +32,7 @@ class RebuildStops(unittest.TestCase):
         stops = int(os.environ.get("CLEAVE_TORTURE_STOPS", "20"))
         args = ["--kills", str(stops), "--domains", domain, "--progress",
                 "0", "--rebuild-stops"]
-        if torture.is_asan(torture.ct.BIN):
+        if torture.ct.sanitized():  # ASan or TSan: slower
             args += ["--load-max", "0.25", "--threads", "6",
                      "--verify-every", "2"]
         self.assertEqual(torture.main(args), 0,
