@@ -1,13 +1,10 @@
 /*
- * social.c — a small social network on Cleave (users, follows, posts,
- * likes; timelines, trending, search), built outside the tree against an
- * installed Cleave and served as a plugin.  README.md has the contract, a
- * walk-through and the design.  In short: commands are data (one SQL row
- * answers a command's rules, in the contract's order); one read model,
- * `social` (SQLite, FTS5), holds all that queries read, so every answer is
- * one snapshot; a post is written once, and a timeline merges the
- * followees' newest posts at read time (fan-out on read): Post costs the
- * same for 0 or 100,000 followers, and the timeline is exact.
+ * social.c — a social network on Cleave (users, follows, posts, likes;
+ * timelines, trending, search) built against an installed Cleave, served as
+ * a plugin.  README.md has the contract and the design: commands are data,
+ * one read model (SQLite, FTS5) answers every query from one snapshot, and
+ * the timeline is merged at read time (fan-out on read), exact, with Post's
+ * cost independent of the author's followers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +12,10 @@
 
 #include <cleave.h>
 
-#define ID_MAX  64   /* bytes of [A-Za-z0-9_.:-] */
-#define TL_MAX  1000 /* the newest eligible posts a timeline reaches */
-#define Q_WORDS 10   /* words of a search, at most */
-#define Q_BYTES 2048 /* bytes of a search, at most */
+#define ID_MAX  64     /* bytes of [A-Za-z0-9_.:-] */
+#define TL_MAX  "1000" /* the newest eligible posts a timeline reaches */
+#define Q_WORDS 10     /* words of a search, at most */
+#define Q_BYTES 2048   /* bytes of a search, at most */
 
 static const char *const migrations[] = {
     "CREATE TABLE users (user_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
@@ -74,31 +71,37 @@ static const cleave_field post_f[] = {ID("postId"), ID("userId"),
 static const cleave_field act_f[] = {ID("postId"), ID("userId"), {0}};
 
 static const spec specs[] = {
+    /* RegisterUser */
     {user_f, "SELECT length(CAST(? AS TEXT)) <= 100, NOT EXISTS " USER, "10",
      {CHARS("name", 100),
       R(EEXIST, "user_exists", "user '%s' already exists", 0, 0)},
      "INSERT INTO users VALUES (?, ?, ?)", "01t", "user", "UserRegistered"},
+    /* Follow */
     {follow_f, "SELECT " USER ", " USER ", CAST(? AS TEXT) <> CAST(? AS TEXT),"
      " NOT " FOLLOWS, "010101",
      {NO_USER(0), NO_USER(1),
       R(EREJECTED, "cannot_follow_self", "'%s' cannot follow oneself", 0, 0),
       R(EEXIST, "already_following", "'%s' already follows '%s'", 0, 1)},
      "INSERT INTO follows VALUES (?, ?)", "01", "user", "Followed"},
+    /* Unfollow */
     {follow_f, "SELECT " USER ", " USER ", " FOLLOWS, "0101",
      {NO_USER(0), NO_USER(1),
       R(EREJECTED, "not_following", "'%s' does not follow '%s'", 0, 1)},
      "DELETE FROM follows WHERE follower_id = ? AND followee_id = ?", "01",
      "user", "Unfollowed"},
+    /* Post */
     {post_f, "SELECT length(CAST(? AS TEXT)) <= 280, " USER ", NOT EXISTS"
      " (SELECT 1 FROM posts WHERE post_id = ?)", "210",
      {CHARS("text", 280), NO_USER(1),
       R(EEXIST, "post_exists", "post '%s' already exists", 0, 0)},
      "INSERT INTO posts VALUES (?, ?, 0, ?)", "01t", "post", "PostPublished"},
+    /* Like */
     {act_f, "SELECT " LIVE_POST ", " USER ", NOT EXISTS (SELECT 1 FROM likes"
      " WHERE post_id = ? AND user_id = ?)", "0101",
      {NO_POST, NO_USER(1),
       R(EEXIST, "already_liked", "post '%s' is already liked by '%s'", 0, 1)},
      "INSERT INTO likes VALUES (?, ?)", "01", "post", "PostLiked"},
+    /* DeletePost */
     {act_f, "SELECT " LIVE_POST ", " USER ", EXISTS (SELECT 1 FROM posts"
      " WHERE post_id = ? AND user_id = ?)", "0101",
      {NO_POST, NO_USER(1),
@@ -233,29 +236,37 @@ static const effect effects[] = {
     {"PostDeleted", COUNT("posts", "-", "userId")},
     {NULL}};
 
+/* Binds the members of ev that e names into a: how many, or -1 when ev
+ * lacks one. */
+static int event_args(const cleave_event *ev, const effect *e, cleave_value *a)
+{
+	int n = 0;
+	for (; n < 5 && e->args[n]; n++) {
+		const char *k = e->args[n], *v = cleave_json_str(ev->json, k);
+		int64_t x = ev->position;
+		if (*k != '#' && !v && cleave_json_get_int(ev->json, k, &x))
+			return -1;
+		a[n] = v ? cleave_text(v) : cleave_int(x);
+	}
+	return n;
+}
+
 static int apply(cleave_rtx *tx, const cleave_event *ev)
 {
 	for (const effect *e = effects; e->type; e++) {
 		cleave_value a[5];
-		int64_t n = 0, changed = 0;
-		int rc;
+		int64_t changed = 0;
+		int n, rc;
 		if (strcmp(e->type, ev->type))
 			continue;
-		for (; n < 5 && e->args[n]; n++) {
-			const cJSON *m = cJSON_GetObjectItemCaseSensitive(
-			    ev->json, e->args[n]);
-			a[n] = *e->args[n] == '#' ? cleave_int(ev->position)
-			       : cJSON_IsString(m) ? cleave_text(m->valuestring)
-			       : cleave_int(cleave_json_int(ev->json, e->args[n],
-							    -1));
-		}
-		if ((rc = cleave_rtx_exec(tx, e->sql, a, (int)n, &changed)))
+		if ((n = event_args(ev, e, a)) >= 0 &&
+		    (rc = cleave_rtx_exec(tx, e->sql, a, n, &changed)))
 			return rc;
-		if (changed != 1)
-			return cleave_error(CLEAVE_ECORRUPT,
-					    "%s at %lld changed %lld rows: %s",
+		if (n < 0 || changed != 1)
+			return cleave_error(CLEAVE_ECORRUPT, "%s at %lld: %s",
 					    ev->type, (long long)ev->position,
-					    (long long)changed, e->sql);
+					    n < 0 ? "a member is missing"
+						  : "not one row changed");
 	}
 	return 0;
 }
@@ -276,15 +287,17 @@ typedef struct qspec {
 
 /* A page of rows (seq, item), newest first: the first ?3 of them, and the
  * seq of its last as the next cursor when `rows` gave one more. */
-#define PAGE(rows, cond)                                                       \
-	"WITH r AS MATERIALIZED (" rows "), p AS (SELECT * FROM r ORDER BY seq" \
-	" DESC LIMIT ?3) SELECT json_object('items', (SELECT json_group_array("  \
-	"json(item)) FROM p), 'next_cursor', (SELECT CAST(min(seq) AS TEXT)"     \
-	" FROM p WHERE (SELECT count(*) FROM r) > ?3)) WHERE " cond
+#define PAGE(rows, cond)                                                     \
+	"WITH r AS MATERIALIZED (" rows "), p AS (SELECT * FROM r ORDER BY"    \
+	" seq DESC LIMIT ?3) SELECT json_object('items', (SELECT"              \
+	" json_group_array(json(item)) FROM p), 'next_cursor', (SELECT"        \
+	" CAST(min(seq) AS TEXT) FROM p WHERE (SELECT count(*) FROM r) > ?3))" \
+	" WHERE " cond
 #define IS_USER "EXISTS (SELECT 1 FROM users WHERE user_id = ?1)"
 /* The followees' posts from the cursor on: ahead of this page. */
-#define AHEAD "(SELECT count(*) FROM (SELECT 1 FROM follows JOIN posts ON" \
-	" author = followee WHERE follower = ?1 AND seq >= ?2 LIMIT 1000))"
+#define AHEAD "(SELECT count(*) FROM (SELECT 1 FROM follows JOIN posts" \
+	" ON author = followee WHERE follower = ?1 AND seq >= ?2 LIMIT "    \
+	TL_MAX "))"
 
 static const qspec qspecs[] = {
     {"postId", 0, false, "post_not_found", "SELECT json_insert(item, '$.likes',"
@@ -298,7 +311,7 @@ static const qspec qspecs[] = {
      " JOIN posts ON author = followee AND seq < ?2 AND seq >= coalesce(("
      "SELECT seq FROM posts WHERE author = followee AND seq < ?2 ORDER BY"
      " seq DESC LIMIT 1 OFFSET ?3), 0) WHERE follower = ?1 ORDER BY seq DESC"
-     " LIMIT min(?3 + 1, 1000 - " AHEAD ")", IS_USER)},
+     " LIMIT min(?3 + 1, " TL_MAX " - " AHEAD ")", IS_USER)},
     {"userId", 20, true, "user_not_found", PAGE("SELECT seq, item FROM posts"
      " WHERE author = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3 + 1",
      IS_USER)},
@@ -325,7 +338,8 @@ static int serve(cleave_query *q, const qspec *s)
 		rc = cleave_query_param_str(q, s->param, true,
 					    search ? Q_BYTES : ID_MAX, &p);
 	if (!rc && s->limit)
-		rc = cleave_query_param_int(q, "limit", s->limit, 1, 100, &limit);
+		rc = cleave_query_param_int(q, "limit", s->limit, 1,
+					    CLEAVE_PAGE_MAX, &limit);
 	if (!rc && s->page)
 		rc = cleave_query_param_cursor(q, "cursor", &cursor);
 	if (!rc && search &&
@@ -336,7 +350,8 @@ static int serve(cleave_query *q, const qspec *s)
 				       Q_WORDS);
 	cleave_value a[] = {cleave_text(search ? fts.p : p), cleave_int(cursor),
 			    cleave_int(limit)};
-	if (!rc && !(rc = cleave_rtx_query(tx, s->sql, a, s->limit ? 3 : 1, &r))) {
+	if (!rc &&
+	    !(rc = cleave_rtx_query(tx, s->sql, a, s->limit ? 3 : 1, &r))) {
 		if ((rc = cleave_rows_next(r)) == 1 &&
 		    (text = cleave_rows_text(r, 0, &n)))
 			rc = cleave_query_reply_raw(q, text, n);
