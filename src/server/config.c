@@ -74,7 +74,7 @@ static const flag flags[] = {
      1LL << 20, 1LL << 42, "BYTES",
      "largest size of each LMDB read model (address space, not disk)", "64GiB"},
     {"http-threads", "CLEAVE_HTTP_THREADS", F_INT, OFF(http_threads), S, 1, 256,
-     "N", "HTTP worker threads (epoll each)", "2"},
+     "N", "HTTP worker threads (poll() each)", "2"},
     {"max-body", "CLEAVE_MAX_BODY", F_SIZE, OFF(max_body), S, 2, 1LL << 30,
      "BYTES", "largest command body (413 beyond)", "1MiB"},
     {"max-header", "CLEAVE_MAX_HEADER", F_SIZE, OFF(max_header), S, 1024,
