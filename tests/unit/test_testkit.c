@@ -1,7 +1,8 @@
 /*
- * test_testkit.c — the test kit for domains (cleave_test.h), on the bank:
- * given/when/then as the bank's rules are stated in docs/domains.md, and
- * the kit's own reports when an expectation does not hold.
+ * test_testkit.c — the test kit for domains (cleave_test.h), on the bank
+ * and the shop: given/when/then as their rules are stated in
+ * docs/domains.md, and the kit's own reports when an expectation does not
+ * hold.
  */
 #include <string.h>
 
@@ -74,6 +75,43 @@ static void test_bank_rules(void **state)
 	cleave_tk_close(t);
 }
 
+/* The shop's checkout, as docs/domains.md states it: the discount rounds
+ * down, the cart empties and closes, a second checkout is refused. */
+static void test_shop_checkout(void **state)
+{
+	cleave_tk *t;
+	TU_OK(cleave_tk_open(&dom_shop, &t));
+	OK(cleave_tk_given(t, "RegisterUser",
+			   "{\"userId\":\"u\",\"name\":\"Ann\",\"country\":\"SE\"}"));
+	OK(cleave_tk_given(t, "AddProduct",
+			   "{\"productId\":\"p\",\"name\":\"Mug\","
+			   "\"category\":\"kitchen\",\"price_cents\":333,"
+			   "\"stock\":5}"));
+	OK(cleave_tk_given(t, "CreatePromo",
+			   "{\"code\":\"P7\",\"percent_off\":7,\"max_uses\":1,"
+			   "\"expires_at\":4102444800}"));
+	OK(cleave_tk_when(t, "Checkout", "{\"userId\":\"u\",\"cartId\":\"c\"}"));
+	OK(cleave_tk_then_error(t, "cart_not_found"));
+	OK(cleave_tk_given(t, "AddToCart",
+			   "{\"cartId\":\"c\",\"userId\":\"u\",\"productId\":\"p\","
+			   "\"quantity\":1}"));
+	OK(cleave_tk_when(t, "Checkout",
+			  "{\"userId\":\"u\",\"cartId\":\"c\",\"promoCode\":\"P7\"}"));
+	OK(cleave_tk_then_events(
+	    t, "[{\"type\":\"OrderPlaced\",\"data\":{\"userId\":\"u\","
+	       "\"country\":\"SE\",\"total_cents\":310,"
+	       "\"discount_cents\":23}}]"));
+	OK(cleave_tk_then_result(t, "{\"subtotal_cents\":333,"
+				    "\"discount_cents\":23,\"total_cents\":310}"));
+	OK(cleave_tk_when(t, "Checkout", "{\"userId\":\"u\",\"cartId\":\"c\"}"));
+	OK(cleave_tk_then_error(t, "cart_closed"));
+	OK(cleave_tk_query(t, "product", "productId=p",
+			   "{\"stock\":4,\"sold\":1,\"in_stock\":true}"));
+	OK(cleave_tk_query(t, "top_products", NULL,
+			   "{\"items\":[{\"productId\":\"p\",\"sold\":1}]}"));
+	cleave_tk_close(t);
+}
+
 /* Given events: what projections and queries see, without commands. */
 static void test_given_events(void **state)
 {
@@ -127,6 +165,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bank_rules),
 	    cmocka_unit_test(test_given_events),
+	    cmocka_unit_test(test_shop_checkout),
 	    cmocka_unit_test(test_reports),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
