@@ -1,76 +1,32 @@
 /*
- * bank.c — the bank domain (contract: docs/domains.md): a ledger of
- * accounts, deposits, withdrawals and transfers.  Money is conserved: the
- * sum of all balances equals deposits minus withdrawals at every log
- * position.
+ * bank.c — the bank domain: a ledger of accounts, deposits, withdrawals
+ * and transfers.  The contract (every command's checks in order, events,
+ * answers) is docs/domains.md, "The bank".  Money is conserved: the sum of
+ * all balances equals deposits minus withdrawals at every log position.
  *
- * Write model (portable SQL):
- *   accounts   (account_id PK, owner, currency, balance_cents >= 0,
- *               opened_at)
- *   transfers  (transfer_id PK, from_account, to_account, amount_cents,
- *               currency, created_at; from <> to)
+ * Limits keep every amount below 2^53: ids 1..64 bytes [A-Za-z0-9_.:-],
+ * owner 1..200 bytes, amount_cents 1..10^12 (400 from the field checks), a
+ * balance at most 10^15 (422 balance_limit).  Times are unix seconds of
+ * the command's timestamp; balance_cents fields are balances after.
  *
- * Limits (each keeps amounts below 2^53; 400 from the field checks, 422
- * from the rules):
- *   accountId, transferId  1..64 bytes [A-Za-z0-9_.:-]          400
- *   owner                  1..200 bytes                          400
- *   currency               ISO 4217 code in use (iso.c)          400
- *   amount_cents           1..10^12                              400
- *   a balance              at most 10^15   422 balance_limit
- * The totals (sum of balances, deposits, withdrawals) are int64 counters
- * served as exact integers.
- *
- * Commands → events (stream):
- *   OpenAccount  accountId, owner, currency
- *       409 account_exists, 400 invalid_currency
- *       → AccountOpened {accountId, owner, currency, opened_at}
- *         (account-<id>)
- *   Deposit      accountId, amount_cents
- *       404 account_not_found, 422 balance_limit
- *       → Deposited {accountId, currency, amount_cents, balance_cents, at}
- *   Withdraw     accountId, amount_cents
- *       404 account_not_found, 422 insufficient_funds
- *       → Withdrawn {accountId, currency, amount_cents, balance_cents, at}
- *   Transfer     transferId, from, to, amount_cents
- *       checked in this order: 409 transfer_exists, 422 same_account,
- *       404 account_not_found (from, then to), 422 currency_mismatch,
- *       422 insufficient_funds, 422 balance_limit
- *       → TransferCompleted {transferId, from, to, amount_cents, currency,
- *         from_balance_cents, to_balance_cents, at} (transfer-<id>)
- * balance_cents fields are the balances after the event; times are unix
- * seconds of the command's timestamp.
- *
- * Read models:
- *   accounts (lmdb)
- *     acct     accountId → {accountId, owner, currency, balance_cents},
- *              the text `balance` serves
- *     totals   counters "*" (every account) and per currency →
- *              [accounts, balance_cents, deposits_cents, withdrawals_cents]
- *   statements (lmdb)
- *     stmt     list per accountId, seq = event position →
- *              {position, kind, amount_cents (signed), balance_after_cents}
- *              kind: "open" (amount 0), "deposit" (+), "withdrawal" (-),
- *              "transfer_in" (+), "transfer_out" (-); transfer entries add
- *              transferId and counterparty.  A transfer gives one entry on
- *              each side, both at the event's position.
- *   volume (lmdb)
- *     daily    counter (currency, YYYY-MM-DD of the transfer) →
- *              [transfers, volume_cents]
- *
- * Queries:
- *   balance(accountId)            the account document; 404
- *   statement(accountId, limit?, cursor?)
- *       {"items": [entries newest first], "next_cursor"}; limit 1..100
- *       (default 20); 404 for an account with no entries (every opened
- *       account has its "open" entry)
- *   daily_volume(currency, day)   {currency, day, transfers, volume_cents}
- *   totals(currency?)             {accounts, balance_cents, deposits_cents,
- *       withdrawals_cents} of every account (or one currency's), read from
- *       one counter in one snapshot: balance_cents = deposits_cents -
- *       withdrawals_cents holds in every answer.
+ * Read models (lmdb), as stored:
+ *   accounts    acct: accountId → {accountId, owner, currency,
+ *                 balance_cents}, the text `balance` serves;
+ *               totals: counters "*" (every account) and per currency →
+ *                 [accounts, balance_cents, deposits_cents,
+ *                 withdrawals_cents]: one counter read in one snapshot, so
+ *                 balance_cents = deposits_cents - withdrawals_cents holds
+ *                 in every `totals` answer
+ *   statements  stmt: a list per accountId, seq = event position →
+ *                 {position, kind, amount_cents (signed),
+ *                 balance_after_cents[, transferId, counterparty]}; kind
+ *                 open, deposit, withdrawal, transfer_in or transfer_out,
+ *                 a transfer's two entries both at its position
+ *   volume      daily: counters (currency, YYYY-MM-DD of the transfer) →
+ *                 [transfers, volume_cents]
  */
 #include <inttypes.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,7 +57,44 @@ static const char *const bank_migrations[] = {
     NULL,
 };
 
-/* ---- command helpers ---------------------------------------------------- */
+/* ---- JSON --------------------------------------------------------------- */
+
+/* An object of the members `types` lists, each given as a key and then its
+ * value: 's' a string (NULL leaves the member out), 'i' an int64_t (cast a
+ * literal: a plain 0 is an int).  NULL when out of memory. */
+static cJSON *obj(const char *types, ...)
+{
+	cJSON *o = cJSON_CreateObject();
+	va_list ap;
+	va_start(ap, types);
+	for (const char *t = types; o && *t; t++) {
+		const char *k = va_arg(ap, const char *), *s;
+		if (*t == 'i' ? !dom_add_int(o, k, va_arg(ap, int64_t))
+		              : (s = va_arg(ap, const char *)) &&
+		                    !cJSON_AddStringToObject(o, k, s)) {
+			cJSON_Delete(o);
+			o = NULL;
+		}
+	}
+	va_end(ap);
+	return o;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+/* Emits `event` on "<prefix>-<id>" and answers `result`, both from obj()
+ * (NULL: out of memory) and owned in every case. */
+static int emit_answer(cleave_cmd *c, const char *prefix, const char *id,
+                       const char *type, cJSON *event, cJSON *result)
+{
+	int rc = dom_emit(c, prefix, id, type, event, event != NULL);
+	if (rc || !result) {
+		cJSON_Delete(result);
+		return rc ? rc : dom_oom(c);
+	}
+	cleave_cmd_result(c, result);
+	return 0;
+}
 
 typedef struct acct_row {
 	char currency[4];
@@ -121,47 +114,39 @@ static int account_get(cleave_cmd *c, const char *id, const char *role,
 	                          arg, 1, &r);
 	if (rc)
 		return rc;
-	rc = cleave_rows_next(r);
-	if (rc == 1) {
-		size_t n = 0;
-		const char *cur = cleave_rows_text(r, 0, &n);
-		if (!cur || n != 3)
-			n = 0;
-		memcpy(a->currency, cur ? cur : "", n);
-		a->currency[n] = 0;
+	if ((rc = cleave_rows_next(r)) == 1) {
+		dom_rows_text(r, 0, a->currency, sizeof(a->currency));
 		a->balance = cleave_rows_int(r, 1);
 	}
 	cleave_rows_close(r);
-	if (rc < 0)
-		return rc;
 	if (rc == 0)
 		return cleave_cmd_fail(c, CLEAVE_ENOTFOUND, "account_not_found",
 		                       "no %s '%s'", role, id);
-	return 0;
+	return rc < 0 ? rc : 0;
 }
 
-static int balance_set(cleave_cmd *c, const char *id, int64_t balance)
+/* Adds delta (taken when negative) to an account's balance and writes it:
+ * 422 insufficient_funds below 0, balance_limit past BANK_BALANCE_MAX. */
+static int balance_add(cleave_cmd *c, const char *id, acct_row *a,
+                       int64_t delta)
 {
-	cleave_value a[] = {cleave_int(balance), cleave_text(id)};
+	if (a->balance + delta < 0)
+		return cleave_cmd_fail(
+		    c, CLEAVE_EREJECTED, "insufficient_funds",
+		    "account '%s' holds %" PRId64 " cents, %" PRId64 " asked",
+		    id, a->balance, -delta);
+	if (a->balance + delta > BANK_BALANCE_MAX)
+		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "balance_limit",
+		                       "account '%s' would hold more than "
+		                       "%lld cents",
+		                       id, BANK_BALANCE_MAX);
+	a->balance += delta;
+	cleave_value v[] = {cleave_int(a->balance), cleave_text(id)};
 	return cleave_cmd_exec(c,
 	                       "UPDATE accounts SET balance_cents = ?"
 	                       " WHERE account_id = ?",
-	                       a, 2, NULL);
+	                       v, 2, NULL);
 }
-
-static int result_balance(cleave_cmd *c, const char *id, int64_t balance)
-{
-	cJSON *r = cJSON_CreateObject();
-	if (!r || !cJSON_AddStringToObject(r, "accountId", id) ||
-	    !dom_add_int(r, "balance_cents", balance)) {
-		cJSON_Delete(r);
-		return dom_oom(c);
-	}
-	cleave_cmd_result(c, r);
-	return 0;
-}
-
-/* ---- commands ----------------------------------------------------------- */
 
 static const cleave_field open_account_fields[] = {
     {"accountId", CLEAVE_F_STRING, true, 0, 0, BANK_ID_MAX, "id"},
@@ -193,14 +178,11 @@ static int open_account(cleave_cmd *c, const cJSON *in)
 		                       "account '%s' already exists", id);
 	if (rc)
 		return rc;
-	cJSON *d = cJSON_CreateObject();
-	bool ok = d && cJSON_AddStringToObject(d, "accountId", id) &&
-	          cJSON_AddStringToObject(d, "owner", owner) &&
-	          cJSON_AddStringToObject(d, "currency", cur) &&
-	          cJSON_AddNumberToObject(d, "opened_at", (double)now);
-	if ((rc = dom_emit(c, "account", id, "AccountOpened", d, ok)))
-		return rc;
-	return result_balance(c, id, 0);
+	return emit_answer(
+	    c, "account", id, "AccountOpened",
+	    obj("sssi", "accountId", id, "owner", owner, "currency", cur,
+	        "opened_at", now),
+	    obj("si", "accountId", id, "balance_cents", (int64_t)0));
 }
 
 static const cleave_field amount_fields[] = {
@@ -210,38 +192,21 @@ static const cleave_field amount_fields[] = {
 };
 
 /* Deposit (sign 1) and Withdraw (sign -1). */
-static int move_money(cleave_cmd *c, const cJSON *in, int sign)
+static int move_money(cleave_cmd *c, const cJSON *in, int64_t sign)
 {
 	const char *id = cleave_json_str(in, "accountId");
 	int64_t amount = cleave_json_int(in, "amount_cents", 0);
 	acct_row a;
-	int rc = account_get(c, id, "account", &a);
-	if (rc)
+	int rc;
+	if ((rc = account_get(c, id, "account", &a)) ||
+	    (rc = balance_add(c, id, &a, sign * amount)))
 		return rc;
-	if (sign < 0 && a.balance < amount)
-		return cleave_cmd_fail(
-		    c, CLEAVE_EREJECTED, "insufficient_funds",
-		    "account '%s' holds %" PRId64 " cents, %" PRId64 " asked",
-		    id, a.balance, amount);
-	if (sign > 0 && a.balance + amount > BANK_BALANCE_MAX)
-		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "balance_limit",
-		                       "account '%s' would hold more than "
-		                       "%lld cents",
-		                       id, BANK_BALANCE_MAX);
-	a.balance += sign * amount;
-	if ((rc = balance_set(c, id, a.balance)))
-		return rc;
-	cJSON *d = cJSON_CreateObject();
-	bool ok =
-	    d && cJSON_AddStringToObject(d, "accountId", id) &&
-	    cJSON_AddStringToObject(d, "currency", a.currency) &&
-	    cJSON_AddNumberToObject(d, "amount_cents", (double)amount) &&
-	    cJSON_AddNumberToObject(d, "balance_cents", (double)a.balance) &&
-	    cJSON_AddNumberToObject(d, "at", (double)dom_now_s(c));
-	if ((rc = dom_emit(c, "account", id,
-	                   sign > 0 ? "Deposited" : "Withdrawn", d, ok)))
-		return rc;
-	return result_balance(c, id, a.balance);
+	return emit_answer(
+	    c, "account", id, sign > 0 ? "Deposited" : "Withdrawn",
+	    obj("ssiii", "accountId", id, "currency", a.currency,
+	        "amount_cents", amount, "balance_cents", a.balance, "at",
+	        dom_now_s(c)),
+	    obj("si", "accountId", id, "balance_cents", a.balance));
 }
 
 static int deposit(cleave_cmd *c, const cJSON *in)
@@ -265,8 +230,10 @@ static const cleave_field transfer_fields[] = {
 static int transfer(cleave_cmd *c, const cJSON *in)
 {
 	const char *id = cleave_json_str(in, "transferId");
-	const char *from = cleave_json_str(in, "from"), *to = cleave_json_str(in, "to");
-	int64_t amount = cleave_json_int(in, "amount_cents", 0), v, now = dom_now_s(c);
+	const char *from = cleave_json_str(in, "from"),
+	           *to = cleave_json_str(in, "to");
+	int64_t amount = cleave_json_int(in, "amount_cents", 0), v,
+	        now = dom_now_s(c);
 	acct_row fa, ta;
 	cleave_value ai[] = {cleave_text(id)};
 	int rc = cleave_cmd_query_int(
@@ -290,23 +257,12 @@ static int transfer(cleave_cmd *c, const cJSON *in)
 		                       "account '%s' holds %s, account '%s' "
 		                       "holds %s",
 		                       from, fa.currency, to, ta.currency);
-	if (fa.balance < amount)
-		return cleave_cmd_fail(
-		    c, CLEAVE_EREJECTED, "insufficient_funds",
-		    "account '%s' holds %" PRId64 " cents, %" PRId64 " asked",
-		    from, fa.balance, amount);
-	if (ta.balance + amount > BANK_BALANCE_MAX)
-		return cleave_cmd_fail(c, CLEAVE_EREJECTED, "balance_limit",
-		                       "account '%s' would hold more than "
-		                       "%lld cents",
-		                       to, BANK_BALANCE_MAX);
-	fa.balance -= amount;
-	ta.balance += amount;
 	cleave_value at[] = {cleave_text(id),          cleave_text(from),
 	                     cleave_text(to),          cleave_int(amount),
 	                     cleave_text(fa.currency), cleave_int(now)};
-	if ((rc = balance_set(c, from, fa.balance)) ||
-	    (rc = balance_set(c, to, ta.balance)) ||
+	/* `to` refused after `from` was written: the savepoint undoes it. */
+	if ((rc = balance_add(c, from, &fa, -amount)) ||
+	    (rc = balance_add(c, to, &ta, amount)) ||
 	    (rc = cleave_cmd_exec(c,
 	                          "INSERT INTO transfers (transfer_id,"
 	                          " from_account, to_account, amount_cents,"
@@ -314,28 +270,13 @@ static int transfer(cleave_cmd *c, const cJSON *in)
 	                          " VALUES (?, ?, ?, ?, ?, ?)",
 	                          at, 6, NULL)))
 		return rc;
-	cJSON *d = cJSON_CreateObject();
-	bool ok = d && cJSON_AddStringToObject(d, "transferId", id) &&
-	          cJSON_AddStringToObject(d, "from", from) &&
-	          cJSON_AddStringToObject(d, "to", to) &&
-	          cJSON_AddNumberToObject(d, "amount_cents", (double)amount) &&
-	          cJSON_AddStringToObject(d, "currency", fa.currency) &&
-	          cJSON_AddNumberToObject(d, "from_balance_cents",
-	                                  (double)fa.balance) &&
-	          cJSON_AddNumberToObject(d, "to_balance_cents",
-	                                  (double)ta.balance) &&
-	          cJSON_AddNumberToObject(d, "at", (double)now);
-	if ((rc = dom_emit(c, "transfer", id, "TransferCompleted", d, ok)))
-		return rc;
-	cJSON *r = cJSON_CreateObject();
-	if (!r || !cJSON_AddStringToObject(r, "transferId", id) ||
-	    !dom_add_int(r, "from_balance_cents", fa.balance) ||
-	    !dom_add_int(r, "to_balance_cents", ta.balance)) {
-		cJSON_Delete(r);
-		return dom_oom(c);
-	}
-	cleave_cmd_result(c, r);
-	return 0;
+	return emit_answer(c, "transfer", id, "TransferCompleted",
+	                   obj("sssisiii", "transferId", id, "from", from, "to",
+	                       to, "amount_cents", amount, "currency",
+	                       fa.currency, "from_balance_cents", fa.balance,
+	                       "to_balance_cents", ta.balance, "at", now),
+	                   obj("sii", "transferId", id, "from_balance_cents",
+	                       fa.balance, "to_balance_cents", ta.balance));
 }
 
 static const cleave_command_def bank_commands[] = {
@@ -349,56 +290,79 @@ static const cleave_command_def bank_commands[] = {
     {NULL},
 };
 
-/* ---- projection: accounts ----------------------------------------------- */
+/* ---- projections: accounts and statements ------------------------------- */
 
-#define IS(ev, t) (!strcmp((ev)->type, (t)))
+/* What an event did to one account: its statement entry. */
+typedef struct entry {
+	const char *account, *kind;
+	int64_t amount, balance;             /* signed; the balance after */
+	const char *transfer, *counterparty; /* transfers only */
+} entry;
 
-static int account_doc_put(cleave_rtx *tx, const char *id, const char *owner,
-                           const char *currency, int64_t balance)
+/* An event as both projections read it: its entries (a transfer's two,
+ * out then in) and, but for a transfer, the account's currency (and its
+ * owner when it opens). */
+typedef struct bank_event {
+	entry e[2];
+	int n;
+	const char *currency, *owner;
+} bank_event;
+
+static int event_read(const cleave_event *ev, bank_event *b)
 {
-	cJSON *o = cJSON_CreateObject();
-	char *text = NULL;
-	size_t len = 0;
-	if (o && cJSON_AddStringToObject(o, "accountId", id) &&
-	    cJSON_AddStringToObject(o, "owner", owner) &&
-	    cJSON_AddStringToObject(o, "currency", currency) &&
-	    dom_add_int(o, "balance_cents", balance))
-		text = dom_print(o, &len);
-	cJSON_Delete(o);
-	if (!text)
-		return CLEAVE_ENOMEM;
-	int rc = cleave_rtx_put(tx, "acct", id, text, len);
-	free(text);
-	return rc;
+	const cJSON *d = ev->json;
+	const char *id, *to, *tid;
+	int64_t amount, bal, to_bal;
+	int rc;
+	*b = (bank_event){.n = 1};
+	if (!strcmp(ev->type, "TransferCompleted")) {
+		if ((rc = cleave_json_get_str(d, "transferId", &tid)) ||
+		    (rc = cleave_json_get_str(d, "from", &id)) ||
+		    (rc = cleave_json_get_str(d, "to", &to)) ||
+		    (rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
+		    (rc = cleave_json_get_int(d, "from_balance_cents", &bal)) ||
+		    (rc = cleave_json_get_int(d, "to_balance_cents", &to_bal)))
+			return rc;
+		b->n = 2;
+		b->e[0] = (entry){id, "transfer_out", -amount, bal, tid, to};
+		b->e[1] = (entry){to, "transfer_in", amount, to_bal, tid, id};
+		return 0;
+	}
+	if ((rc = cleave_json_get_str(d, "accountId", &id)) ||
+	    (rc = cleave_json_get_str(d, "currency", &b->currency)))
+		return rc;
+	b->e[0] = (entry){.account = id, .kind = "open"};
+	if (!strcmp(ev->type, "AccountOpened"))
+		return cleave_json_get_str(d, "owner", &b->owner);
+	if ((rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
+	    (rc = cleave_json_get_int(d, "balance_cents", &bal)))
+		return rc;
+	bool in = !strcmp(ev->type, "Deposited");
+	b->e[0].kind = in ? "deposit" : "withdrawal";
+	b->e[0].amount = in ? amount : -amount;
+	b->e[0].balance = bal;
+	return 0;
 }
 
-/* Sets a stored account's balance (the event's balance after). */
-static int account_doc_balance(cleave_rtx *tx, const char *id, int64_t balance)
+/* Writes an account's document: a new one when it opens, else with the
+ * event's balance after (parsed once per transaction: cleave_rtx_doc). */
+static int account_put(cleave_rtx *tx, const bank_event *b, const entry *e)
 {
-	const void *v;
-	size_t len;
-	const char *owner, *cur;
-	int rc = cleave_rtx_get(tx, "acct", id, &v, &len);
-	if (rc)
+	cJSON *o, *balance;
+	int rc;
+	if (b->owner) {
+		o = obj("sssi", "accountId", e->account, "owner", b->owner,
+		        "currency", b->currency, "balance_cents", (int64_t)0);
+		return o ? cleave_rtx_doc_put(tx, "acct", e->account, o)
+		         : CLEAVE_ENOMEM;
+	}
+	if ((rc = cleave_rtx_doc(tx, "acct", e->account, &o)))
 		return rc == CLEAVE_ENOTFOUND ? CLEAVE_ECORRUPT : rc;
-	cJSON *o = cJSON_ParseWithLength(v, len);
-	if (!o)
+	balance = cJSON_GetObjectItemCaseSensitive(o, "balance_cents");
+	if (!cJSON_IsNumber(balance))
 		return CLEAVE_ECORRUPT;
-	if (!(rc = cleave_json_get_str(o, "owner", &owner)) &&
-	    !(rc = cleave_json_get_str(o, "currency", &cur)))
-		rc = account_doc_put(tx, id, owner, cur, balance);
-	cJSON_Delete(o);
-	return rc;
-}
-
-/* Adds to the totals of every account and of `currency`. */
-static int totals_add(cleave_rtx *tx, const char *currency,
-                      const int64_t delta[4])
-{
-	int rc = cleave_rtx_counter_add(tx, "totals", TOTALS_ALL, delta, 4);
-	if (!rc)
-		rc = cleave_rtx_counter_add(tx, "totals", currency, delta, 4);
-	return rc;
+	cJSON_SetNumberValue(balance, (double)e->balance);
+	return cleave_rtx_doc_put(tx, "acct", e->account, o);
 }
 
 static const char *const accounts_types[] = {
@@ -406,98 +370,40 @@ static const char *const accounts_types[] = {
 
 static int accounts_apply(cleave_rtx *tx, const cleave_event *ev)
 {
-	const cJSON *d = ev->json;
-	const char *id, *cur, *owner, *to;
-	int64_t amount, balance, to_balance;
-	int rc;
-	if (IS(ev, "TransferCompleted")) {
-		if ((rc = cleave_json_get_str(d, "from", &id)) ||
-		    (rc = cleave_json_get_str(d, "to", &to)) ||
-		    (rc = cleave_json_get_int(d, "from_balance_cents", &balance)) ||
-		    (rc = cleave_json_get_int(d, "to_balance_cents", &to_balance)) ||
-		    (rc = account_doc_balance(tx, id, balance)))
-			return rc;
-		return account_doc_balance(tx, to, to_balance);
-	}
-	if ((rc = cleave_json_get_str(d, "accountId", &id)) ||
-	    (rc = cleave_json_get_str(d, "currency", &cur)))
+	bank_event b;
+	int rc = event_read(ev, &b);
+	for (int i = 0; !rc && i < b.n; i++)
+		rc = account_put(tx, &b, &b.e[i]);
+	if (rc || !b.currency) /* a transfer leaves the totals as they are */
 		return rc;
-	if (IS(ev, "AccountOpened")) {
-		int64_t delta[4] = {1, 0, 0, 0};
-		if ((rc = cleave_json_get_str(d, "owner", &owner)) ||
-		    (rc = account_doc_put(tx, id, owner, cur, 0)))
-			return rc;
-		return totals_add(tx, cur, delta);
-	}
-	if ((rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
-	    (rc = cleave_json_get_int(d, "balance_cents", &balance)) ||
-	    (rc = account_doc_balance(tx, id, balance)))
-		return rc;
-	if (IS(ev, "Deposited")) {
-		int64_t delta[4] = {0, amount, amount, 0};
-		return totals_add(tx, cur, delta);
-	}
-	int64_t delta[4] = {0, -amount, 0, amount};
-	return totals_add(tx, cur, delta);
-}
-
-/* ---- projection: statements --------------------------------------------- */
-
-static int entry_put(cleave_rtx *tx, const char *account, int64_t pos,
-                     const char *kind, int64_t amount, int64_t balance,
-                     const char *transfer, const char *counterparty)
-{
-	cJSON *o = cJSON_CreateObject();
-	char *text = NULL;
-	size_t len = 0;
-	if (o && dom_add_int(o, "position", pos) &&
-	    cJSON_AddStringToObject(o, "kind", kind) &&
-	    dom_add_int(o, "amount_cents", amount) &&
-	    dom_add_int(o, "balance_after_cents", balance) &&
-	    (!transfer ||
-	     (cJSON_AddStringToObject(o, "transferId", transfer) &&
-	      cJSON_AddStringToObject(o, "counterparty", counterparty))))
-		text = dom_print(o, &len);
-	cJSON_Delete(o);
-	if (!text)
-		return CLEAVE_ENOMEM;
-	int rc = cleave_rtx_list_put(tx, "stmt", account, pos, text, len);
-	free(text);
+	/* totals: [accounts, balance, deposits, withdrawals] */
+	int64_t s = b.e[0].amount,
+	        delta[4] = {b.owner != NULL, s, s > 0 ? s : 0, s < 0 ? -s : 0};
+	if (!(rc = cleave_rtx_counter_add(tx, "totals", TOTALS_ALL, delta, 4)))
+		rc = cleave_rtx_counter_add(tx, "totals", b.currency, delta, 4);
 	return rc;
 }
 
 static int statements_apply(cleave_rtx *tx, const cleave_event *ev)
 {
-	const cJSON *d = ev->json;
-	const char *id, *to, *tid;
-	int64_t amount = 0, balance = 0, to_balance;
-	int rc;
-	if (IS(ev, "TransferCompleted")) {
-		if ((rc = cleave_json_get_str(d, "transferId", &tid)) ||
-		    (rc = cleave_json_get_str(d, "from", &id)) ||
-		    (rc = cleave_json_get_str(d, "to", &to)) ||
-		    (rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
-		    (rc = cleave_json_get_int(d, "from_balance_cents", &balance)) ||
-		    (rc = cleave_json_get_int(d, "to_balance_cents", &to_balance)) ||
-		    (rc = entry_put(tx, id, ev->position, "transfer_out",
-		                    -amount, balance, tid, to)))
-			return rc;
-		return entry_put(tx, to, ev->position, "transfer_in", amount,
-		                 to_balance, tid, id);
+	bank_event b;
+	int rc = event_read(ev, &b);
+	for (int i = 0; !rc && i < b.n; i++) {
+		const entry *e = &b.e[i];
+		size_t len = 0;
+		cJSON *o = obj("isiiss", "position", ev->position, "kind",
+		               e->kind, "amount_cents", e->amount,
+		               "balance_after_cents", e->balance, "transferId",
+		               e->transfer, "counterparty", e->counterparty);
+		char *text = o ? cleave_json_print(o, &len) : NULL;
+		cJSON_Delete(o);
+		if (!text)
+			return CLEAVE_ENOMEM;
+		rc = cleave_rtx_list_put(tx, "stmt", e->account, ev->position,
+		                         text, len);
+		free(text);
 	}
-	if ((rc = cleave_json_get_str(d, "accountId", &id)))
-		return rc;
-	if (IS(ev, "AccountOpened"))
-		return entry_put(tx, id, ev->position, "open", 0, 0, NULL,
-		                 NULL);
-	if ((rc = cleave_json_get_int(d, "amount_cents", &amount)) ||
-	    (rc = cleave_json_get_int(d, "balance_cents", &balance)))
-		return rc;
-	if (IS(ev, "Deposited"))
-		return entry_put(tx, id, ev->position, "deposit", amount,
-		                 balance, NULL, NULL);
-	return entry_put(tx, id, ev->position, "withdrawal", -amount, balance,
-	                 NULL, NULL);
+	return rc;
 }
 
 /* ---- projection: volume ------------------------------------------------- */
@@ -534,9 +440,11 @@ static const cleave_projection_def bank_projections[] = {
 
 /* ---- queries ------------------------------------------------------------ */
 
-static int q_oom(cleave_query *q)
+/* Answers with o, from obj(): NULL is out of memory. */
+static int reply(cleave_query *q, cJSON *o)
 {
-	return cleave_query_fail(q, CLEAVE_ENOMEM, NULL, "out of memory");
+	return o ? cleave_query_reply(q, o)
+	         : cleave_query_fail(q, CLEAVE_ENOMEM, NULL, "out of memory");
 }
 
 static int q_balance(cleave_query *q)
@@ -545,15 +453,13 @@ static int q_balance(cleave_query *q)
 	const void *v;
 	size_t len;
 	int rc = cleave_query_param_str(q, "accountId", true, BANK_ID_MAX, &id);
-	if (rc)
-		return rc;
-	rc = cleave_rtx_get(cleave_query_rtx(q, 0), "acct", id, &v, &len);
+	if (!rc)
+		rc = cleave_rtx_get(cleave_query_rtx(q, 0), "acct", id, &v,
+		                    &len);
 	if (rc == CLEAVE_ENOTFOUND)
 		return cleave_query_fail(q, rc, "account_not_found",
 		                         "no account '%s'", id);
-	if (rc)
-		return rc;
-	return cleave_query_reply_raw(q, v, len);
+	return rc ? rc : cleave_query_reply_raw(q, v, len);
 }
 
 static int q_statement(cleave_query *q)
@@ -601,38 +507,24 @@ static int q_daily_volume(cleave_query *q)
 	                            2);
 	if (rc && rc != CLEAVE_ENOTFOUND)
 		return rc;
-	cJSON *o = cJSON_CreateObject();
-	if (!o || !cJSON_AddStringToObject(o, "currency", cur) ||
-	    !cJSON_AddStringToObject(o, "day", day_s) ||
-	    !dom_add_int(o, "transfers", vals[0]) ||
-	    !dom_add_int(o, "volume_cents", vals[1])) {
-		cJSON_Delete(o);
-		return q_oom(q);
-	}
-	return cleave_query_reply(q, o);
+	return reply(q, obj("ssii", "currency", cur, "day", day_s, "transfers",
+	                    vals[0], "volume_cents", vals[1]));
 }
 
 static int q_totals(cleave_query *q)
 {
 	const char *cur;
-	int64_t vals[4] = {0, 0, 0, 0};
+	int64_t v[4] = {0, 0, 0, 0};
 	int rc = currency_param(q, false, &cur);
 	if (rc)
 		return rc;
 	rc = cleave_rtx_counter_get(cleave_query_rtx(q, 0), "totals",
-	                            cur ? cur : TOTALS_ALL, vals, 4);
+	                            cur ? cur : TOTALS_ALL, v, 4);
 	if (rc && rc != CLEAVE_ENOTFOUND)
 		return rc;
-	cJSON *o = cJSON_CreateObject();
-	if (!o || (cur && !cJSON_AddStringToObject(o, "currency", cur)) ||
-	    !dom_add_int(o, "accounts", vals[0]) ||
-	    !dom_add_int(o, "balance_cents", vals[1]) ||
-	    !dom_add_int(o, "deposits_cents", vals[2]) ||
-	    !dom_add_int(o, "withdrawals_cents", vals[3])) {
-		cJSON_Delete(o);
-		return q_oom(q);
-	}
-	return cleave_query_reply(q, o);
+	return reply(q, obj("siiii", "currency", cur, "accounts", v[0],
+	                    "balance_cents", v[1], "deposits_cents", v[2],
+	                    "withdrawals_cents", v[3]));
 }
 
 static const char *const reads_accounts[] = {"accounts", NULL};
