@@ -553,7 +553,7 @@ class Commands(ServerTest):
                      "post_not_found")
 
 
-# ---- queries: each answer ------------------------------------------------------
+# ---- queries: each answer --------------------------------------------------
 
 class Queries(ServerTest):
 
@@ -703,7 +703,8 @@ class Queries(ServerTest):
 VOCAB = ["café", "Cafe", "CAFÉ", "naïve", "naive", "hello", "Hello", "world",
          "straße", "Привет", "привет", "мир", "日本語", "e-mail", "don't",
          "x.y", "école", "ÉCOLE", "Ärger", "arger", "tea", "coffee", "green",
-         "red", "blue", "#tag", "@ada", "1984", "3.14", "co-op", "e\u0301t\u00e9"]
+         "red", "blue", "#tag", "@ada", "1984", "3.14", "co-op",
+         "e\u0301t\u00e9"]
 JOIN = [" ", " ", ", ", "! ", " - ", "...", "\n", "/", "\u2014", "? ", "_"]
 
 
@@ -900,6 +901,18 @@ class Session(ServerTest):
                 q=q, limit=rnd.choice([5, 25, 100]))
 
 
+class WordsModel(unittest.TestCase):
+    """The model's pure-Python words agree with SQLite's on the session's
+    texts (they stand in for them where SQLite has no FTS5)."""
+
+    @unittest.skipUnless(WORDS.db, "Python's SQLite has no FTS5")
+    def test_python_words_are_sqlites(self):
+        rnd = random.Random(7)
+        for _ in range(2000):
+            text = random_text(rnd)
+            self.assertEqual(Words.python(text), WORDS.sqlite(text), text)
+
+
 # ---- scale, scaled down: 5,000 followers ------------------------------------
 
 def parallel(port, jobs, threads=16):
@@ -1031,7 +1044,7 @@ class Readme(unittest.TestCase):
         for block in re.findall(r"```sh\n(.*?)\n```", section, re.S):
             cmd, want = [], []
             for line in block.split("\n") + [""]:
-                if line.startswith("# →") or (want and line.startswith("#  ")):
+                if line.startswith("# →"):
                     want.append(line[3:].strip())
                     continue
                 if want or (not line.strip() and cmd):
