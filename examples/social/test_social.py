@@ -662,13 +662,14 @@ class Queries(ServerTest):
                          0)
 
     def test_not_found_and_bad_parameters(self):
-        self.ok("RegisterUser", {"userId": "zed", "name": "Zed"})
+        pos = self.ok("RegisterUser", {"userId": "zed", "name": "Zed"})[
+            "position"]
         for name, params, code in (
                 ("post", {"postId": "nope"}, "post_not_found"),
                 ("user", {"userId": "nope"}, "user_not_found"),
                 ("timeline", {"userId": "nope"}, "user_not_found"),
                 ("user_posts", {"userId": "nope"}, "user_not_found")):
-            st, ans = self.c.query(name, **params)
+            st, ans = self.c.query(name, min_position=pos, **params)
             self.assertEqual((st, ans["error"]["code"]), (404, code))
         bad = [("post", {}), ("user", {}), ("timeline", {}),
                ("user_posts", {}), ("search_posts", {}),
@@ -685,14 +686,14 @@ class Queries(ServerTest):
         for q in ("!!!", "...,;", " ", "a b c d e f g h i j k"):
             bad.append(("search_posts", {"q": q}))
         for name, params in bad:
-            st, ans = self.c.query(name, **params)
+            st, ans = self.c.query(name, min_position=pos, **params)
             self.assertEqual(st, 400, (name, params, ans))
             self.assertIn(ans["error"]["code"], ("invalid_parameter",
                                                  "missing_parameter",
                                                  "invalid_cursor"))
         for lim in ("1", "100"):
-            self.assertEqual(self.c.query("timeline", userId="zed",
-                                          limit=lim)[0], 200)
+            self.assertEqual(self.c.query("timeline", min_position=pos,
+                                          userId="zed", limit=lim)[0], 200)
             self.assertEqual(self.c.query("trending", limit=lim)[0], 200)
         st, ans = self.c.query("search_posts", q="a b c d e f g h i j")
         self.assertEqual(st, 200, ans)
@@ -951,12 +952,14 @@ class Scale(ServerTest):
         jobs += [("Follow", {"followerId": f, "followeeId": "star"})
                  for f in fs]
         t = time.time()
+        pos = 0
         for st, ans in parallel(port, jobs):
             self.assertEqual(st, 200, ans)
+            pos = max(pos, ans["position"])
         sys.stderr.write("\n(%d commands in %.1f s)\n"
                          % (len(jobs), time.time() - t))
-        self.assertEqual(self.ask("user", 0, userId="star")[1]["followers"],
-                         self.FOLLOWERS)
+        self.assertEqual(self.ask("user", pos, userId="star")[1][
+            "followers"], self.FOLLOWERS)
 
         # Post's latency does not depend on the followers: interleaved
         # posts of an author with none and one with all of them
@@ -964,8 +967,9 @@ class Scale(ServerTest):
         for i in range(30):
             for who in ("lonely", "star"):
                 t = time.perf_counter()
-                self.ok("Post", {"postId": "%s-%d" % (who, i),
-                                 "userId": who, "text": "post %d" % i})
+                pos = self.ok("Post", {"postId": "%s-%d" % (who, i),
+                                       "userId": who,
+                                       "text": "post %d" % i})["position"]
                 lat[who].append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in lat.items()}
         sys.stderr.write("(Post median: %.2f ms with 0 followers, %.2f ms "
@@ -975,6 +979,7 @@ class Scale(ServerTest):
 
         # every follower's timeline shows a new post within a second: the
         # last follower's, polled without waiting, and a sample
+        self.ask("timeline", pos, userId=fs[-1], limit=1)  # caught up
         t = time.perf_counter()
         pos = self.ok("Post", {"postId": "news", "userId": "star",
                                "text": "big news"})["position"]
