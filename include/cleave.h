@@ -28,6 +28,7 @@
 #ifndef CLEAVE_H
 #define CLEAVE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -349,6 +350,12 @@ void cleave_cmd_result(cleave_cmd *c, cJSON *result);
  * NULL uses cleave_errname(rc). The message is printf-formatted. */
 int cleave_cmd_fail(cleave_cmd *c, int rc, const char *code, const char *fmt,
 		    ...) __attribute__((format(printf, 4, 5)));
+/* The same with a va_list (messages kept in a table of rules). */
+int cleave_cmd_failv(cleave_cmd *c, int rc, const char *code,
+		     const char *fmt, va_list ap);
+/* The name of the command being handled (one handler may serve several
+ * rows of a command table). Static storage: the domain's. */
+const char *cleave_cmd_name(const cleave_cmd *c);
 /* The command's timestamp (microseconds since the epoch, UTC), fixed when
  * the writer took it: use it instead of the clock so replays agree. */
 int64_t cleave_cmd_time_us(const cleave_cmd *c);
@@ -537,7 +544,9 @@ int cleave_rtx_fts_query(cleave_rtx *tx, const char *text, int max_words,
 			 cleave_buf *out, int *nwords);
 
 /* SQL read stores ("sqlite"): parameterised statements on the projection's
- * own tables.  Statements are prepared once and cached per store. */
+ * own tables.  Statements are prepared once and cached per store.  nargs
+ * must be the number of '?' the statement has (else CLEAVE_EINVAL "SQL
+ * wants N parameters, M given"), as for cleave_cmd_exec/query. */
 int cleave_rtx_exec(cleave_rtx *tx, const char *sql, const cleave_value *args,
 		    int nargs, int64_t *changes);
 int cleave_rtx_query(cleave_rtx *tx, const char *sql, const cleave_value *args,
@@ -644,6 +653,8 @@ typedef struct cleave_page_opts {
 int cleave_query_reply_page(cleave_query *q, cleave_rtx *tx, const char *ns,
 			    const char *list, const cleave_page_opts *opts);
 
+/* The name of the query being answered (static storage: the domain's). */
+const char *cleave_query_name(const cleave_query *q);
 /* The read-only snapshot of reads[i]. Valid during the handler. */
 cleave_rtx *cleave_query_rtx(cleave_query *q, int i);
 /* Answer with a JSON value (ownership taken).  When it is an object the

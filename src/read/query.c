@@ -100,6 +100,11 @@ int cleave_query_param_str(cleave_query *q, const char *name, bool required,
 	return 0;
 }
 
+const char *cleave_query_name(const cleave_query *q)
+{
+	return q->def->name;
+}
+
 cleave_rtx *cleave_query_rtx(cleave_query *q, int i)
 {
 	return i >= 0 && i < q->n ? q->tx[i] : NULL;

@@ -90,17 +90,29 @@ void cleave_cmd_result(cleave_cmd *c, cJSON *result)
 	c->result = result;
 }
 
+int cleave_cmd_failv(cleave_cmd *c, int rc, const char *code,
+                     const char *fmt, va_list ap)
+{
+	vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
+	snprintf(c->fail_code, sizeof(c->fail_code), "%s",
+	         code ? code : cleave_errname(rc));
+	c->fail_rc = rc ? rc : CLEAVE_EINTERNAL;
+	return c->fail_rc;
+}
+
 int cleave_cmd_fail(cleave_cmd *c, int rc, const char *code, const char *fmt,
                     ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
+	rc = cleave_cmd_failv(c, rc, code, fmt, ap);
 	va_end(ap);
-	snprintf(c->fail_code, sizeof(c->fail_code), "%s",
-	         code ? code : cleave_errname(rc));
-	c->fail_rc = rc ? rc : CLEAVE_EINTERNAL;
-	return c->fail_rc;
+	return rc;
+}
+
+const char *cleave_cmd_name(const cleave_cmd *c)
+{
+	return c->def->name;
 }
 
 static int schema_version_of(cleave_engine *e, const char *type)
