@@ -33,16 +33,18 @@ some start a blue-green rebuild of a random projection just before the
 kill.
 
 --rebuild-stops: every trial asks for blue-green rebuilds of several
-projections while the load runs, then stops the server 0-N ms later, N
+projections while the load runs, then stops the server: 0-N ms later, N
 being 1.5 times the longest recent rebuild of one of them (measured from
-the server's log), so that stops land mid-build, at the switch and after
-it: with
-SIGTERM (--term-rate of them; a clean stop: exit status 0, commands in
-flight answered or refused with 503 shutting_down, which are retried after
-the restart) or SIGKILL.  The server logs at info there, and where each
-stop landed is read from its log: building, switching (its store reopened
-for the switch, not yet live), live before the stop, or switched during
-the shutdown.  Every check above runs after each stop.
+the server's log), so that stops land mid-build and after the switch; or
+(--switch-rate of the trials) 0-2 ms after the log shows that one
+reopening its store for the switch, so that stops land at the switch
+however long rebuilds take as the log grows.  The stop is SIGTERM
+(--term-rate of them; a clean stop: exit status 0, commands in flight
+answered or refused with 503 shutting_down, which are retried after the
+restart) or SIGKILL.  The server logs at info there, and where each stop
+landed is read from its log: building, switching (its store reopened for
+the switch, not yet live), live before the stop, or switched during the
+shutdown.  Every check above runs after each stop.
 
 In every mode the server's log must hold no sanitizer report (ASan,
 LeakSanitizer, UBSan, TSan), whatever the signal.
@@ -281,6 +283,7 @@ class Stats:
         self.switched_in_shutdown = 0
         self.refused_stopping = 0
         self.stop_delay_ms_max = 0.0
+        self.switch_aimed = 0
         self.rebuild_ms_max = 0.0
         self.term_exit_s_max = 0.0
         self.verify_runs = 0
@@ -605,16 +608,27 @@ class Torture:
         a recent rebuild time of one of them, and sends sig: SIGTERM must
         give a clean stop (exit 0), SIGKILL kills."""
         off = self.srv.log_size()
+        t0 = time.time()
         self.ask_rebuilds(names)
         self.stats.rebuilds_asked += len(names)
-        # aimed at one of them, so that about two thirds of the stops
-        # land before its switch
-        delay = self.rng.uniform(0, self.args.stop_spread *
-                                 self.rebuild_estimate(
-                                     self.rng.choice(names)))
-        time.sleep(delay)
         st = self.stats
-        st.stop_delay_ms_max = max(st.stop_delay_ms_max, delay * 1000)
+        target = self.rng.choice(names)
+        latest = self.args.stop_spread * self.rebuild_estimate(target)
+        if self.rng.random() < self.args.switch_rate:
+            # at the switch: as soon as the log says the target reopened
+            # its store for it (then the swap, the catalog, the old
+            # copy's stop follow), give or take 2 ms; the window stays
+            # a few ms wide however long the rebuild
+            st.switch_aimed += 1
+            self.wait_log(off, ("projection %s: store reopened" %
+                                target).encode(), t0 + latest)
+            time.sleep(self.rng.uniform(0, 0.002))
+        else:
+            # so that about two thirds of these land before the target's
+            # switch
+            time.sleep(self.rng.uniform(0, latest))
+        st.stop_delay_ms_max = max(st.stop_delay_ms_max,
+                                   (time.time() - t0) * 1000)
         t_sig = time.time()
         if sig == signal.SIGTERM:
             self.stopping.set()
@@ -630,6 +644,19 @@ class Torture:
             if rc != -signal.SIGKILL:
                 fail("server exit status %s, not SIGKILL", rc)
         self.where_stopped(names, off, t_sig)
+
+    def wait_log(self, off, what, deadline):
+        """Waits until the server's log (from offset off) holds `what`, or
+        until the deadline."""
+        with open(self.srv.log_path, "rb") as f:
+            f.seek(off)
+            seen = b""
+            while time.time() < deadline:
+                seen = seen[-len(what):] + f.read()
+                if what in seen:
+                    return True
+                time.sleep(0.0005)
+        return False
 
     def where_stopped(self, names, off, t_sig):
         """Reads from the server's log where each rebuild was when the
@@ -1044,6 +1071,10 @@ def main(argv=None):
     ap.add_argument("--term-rate", type=float, default=0.5,
                     help="with --rebuild-stops: share of stops that are "
                     "SIGTERM (a clean stop) rather than SIGKILL")
+    ap.add_argument("--switch-rate", type=float, default=0.3,
+                    help="with --rebuild-stops: share of stops sent as "
+                    "the log shows a rebuild reopening its store for the "
+                    "switch (0-2 ms after), not at a random delay")
     ap.add_argument("--stop-spread", type=float, default=1.5,
                     help="with --rebuild-stops: the latest stop, in "
                     "rebuild times (default 1.5)")
@@ -1133,7 +1164,8 @@ def main(argv=None):
                s.head, s.seconds))
         if a.rebuild_stops:
             log("%s: %d stops just after rebuilds were asked for (%d "
-                "SIGTERM, %d SIGKILL), %d rebuilds asked; at the stop %d "
+                "SIGTERM, %d SIGKILL; %d aimed at a switch), %d rebuilds "
+                "asked; at the stop %d "
                 "were building, %d switching (store reopened, not yet "
                 "live), %d live; %d went live during a clean stop; %d "
                 "resumed after the restart; %d commands refused while "
@@ -1141,7 +1173,8 @@ def main(argv=None):
                 "were asked, the longest rebuild %.0f ms; the longest "
                 "clean stop %.2f s"
                 % (dom, s.term_stops + s.kill_stops, s.term_stops,
-                   s.kill_stops, s.rebuilds_asked, s.at_stop["building"],
+                   s.kill_stops, s.switch_aimed, s.rebuilds_asked,
+                   s.at_stop["building"],
                    s.at_stop["switching"], s.at_stop["live"],
                    s.switched_in_shutdown, s.rebuild_resumed,
                    s.refused_stopping, s.stop_delay_ms_max,
