@@ -521,10 +521,13 @@ typedef int (*cleave_list_fn)(void *arg, int64_t seq, const void *val,
 int cleave_rtx_list_page(cleave_rtx *tx, const char *ns, const char *list,
 			 int64_t before, size_t limit, cleave_list_fn fn,
 			 void *arg);
-/* The number of items in list (0 when it has none), without a scan.
- * trim deletes the oldest items (lowest seq) until at most `keep` remain,
- * and says how many went (removed may be NULL): a capped list (the newest
- * 1,000 posts of a timeline) is list_put then list_trim. */
+/* The number of items in list (0 when it has none).  The first len or
+ * trim of a list counts its items (a scan); from then on, in a write
+ * transaction, put and del keep the count, so len and trim cost no scan
+ * (a list never measured costs put and del nothing more).  trim deletes
+ * the oldest items (lowest seq) until at most `keep` remain, and says how
+ * many went (removed may be NULL): a capped list (the newest 1,000 posts
+ * of a timeline) is list_put then list_trim. */
 int cleave_rtx_list_len(cleave_rtx *tx, const char *ns, const char *list,
 			int64_t *out);
 int cleave_rtx_list_trim(cleave_rtx *tx, const char *ns, const char *list,

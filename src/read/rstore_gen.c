@@ -19,9 +19,11 @@
  *              the items of one list contiguous even when list keys are
  *              composite (contain 0x1F) or prefixes of one another.
  *    "~n:ns"   list                        → item count, int64 LE
- *              kept by put and del (a list written before counts existed
- *              is counted once, at its first change or length asked), so
- *              length and trimming to the newest N cost no scan.
+ *              for the lists whose length was asked or that were trimmed
+ *              (counted once then, by a scan), kept from then on by put
+ *              and del; so length and trimming to the newest N cost no
+ *              scan, and a list that is never measured costs one lookup
+ *              per put.
  *
  * Every internal key is NUL-free text, so the string-key methods carry it.
  * Deleting what is absent (zrem, list_del) succeeds: projections replay.
@@ -398,6 +400,23 @@ static int count_set(cleave_rtx *tx, const char *ns, const char *list,
 	return tx->m->put(tx, cns, list, b, sizeof(b));
 }
 
+/* The list's count record: 0 with *count, CLEAVE_ENOTFOUND when the list
+ * keeps none (never measured), or an error. */
+static int count_get(cleave_rtx *tx, const char *ns, const char *list,
+                     int64_t *count)
+{
+	char cns[CL_NS_IMAX + 1];
+	const void *v;
+	size_t n;
+	count_ns(cns, ns);
+	int rc = tx->m->get(tx, cns, list, &v, &n);
+	if (rc == 0 && n != 8)
+		return cl_err(CLEAVE_ECORRUPT, "list %s: bad count record", ns);
+	if (rc == 0)
+		*count = cl_get_le64(v);
+	return rc;
+}
+
 int cl_gen_list_put(cleave_rtx *tx, const char *ns, const char *list,
                     int64_t seq, const void *val, size_t len)
 {
@@ -409,22 +428,31 @@ int cl_gen_list_put(cleave_rtx *tx, const char *ns, const char *list,
 	if (rc)
 		return rc;
 	list_key(k, list, seq);
-	rc = tx->m->get(tx, ns, k, &v, &n);
-	if (rc == CLEAVE_ENOTFOUND) {
-		if ((rc = list_count(tx, ns, list, &count)) ||
-		    (rc = count_set(tx, ns, list, count + 1)))
-			return rc;
-	} else if (rc) {
-		return rc;
+	rc = count_get(tx, ns, list, &count);
+	if (rc == 0) {
+		/* a counted list: one more unless seq replaces an item */
+		rc = tx->m->get(tx, ns, k, &v, &n);
+		if (rc == CLEAVE_ENOTFOUND)
+			rc = count_set(tx, ns, list, count + 1);
+	} else if (rc == CLEAVE_ENOTFOUND) {
+		rc = 0;
 	}
-	return tx->m->put(tx, ns, k, val, len);
+	return rc ? rc : tx->m->put(tx, ns, k, val, len);
 }
 
 int cl_gen_list_len(cleave_rtx *tx, const char *ns, const char *list,
                     int64_t *out)
 {
 	int rc = need_kv(tx, "list_len");
-	return rc ? rc : list_count(tx, ns, list, out);
+	if (rc)
+		return rc;
+	rc = count_get(tx, ns, list, out);
+	if (rc != CLEAVE_ENOTFOUND)
+		return rc;
+	/* first measured: counted now, and kept from here when writable */
+	if ((rc = list_count(tx, ns, list, out)) || !tx->write)
+		return rc;
+	return count_set(tx, ns, list, *out);
 }
 
 struct trim_ctx {
@@ -473,7 +501,8 @@ int cl_gen_list_trim(cleave_rtx *tx, const char *ns, const char *list,
 		count -= (int64_t)t.n;
 		gone += (int64_t)t.n;
 	}
-	if (gone && (rc = count_set(tx, ns, list, count < 0 ? 0 : count)))
+	/* recorded even when nothing went: the list is counted from now */
+	if ((rc = count_set(tx, ns, list, count < 0 ? 0 : count)))
 		return rc;
 	if (removed)
 		*removed = gone;
@@ -502,11 +531,15 @@ int cl_gen_list_del(cleave_rtx *tx, const char *ns, const char *list,
 	if (rc)
 		return rc;
 	list_key(k, list, seq);
+	rc = count_get(tx, ns, list, &count);
+	if (rc == CLEAVE_ENOTFOUND)
+		return tx->m->del(tx, ns, k); /* an uncounted list */
+	if (rc)
+		return rc;
 	rc = tx->m->get(tx, ns, k, &v, &n);
 	if (rc == CLEAVE_ENOTFOUND)
 		return 0; /* deleting what is absent succeeds */
-	if (rc || (rc = list_count(tx, ns, list, &count)) ||
-	    (rc = count_set(tx, ns, list, count > 0 ? count - 1 : 0)))
+	if (rc || (rc = count_set(tx, ns, list, count > 0 ? count - 1 : 0)))
 		return rc;
 	return tx->m->del(tx, ns, k);
 }
