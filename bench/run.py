@@ -11,8 +11,10 @@ definitions and what limits them: docs/performance.md.
 
 Programs used (built by CMake in BUILD/bench): loadgen (HTTP and Redis RESP
 load), inproc (library API; naive SQLite loop; seeding), rebuild (log
-generator, rebuild timing).  Baselines: PostgreSQL 15 (own cluster, pgbench
-with bench/pg/*.sql), Redis 7 (own instance), naive SQLite, Emmett (npm).
+generator, rebuild timing).  The social workload installs BUILD into a
+temporary prefix and serves examples/social built against it.  Baselines:
+PostgreSQL 15 (own cluster, pgbench with bench/pg/*.sql), Redis 7 (own
+instance), naive SQLite, Emmett (npm).
 """
 import argparse
 import datetime
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from http import client as http_client  # (http is this file's helper)
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +42,8 @@ QUICK_KEYS = [
     "lag_p50_ms", "lag_p99_ms",
     "write_only_commands_per_s", "write_under_read_load_commands_per_s",
     "postgres_write_only_tps", "postgres_write_under_read_load_tps",
+    "fanout_100k_visible_ms", "fanout_100k_post_p50_ms",
+    "fanout_100k_post_p99_ms", "timeline_rps",
     "machine", "git_commit",
 ]
 PROJECTIONS = ["catalog", "search", "orders", "revenue", "bestsellers"]
@@ -102,7 +107,8 @@ def git_commit():
         c = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"],
                            capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
-                                "--", "src", "include", "domains"],
+                                "--", "src", "include", "domains",
+                                "examples/social"],
                                capture_output=True, text=True).stdout.strip()
         return c + ("-dirty" if dirty else "")
     except OSError:
@@ -162,13 +168,13 @@ def background_load():
 # ---- Cleave server --------------------------------------------------------
 
 class Server:
-    def __init__(self, build, data, extra=()):
+    def __init__(self, build, data, extra=(), program=None):
         self.port = free_port()
         self.data = data
         self.logf = open(os.path.join(os.path.dirname(data),
                                       "server-%d.log" % self.port), "w")
         self.proc = subprocess.Popen(
-            [os.path.join(build, "cleave"), "serve", "--data", data,
+            [program or os.path.join(build, "cleave"), "serve", "--data", data,
              "--listen", "127.0.0.1:%d" % self.port, "--log-level", "warn"]
             + list(extra), stdout=self.logf, stderr=self.logf)
         self.url = "http://127.0.0.1:%d" % self.port
@@ -205,6 +211,54 @@ class Server:
                    for p in j["projections"]):
                 return
             time.sleep(0.2)
+
+
+class Client:
+    """One keep-alive HTTP connection (the social workload's own client:
+    one request at a time, each timed by the caller)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.conn = None
+
+    def request(self, method, path, body=None):
+        headers = {"Content-Type": "application/json"} if body else {}
+        for attempt in (0, 1):
+            if not self.conn:
+                self.conn = http_client.HTTPConnection("127.0.0.1",
+                                                       self.port, timeout=60)
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                body = r.read()
+                self.last_bytes = len(body)
+                return r.status, json.loads(body or b"null")
+            except (http_client.RemoteDisconnected, ConnectionResetError,
+                    BrokenPipeError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+
+    def ok(self, command, body):
+        st, ans = self.request("POST", "/commands/" + command,
+                               json.dumps(body).encode())
+        if st != 200:
+            raise RuntimeError("%s %s: %s %s" % (command, body, st, ans))
+        return ans
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+
+
+def quantiles_ms(xs):
+    """p50, p99 and max of seconds xs, in ms (p99 of n samples: the
+    ceil(0.99 n)-th smallest)."""
+    xs = sorted(xs)
+    q = lambda f: round(xs[min(len(xs) - 1, int(f * len(xs)))] * 1e3, 3)
+    return {"n": len(xs), "p50_ms": q(0.5), "p99_ms": q(0.99),
+            "max_ms": round(xs[-1] * 1e3, 3)}
 
 
 class Bench:
@@ -469,6 +523,188 @@ class Bench:
         self.r["rebuild_anon_rss_mb_small_large"] = [
             small["peak_anon_rss_mb"], large["peak_anon_rss_mb"]]
 
+    # ---- social: a post by an author with 100,000 followers -------------
+    def social(self):
+        """examples/social as its users build it: BUILD installed into a
+        temporary prefix (`cmake --install`, no rebuild), the example copied
+        out of the tree and built there with the installed pkg-config file
+        (PATH alone), served by the installed program with --domain.  An
+        author with F followers (F - 1 registered and following over
+        parallel loadgens, then one last follower), then: the author's
+        Posts, each followed at once by the last follower's timeline until
+        it shows the post; the same for an author with no followers (the
+        post query until it shows it); then timeline reads/s."""
+        F = self.a.social_followers
+        res = {"followers": F}
+        self.r["raw"]["social"] = res
+        srv = None
+        start = time.time()
+        try:
+            t0 = time.time()
+            prefix = os.path.join(self.tmp, "prefix")
+            src = os.path.join(self.tmp, "social-src")
+            run = lambda cmd, **kw: subprocess.run(
+                cmd, capture_output=True, text=True, timeout=600, **kw)
+            p = run(["cmake", "--install", self.build, "--prefix", prefix])
+            if p.returncode:
+                raise RuntimeError("cmake --install: " +
+                                   (p.stdout + p.stderr)[-800:])
+            shutil.copytree(os.path.join(ROOT, "examples", "social"), src,
+                            ignore=shutil.ignore_patterns(
+                                "*.so", "*.o", "__pycache__"))
+            p = run(["make", "PKG_CONFIG_PATH=" +
+                     os.path.join(prefix, "lib", "pkgconfig")], cwd=src,
+                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            if p.returncode:
+                raise RuntimeError("make (examples/social): " +
+                                   (p.stdout + p.stderr)[-800:])
+            res["install_build_s"] = round(time.time() - t0, 1)
+            d = os.path.join(self.tmp, "social")
+            os.makedirs(d)
+            srv = Server(self.build, os.path.join(d, "data"),
+                         ["--domain", os.path.join(src, "social.so")],
+                         program=os.path.join(prefix, "bin", "cleave"))
+            self.social_run(srv, F, res)
+        except Exception as e:  # what failed is the result
+            res["error"] = str(e)[-800:]
+            log("social: %s" % res["error"])
+        finally:
+            if srv:
+                srv.stop()
+            res["seconds"] = round(time.time() - start, 1)
+            log("social: %.1f s in all" % res["seconds"])
+
+    def social_run(self, srv, F, res):
+        c, cq = Client(srv.port), Client(srv.port)
+        for u in ["star", "lonely"]:
+            c.ok("RegisterUser", {"userId": u, "name": u})
+        # F - 1 followers fan<i>-0-<n> (loadgen's ${id} with --prefix
+        # fan<i> and one connection: n = 1.. in order), over K loadgens of
+        # one connection each, so that the Follows name the same ids
+        K = 9
+        parts = [x for x in ((F - 1) // K + (i < (F - 1) % K)
+                             for i in range(K)) if x]
+
+        def fan(label, template):
+            t = time.time()
+            procs = [subprocess.Popen(
+                [os.path.join(self.bin, "loadgen"), "--port", str(srv.port),
+                 "--conns", "1", "--requests", str(m), "--prefix",
+                 "fan%d" % i, "--label", label, "--req", template],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                for i, m in enumerate(parts)]
+            outs = [p.communicate()[0] for p in procs]
+            ok = 0
+            for p, o in zip(procs, outs):
+                lines = [l for l in o.splitlines() if l.startswith("{")]
+                if p.returncode or not lines:
+                    raise RuntimeError("loadgen %s failed (%d)" %
+                                       (label, p.returncode))
+                ok += json.loads(lines[-1])["status"].get("200", 0)
+            if ok != F - 1:
+                raise RuntimeError("%s: %d of %d answered 200" %
+                                   (label, ok, F - 1))
+            return round(time.time() - t, 1)
+        res["register_s"] = fan(
+            "social-register",
+            'POST /commands/RegisterUser {"userId":"${id}","name":"fan"}')
+        res["follow_s"] = fan(
+            "social-follow",
+            'POST /commands/Follow {"followerId":"${id}","followeeId":'
+            '"star"}')
+        last = "fan-last"
+        c.ok("RegisterUser", {"userId": last, "name": last})
+        pos = c.ok("Follow", {"followerId": last,
+                              "followeeId": "star"})["position"]
+        t = time.time()
+        st, u = cq.request("GET", "/queries/user?userId=star&min_position="
+                           "%d&wait_ms=120000" % pos)
+        res["catch_up_s"] = round(time.time() - t, 1)
+        if st != 200 or u["followers"] != F:
+            raise RuntimeError("the author has %s followers, not %d" %
+                               (u.get("followers"), F))
+        log("social: %d followers in %.1f s (register %.1f s, follow %.1f s,"
+            " projection caught up %.1f s later; install and build %.1f s)" %
+            (F, res["register_s"] + res["follow_s"] + res["catch_up_s"],
+             res["register_s"], res["follow_s"], res["catch_up_s"],
+             res["install_build_s"]))
+        srv.wait_caught_up()
+
+        # each Post is timed to its answer, then its visibility from that
+        # answer on: the last follower's timeline (the author with
+        # followers) or the post query (the author with none), asked with
+        # min_position=<the post's position> until the answer shows it
+        n = 200 if self.quick else 1000
+        lat = {"star": [], "lonely": []}
+        vis = {"star": [], "lonely": []}
+        polls = 0
+        t0 = time.time()
+        for i in range(n):
+            for who in ("lonely", "star"):
+                pid = "%s-%d" % (who, i)
+                t = time.perf_counter()
+                pos = c.ok("Post", {"postId": pid, "userId": who,
+                                    "text": "post %d of %s" % (i, who)}
+                           )["position"]
+                ack = time.perf_counter()
+                lat[who].append(ack - t)
+                if who == "star":
+                    path = ("/queries/timeline?userId=%s&min_position=%d" %
+                            (last, pos))
+                    seen = lambda a: any(x["postId"] == pid
+                                         for x in a.get("items", []))
+                else:
+                    path = "/queries/post?postId=%s&min_position=%d" % (
+                        pid, pos)
+                    seen = lambda a: a.get("postId") == pid
+                while True:
+                    st, a = cq.request("GET", path)
+                    polls += 1
+                    if st == 200 and seen(a):
+                        break
+                    if time.perf_counter() - ack > 60:
+                        raise RuntimeError("%s not visible after 60 s: %s %s"
+                                           % (pid, st, a))
+                vis[who].append(time.perf_counter() - ack)
+        res["posts_s"] = round(time.time() - t0, 1)
+        res["post"] = {k: quantiles_ms(v) for k, v in lat.items()}
+        res["visible"] = {k: quantiles_ms(v) for k, v in vis.items()}
+        res["visible_polls_per_post"] = round(polls / (2.0 * n), 3)
+        cq.request("GET", "/queries/timeline?userId=" + last)
+        res["timeline_answer_bytes"] = cq.last_bytes
+        cq.request("GET", "/queries/user?userId=" + last)
+        res["user_answer_bytes"] = cq.last_bytes
+        c.close()
+        cq.close()
+        log("social: Post p50 %s p99 %s ms with %d followers, p50 %s p99 %s "
+            "ms with none; the last follower's timeline shows it %s ms "
+            "(p50; p99 %s) after the answer" % (
+                res["post"]["star"]["p50_ms"], res["post"]["star"]["p99_ms"],
+                F, res["post"]["lonely"]["p50_ms"],
+                res["post"]["lonely"]["p99_ms"],
+                res["visible"]["star"]["p50_ms"],
+                res["visible"]["star"]["p99_ms"]))
+
+        # timeline reads: any follower's first page (the author's newest
+        # 20 posts), as W3's product query: 50 connections, same windows
+        srv.wait_caught_up()
+        r = self.lg(srv.port, "--conns", "50", "--req",
+                    "GET /queries/timeline?userId=fan${pick:%s}-0-${rnd:%d}"
+                    % ("|".join(str(i) for i in range(len(parts))),
+                       min(parts)), label="timeline-50", srv=srv)
+        res["timeline"] = r
+        log("social: timeline 50 conns: %.0f/s p99 %s ms (errors %d)%s" % (
+            r["rps"], fmt(r["p99_ms"]), r["errors"],
+            " STALLED" if r.get("stalled") else ""))
+        self.r["fanout_100k_visible_ms"] = res["visible"]["star"]["p50_ms"]
+        self.r["fanout_100k_visible_p99_ms"] = res["visible"]["star"][
+            "p99_ms"]
+        self.r["fanout_100k_post_p50_ms"] = res["post"]["star"]["p50_ms"]
+        self.r["fanout_100k_post_p99_ms"] = res["post"]["star"]["p99_ms"]
+        self.r["post_no_followers_p50_ms"] = res["post"]["lonely"]["p50_ms"]
+        self.r["timeline_rps"] = r["rps"]
+        self.r["timeline_p99_ms"] = r["p99_ms"]
+
     # ---- baselines -----------------------------------------------------
     def redis_start(self):
         rs = shutil.which("redis-server")
@@ -700,6 +936,8 @@ class Bench:
             if getattr(self, "redis", None):
                 self.redis.terminate()
                 self.redis.wait()
+        if want("social"):
+            self.social()
         if want("w2"):
             self.w2_inprocess()
         if want("pg"):
@@ -736,6 +974,8 @@ def ratio(a, b):
 
 def table(r):
     """The figures beside their baselines and targets (markdown)."""
+    followers = "{:,}".format(
+        r.get("raw", {}).get("social", {}).get("followers", 100000))
     rows = [
         ("HTTP Restock, commands/s (best of 1/16/64/256 conns)",
          r.get("commands_per_s"), "naive SQLite loop",
@@ -752,6 +992,14 @@ def table(r):
          "Redis GET of the same document, 50 conns",
          r.get("redis_get_rps"), "≥ Redis"),
         ("product query p99, ms", r.get("query_p99_ms"), "", None, "≤ 1 ms"),
+        ("social timeline query (a follower's first page), 50 conns, "
+         "req/s", r.get("timeline_rps"), "product query, 50 conns",
+         r.get("query_rps"), ""),
+        ("social Post by an author with %s followers, p50 ms" % followers,
+         r.get("fanout_100k_post_p50_ms"), "Post by an author with none",
+         r.get("post_no_followers_p50_ms"), ""),
+        ("… the last follower's timeline shows it, ms after the answer "
+         "(p50)", r.get("fanout_100k_visible_ms"), "", None, ""),
         ("rebuild, events/s (slowest projection)",
          r.get("rebuild_events_per_s"), "", None, "≥ 1,000,000"),
         ("rebuild peak RSS, MB", r.get("rebuild_peak_rss_mb"), "", None,
@@ -852,6 +1100,49 @@ def detail_tables(r):
                 pct, fmt(x["rate"]), fmt(x["rps"]), fmt(x["lag_p50_ms"]),
                 fmt(x["lag_p99_ms"]), fmt(x["lag_max_ms"]),
                 fmt(x["p99_ms"])))
+    so = raw.get("social")
+    if so:
+        out += ["", "Social (examples/social, installed; an author with "
+                "%s followers):" % "{:,}".format(so["followers"]), ""]
+        if so.get("error"):
+            out.append("- failed: `%s`" % so["error"].strip()
+                       .replace("\n", " ")[:400])
+        if so.get("post"):
+            out += ["| figure | n | p50 ms | p99 ms | max ms |",
+                    "|---|---:|---:|---:|---:|"]
+            for name, x in [
+                    ("Post, author with followers", so["post"]["star"]),
+                    ("Post, author with none", so["post"]["lonely"]),
+                    ("answer → the last follower's timeline shows it",
+                     so["visible"]["star"]),
+                    ("answer → the post query shows it (no followers)",
+                     so["visible"]["lonely"])]:
+                out.append("| %s | %d | %s | %s | %s |" % (
+                    name, x["n"], fmt(x["p50_ms"]), fmt(x["p99_ms"]),
+                    fmt(x["max_ms"])))
+        tl = so.get("timeline")
+        if tl:
+            p = raw.get("w3", {}).get("product-50", {})
+            out += ["", "| query, 50 conns | req/s | p50 ms | p99 ms | "
+                    "server CPU µs/req |", "|---|---:|---:|---:|---:|",
+                    "| timeline (a follower's first page: 20 posts, %s "
+                    "bytes) | %s | %s | %s | %s |" % (
+                        fmt(so.get("timeline_answer_bytes")),
+                        fmt(tl["rps"]), fmt(tl["p50_ms"]),
+                              fmt(tl["p99_ms"]),
+                              fmt(tl.get("server_cpu_us_per_request"))),
+                    "| product (workload 3, same run) | %s | %s | %s | %s |"
+                    % (fmt(p.get("rps")), fmt(p.get("p50_ms")),
+                       fmt(p.get("p99_ms")),
+                       fmt(p.get("server_cpu_us_per_request")))]
+        if "register_s" in so:
+            out += ["", "Setup: install and build %s s, %s RegisterUser %s s,"
+                    " %s Follow %s s (9 loadgens of one connection each), "
+                    "projection caught up %s s later; posts and polls %s s;"
+                    " %s s in all." % (so.get("install_build_s"), "{:,}".format(
+                        so["followers"]), so["register_s"], "{:,}".format(
+                        so["followers"]), so["follow_s"], so["catch_up_s"],
+                       so.get("posts_s"), so.get("seconds"))]
     w6 = raw.get("w6")
     pg = raw.get("postgres")
     if w6:
@@ -927,6 +1218,7 @@ def plot(r, png):
                        ("checkouts HTTP", "checkouts_per_s"),
                        ("PG checkouts", "postgres_checkouts_per_s"),
                        ("product query", "query_rps"),
+                       ("timeline query", "timeline_rps"),
                        ("Redis GET", "redis_get_rps"),
                        ("rebuild ev/s", "rebuild_events_per_s"),
                        ("writes alone", "write_only_commands_per_s"),
@@ -949,6 +1241,10 @@ def plot(r, png):
            ("product query 50 conns", g(w3, "product-50").get("p99_ms")),
            ("Redis GET 50 conns", g(w3, "redis-50").get("p99_ms")),
            ("search 50 conns", g(w3, "search-50").get("p99_ms")),
+           ("timeline 50 conns", r.get("timeline_p99_ms")),
+           ("Post, 100k followers", r.get("fanout_100k_post_p99_ms")),
+           ("Post → last follower sees it",
+            r.get("fanout_100k_visible_p99_ms")),
            ("lag 10%", g(w5, 10).get("lag_p99_ms")),
            ("lag 50%", g(w5, 50).get("lag_p99_ms")),
            ("lag 90%", g(w5, 90).get("lag_p99_ms")),
@@ -1026,7 +1322,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", help="comma list: w1,w2,w3,w4,w5,w6,pg,emmett")
+    ap.add_argument("--only", help="comma list: w1,w2,w3,w4,w5,w6,social,"
+                    "pg,emmett")
+    ap.add_argument("--social-followers", type=int, default=100000,
+                    metavar="F", help="the social workload's author's "
+                    "followers (default 100,000, in bench-quick too)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--no-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
