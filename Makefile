@@ -92,7 +92,9 @@ fuzz: $(FUZZ_BUILD)/build.ninja
 # torture-stops: the same with --rebuild-stops: in every trial rebuilds of
 # several projections are asked for and the server gets SIGTERM (a clean
 # stop: exit 0, no sanitizer report) or SIGKILL 0-N ms later, N from the
-# rebuild times measured.  Any build: BUILD=build-asan (ASan+UBSan) or
+# rebuild times measured, or as the log shows one of them switching.
+# Under ASan, TORTURE_ARGS="--load-max 0.25 --threads 6 --verify-every 5"
+# keeps it to ~40 min.  Any build: BUILD=build-asan (ASan+UBSan) or
 # BUILD=build-tsan (`make tsan` first); the sanitizers' options below are
 # the defaults unless set in the environment.
 TORTURE_KILLS ?= 300
