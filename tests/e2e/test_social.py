@@ -79,6 +79,31 @@ class Social(unittest.TestCase):
         plugin = os.path.join(copy, "social.so")
         self.assertTrue(os.path.isfile(plugin))
 
+        # the rules with the test kit (cleave_test.h), installed beside
+        # cleave.h: a program linked with the copy's social.so
+        kit = os.path.join(self.dir, "social_kit")
+        lib = os.path.join(prefix, "lib", "libcleave.so")
+        with open(lib, "rb") as f:
+            data = f.read()
+        san = ("-fsanitize=address,undefined" if b"__asan_init" in data else
+               "-fsanitize=thread" if b"__tsan_init" in data else "")
+        p = subprocess.run(
+            ["sh", "-c", "cc -Wall -Wextra -Werror %s -o %s %s %s "
+             "$(pkg-config --cflags --libs cleave) -Wl,-rpath,%s"
+             % (san, kit, os.path.join(ct.HERE, "social_kit.c"), plugin,
+                copy)],
+            env=dict(env, PKG_CONFIG_PATH=os.path.join(prefix, "lib",
+                                                      "pkgconfig")),
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        kenv = dict(env, TMPDIR=self.dir)
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"):
+            if k in os.environ:
+                kenv[k] = os.environ[k]
+        p = subprocess.run([kit], env=kenv, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
         # its own test, from the copy, against the installed program; the
         # servers' data directories in the temporary folder too
         env = dict(env, TMPDIR=self.dir)
