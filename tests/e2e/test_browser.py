@@ -94,6 +94,11 @@ class Base(unittest.TestCase):
                                      "price_cents": 100, "stock": 5},
                       AUTH)
         assert r.status == 200, r
+        # the read model has it before any test reads it (queries answer
+        # from the read model, which on a busy machine may lag the write)
+        q = c.get("/queries/product?productId=p1&min_position=%d"
+                  "&wait_ms=10000" % r.json()["position"], AUTH)
+        assert q.status == 200, q
 
     @classmethod
     def tearDownClass(cls):

@@ -1004,6 +1004,9 @@ class Hostile(unittest.TestCase):
             r = c.command(name, body)
             assert r.status == 200, r
         cls.head = c.get("/health").json()["head"]
+        # every read model has that state before a case reads it (on a
+        # busy machine they may lag the writes)
+        ct.wait_caught_up(c)
         cls.pid = cls.srv.proc.pid
         cls.tried = 0
 
