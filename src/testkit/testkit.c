@@ -306,13 +306,34 @@ static int add_event(void *arg, const cleave_event *ev)
 	return 0;
 }
 
-int cleave_tk_then_events(cleave_tk *t, const char *expected)
+/* 0 when a `when` ran and succeeded (ok) or failed (!ok), else 1. */
+static int need_when(cleave_tk *t, const char *what, bool ok)
 {
 	if (!t->body)
 		return tk_fail(t, "then: no command was run (when)");
-	if (t->rc)
-		return tk_fail(t, "then events: the command failed: %s",
+	if (ok && t->rc)
+		return tk_fail(t, "%s: the command failed: %s", what, t->body);
+	if (!ok && !t->rc)
+		return tk_fail(t, "%s: the command succeeded: %s", what,
 			       t->body);
+	return 0;
+}
+
+/* Whether an error document's code is `code`. */
+static bool has_code(const char *body, const char *code)
+{
+	cJSON *j = cJSON_Parse(body ? body : "");
+	const char *got = cleave_json_str(
+	    cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
+	bool same = got && !strcmp(got, code);
+	cJSON_Delete(j);
+	return same;
+}
+
+int cleave_tk_then_events(cleave_tk *t, const char *expected)
+{
+	if (need_when(t, "then events", true))
+		return 1;
 	cleave_jw w = CLEAVE_JW_INIT;
 	cleave_jw_open(&w, '[');
 	int rc = cleave_log_read(t->e, t->head_before, NULL, 0, add_event, &w);
@@ -330,33 +351,22 @@ int cleave_tk_then_events(cleave_tk *t, const char *expected)
 
 int cleave_tk_then_error(cleave_tk *t, const char *code)
 {
-	if (!t->body)
-		return tk_fail(t, "then: no command was run (when)");
-	if (!t->rc)
-		return tk_fail(t, "then error %s: the command succeeded: %s",
-			       code, t->body);
+	if (need_when(t, "then error", false))
+		return 1;
 	if (cleave_log_head(t->e) != t->head_before)
 		return tk_fail(t, "then error %s: the log moved from %lld to "
 				  "%lld",
 			       code, (long long)t->head_before,
 			       (long long)cleave_log_head(t->e));
-	cJSON *j = cJSON_Parse(t->body);
-	const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-	const char *got = cleave_json_str(err, "code");
-	int rc = got && !strcmp(got, code)
-		     ? 0
-		     : tk_fail(t, "then error %s: got %s", code, t->body);
-	cJSON_Delete(j);
-	return rc;
+	return has_code(t->body, code)
+		   ? 0
+		   : tk_fail(t, "then error %s: got %s", code, t->body);
 }
 
 int cleave_tk_then_result(cleave_tk *t, const char *expected)
 {
-	if (!t->body)
-		return tk_fail(t, "then: no command was run (when)");
-	if (t->rc)
-		return tk_fail(t, "then result: the command failed: %s",
-			       t->body);
+	if (need_when(t, "then result", true))
+		return 1;
 	cJSON *j = cJSON_Parse(t->body);
 	char *r = cJSON_PrintUnformatted(
 	    cJSON_GetObjectItemCaseSensitive(j, "result"));
@@ -417,14 +427,10 @@ int cleave_tk_query_error(cleave_tk *t, const char *query, const char *params,
 	int rc = ask(t, query, params, &a);
 	if (rc)
 		return rc;
-	cJSON *j = cJSON_Parse(a.body);
-	const char *got =
-	    cleave_json_str(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
-	rc = a.rc && got && !strcmp(got, code)
+	rc = a.rc && has_code(a.body, code)
 		 ? 0
 		 : tk_fail(t, "query %s?%s: expected error %s, got %s", query,
 			   params ? params : "", code, a.body);
-	cJSON_Delete(j);
 	cleave_answer_free(&a);
 	return rc;
 }
