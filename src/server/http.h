@@ -363,6 +363,11 @@ enum MHD_Result cl_h_verify(cl_req *r);
 enum MHD_Result cl_h_trace(cl_req *r);
 enum MHD_Result cl_h_metrics(cl_req *r);
 enum MHD_Result cl_h_health(cl_req *r);
+/* ui.c: the operator's dashboard (GET /ui) and its files (GET /ui/NAME);
+ * live.c: the dashboard's stream of figures (GET /ui/stream). */
+enum MHD_Result cl_h_ui(cl_req *r);
+enum MHD_Result cl_h_ui_file(cl_req *r);
+enum MHD_Result cl_h_ui_stream(cl_req *r);
 
 /* Query index of `name` in the domain, or -1. */
 int cl_query_index(cl_srv *s, const char *name);

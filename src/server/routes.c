@@ -20,6 +20,8 @@ static const cl_route routes[] = {
     {CL_M_GET, "/trace/{}", cl_h_trace, CL_R_ADMIN},
     {CL_M_GET, "/metrics", cl_h_metrics, 0},
     {CL_M_GET, "/health", cl_h_health, 0},
+    {CL_M_GET, "/ui", cl_h_ui, 0},
+    {CL_M_GET, "/ui/{}", cl_h_ui_file, 0},
     {0, NULL, NULL, 0},
 };
 
