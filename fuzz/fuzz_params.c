@@ -56,6 +56,8 @@ STUB(cl_h_verify)
 STUB(cl_h_trace)
 STUB(cl_h_metrics)
 STUB(cl_h_health)
+STUB(cl_h_ui)
+STUB(cl_h_ui_file)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -364,7 +364,7 @@ enum MHD_Result cl_h_trace(cl_req *r);
 enum MHD_Result cl_h_metrics(cl_req *r);
 enum MHD_Result cl_h_health(cl_req *r);
 /* ui.c: the operator's dashboard (GET /ui) and its files (GET /ui/NAME);
- * live.c: the dashboard's stream of figures (GET /ui/stream). */
+ * sse.c: the dashboard's stream of figures (GET /ui/stream). */
 enum MHD_Result cl_h_ui(cl_req *r);
 enum MHD_Result cl_h_ui_file(cl_req *r);
 enum MHD_Result cl_h_ui_stream(cl_req *r);

@@ -1,5 +1,5 @@
 /*
- * live.c — server-sent event streams: live queries and the dashboard's
+ * sse.c — server-sent event streams: live queries and the dashboard's
  * figures.  (Placeholder.)
  */
 #include "http.h"
