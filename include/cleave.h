@@ -868,6 +868,37 @@ void cleave_query_lagging(cleave_engine *e, const char *name,
 			  int64_t position, char *out, size_t cap);
 
 /* ------------------------------------------------------------------------
+ * Live queries: a query answered again when what it read changes.
+ *
+ * cleave_live_run answers the query like cleave_query_run and notes what
+ * its handler read (keys, lists, namespaces scanned, SQL stores).  From
+ * then on, when a projection's live copy commits a write to any of them —
+ * or switches copies (a blue-green rebuild), or, on a query node, moves —
+ * the engine calls fn(arg) once, from one of its threads, after the
+ * commit; the next cleave_live_run re-arms it.  Writes to anything else
+ * cost the subscription nothing (an event wakes only the subscriptions
+ * whose keys it touched).  A wake is a hint, not a promise that the
+ * answer changed: compare answers.  fn must not block and must not call
+ * cleave_live_*; typically it queues the subscription for a worker.
+ * A run that read nothing (its handler failed before reading) is woken
+ * by any write to the projections the query reads.
+ * ------------------------------------------------------------------------ */
+typedef struct cleave_live cleave_live;
+typedef void (*cleave_live_fn)(void *arg);
+/* Copies name and params.  CLEAVE_ENOTFOUND (unknown query), CLEAVE_ENOMEM. */
+int cleave_live_open(cleave_engine *e, const char *name,
+		     const cleave_param *params, int nparams,
+		     cleave_live_fn fn, void *arg, cleave_live **out);
+/* As cleave_query_run, for l's query and params; re-arms the wake-up. */
+int cleave_live_run(cleave_live *l, cleave_answer *out);
+/* After it returns fn is never called again for l.  Safe on NULL. */
+void cleave_live_close(cleave_live *l);
+/* Open live queries, and the wake-ups delivered since the engine
+ * opened. */
+int64_t cleave_live_count(cleave_engine *e);
+uint64_t cleave_live_wakes(cleave_engine *e);
+
+/* ------------------------------------------------------------------------
  * Waiting for positions (read-your-writes).
  * ------------------------------------------------------------------------ */
 /* Blocks until every projection in `names` (n of them; n == 0 means all)

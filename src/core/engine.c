@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/engine.h"
+#include "live/live.h"
 #include "core/json.h"
 
 /* ---- name tables -------------------------------------------------------- */
@@ -133,7 +134,7 @@ static int check_domain(cleave_engine *e, const cleave_domain *d)
 		if (cl_nametab_put(&e->query_idx, d->queries[i].name, i))
 			return cl_err(CLEAVE_EINVAL, "query '%s' twice",
 				      d->queries[i].name);
-	if ((rc = cl_sync_init(e, d)))
+	if ((rc = cl_sync_init(e, d)) || (rc = cl_live_init(e)))
 		return rc;
 	/* queries: which projections each reads */
 	e->query_maxreads = 1;
@@ -241,6 +242,7 @@ static void engine_free(cleave_engine *e)
 	free(e->query_nreads);
 	cl_writer_free(e);
 	cl_sync_free(e);
+	cl_live_free(e);
 	free(e->data_dir);
 	free(e->read_dir);
 	free(e->wstore_dir);

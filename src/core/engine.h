@@ -9,6 +9,8 @@
  *   log     core/logpub.c (logpub.h): head, ring, "advanced", readers
  *   sync    src/sync (sync.h; sync_int.h inside): projections, copies,
  *           runners, rebuilds, waits, query nodes' following
+ *   live    src/live (live.h): live queries, woken by the keys that
+ *           live copies' commits wrote
  *
  * Stores are reached through their method tables (read/rstore.h,
  * write/wstore.h), never by name.  Who may call whom: docs/design.md.
@@ -42,6 +44,7 @@ int cl_nametab_get(const cl_nametab *t, const char *name); /* -1 absent */
 
 typedef struct cl_writer cl_writer;
 typedef struct cl_sync cl_sync;
+typedef struct cl_live_reg cl_live_reg;
 
 /* ---- the engine ------------------------------------------------------- */
 
@@ -65,6 +68,8 @@ struct cleave_engine {
 
 	/* sync: projections, copies, waits, following (private to src/sync) */
 	cl_sync *sync;
+	/* live queries (private to src/live) */
+	cl_live_reg *live;
 };
 
 /* engine.c */

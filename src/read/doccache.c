@@ -284,6 +284,7 @@ int cl_rtx_commit(cleave_rtx *tx)
 	defer_free(tx);
 	docs_free(tx->docs);
 	tx->docs = NULL;
+	tx->rec = NULL;
 	if (rc) {
 		tx->m->abort(tx);
 		return rc;
@@ -296,5 +297,6 @@ void cl_rtx_abort(cleave_rtx *tx)
 	defer_free(tx);
 	docs_free(tx->docs);
 	tx->docs = NULL;
+	tx->rec = NULL;
 	tx->m->abort(tx);
 }

@@ -15,6 +15,7 @@
 
 #include "core/engine.h"
 #include "core/json.h"
+#include "read/keyrec.h"
 
 #define MAX_READS 8
 
@@ -192,6 +193,13 @@ int cleave_query_run(cleave_engine *e, const char *name,
 	if (qi < 0)
 		return cl_err(CLEAVE_ENOTFOUND, "unknown query '%s'",
 			      name ? name : "");
+	return cl_query_run_rec(e, qi, params, nparams, out, NULL);
+}
+
+int cl_query_run_rec(cleave_engine *e, int qi, const cleave_param *params,
+		     int nparams, cleave_answer *out, cl_keyrec *rec)
+{
+	memset(out, 0, sizeof(*out));
 	cleave_query q = {0};
 	q.e = e;
 	q.def = &e->dom->queries[qi];
@@ -217,8 +225,12 @@ int cleave_query_run(cleave_engine *e, const char *name,
 		int64_t before = cl_copy_applied(c);
 		cl_rstore *st = cl_copy_store(c);
 		rc = st->m->begin(st, false, &q.tx[q.n]);
-		if (rc)
+		if (rc) {
 			q.tx[q.n] = NULL;
+		} else if (rec) {
+			q.tx[q.n]->rec = rec;
+			q.tx[q.n]->rec_proj = idx[i];
+		}
 		q.n++;
 		int64_t pos;
 		if (!rc)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "read/keyrec.h"
 #include "read/rstore_int.h"
 
 /* The registry: the embedded stores (by kind), then the shared ones (by
@@ -242,6 +243,7 @@ int cleave_rtx_get(cleave_rtx *tx, const char *ns, const char *key,
 	if ((rc = tx_check(tx, "get", false)) || (rc = ns_check("get", ns)) ||
 	    (rc = key_check("get", "key", key)))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_KEY, ns, key);
 	if (!tx->m->get)
 		return notsup(tx, "get");
 	rc = tx->m->get(tx, ns, key, &v, &n);
@@ -261,6 +263,7 @@ int cleave_rtx_put(cleave_rtx *tx, const char *ns, const char *key,
 	if ((rc = tx_check(tx, "put", true)) || (rc = ns_check("put", ns)) ||
 	    (rc = key_check("put", "key", key)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_KEY, ns, key);
 	if (!val && len)
 		return cl_err(CLEAVE_EINVAL, "put: value is NULL");
 	if (!tx->m->put)
@@ -274,6 +277,7 @@ int cleave_rtx_del(cleave_rtx *tx, const char *ns, const char *key)
 	if ((rc = tx_check(tx, "del", true)) || (rc = ns_check("del", ns)) ||
 	    (rc = key_check("del", "key", key)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_KEY, ns, key);
 	if (!tx->m->del)
 		return notsup(tx, "del");
 	return tx->m->del(tx, ns, key);
@@ -367,6 +371,7 @@ int cleave_rtx_scan(cleave_rtx *tx, const char *ns, const char *from,
 	    (rc = bound_check("scan", to)) ||
 	    (rc = null_check("scan", (const void *)fn, "callback")))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_NS, ns, NULL);
 	if (flags & ~CLEAVE_SCAN_REVERSE)
 		return cl_err(CLEAVE_EINVAL, "scan: unknown flags 0x%x", flags);
 	if (!tx->m->scan)
@@ -384,6 +389,7 @@ int cleave_rtx_zincr(cleave_rtx *tx, const char *ns, const char *member,
 	    (rc = ns_check("zincr", ns)) ||
 	    (rc = key_check("zincr", "member", member)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_KEY, ns, member);
 	if (tx->m->zincr)
 		return tx->m->zincr(tx, ns, member, delta, score_out);
 	return cl_gen_zincr(tx, ns, member, delta, score_out);
@@ -398,6 +404,7 @@ int cleave_rtx_zscore(cleave_rtx *tx, const char *ns, const char *member,
 	    (rc = key_check("zscore", "member", member)) ||
 	    (rc = null_check("zscore", out, "out")))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_KEY, ns, member);
 	if (tx->m->zscore)
 		return tx->m->zscore(tx, ns, member, out);
 	return cl_gen_zscore(tx, ns, member, out);
@@ -409,6 +416,7 @@ int cleave_rtx_zrem(cleave_rtx *tx, const char *ns, const char *member)
 	if ((rc = tx_check(tx, "zrem", true)) || (rc = ns_check("zrem", ns)) ||
 	    (rc = key_check("zrem", "member", member)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_KEY, ns, member);
 	if (tx->m->zrem)
 		return tx->m->zrem(tx, ns, member);
 	return cl_gen_zrem(tx, ns, member);
@@ -422,6 +430,7 @@ int cleave_rtx_zrange(cleave_rtx *tx, const char *ns, size_t offset,
 	    (rc = ns_check("zrange", ns)) ||
 	    (rc = null_check("zrange", (const void *)fn, "callback")))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_NS, ns, NULL);
 	if (tx->m->zrange)
 		return tx->m->zrange(tx, ns, offset, limit, fn, arg);
 	return cl_gen_zrange(tx, ns, offset, limit, fn, arg);
@@ -439,6 +448,7 @@ int cleave_rtx_counter_add(cleave_rtx *tx, const char *ns, const char *key,
 	    (rc = null_check("counter_add", delta, "delta")) ||
 	    (rc = count_check("counter_add", n)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_KEY, ns, key);
 	if (tx->m->counter_add)
 		return tx->m->counter_add(tx, ns, key, delta, n);
 	return cl_gen_counter_add(tx, ns, key, delta, n);
@@ -454,6 +464,7 @@ int cleave_rtx_counter_get(cleave_rtx *tx, const char *ns, const char *key,
 	    (rc = null_check("counter_get", out, "out")) ||
 	    (rc = count_check("counter_get", n)))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_KEY, ns, key);
 	if (tx->m->counter_get)
 		return tx->m->counter_get(tx, ns, key, out, n);
 	return cl_gen_counter_get(tx, ns, key, out, n);
@@ -470,6 +481,7 @@ int cleave_rtx_counter_scan(cleave_rtx *tx, const char *ns, const char *from,
 	    (rc = bound_check("counter_scan", to)) ||
 	    (rc = null_check("counter_scan", (const void *)fn, "callback")))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_NS, ns, NULL);
 	if (tx->m->counter_scan)
 		return tx->m->counter_scan(tx, ns, from, to, limit, fn, arg);
 	return cl_gen_counter_scan(tx, ns, from, to, limit, fn, arg);
@@ -485,6 +497,7 @@ int cleave_rtx_list_put(cleave_rtx *tx, const char *ns, const char *list,
 	    (rc = ns_check("list_put", ns)) ||
 	    (rc = key_check("list_put", "list", list)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_LIST, ns, list);
 	if (!val && len)
 		return cl_err(CLEAVE_EINVAL, "list_put: value is NULL");
 	if (!val)
@@ -504,6 +517,7 @@ int cleave_rtx_list_get(cleave_rtx *tx, const char *ns, const char *list,
 	    (rc = ns_check("list_get", ns)) ||
 	    (rc = key_check("list_get", "list", list)))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_LIST, ns, list);
 	if (tx->m->list_get)
 		rc = tx->m->list_get(tx, ns, list, seq, &v, &n);
 	else
@@ -525,6 +539,7 @@ int cleave_rtx_list_del(cleave_rtx *tx, const char *ns, const char *list,
 	    (rc = ns_check("list_del", ns)) ||
 	    (rc = key_check("list_del", "list", list)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_LIST, ns, list);
 	if (tx->m->list_del)
 		return tx->m->list_del(tx, ns, list, seq);
 	return cl_gen_list_del(tx, ns, list, seq);
@@ -539,6 +554,7 @@ int cleave_rtx_list_len(cleave_rtx *tx, const char *ns, const char *list,
 	    (rc = key_check("list_len", "list", list)) ||
 	    (rc = null_check("list_len", (const void *)out, "out")))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_LIST, ns, list);
 	return cl_gen_list_len(tx, ns, list, out);
 }
 
@@ -550,6 +566,7 @@ int cleave_rtx_list_trim(cleave_rtx *tx, const char *ns, const char *list,
 	    (rc = ns_check("list_trim", ns)) ||
 	    (rc = key_check("list_trim", "list", list)))
 		return rc;
+	CL_REC_WRITE(tx, CL_TOK_LIST, ns, list);
 	if (keep < 0)
 		return cl_err(CLEAVE_EINVAL, "list_trim: keep is negative");
 	return cl_gen_list_trim(tx, ns, list, keep, removed);
@@ -565,6 +582,7 @@ int cleave_rtx_list_page(cleave_rtx *tx, const char *ns, const char *list,
 	    (rc = key_check("list_page", "list", list)) ||
 	    (rc = null_check("list_page", (const void *)fn, "callback")))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_LIST, ns, list);
 	if (tx->m->list_page)
 		return tx->m->list_page(tx, ns, list, before, limit, fn, arg);
 	return cl_gen_list_page(tx, ns, list, before, limit, fn, arg);
@@ -590,6 +608,8 @@ int cleave_rtx_exec(cleave_rtx *tx, const char *sql, const cleave_value *args,
 	if ((rc = tx_check(tx, "exec", true)) ||
 	    (rc = sql_check("exec", sql, args, nargs)))
 		return rc;
+	if (tx->rec)
+		cl_rec_write_all(tx);
 	if (!tx->m->exec)
 		return notsup(tx, "exec (SQL)");
 	return tx->m->exec(tx, sql, args, nargs, changes);
@@ -603,6 +623,7 @@ int cleave_rtx_query(cleave_rtx *tx, const char *sql, const cleave_value *args,
 	    (rc = sql_check("query", sql, args, nargs)) ||
 	    (rc = null_check("query", out, "out")))
 		return rc;
+	CL_REC_READ(tx, CL_TOK_STORE, NULL, NULL);
 	*out = NULL;
 	if (!tx->m->query)
 		return notsup(tx, "query (SQL)");

@@ -47,6 +47,12 @@ struct cleave_rtx {
 	cl_docs *docs;
 	struct cl_defer *defer; /* cleave_rtx_defer: registrations */
 	int ndefer, capdefer;
+	/* live queries: what this transaction reads (a query's) or writes
+	 * (a live copy's batch), as tokens of projection rec_proj
+	 * (read/keyrec.h); NULL when nobody asks.  cl_rtx_commit and
+	 * cl_rtx_abort clear it. */
+	struct cl_keyrec *rec;
+	int rec_proj;
 };
 
 int cl_rtx_commit(cleave_rtx *tx);

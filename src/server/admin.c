@@ -73,7 +73,7 @@ enum MHD_Result cl_h_events(cl_req *r)
 	return cl_send_json(r, MHD_HTTP_OK, body, len);
 }
 
-static void add_status(cleave_buf *b, const cleave_proj_status *st)
+void cl_proj_status_json(cleave_buf *b, const cleave_proj_status *st)
 {
 	cleave_buf_adds(b, "{\"name\":");
 	cleave_buf_add_jstr(b, st->name, strlen(st->name));
@@ -119,7 +119,7 @@ enum MHD_Result cl_h_projections(cl_req *r)
 			continue;
 		if (i)
 			cleave_buf_addc(&b, ',');
-		add_status(&b, &st);
+		cl_proj_status_json(&b, &st);
 	}
 	cleave_buf_adds(&b, "],\"head\":");
 	cleave_buf_add_i64(&b, cleave_log_head(s->e));
@@ -144,7 +144,7 @@ static enum MHD_Result status_answer(cl_req *r, unsigned code, const char *key)
 	cleave_buf_add_jstr(&b, r->name, strlen(r->name));
 	if (i >= 0 && cleave_projection_status(s->e, i, &st) == 0) {
 		cleave_buf_adds(&b, ",\"projection\":");
-		add_status(&b, &st);
+		cl_proj_status_json(&b, &st);
 	}
 	cleave_buf_addc(&b, '}');
 	size_t len;

@@ -80,7 +80,13 @@ static const flag flags[] = {
     {"max-header", "CLEAVE_MAX_HEADER", F_SIZE, OFF(max_header), S, 1024,
      1 << 20, "BYTES", "largest request line + headers (431 beyond)", "16KiB"},
     {"max-connections", "CLEAVE_MAX_CONNECTIONS", F_INT, OFF(max_connections),
-     S, 1, 1000000, "N", "open HTTP connections at most", "10000"},
+     S, 1, 1000000, "N", "open HTTP connections at most", "16384"},
+    {"max-subscribers", "CLEAVE_MAX_SUBSCRIBERS", F_INT,
+     OFF(max_subscribers), S, 0, 1000000, "N",
+     "live-query and dashboard streams at most (503 beyond; 0: none)",
+     "10000"},
+    {"live-threads", "CLEAVE_LIVE_THREADS", F_INT, OFF(live_threads), S, 1,
+     64, "N", "threads that re-run woken live queries", "1"},
     {"idle-timeout", "CLEAVE_IDLE_TIMEOUT", F_INT, OFF(idle_timeout), S, 1,
      86400, "SECONDS", "close a connection idle (or trickling) this long",
      "30"},
@@ -341,7 +347,9 @@ int cl_server_config_init(cl_server_config *c, unsigned scope)
 	c->http_threads = 2;
 	c->max_body = 1 << 20;
 	c->max_header = 16 << 10;
-	c->max_connections = 10000;
+	c->max_connections = 16384;
+	c->max_subscribers = 10000;
+	c->live_threads = 1;
 	c->idle_timeout = 30;
 	c->queue_max = 65536;
 	c->lmdb_map_size = (size_t)64 << 30;

@@ -56,7 +56,9 @@ typedef struct cl_server_config {
 	int http_threads;             /* --http-threads, 2 */
 	size_t max_body;              /* --max-body bytes, 1 MiB */
 	size_t max_header;            /* --max-header bytes, 32 KiB */
-	int max_connections;          /* --max-connections, 10000 */
+	int max_connections;          /* --max-connections, 16384 */
+	int max_subscribers;          /* --max-subscribers, 10000 */
+	int live_threads;             /* --live-threads, 1 */
 	int idle_timeout;             /* --idle-timeout seconds, 30 */
 	int queue_max;                /* --queue-max, 65536 */
 	size_t lmdb_map_size;         /* --lmdb-map-size, 64 GiB */

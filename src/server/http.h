@@ -211,6 +211,8 @@ struct cl_srv {
 	pthread_mutex_t cmu;
 	cl_conn *conns;
 	int64_t header_deadline_us;
+	/* server-sent event streams (sse.c, private) */
+	struct cl_sse_hub *sse;
 };
 
 /* ---- answering (http.c) ----------------------------------------------- */
@@ -368,6 +370,29 @@ enum MHD_Result cl_h_health(cl_req *r);
 enum MHD_Result cl_h_ui(cl_req *r);
 enum MHD_Result cl_h_ui_file(cl_req *r);
 enum MHD_Result cl_h_ui_stream(cl_req *r);
+
+/* ---- server-sent event streams (sse.c) --------------------------------- */
+
+typedef struct cl_sse_hub cl_sse_hub;
+/* Starts the live workers and the timer (before MHD); -1 on failure. */
+int cl_sse_start(cl_srv *s);
+/* Shutdown: ends every stream (their connections complete) and admits no
+ * new one. */
+void cl_sse_close_all(cl_srv *s);
+/* After MHD stopped: joins the threads, frees the hub. */
+void cl_sse_stop(cl_srv *s);
+/* r is a GET that asks for text/event-stream. */
+bool cl_wants_sse(cl_req *r);
+/* GET /queries/<name> as a live stream (queries.c hands it over once the
+ * parameters, min_position and wait_ms are read). */
+enum MHD_Result cl_h_query_live(cl_req *r);
+/* The streams' figures for /metrics. */
+void cl_sse_metrics(cl_srv *s, cleave_buf *b);
+/* metrics.c: one histogram of microseconds, in seconds, with its HELP. */
+void cl_metrics_hist(cleave_buf *b, const char *name, const char *help,
+                     const cleave_hist *h);
+/* admin.c: a projection's status as GET /projections lists it. */
+void cl_proj_status_json(cleave_buf *b, const cleave_proj_status *st);
 
 /* Query index of `name` in the domain, or -1. */
 int cl_query_index(cl_srv *s, const char *name);

@@ -228,6 +228,13 @@ static void http(cleave_buf *b, cl_srv *s)
 	             atomic_load(&s->live_reqs));
 }
 
+void cl_metrics_hist(cleave_buf *b, const char *name, const char *text,
+                     const cleave_hist *h)
+{
+	help(b, name, "histogram", text);
+	hist(b, name, NULL, h, cleave_hist_bounds_us, 1e-6);
+}
+
 enum MHD_Result cl_h_metrics(cl_req *r)
 {
 	cl_srv *s = r->s;
@@ -238,6 +245,7 @@ enum MHD_Result cl_h_metrics(cl_req *r)
 	engine(&b, s);
 	projections(&b, s);
 	http(&b, s);
+	cl_sse_metrics(s, &b);
 	size_t len;
 	char *body = cleave_buf_steal(&b, &len);
 	if (!body)

@@ -185,6 +185,8 @@ enum MHD_Result cl_h_query(cl_req *r)
 		wait_ms = s->cfg->wait_max_ms;
 	r->min_pos = min_pos;
 	r->wait_ms = (int)wait_ms;
+	if (cl_wants_sse(r))
+		return cl_h_query_live(r);
 	if (min_pos < 0 || current_position(r) >= min_pos)
 		return run_query(r);
 

@@ -233,6 +233,11 @@ int cl_server_run(const cl_server_config *cfg)
 		        cleave_errmsg());
 		goto out;
 	}
+	if (cl_sse_start(&s)) {
+		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
+		        "cannot start the live-query threads");
+		goto out_engine;
+	}
 	if (cl_http_start(&s, (const struct sockaddr *)&ss, ipv6)) {
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
 		        "cannot listen on %s (in use, or not an address of "
@@ -270,6 +275,7 @@ int cl_server_run(const cl_server_config *cfg)
 	MHD_socket lsock = MHD_quiesce_daemon(s.d);
 	cleave_engine_stop_accepting(s.e);
 	cl_waiters_close(&s);
+	cl_sse_close_all(&s);
 	drain(&s, sfd, &s.inflight_cmds, -1, "command(s)");
 	/* a verify or trace cannot be cancelled, and MHD must not stop
 	 * while their connections are suspended */
@@ -285,6 +291,7 @@ int cl_server_run(const cl_server_config *cfg)
 	s.d = NULL;
 	code = 0;
 out_engine:
+	cl_sse_stop(&s); /* after MHD: no stream is left */
 	cleave_engine_close(s.e);
 	if (code == 0)
 		cl_logf(CLEAVE_LOG_INFO, NULL, NULL, -1, "stopped cleanly");

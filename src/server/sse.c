@@ -1,11 +1,1027 @@
 /*
- * sse.c — server-sent event streams: live queries and the dashboard's
- * figures.  (Placeholder.)
+ * sse.c — server-sent event streams: live queries (GET /queries/<name>
+ * with Accept: text/event-stream) and the dashboard's figures
+ * (GET /ui/stream).
+ *
+ * A stream is a cl_sse: a connection whose answer is read, a piece at a
+ * time, by MHD from sse_read().  With nothing to send, sse_read()
+ * suspends the connection (no thread waits and nothing polls); a push
+ * resumes it.  Each stream holds at most two messages: the one being
+ * written and the next one.  A newer answer replaces the next one
+ * (coalescing: A→B→A may send nothing, the latest always arrives), so a
+ * slow reader costs two messages, and one that stops reading is closed
+ * by MHD's idle timeout (--idle-timeout), which keep-alive comments
+ * reset for readers that do read.
+ *
+ * Live queries.  Each query stream has an engine subscription
+ * (cleave_live_*): the engine calls live_wake() when a commit wrote a key
+ * the query's last run read; the stream is queued, and a live worker
+ * thread (--live-threads) runs the query again and pushes the answer if
+ * it differs from the last one sent (compared without "position").
+ * Streams that must first reach a position (min_position, Last-Event-ID)
+ * wait on an engine watch, as plain queries do.
+ *
+ * Threads: MHD's run sse_read(), the handlers and sse_free(); the live
+ * workers run queries; the timer thread (once a second) writes keep-alive
+ * comments, retries answers that were 5xx, samples the figures and sends
+ * them to dashboard streams; engine threads call live_wake() and
+ * watch_done(), which only queue the stream.
+ *
+ * Lifetimes: a stream is reference-counted.  MHD's response owns one
+ * reference until sse_free(); each queue entry and each pending watch own
+ * one.  x->runmu guards x->live: sse_free() closes the subscription under
+ * it, so a worker never runs a closed one and the engine never wakes a
+ * freed stream (cleave_live_close returns only when no wake is under way).
+ * Lock order: hub->mu, then x->mu; MHD is resumed with no lock of ours
+ * but hub->mu held.
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
 #include "http.h"
+#include "log.h"
+
+#define SAMPLES 300 /* one a second: five minutes of history */
+/* a message waiting behind one that is not written yet, and the bytes a
+ * stream may hold: past them, the reader is dropped (it resumes with
+ * Last-Event-ID) */
+#define SSE_BUF_MAX (8u << 20)
+#define RETRY_US    1000000 /* an answer that was a 5xx is tried again */
+
+enum { K_QUERY, K_STATS };
+enum { ST_WAIT, ST_LIVE };
+
+typedef struct cl_sse cl_sse;
+
+struct cl_sse {
+	cl_srv *s;
+	struct MHD_Connection *conn;
+	int kind;
+	atomic_int refs;
+	pthread_mutex_t mu; /* the output and the flags below it */
+	char *out, *pend;
+	size_t out_len, out_off, pend_len;
+	int64_t out_t0_us, pend_t0_us; /* the wake each message answers */
+	bool suspended, closing, dropped, gone;
+	int64_t last_out_us; /* last message or keep-alive queued */
+	cl_sse *prev, *next; /* hub->streams (hub->mu) */
+	cl_sse *qnext;       /* the work queue (hub->qmu) */
+	bool queued;         /* (hub->qmu) */
+	_Atomic int64_t woken_us; /* when the engine last woke it */
+
+	/* query streams: the worker's, one worker at a time */
+	pthread_mutex_t runmu; /* x->live */
+	cleave_live *live;
+	char qname[CLEAVE_NAME_MAX + 1];
+	int state;
+	int64_t need_pos; /* the first answer reflects at least this */
+	int wait_ms;
+	bool watching;            /* an engine watch holds a reference */
+	int watch_rc;             /* its outcome (x->mu) */
+	bool waited_once;         /* the first wait ran out (504 sent) */
+	int64_t last_id;          /* highest id sent: ids never go back */
+	char *last;               /* last answer sent, without position */
+	size_t last_len;
+	unsigned last_status;
+	bool sent;
+	atomic_int_fast64_t retry_at_us; /* 0: none */
+	char trace_id[CLEAVE_TRACE_ID_MAX + 1];
+};
+
+typedef struct sample {
+	char *json;
+} sample;
+
+struct cl_sse_hub {
+	pthread_mutex_t mu;
+	cl_sse *streams;
+	atomic_int n;
+	atomic_bool closed; /* shutting down: no new stream */
+	/* the work queue */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcond;
+	cl_sse *qhead, *qtail;
+	bool stop;
+	pthread_t workers[64];
+	int nworkers;
+	/* the timer */
+	pthread_t timer;
+	bool timer_running;
+	pthread_cond_t tcond;
+	/* figures (the timer's; samples under mu) */
+	char *samples[SAMPLES];
+	int nsamples, at;
+	uint64_t prev_cmds, prev_queries;
+	cleave_hist prev_ch, prev_qh;
+	int64_t prev_us;
+	/* counters */
+	atomic_uint_fast64_t pushed, dropped, coalesced, keepalives;
+	cleave_hist push_us; /* engine wake → message handed to the socket */
+};
+
+/* ---- streams ------------------------------------------------------------- */
+
+static void sse_ref(cl_sse *x)
+{
+	atomic_fetch_add(&x->refs, 1);
+}
+
+static void sse_unref(cl_sse *x)
+{
+	if (atomic_fetch_sub(&x->refs, 1) != 1)
+		return;
+	free(x->out);
+	free(x->pend);
+	free(x->last);
+	pthread_mutex_destroy(&x->mu);
+	pthread_mutex_destroy(&x->runmu);
+	free(x);
+}
+
+/* Hands msg (owned) to the stream: written next, or next after the one
+ * being written (replacing one waiting there).  t0: the wake it answers
+ * (0: none, for the push-latency figure). */
+static void sse_push(cl_sse *x, char *msg, size_t len, int64_t t0)
+{
+	cl_sse_hub *h = x->s->sse;
+	bool resume = false;
+	int64_t now = cl_mono_now_us();
+	pthread_mutex_lock(&x->mu);
+	if (x->closing) {
+		pthread_mutex_unlock(&x->mu);
+		free(msg);
+		return;
+	}
+	if (x->out_off == x->out_len) {
+		free(x->out);
+		x->out = msg;
+		x->out_len = len;
+		x->out_off = 0;
+		x->out_t0_us = t0;
+	} else {
+		if (x->pend) {
+			free(x->pend);
+			atomic_fetch_add_explicit(&h->coalesced, 1,
+			                          memory_order_relaxed);
+		}
+		x->pend = msg;
+		x->pend_len = len;
+		x->pend_t0_us = t0;
+		if (x->out_len - x->out_off + len > SSE_BUF_MAX) {
+			x->closing = x->dropped = true;
+			atomic_fetch_add(&h->dropped, 1);
+		}
+	}
+	x->last_out_us = now;
+	if (x->suspended) {
+		x->suspended = false;
+		resume = true;
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (resume)
+		MHD_resume_connection(x->conn);
+}
+
+/* Ends the stream (shutdown, or a reader dropped). */
+static void sse_end(cl_sse *x, bool dropped)
+{
+	bool resume = false;
+	pthread_mutex_lock(&x->mu);
+	if (!x->closing) {
+		x->closing = true;
+		x->dropped = dropped;
+	}
+	if (x->suspended) {
+		x->suspended = false;
+		resume = true;
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (resume)
+		MHD_resume_connection(x->conn);
+}
+
+/* MHD's thread: the next bytes of the stream. */
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	cl_sse *x = cls;
+	cl_sse_hub *h = x->s->sse;
+	(void)pos;
+	pthread_mutex_lock(&x->mu);
+	if (x->out_off == x->out_len && x->pend) {
+		free(x->out);
+		x->out = x->pend;
+		x->out_len = x->pend_len;
+		x->out_off = 0;
+		x->out_t0_us = x->pend_t0_us;
+		x->pend = NULL;
+		x->pend_len = 0;
+	}
+	if (x->out_off < x->out_len && !x->dropped) {
+		size_t n = x->out_len - x->out_off;
+		if (n > max)
+			n = max;
+		memcpy(buf, x->out + x->out_off, n);
+		if (x->out_off == 0 && x->out_t0_us) {
+			int64_t d = cl_mono_now_us() - x->out_t0_us;
+			cleave_hist_add(&h->push_us, cleave_hist_bounds_us,
+			                (uint64_t)(d > 0 ? d : 0));
+		}
+		x->out_off += n;
+		pthread_mutex_unlock(&x->mu);
+		return (ssize_t)n;
+	}
+	if (x->closing) {
+		bool dropped = x->dropped;
+		pthread_mutex_unlock(&x->mu);
+		return dropped ? MHD_CONTENT_READER_END_WITH_ERROR
+		               : MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	x->suspended = true;
+	MHD_suspend_connection(x->conn);
+	pthread_mutex_unlock(&x->mu);
+	return 0;
+}
+
+/* MHD's thread: the connection is gone (or the daemon stops). */
+static void sse_free(void *cls)
+{
+	cl_sse *x = cls;
+	cl_sse_hub *h = x->s->sse;
+	pthread_mutex_lock(&h->mu);
+	if (x->prev)
+		x->prev->next = x->next;
+	else if (h->streams == x)
+		h->streams = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_lock(&x->mu);
+	x->closing = x->gone = true;
+	pthread_mutex_unlock(&x->mu);
+	pthread_mutex_lock(&x->runmu);
+	cleave_live_close(x->live);
+	x->live = NULL;
+	pthread_mutex_unlock(&x->runmu);
+	atomic_fetch_sub(&h->n, 1);
+	sse_unref(x);
+}
+
+static void enqueue(cl_sse *x)
+{
+	cl_sse_hub *h = x->s->sse;
+	pthread_mutex_lock(&h->qmu);
+	if (!x->queued && !h->stop) {
+		x->queued = true;
+		sse_ref(x);
+		x->qnext = NULL;
+		if (h->qtail)
+			h->qtail->qnext = x;
+		else
+			h->qhead = x;
+		h->qtail = x;
+		pthread_cond_signal(&h->qcond);
+	}
+	pthread_mutex_unlock(&h->qmu);
+}
+
+/* An engine thread, under the subscription registry's lock: queue only. */
+static void live_wake(void *arg)
+{
+	cl_sse *x = arg;
+	atomic_store_explicit(&x->woken_us, cl_mono_now_us(),
+	                      memory_order_relaxed);
+	enqueue(x);
+}
+
+/* An engine thread (maybe the caller's): the position watch ended. */
+static void watch_done(void *arg, int rc)
+{
+	cl_sse *x = arg;
+	pthread_mutex_lock(&x->mu);
+	x->watch_rc = rc;
+	x->watching = false;
+	pthread_mutex_unlock(&x->mu);
+	enqueue(x);
+	sse_unref(x);
+}
+
+static void watch(cl_sse *x, int64_t pos, int ms)
+{
+	pthread_mutex_lock(&x->mu);
+	x->watching = true;
+	pthread_mutex_unlock(&x->mu);
+	sse_ref(x);
+	int rc = cleave_watch_position(x->s->e, x->qname, pos, ms, watch_done,
+	                               x);
+	if (rc) {
+		pthread_mutex_lock(&x->mu);
+		x->watching = false;
+		pthread_mutex_unlock(&x->mu);
+		sse_unref(x);
+		/* too many watches: look again in a second */
+		atomic_store(&x->retry_at_us, cl_mono_now_us() + RETRY_US);
+	}
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+/* "id: P\nevent: E\ndata: JSON\n\n"; JSON's line breaks (whitespace
+ * outside strings: inside, JSON has none raw) become spaces, so data is
+ * one line. */
+static char *message(int64_t id, const char *event, const char *json,
+                     size_t len, size_t *out_len)
+{
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_addf(&b, "id: %lld\nevent: %s\ndata: ", (long long)id,
+	                event);
+	size_t at = b.len;
+	cleave_buf_add(&b, json, len);
+	for (size_t i = at; i < b.len && !b.oom; i++)
+		if (b.p[i] == '\n' || b.p[i] == '\r')
+			b.p[i] = ' ';
+	cleave_buf_adds(&b, "\n\n");
+	return cleave_buf_steal(&b, out_len);
+}
+
+/* The answer without its leading "position" member (answers that are
+ * objects start with it), for comparing two answers. */
+static void strip_position(const char *body, size_t len, const char **out,
+                           size_t *out_len)
+{
+	static const char pre[] = "{\"position\":";
+	*out = body;
+	*out_len = len;
+	if (len < sizeof(pre) || memcmp(body, pre, sizeof(pre) - 1))
+		return;
+	size_t i = sizeof(pre) - 1;
+	while (i < len && body[i] >= '0' && body[i] <= '9')
+		i++;
+	if (i < len && body[i] == ',')
+		i++;
+	*out = body + i;
+	*out_len = len - i;
+}
+
+static int64_t query_position(cl_sse *x)
+{
+	int64_t pos = 0;
+	cleave_query_position(x->s->e, x->qname, &pos);
+	return pos;
+}
+
+static void push_error(cl_sse *x, int64_t id, const char *code,
+                       const char *msg)
+{
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_add_error(&b, code, msg);
+	size_t len;
+	char *m = b.oom ? NULL : message(id, "error", b.p, b.len, &len);
+	cleave_buf_free(&b);
+	if (m) {
+		sse_push(x, m, len, 0);
+		atomic_fetch_add_explicit(&x->s->sse->pushed, 1,
+		                          memory_order_relaxed);
+	}
+}
+
+/* The worker: runs x's query and pushes its answer if it changed. */
+static void evaluate(cl_sse *x)
+{
+	cleave_answer a;
+	int64_t t0 = atomic_load_explicit(&x->woken_us, memory_order_relaxed);
+	pthread_mutex_lock(&x->runmu);
+	if (!x->live) {
+		pthread_mutex_unlock(&x->runmu);
+		return;
+	}
+	int rc = cleave_live_run(x->live, &a);
+	pthread_mutex_unlock(&x->runmu);
+	if (rc) {
+		atomic_store(&x->retry_at_us, cl_mono_now_us() + RETRY_US);
+		return;
+	}
+	unsigned status = cl_status_of(a.rc);
+	if (a.position < x->last_id) {
+		/* a copy behind what this stream already showed (a query
+		 * node before it followed a switch): wait for it */
+		cleave_answer_free(&a);
+		watch(x, x->last_id, x->s->cfg->wait_max_ms);
+		return;
+	}
+	const char *body;
+	size_t len;
+	strip_position(a.body, a.body_len, &body, &len);
+	if (x->sent && status == x->last_status && len == x->last_len &&
+	    !memcmp(body, x->last, len)) {
+		cleave_answer_free(&a);
+		if (status >= 500)
+			atomic_store(&x->retry_at_us,
+			             cl_mono_now_us() + RETRY_US);
+		return;
+	}
+	char *copy = malloc(len + 1);
+	size_t mlen;
+	char *m = copy ? message(a.position, status == 200 ? "answer" : "error",
+	                         a.body, a.body_len, &mlen)
+	               : NULL;
+	if (!m) {
+		free(copy);
+		cleave_answer_free(&a);
+		atomic_store(&x->retry_at_us, cl_mono_now_us() + RETRY_US);
+		return;
+	}
+	memcpy(copy, body, len);
+	free(x->last);
+	x->last = copy;
+	x->last_len = len;
+	x->last_status = status;
+	x->sent = true;
+	x->last_id = a.position;
+	cleave_answer_free(&a);
+	sse_push(x, m, mlen, t0);
+	atomic_fetch_add_explicit(&x->s->sse->pushed, 1, memory_order_relaxed);
+	/* an answer the log may not change (a store down, a projection
+	 * reopening) is asked again; the others wait for their keys */
+	atomic_store(&x->retry_at_us,
+	             status >= 500 ? cl_mono_now_us() + RETRY_US : 0);
+}
+
+/* The worker: a query stream's turn. */
+static void work(cl_sse *x)
+{
+	pthread_mutex_lock(&x->mu);
+	bool closing = x->closing, watching = x->watching;
+	int wrc = x->watch_rc;
+	x->watch_rc = 0;
+	pthread_mutex_unlock(&x->mu);
+	if (closing || x->kind != K_QUERY || watching)
+		return;
+	if (x->state == ST_WAIT) {
+		char msg[1024], behind[768];
+		int64_t now = query_position(x);
+		if (now >= x->need_pos) {
+			x->state = ST_LIVE;
+		} else if (wrc == CLEAVE_ETIMEDOUT && !x->waited_once) {
+			x->waited_once = true;
+			cleave_query_lagging(x->s->e, x->qname, x->need_pos,
+			                     behind, sizeof(behind));
+			snprintf(msg, sizeof(msg),
+			         "position %lld not reached within %d ms; "
+			         "current position %lld%s%s; the answer "
+			         "follows once it is",
+			         (long long)x->need_pos, x->wait_ms,
+			         (long long)now, behind[0] ? "; behind: " : "",
+			         behind);
+			push_error(x, now, cleave_errname(CLEAVE_ETIMEDOUT),
+			           msg);
+			watch(x, x->need_pos, x->s->cfg->wait_max_ms);
+			return;
+		} else if (wrc == CLEAVE_EPARKED) {
+			if (!x->waited_once) {
+				x->waited_once = true;
+				snprintf(msg, sizeof(msg),
+				         "a projection this query reads is "
+				         "parked before position %lld (see GET "
+				         "/projections); current position "
+				         "%lld",
+				         (long long)x->need_pos,
+				         (long long)now);
+				push_error(x, now,
+				           cleave_errname(CLEAVE_EPARKED), msg);
+			}
+			atomic_store(&x->retry_at_us,
+			             cl_mono_now_us() + RETRY_US);
+			return;
+		} else if (wrc == CLEAVE_ESHUTDOWN) {
+			sse_end(x, false);
+			return;
+		} else {
+			watch(x, x->need_pos,
+			      x->waited_once ? x->s->cfg->wait_max_ms
+			                     : x->wait_ms);
+			return;
+		}
+	}
+	evaluate(x);
+}
+
+static void *worker_main(void *arg)
+{
+	cl_srv *s = arg;
+	cl_sse_hub *h = s->sse;
+	pthread_setname_np(pthread_self(), "cl-live");
+	pthread_mutex_lock(&h->qmu);
+	for (;;) {
+		while (!h->qhead && !h->stop)
+			pthread_cond_wait(&h->qcond, &h->qmu);
+		if (h->stop)
+			break;
+		cl_sse *x = h->qhead;
+		h->qhead = x->qnext;
+		if (!h->qhead)
+			h->qtail = NULL;
+		x->queued = false;
+		pthread_mutex_unlock(&h->qmu);
+		work(x);
+		sse_unref(x);
+		pthread_mutex_lock(&h->qmu);
+	}
+	pthread_mutex_unlock(&h->qmu);
+	return NULL;
+}
+
+/* ---- the dashboard's figures ----------------------------------------- */
+
+static void hist_sum(cleave_hist *into, const cleave_hist *h)
+{
+	into->count += h->count;
+	into->sum += h->sum;
+	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++)
+		into->buckets[i] += h->buckets[i];
+}
+
+/* The q-quantile (0..1) of what was added between `was` and `now`, in
+ * ms, as the bucket bound that holds it; -1 when nothing was. */
+static double quantile_ms(const cleave_hist *now, const cleave_hist *was,
+                          double q)
+{
+	uint64_t n = now->count - was->count, seen = 0;
+	if (!n)
+		return -1;
+	uint64_t want = (uint64_t)((double)n * q + 0.999999);
+	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++) {
+		seen += now->buckets[i] - was->buckets[i];
+		if (seen >= want)
+			return (double)cleave_hist_bounds_us[i] / 1000.0;
+	}
+	return (double)cleave_hist_bounds_us[CLEAVE_HIST_BUCKETS - 1] / 1000.0;
+}
+
+static void add_ms(cleave_buf *b, const char *key, double v)
+{
+	cleave_buf_addf(b, ",\"%s\":", key);
+	if (v < 0)
+		cleave_buf_adds(b, "null");
+	else
+		cleave_buf_addf(b, "%.3f", v);
+}
+
+/* Builds this second's stats message body and its sample. */
+static void figures(cl_srv *s, cleave_buf *stats, cleave_buf *smp)
+{
+	cl_sse_hub *h = s->sse;
+	int64_t now_us = cl_mono_now_us();
+	double dt = h->prev_us ? (double)(now_us - h->prev_us) / 1e6 : 1.0;
+	if (dt <= 0)
+		dt = 1.0;
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	long long ms = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+	int64_t head = cleave_log_head(s->e);
+
+	cleave_hist ch = {0}, qh = {0};
+	uint64_t cmds = 0, failed = 0, queries = 0;
+	for (int i = 0; i < s->ncmds; i++) {
+		cleave_command_stats st;
+		if (cleave_command_stats_get(s->e, i, &st))
+			continue;
+		cmds += st.ok + st.rejected + st.invalid + st.not_found +
+		        st.conflict + st.failed + st.replayed;
+		failed += st.failed + atomic_load(&s->cmd_counts[i].other);
+		hist_sum(&ch, &st.latency_us);
+	}
+	for (int i = 0; i < s->nqueries; i++) {
+		hist_sum(&qh, &s->qhist[i]);
+		queries += s->qhist[i].count;
+	}
+	double cps = (double)(cmds - h->prev_cmds) / dt;
+	double qps = (double)(queries - h->prev_queries) / dt;
+	if (!h->prev_us)
+		cps = qps = 0;
+
+	cleave_buf_addf(stats,
+	                "{\"time_ms\":%lld,\"role\":\"%s\",\"head\":%lld,"
+	                "\"commands\":{\"total\":%llu,\"failed\":%llu,"
+	                "\"per_s\":%.1f",
+	                ms, s->cfg->query_node ? "query_node" : "writer",
+	                (long long)head, (unsigned long long)cmds,
+	                (unsigned long long)failed, cps);
+	add_ms(stats, "p50_ms", quantile_ms(&ch, &h->prev_ch, 0.50));
+	add_ms(stats, "p99_ms", quantile_ms(&ch, &h->prev_ch, 0.99));
+	cleave_buf_addf(stats,
+	                "},\"queries\":{\"total\":%llu,\"per_s\":%.1f",
+	                (unsigned long long)queries, qps);
+	add_ms(stats, "p50_ms", quantile_ms(&qh, &h->prev_qh, 0.50));
+	add_ms(stats, "p99_ms", quantile_ms(&qh, &h->prev_qh, 0.99));
+	cleave_buf_addf(stats, "},\"subscribers\":%d,\"projections\":[",
+	                atomic_load(&h->n));
+	cleave_buf_addf(smp,
+	                "{\"time_ms\":%lld,\"head\":%lld,\"commands_per_s\":"
+	                "%.1f,\"queries_per_s\":%.1f,\"projections\":{",
+	                ms, (long long)head, cps, qps);
+	int n = cleave_projection_count(s->e);
+	for (int i = 0; i < n; i++) {
+		cleave_proj_status st;
+		if (cleave_projection_status(s->e, i, &st))
+			continue;
+		if (i) {
+			cleave_buf_addc(stats, ',');
+			cleave_buf_addc(smp, ',');
+		}
+		cl_proj_status_json(stats, &st);
+		cleave_buf_add_jstr(smp, st.name, strlen(st.name));
+		cleave_buf_addf(smp,
+		                ":{\"lag_events\":%lld,\"lag_seconds\":%.3f,"
+		                "\"events_per_s\":%.1f}",
+		                (long long)st.lag_events, st.lag_seconds,
+		                st.events_per_s);
+	}
+	cleave_buf_adds(stats, "]}");
+	cleave_buf_adds(smp, "}}");
+	h->prev_cmds = cmds;
+	h->prev_queries = queries;
+	h->prev_ch = ch;
+	h->prev_qh = qh;
+	h->prev_us = now_us;
+}
+
+/* The first message of a dashboard stream: the samples so far (hub->mu
+ * held). */
+static char *history(cl_sse_hub *h, size_t *len)
+{
+	cleave_buf b;
+	cleave_buf_init(&b);
+	cleave_buf_adds(&b, "event: history\ndata: {\"samples\":[");
+	for (int i = 0; i < h->nsamples; i++) {
+		int k = (h->at - h->nsamples + i + SAMPLES) % SAMPLES;
+		if (i)
+			cleave_buf_addc(&b, ',');
+		cleave_buf_adds(&b, h->samples[k]);
+	}
+	cleave_buf_adds(&b, "]}\n\n");
+	return cleave_buf_steal(&b, len);
+}
+
+static void tick(cl_srv *s, int64_t keepalive_us)
+{
+	cl_sse_hub *h = s->sse;
+	cleave_buf stats, smp;
+	cleave_buf_init(&stats);
+	cleave_buf_init(&smp);
+	figures(s, &stats, &smp);
+	int64_t head = cleave_log_head(s->e);
+	size_t slen = 0;
+	char *sample_text = cleave_buf_steal(&smp, &slen);
+	char idbuf[64];
+	snprintf(idbuf, sizeof(idbuf), "id: %lld\n", (long long)head);
+	int64_t now = cl_mono_now_us();
+	pthread_mutex_lock(&h->mu);
+	if (sample_text) {
+		free(h->samples[h->at]);
+		h->samples[h->at] = sample_text;
+		h->at = (h->at + 1) % SAMPLES;
+		if (h->nsamples < SAMPLES)
+			h->nsamples++;
+	}
+	for (cl_sse *x = h->streams; x; x = x->next) {
+		if (x->kind == K_STATS && !stats.oom) {
+			size_t len;
+			cleave_buf m;
+			cleave_buf_init(&m);
+			cleave_buf_adds(&m, "event: stats\n");
+			cleave_buf_adds(&m, idbuf);
+			cleave_buf_adds(&m, "data: ");
+			cleave_buf_add(&m, stats.p, stats.len);
+			cleave_buf_adds(&m, "\n\n");
+			char *t = cleave_buf_steal(&m, &len);
+			if (t)
+				sse_push(x, t, len, 0);
+			continue;
+		}
+		int64_t r = atomic_load(&x->retry_at_us);
+		if (r && r <= now) {
+			atomic_store(&x->retry_at_us, 0);
+			enqueue(x);
+		}
+		pthread_mutex_lock(&x->mu);
+		bool idle = !x->pend && x->out_off == x->out_len &&
+		            now - x->last_out_us >= keepalive_us;
+		pthread_mutex_unlock(&x->mu);
+		if (idle) {
+			char *k = strdup(": keep-alive\n\n");
+			if (k) {
+				sse_push(x, k, strlen(k), 0);
+				atomic_fetch_add_explicit(&h->keepalives, 1,
+				                          memory_order_relaxed);
+			}
+		}
+	}
+	pthread_mutex_unlock(&h->mu);
+	cleave_buf_free(&stats);
+}
+
+static void *timer_main(void *arg)
+{
+	cl_srv *s = arg;
+	cl_sse_hub *h = s->sse;
+	pthread_setname_np(pthread_self(), "cl-sse-timer");
+	/* comments at least every 15 s, and well within the idle timeout
+	 * that closes readers that stopped reading */
+	int64_t ka = (int64_t)s->cfg->idle_timeout * 1000000 / 3;
+	if (ka > 10000000)
+		ka = 10000000;
+	if (ka < 500000)
+		ka = 500000;
+	pthread_mutex_lock(&h->qmu);
+	while (!h->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&h->tcond, &h->qmu, &ts);
+		if (h->stop)
+			break;
+		pthread_mutex_unlock(&h->qmu);
+		tick(s, ka);
+		pthread_mutex_lock(&h->qmu);
+	}
+	pthread_mutex_unlock(&h->qmu);
+	return NULL;
+}
+
+/* ---- the server's side ------------------------------------------------- */
+
+int cl_sse_start(cl_srv *s)
+{
+	cl_sse_hub *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -1;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_mutex_init(&h->qmu, NULL);
+	pthread_cond_init(&h->qcond, NULL);
+	pthread_cond_init(&h->tcond, NULL);
+	s->sse = h;
+	int n = s->cfg->live_threads;
+	if (n < 1)
+		n = 1;
+	if (n > 64)
+		n = 64;
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&h->workers[i], NULL, worker_main, s))
+			return -1;
+		h->nworkers++;
+	}
+	if (pthread_create(&h->timer, NULL, timer_main, s))
+		return -1;
+	h->timer_running = true;
+	return 0;
+}
+
+void cl_sse_close_all(cl_srv *s)
+{
+	cl_sse_hub *h = s->sse;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->mu);
+	atomic_store(&h->closed, true);
+	for (cl_sse *x = h->streams; x; x = x->next)
+		sse_end(x, false);
+	pthread_mutex_unlock(&h->mu);
+}
+
+void cl_sse_stop(cl_srv *s)
+{
+	cl_sse_hub *h = s->sse;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->qmu);
+	h->stop = true;
+	pthread_cond_broadcast(&h->qcond);
+	pthread_cond_broadcast(&h->tcond);
+	pthread_mutex_unlock(&h->qmu);
+	for (int i = 0; i < h->nworkers; i++)
+		pthread_join(h->workers[i], NULL);
+	if (h->timer_running)
+		pthread_join(h->timer, NULL);
+	while (h->qhead) {
+		cl_sse *x = h->qhead;
+		h->qhead = x->qnext;
+		sse_unref(x);
+	}
+	for (int i = 0; i < SAMPLES; i++)
+		free(h->samples[i]);
+	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_destroy(&h->qmu);
+	pthread_cond_destroy(&h->qcond);
+	pthread_cond_destroy(&h->tcond);
+	free(h);
+	s->sse = NULL;
+}
+
+bool cl_wants_sse(cl_req *r)
+{
+	const char *a = cl_header(r, MHD_HTTP_HEADER_ACCEPT);
+	if (r->method != CL_M_GET || !a)
+		return false;
+	for (const char *p = a; (p = strcasestr(p, "text/event-stream"));
+	     p++)
+		return true;
+	return false;
+}
+
+void cl_sse_metrics(cl_srv *s, cleave_buf *b)
+{
+	cl_sse_hub *h = s->sse;
+	if (!h)
+		return;
+	cleave_buf_addf(
+	    b,
+	    "# HELP cleave_live_streams Open live-query and dashboard "
+	    "streams.\n# TYPE cleave_live_streams gauge\n"
+	    "cleave_live_streams %d\n"
+	    "# HELP cleave_live_messages_total Answers pushed on live "
+	    "queries' streams.\n# TYPE cleave_live_messages_total counter\n"
+	    "cleave_live_messages_total %llu\n"
+	    "# HELP cleave_live_coalesced_total Answers replaced by a newer "
+	    "one before a slow reader took them.\n"
+	    "# TYPE cleave_live_coalesced_total counter\n"
+	    "cleave_live_coalesced_total %llu\n"
+	    "# HELP cleave_live_dropped_total Streams closed because their "
+	    "reader held too much unread.\n"
+	    "# TYPE cleave_live_dropped_total counter\n"
+	    "cleave_live_dropped_total %llu\n"
+	    "# HELP cleave_live_wakes_total Live queries woken by commits "
+	    "that wrote what they read.\n"
+	    "# TYPE cleave_live_wakes_total counter\n"
+	    "cleave_live_wakes_total %llu\n",
+	    atomic_load(&h->n),
+	    (unsigned long long)atomic_load(&h->pushed),
+	    (unsigned long long)atomic_load(&h->coalesced),
+	    (unsigned long long)atomic_load(&h->dropped),
+	    (unsigned long long)cleave_live_wakes(s->e));
+	cl_metrics_hist(b, "cleave_live_push_latency_seconds",
+	                "From the commit that woke a live query to its new "
+	                "answer handed to the socket.",
+	                &h->push_us);
+}
+
+/* A new stream on r (not yet answered): registered, with its response. */
+static cl_sse *sse_new(cl_req *r, int kind, struct MHD_Response **resp)
+{
+	cl_srv *s = r->s;
+	cl_sse *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->s = s;
+	x->conn = r->conn;
+	x->kind = kind;
+	atomic_init(&x->refs, 1);
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_mutex_init(&x->runmu, NULL);
+	x->last_id = -1;
+	x->last_out_us = cl_mono_now_us();
+	snprintf(x->trace_id, sizeof(x->trace_id), "%s", r->trace_id);
+	*resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192,
+	                                          sse_read, x, sse_free);
+	if (!*resp) {
+		sse_unref(x);
+		return NULL;
+	}
+	MHD_add_response_header(*resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                        "text/event-stream; charset=utf-8");
+	MHD_add_response_header(*resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+	                        "no-store");
+	MHD_add_response_header(*resp, "X-Accel-Buffering", "no");
+	return x;
+}
+
+static void sse_register(cl_sse *x)
+{
+	cl_sse_hub *h = x->s->sse;
+	pthread_mutex_lock(&h->mu);
+	x->next = h->streams;
+	if (h->streams)
+		h->streams->prev = x;
+	h->streams = x;
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* 503 when the limit is reached or the server stops; counts the stream
+ * otherwise (false: answered). */
+static bool admit(cl_req *r, enum MHD_Result *ret)
+{
+	cl_srv *s = r->s;
+	cl_sse_hub *h = s->sse;
+	int max = s->cfg->max_subscribers;
+	if (atomic_load(&s->stopping) || atomic_load(&h->closed)) {
+		*ret = cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                     "shutting_down", "shutting down");
+		return false;
+	}
+	if (atomic_fetch_add(&h->n, 1) >= max) {
+		atomic_fetch_sub(&h->n, 1);
+		*ret = cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                     "too_many_subscribers",
+		                     "this server holds %d live streams, its "
+		                     "limit (--max-subscribers)",
+		                     max);
+		return false;
+	}
+	return true;
+}
 
 enum MHD_Result cl_h_ui_stream(cl_req *r)
 {
-	return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-	                     "not built yet");
+	cl_sse_hub *h = r->s->sse;
+	enum MHD_Result ret;
+	if (r->method != CL_M_GET) /* HEAD: what a GET would start with */
+		return cl_send(r, MHD_HTTP_OK,
+		               cl_resp("text/event-stream; charset=utf-8",
+		                       (char *)"", 0, false));
+	if (!admit(r, &ret))
+		return ret;
+	struct MHD_Response *resp;
+	cl_sse *x = sse_new(r, K_STATS, &resp);
+	if (!x) {
+		atomic_fetch_sub(&h->n, 1);
+		return MHD_NO;
+	}
+	pthread_mutex_lock(&h->mu);
+	x->out = history(h, &x->out_len);
+	pthread_mutex_unlock(&h->mu);
+	sse_register(x);
+	return cl_send(r, MHD_HTTP_OK, resp);
+}
+
+enum MHD_Result cl_h_query_live(cl_req *r)
+{
+	cl_srv *s = r->s;
+	enum MHD_Result ret;
+	int64_t need = r->min_pos;
+	const char *lei = cl_header(r, "Last-Event-ID");
+	if (lei && *lei) {
+		char *end;
+		long long v = strtoll(lei, &end, 10);
+		if (*end || end == lei || v < 0 || v > (INT64_C(1) << 53) ||
+		    lei[0] == '+' || lei[0] == ' ')
+			return cl_send_error(r, MHD_HTTP_BAD_REQUEST,
+			                     "invalid_argument",
+			                     "Last-Event-ID must be a log "
+			                     "position (a decimal 0 to 2^53) as "
+			                     "this stream's ids are");
+		if (v > need)
+			need = v;
+	}
+	/* errors the log cannot change (bad parameters) are plain answers:
+	 * one run tells */
+	cleave_answer a;
+	int rc = cleave_query_run(s->e, r->name, r->params, r->nparams, &a);
+	if (rc)
+		return cl_send_error(
+		    r, cl_status_of(rc), cleave_errname(rc), "%s",
+		    *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
+	unsigned status = cl_status_of(a.rc);
+	if (status == MHD_HTTP_BAD_REQUEST ||
+	    status == MHD_HTTP_CONTENT_TOO_LARGE) {
+		struct MHD_Response *resp =
+		    cl_resp("application/json", a.body, a.body_len, true);
+		return cl_send(r, status, resp);
+	}
+	cleave_answer_free(&a);
+	if (!admit(r, &ret))
+		return ret;
+	struct MHD_Response *resp;
+	cl_sse *x = sse_new(r, K_QUERY, &resp);
+	if (!x) {
+		atomic_fetch_sub(&s->sse->n, 1);
+		return MHD_NO;
+	}
+	snprintf(x->qname, sizeof(x->qname), "%s", r->name);
+	x->need_pos = need;
+	x->wait_ms = r->wait_ms;
+	rc = cleave_live_open(s->e, r->name, r->params, r->nparams, live_wake,
+	                      x, &x->live);
+	if (rc) {
+		MHD_destroy_response(resp); /* sse_free: the count, x */
+		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
+		                     "%s", cleave_errmsg());
+	}
+	sse_register(x);
+	/* suspended connections do not time out: only a stream that is
+	 * written to can be closed by the idle timeout */
+	ret = cl_send(r, MHD_HTTP_OK, resp);
+	if (need >= 0 && query_position(x) < need) {
+		x->state = ST_WAIT;
+		watch(x, need, x->wait_ms);
+	} else {
+		x->state = ST_LIVE;
+		enqueue(x);
+	}
+	return ret;
 }

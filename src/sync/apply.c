@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "live/live.h"
 #include "sync/sync_int.h"
 
 static bool subscribed(const cleave_projection_def *d, const char *type)
@@ -235,6 +236,15 @@ int cl_apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
 	int rc = m->begin(c->store, true, &tx);
 	if (rc)
 		goto fail;
+	/* live queries: note what the batch writes (a building copy serves
+	 * nobody until its switch, which wakes its readers wholesale) */
+	bool rec = !c->building && cl_live_any(c->proj->e);
+	c->live_wake = CL_LIVE_NONE;
+	if (rec) {
+		cl_keyrec_reset(&c->rec);
+		tx->rec = &c->rec;
+		tx->rec_proj = c->proj->index;
+	}
 	for (int i = from; i < to; i++) {
 		if (!subscribed(c->def, ev[i]->type))
 			continue;
@@ -269,6 +279,13 @@ int cl_apply_range(cl_copy *c, const cleave_event **ev, int from, int to,
 	}
 	if ((rc = cl_rtx_commit(tx)))
 		goto fail;
+	/* a live query opened since the check above may hold a snapshot
+	 * from before this commit and never see its keys: wake its
+	 * projection's readers instead */
+	if (rec)
+		c->live_wake = CL_LIVE_KEYS;
+	else if (!c->building && cl_live_any(c->proj->e))
+		c->live_wake = CL_LIVE_PROJ;
 	if (more_at >= 0) {
 		*bad = more_at;
 		return CLEAVE_MORE;
@@ -358,6 +375,17 @@ static bool commit_begin(cl_copy *c)
 	return false;
 }
 
+/* After a commit, cmu let go: wakes the live queries it concerns. */
+static void live_after(cl_copy *c)
+{
+	int w = c->live_wake;
+	c->live_wake = CL_LIVE_NONE;
+	if (w == CL_LIVE_KEYS)
+		cl_live_publish(c->proj->e, c->proj->index, &c->rec);
+	else if (w == CL_LIVE_PROJ)
+		cl_live_publish_proj(c->proj->e, c->proj->index);
+}
+
 /* Applies l's events; returns false when the copy stopped or parked. */
 bool cl_apply_list(cl_copy *c, cl_evlist *l)
 {
@@ -380,6 +408,7 @@ bool cl_apply_list(cl_copy *c, cl_evlist *l)
 		else if (rc == CLEAVE_MORE)
 			note_applied(c, l->ev[bad]->position - 1, bad - i);
 		pthread_mutex_unlock(&c->cmu);
+		live_after(c);
 		if (rc == CLEAVE_MORE) {
 			/* the event's work goes on in its next transaction */
 			if (bad == more_i) {
@@ -465,6 +494,7 @@ bool cl_apply_list(cl_copy *c, cl_evlist *l)
 			else if (rc == CLEAVE_MORE)
 				note_applied(c, ev->position - 1, 0);
 			pthread_mutex_unlock(&c->cmu);
+			live_after(c);
 			if (rc == 0 || rc == CLEAVE_MORE) {
 				ok = true;
 				break;
@@ -483,6 +513,7 @@ bool cl_apply_list(cl_copy *c, cl_evlist *l)
 			if (rc == 0)
 				note_applied(c, ev->position, 0);
 			pthread_mutex_unlock(&c->cmu);
+			live_after(c);
 			if (rc) {
 				if (!cl_wait_backoff(c, 100))
 					return false;

@@ -141,6 +141,7 @@ static void copy_destroy(cl_copy *c)
 	if (c->retired && m && !c->proj->e->cfg.read_only && !c->foreign)
 		cl_rs_drop_retired(m, c->path);
 	pthread_mutex_destroy(&c->cmu);
+	cl_keyrec_free(&c->rec);
 	free(c->path);
 	free(c);
 }

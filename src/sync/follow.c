@@ -31,6 +31,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "live/live.h"
 #include "sync/sync_int.h"
 
 #define FOLLOW_TICK_MS 2
@@ -128,6 +129,7 @@ static void follow_catalog(cleave_engine *e)
 			continue;
 		}
 		cl_copy *old = cl_proj_swap_live(p, c);
+		cl_live_publish_proj(e, p->index);
 		cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, atomic_load(&c->applied),
 		       "projection %s: the writer switched to g%d (v%d); "
 		       "serving it",
@@ -178,6 +180,9 @@ static bool follow_checkpoints(cleave_engine *e)
 			atomic_store(&c->applied, pos);
 			c->applied_total++;
 			moved = true;
+			/* another engine wrote it: which keys, this one
+			 * cannot tell, so every reader looks again */
+			cl_live_publish_proj(e, i);
 		}
 	}
 	return moved;

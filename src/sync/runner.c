@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "live/live.h"
 #include "sync/sync_int.h"
 
 /* ---- switching a rebuilt copy live -------------------------------------- */
@@ -106,6 +107,7 @@ static void try_switch(cl_copy *c)
 	       p->def->name, c->gen, c->version, (long long)pos,
 	       rc ? "; catalog write failed: " : "", rc ? cleave_errmsg() : "");
 	cl_applied_notify(e);
+	cl_live_publish_proj(e, p->index); /* its readers see the new copy */
 	if (old) {
 		stop_copy_thread(old);
 		cl_copy_unref(old);

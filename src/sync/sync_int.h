@@ -41,6 +41,7 @@
 
 #include "core/engine.h"
 #include "core/ring.h"
+#include "read/keyrec.h"
 
 /*
  * Copies' lifetimes (the rule that the switch and shutdown share):
@@ -96,7 +97,13 @@ typedef struct cl_copy {
 	uint64_t applied_total;
 	uint64_t rate_events[10]; /* per second slots */
 	int64_t rate_sec[10];
+	/* live queries (apply.c, the runner's thread only): what the last
+	 * commit wrote, and how to wake (CL_LIVE_*) once cmu is let go */
+	cl_keyrec rec;
+	int live_wake;
 } cl_copy;
+
+enum { CL_LIVE_NONE, CL_LIVE_KEYS, CL_LIVE_PROJ };
 
 struct cl_proj {
 	cleave_engine *e;
