@@ -1,7 +1,8 @@
 /*
  * sse.c — server-sent event streams: live queries (GET /queries/<name>
  * with Accept: text/event-stream) and the dashboard's figures
- * (GET /ui/stream).
+ * (GET /ui/stream; computed in sse_stats.c).  State shared by the two
+ * files: sse_int.h.
  *
  * A stream is a cl_sse: a connection whose answer is read, a piece at a
  * time, by MHD from sse_read().  With nothing to send, sse_read()
@@ -45,92 +46,16 @@
 #include "http.h"
 #include "log.h"
 
-#define SAMPLES 300 /* one a second: five minutes of history */
-/* a message waiting behind one that is not written yet, and the bytes a
- * stream may hold: past them, the reader is dropped (it resumes with
- * Last-Event-ID) */
-#define SSE_BUF_MAX (8u << 20)
-#define RETRY_US    1000000 /* an answer that was a 5xx is tried again */
-
-enum { K_QUERY, K_STATS };
-enum { ST_WAIT, ST_LIVE };
-
-typedef struct cl_sse cl_sse;
-
-struct cl_sse {
-	cl_srv *s;
-	struct MHD_Connection *conn;
-	int kind;
-	atomic_int refs;
-	pthread_mutex_t mu; /* the output and the flags below it */
-	char *out, *pend;
-	size_t out_len, out_off, pend_len;
-	int64_t out_t0_us, pend_t0_us; /* the wake each message answers */
-	bool suspended, closing, dropped, gone;
-	int64_t last_out_us; /* last message or keep-alive queued */
-	cl_sse *prev, *next; /* hub->streams (hub->mu) */
-	cl_sse *qnext;       /* the work queue (hub->qmu) */
-	bool queued;         /* (hub->qmu) */
-	_Atomic int64_t woken_us; /* when the engine last woke it */
-
-	/* query streams: the worker's, one worker at a time */
-	pthread_mutex_t runmu; /* x->live */
-	cleave_live *live;
-	char qname[CLEAVE_NAME_MAX + 1];
-	int state;
-	int64_t need_pos; /* the first answer reflects at least this */
-	int wait_ms;
-	bool watching;            /* an engine watch holds a reference */
-	int watch_rc;             /* its outcome (x->mu) */
-	bool waited_once;         /* the first wait ran out (504 sent) */
-	int64_t last_id;          /* highest id sent: ids never go back */
-	char *last;               /* last answer sent, without position */
-	size_t last_len;
-	unsigned last_status;
-	bool sent;
-	atomic_int_fast64_t retry_at_us; /* 0: none */
-	char trace_id[CLEAVE_TRACE_ID_MAX + 1];
-};
-
-typedef struct sample {
-	char *json;
-} sample;
-
-struct cl_sse_hub {
-	pthread_mutex_t mu;
-	cl_sse *streams;
-	atomic_int n;
-	atomic_bool closed; /* shutting down: no new stream */
-	/* the work queue */
-	pthread_mutex_t qmu;
-	pthread_cond_t qcond;
-	cl_sse *qhead, *qtail;
-	bool stop;
-	pthread_t workers[64];
-	int nworkers;
-	/* the timer */
-	pthread_t timer;
-	bool timer_running;
-	pthread_cond_t tcond;
-	/* figures (the timer's; samples under mu) */
-	char *samples[SAMPLES];
-	int nsamples, at;
-	uint64_t prev_cmds, prev_queries;
-	cleave_hist prev_ch, prev_qh;
-	int64_t prev_us;
-	/* counters */
-	atomic_uint_fast64_t pushed, dropped, coalesced, keepalives;
-	cleave_hist push_us; /* engine wake → message handed to the socket */
-};
+#include "sse_int.h"
 
 /* ---- streams ------------------------------------------------------------- */
 
-static void sse_ref(cl_sse *x)
+void cl_sse_ref(cl_sse *x)
 {
 	atomic_fetch_add(&x->refs, 1);
 }
 
-static void sse_unref(cl_sse *x)
+void cl_sse_unref(cl_sse *x)
 {
 	if (atomic_fetch_sub(&x->refs, 1) != 1)
 		return;
@@ -145,7 +70,7 @@ static void sse_unref(cl_sse *x)
 /* Hands msg (owned) to the stream: written next, or next after the one
  * being written (replacing one waiting there).  t0: the wake it answers
  * (0: none, for the push-latency figure). */
-static void sse_push(cl_sse *x, char *msg, size_t len, int64_t t0)
+void cl_sse_push(cl_sse *x, char *msg, size_t len, int64_t t0)
 {
 	cl_sse_hub *h = x->s->sse;
 	bool resume = false;
@@ -268,7 +193,7 @@ static void sse_free(void *cls)
 	x->live = NULL;
 	pthread_mutex_unlock(&x->runmu);
 	atomic_fetch_sub(&h->n, 1);
-	sse_unref(x);
+	cl_sse_unref(x);
 }
 
 static void enqueue(cl_sse *x)
@@ -277,7 +202,7 @@ static void enqueue(cl_sse *x)
 	pthread_mutex_lock(&h->qmu);
 	if (!x->queued && !h->stop) {
 		x->queued = true;
-		sse_ref(x);
+		cl_sse_ref(x);
 		x->qnext = NULL;
 		if (h->qtail)
 			h->qtail->qnext = x;
@@ -307,7 +232,7 @@ static void watch_done(void *arg, int rc)
 	x->watching = false;
 	pthread_mutex_unlock(&x->mu);
 	enqueue(x);
-	sse_unref(x);
+	cl_sse_unref(x);
 }
 
 static void watch(cl_sse *x, int64_t pos, int ms)
@@ -315,14 +240,14 @@ static void watch(cl_sse *x, int64_t pos, int ms)
 	pthread_mutex_lock(&x->mu);
 	x->watching = true;
 	pthread_mutex_unlock(&x->mu);
-	sse_ref(x);
+	cl_sse_ref(x);
 	int rc = cleave_watch_position(x->s->e, x->qname, pos, ms, watch_done,
 	                               x);
 	if (rc) {
 		pthread_mutex_lock(&x->mu);
 		x->watching = false;
 		pthread_mutex_unlock(&x->mu);
-		sse_unref(x);
+		cl_sse_unref(x);
 		/* too many watches: look again in a second */
 		atomic_store(&x->retry_at_us, cl_mono_now_us() + RETRY_US);
 	}
@@ -385,7 +310,7 @@ static void push_error(cl_sse *x, int64_t id, const char *code,
 	char *m = b.oom ? NULL : message(id, "error", b.p, b.len, &len);
 	cleave_buf_free(&b);
 	if (m) {
-		sse_push(x, m, len, 0);
+		cl_sse_push(x, m, len, 0);
 		atomic_fetch_add_explicit(&x->s->sse->pushed, 1,
 		                          memory_order_relaxed);
 	}
@@ -445,7 +370,7 @@ static void evaluate(cl_sse *x)
 	x->sent = true;
 	x->last_id = a.position;
 	cleave_answer_free(&a);
-	sse_push(x, m, mlen, t0);
+	cl_sse_push(x, m, mlen, t0);
 	atomic_fetch_add_explicit(&x->s->sse->pushed, 1, memory_order_relaxed);
 	/* an answer the log may not change (a store down, a projection
 	 * reopening) is asked again; the others wait for their keys */
@@ -530,143 +455,11 @@ static void *worker_main(void *arg)
 		x->queued = false;
 		pthread_mutex_unlock(&h->qmu);
 		work(x);
-		sse_unref(x);
+		cl_sse_unref(x);
 		pthread_mutex_lock(&h->qmu);
 	}
 	pthread_mutex_unlock(&h->qmu);
 	return NULL;
-}
-
-/* ---- the dashboard's figures ----------------------------------------- */
-
-static void hist_sum(cleave_hist *into, const cleave_hist *h)
-{
-	into->count += h->count;
-	into->sum += h->sum;
-	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++)
-		into->buckets[i] += h->buckets[i];
-}
-
-/* The q-quantile (0..1) of what was added between `was` and `now`, in
- * ms, as the bucket bound that holds it; -1 when nothing was. */
-static double quantile_ms(const cleave_hist *now, const cleave_hist *was,
-                          double q)
-{
-	uint64_t n = now->count - was->count, seen = 0;
-	if (!n)
-		return -1;
-	uint64_t want = (uint64_t)((double)n * q + 0.999999);
-	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++) {
-		seen += now->buckets[i] - was->buckets[i];
-		if (seen >= want)
-			return (double)cleave_hist_bounds_us[i] / 1000.0;
-	}
-	return (double)cleave_hist_bounds_us[CLEAVE_HIST_BUCKETS - 1] / 1000.0;
-}
-
-static void add_ms(cleave_buf *b, const char *key, double v)
-{
-	cleave_buf_addf(b, ",\"%s\":", key);
-	if (v < 0)
-		cleave_buf_adds(b, "null");
-	else
-		cleave_buf_addf(b, "%.3f", v);
-}
-
-/* Builds this second's stats message body and its sample. */
-static void figures(cl_srv *s, cleave_buf *stats, cleave_buf *smp)
-{
-	cl_sse_hub *h = s->sse;
-	int64_t now_us = cl_mono_now_us();
-	double dt = h->prev_us ? (double)(now_us - h->prev_us) / 1e6 : 1.0;
-	if (dt <= 0)
-		dt = 1.0;
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	long long ms = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-	int64_t head = cleave_log_head(s->e);
-
-	cleave_hist ch = {0}, qh = {0};
-	uint64_t cmds = 0, failed = 0, queries = 0;
-	for (int i = 0; i < s->ncmds; i++) {
-		cleave_command_stats st;
-		if (cleave_command_stats_get(s->e, i, &st))
-			continue;
-		cmds += st.ok + st.rejected + st.invalid + st.not_found +
-		        st.conflict + st.failed + st.replayed;
-		failed += st.failed + atomic_load(&s->cmd_counts[i].other);
-		hist_sum(&ch, &st.latency_us);
-	}
-	for (int i = 0; i < s->nqueries; i++) {
-		hist_sum(&qh, &s->qhist[i]);
-		queries += s->qhist[i].count;
-	}
-	double cps = (double)(cmds - h->prev_cmds) / dt;
-	double qps = (double)(queries - h->prev_queries) / dt;
-	if (!h->prev_us)
-		cps = qps = 0;
-
-	cleave_buf_addf(stats,
-	                "{\"time_ms\":%lld,\"role\":\"%s\",\"head\":%lld,"
-	                "\"commands\":{\"total\":%llu,\"failed\":%llu,"
-	                "\"per_s\":%.1f",
-	                ms, s->cfg->query_node ? "query_node" : "writer",
-	                (long long)head, (unsigned long long)cmds,
-	                (unsigned long long)failed, cps);
-	add_ms(stats, "p50_ms", quantile_ms(&ch, &h->prev_ch, 0.50));
-	add_ms(stats, "p99_ms", quantile_ms(&ch, &h->prev_ch, 0.99));
-	cleave_buf_addf(stats,
-	                "},\"queries\":{\"total\":%llu,\"per_s\":%.1f",
-	                (unsigned long long)queries, qps);
-	add_ms(stats, "p50_ms", quantile_ms(&qh, &h->prev_qh, 0.50));
-	add_ms(stats, "p99_ms", quantile_ms(&qh, &h->prev_qh, 0.99));
-	cleave_buf_addf(stats, "},\"subscribers\":%d,\"projections\":[",
-	                atomic_load(&h->n));
-	cleave_buf_addf(smp,
-	                "{\"time_ms\":%lld,\"head\":%lld,\"commands_per_s\":"
-	                "%.1f,\"queries_per_s\":%.1f,\"projections\":{",
-	                ms, (long long)head, cps, qps);
-	int n = cleave_projection_count(s->e);
-	for (int i = 0; i < n; i++) {
-		cleave_proj_status st;
-		if (cleave_projection_status(s->e, i, &st))
-			continue;
-		if (i) {
-			cleave_buf_addc(stats, ',');
-			cleave_buf_addc(smp, ',');
-		}
-		cl_proj_status_json(stats, &st);
-		cleave_buf_add_jstr(smp, st.name, strlen(st.name));
-		cleave_buf_addf(smp,
-		                ":{\"lag_events\":%lld,\"lag_seconds\":%.3f,"
-		                "\"events_per_s\":%.1f}",
-		                (long long)st.lag_events, st.lag_seconds,
-		                st.events_per_s);
-	}
-	cleave_buf_adds(stats, "]}");
-	cleave_buf_adds(smp, "}}");
-	h->prev_cmds = cmds;
-	h->prev_queries = queries;
-	h->prev_ch = ch;
-	h->prev_qh = qh;
-	h->prev_us = now_us;
-}
-
-/* The first message of a dashboard stream: the samples so far (hub->mu
- * held). */
-static char *history(cl_sse_hub *h, size_t *len)
-{
-	cleave_buf b;
-	cleave_buf_init(&b);
-	cleave_buf_adds(&b, "event: history\ndata: {\"samples\":[");
-	for (int i = 0; i < h->nsamples; i++) {
-		int k = (h->at - h->nsamples + i + SAMPLES) % SAMPLES;
-		if (i)
-			cleave_buf_addc(&b, ',');
-		cleave_buf_adds(&b, h->samples[k]);
-	}
-	cleave_buf_adds(&b, "]}\n\n");
-	return cleave_buf_steal(&b, len);
 }
 
 static void tick(cl_srv *s, int64_t keepalive_us)
@@ -675,7 +468,7 @@ static void tick(cl_srv *s, int64_t keepalive_us)
 	cleave_buf stats, smp;
 	cleave_buf_init(&stats);
 	cleave_buf_init(&smp);
-	figures(s, &stats, &smp);
+	cl_sse_figures(s, &stats, &smp);
 	int64_t head = cleave_log_head(s->e);
 	size_t slen = 0;
 	char *sample_text = cleave_buf_steal(&smp, &slen);
@@ -702,7 +495,7 @@ static void tick(cl_srv *s, int64_t keepalive_us)
 			cleave_buf_adds(&m, "\n\n");
 			char *t = cleave_buf_steal(&m, &len);
 			if (t)
-				sse_push(x, t, len, 0);
+				cl_sse_push(x, t, len, 0);
 			continue;
 		}
 		int64_t r = atomic_load(&x->retry_at_us);
@@ -717,7 +510,7 @@ static void tick(cl_srv *s, int64_t keepalive_us)
 		if (idle) {
 			char *k = strdup(": keep-alive\n\n");
 			if (k) {
-				sse_push(x, k, strlen(k), 0);
+				cl_sse_push(x, k, strlen(k), 0);
 				atomic_fetch_add_explicit(&h->keepalives, 1,
 				                          memory_order_relaxed);
 			}
@@ -812,7 +605,7 @@ void cl_sse_stop(cl_srv *s)
 	while (h->qhead) {
 		cl_sse *x = h->qhead;
 		h->qhead = x->qnext;
-		sse_unref(x);
+		cl_sse_unref(x);
 	}
 	for (int i = 0; i < SAMPLES; i++)
 		free(h->samples[i]);
@@ -872,7 +665,7 @@ void cl_sse_metrics(cl_srv *s, cleave_buf *b)
 }
 
 /* A new stream on r (not yet answered): registered, with its response. */
-static cl_sse *sse_new(cl_req *r, int kind, struct MHD_Response **resp)
+cl_sse *cl_sse_new(cl_req *r, int kind, struct MHD_Response **resp)
 {
 	cl_srv *s = r->s;
 	cl_sse *x = calloc(1, sizeof(*x));
@@ -890,7 +683,7 @@ static cl_sse *sse_new(cl_req *r, int kind, struct MHD_Response **resp)
 	*resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192,
 	                                          sse_read, x, sse_free);
 	if (!*resp) {
-		sse_unref(x);
+		cl_sse_unref(x);
 		return NULL;
 	}
 	MHD_add_response_header(*resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -901,7 +694,7 @@ static cl_sse *sse_new(cl_req *r, int kind, struct MHD_Response **resp)
 	return x;
 }
 
-static void sse_register(cl_sse *x)
+void cl_sse_register(cl_sse *x)
 {
 	cl_sse_hub *h = x->s->sse;
 	pthread_mutex_lock(&h->mu);
@@ -914,7 +707,7 @@ static void sse_register(cl_sse *x)
 
 /* 503 when the limit is reached or the server stops; counts the stream
  * otherwise (false: answered). */
-static bool admit(cl_req *r, enum MHD_Result *ret)
+bool cl_sse_admit(cl_req *r, enum MHD_Result *ret)
 {
 	cl_srv *s = r->s;
 	cl_sse_hub *h = s->sse;
@@ -934,29 +727,6 @@ static bool admit(cl_req *r, enum MHD_Result *ret)
 		return false;
 	}
 	return true;
-}
-
-enum MHD_Result cl_h_ui_stream(cl_req *r)
-{
-	cl_sse_hub *h = r->s->sse;
-	enum MHD_Result ret;
-	if (r->method != CL_M_GET) /* HEAD: what a GET would start with */
-		return cl_send(r, MHD_HTTP_OK,
-		               cl_resp("text/event-stream; charset=utf-8",
-		                       (char *)"", 0, false));
-	if (!admit(r, &ret))
-		return ret;
-	struct MHD_Response *resp;
-	cl_sse *x = sse_new(r, K_STATS, &resp);
-	if (!x) {
-		atomic_fetch_sub(&h->n, 1);
-		return MHD_NO;
-	}
-	pthread_mutex_lock(&h->mu);
-	x->out = history(h, &x->out_len);
-	pthread_mutex_unlock(&h->mu);
-	sse_register(x);
-	return cl_send(r, MHD_HTTP_OK, resp);
 }
 
 enum MHD_Result cl_h_query_live(cl_req *r)
@@ -994,10 +764,10 @@ enum MHD_Result cl_h_query_live(cl_req *r)
 		return cl_send(r, status, resp);
 	}
 	cleave_answer_free(&a);
-	if (!admit(r, &ret))
+	if (!cl_sse_admit(r, &ret))
 		return ret;
 	struct MHD_Response *resp;
-	cl_sse *x = sse_new(r, K_QUERY, &resp);
+	cl_sse *x = cl_sse_new(r, K_QUERY, &resp);
 	if (!x) {
 		atomic_fetch_sub(&s->sse->n, 1);
 		return MHD_NO;
@@ -1012,7 +782,7 @@ enum MHD_Result cl_h_query_live(cl_req *r)
 		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
 		                     "%s", cleave_errmsg());
 	}
-	sse_register(x);
+	cl_sse_register(x);
 	/* suspended connections do not time out: only a stream that is
 	 * written to can be closed by the idle timeout */
 	ret = cl_send(r, MHD_HTTP_OK, resp);

@@ -4,7 +4,7 @@
    public header: a quoted #include names a public header (include/) or a
    header of its own folder (the CLI also sees the server's, and its
    main.c hands the built-in domains' table to cleave_main()).
-2. The core and the sync layer include no backend header and name no
+2. The core, the sync layer and live queries include no backend header and name no
    backend: read stores and write stores are reached through their method
    tables, found in a registry (read/rstore.c, write/wstore.c).
 3. A subsystem's private header (*_int.h) is included only by the files of
@@ -39,6 +39,7 @@ PRIVATE = {
     "read/rstore_redis_int.h": ["src/read/rstore_redis"],
     "sqlite/sqlite_util.h": ["src/sqlite/", "src/write/wstore_sqlite.c",
                              "src/read/rstore_sqlite.c"],
+    "sse_int.h": ["src/server/sse"],
 }
 
 
@@ -95,7 +96,7 @@ def main():
 
     # 2. core and sync: no backend
     registries = {"src/read/rstore.c", "src/write/wstore.c"}
-    for rel, p in sources("src/core", "src/sync"):
+    for rel, p in sources("src/core", "src/sync", "src/live"):
         text = read(p)
         for _, name in INCLUDE.findall(text):
             checks += 1
