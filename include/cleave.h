@@ -1053,6 +1053,9 @@ int cleave_command_stats_get(cleave_engine *e, int i,
 
 /* Records a value in a histogram (thread-safe, lock-free). */
 void cleave_hist_add(cleave_hist *h, const uint64_t *bounds, uint64_t v);
+/* Copies a histogram that other threads may be adding to (each field read
+ * atomically; fields may be a few values apart). */
+void cleave_hist_copy(cleave_hist *out, const cleave_hist *h);
 
 /* ------------------------------------------------------------------------
  * Domains as plugins, and the program.

@@ -78,6 +78,15 @@ const uint64_t cleave_hist_bounds_batch[CLEAVE_HIST_BUCKETS] = {
 	1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
 	65536};
 
+void cleave_hist_copy(cleave_hist *out, const cleave_hist *h)
+{
+	out->count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+	out->sum = __atomic_load_n(&h->sum, __ATOMIC_RELAXED);
+	for (int i = 0; i < CLEAVE_HIST_BUCKETS; i++)
+		out->buckets[i] =
+		    __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
+}
+
 void cleave_hist_add(cleave_hist *h, const uint64_t *bounds, uint64_t v)
 {
 	__atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);

@@ -208,7 +208,7 @@ static void http(cleave_buf *b, cl_srv *s)
 		snprintf(labels, sizeof(labels), "query=\"%s\"",
 		         s->dom->queries[i].name);
 		cleave_hist h;
-		memcpy(&h, &s->qhist[i], sizeof(h));
+		cleave_hist_copy(&h, &s->qhist[i]);
 		hist(b, "cleave_query_latency_seconds", labels, &h,
 		     cleave_hist_bounds_us, 1e-6);
 	}

@@ -73,8 +73,10 @@ void cl_sse_figures(cl_srv *s, cleave_buf *stats, cleave_buf *smp)
 		hist_sum(&ch, &st.latency_us);
 	}
 	for (int i = 0; i < s->nqueries; i++) {
-		hist_sum(&qh, &s->qhist[i]);
-		queries += s->qhist[i].count;
+		cleave_hist one;
+		cleave_hist_copy(&one, &s->qhist[i]);
+		hist_sum(&qh, &one);
+		queries += one.count;
 	}
 	double cps = (double)(cmds - h->prev_cmds) / dt;
 	double qps = (double)(queries - h->prev_queries) / dt;

@@ -178,7 +178,7 @@ int cleave_projection_status(cleave_engine *e, int i, cleave_proj_status *out)
 		out->building_version = b->version;
 		out->building_position = atomic_load(&b->applied);
 	}
-	int64_t pending = l->pending_ts;
+	int64_t pending = atomic_load(&l->pending_ts);
 	pthread_mutex_unlock(&p->mu);
 	if (out->lag_events > 0) {
 		int64_t ts = cl_log_ring_ts(e, out->position + 1);

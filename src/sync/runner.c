@@ -208,7 +208,7 @@ static bool catch_up(cl_copy *c, int64_t pos, int64_t end)
 		pthread_cond_broadcast(&f.cv);
 		pthread_mutex_unlock(&f.mu);
 		if (l->upto < end && l->n)
-			c->pending_ts = l->ev[l->n - 1]->ts_us;
+			atomic_store(&c->pending_ts, l->ev[l->n - 1]->ts_us);
 		ok = cl_apply_list(c, l);
 		cl_evlist_free(l);
 		free(l);
@@ -316,7 +316,7 @@ static void *runner_main(void *arg)
 			rd = NULL;
 		}
 		if (l.upto < head && l.n)
-			c->pending_ts = l.ev[l.n - 1]->ts_us;
+			atomic_store(&c->pending_ts, l.ev[l.n - 1]->ts_us);
 		cl_apply_list(c, &l);
 		cl_evlist_clear(&l);
 		if (c->building && !atomic_load(&c->stop))

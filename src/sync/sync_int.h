@@ -93,7 +93,8 @@ typedef struct cl_copy {
 	/* recent commits: (last position, time) for trace */
 	int64_t hist_pos[256], hist_us[256];
 	unsigned hist_n;
-	int64_t pending_ts; /* ts of the oldest unapplied event */
+	atomic_int_fast64_t pending_ts; /* ts of the oldest unapplied
+	                                   event */
 	uint64_t applied_total;
 	uint64_t rate_events[10]; /* per second slots */
 	int64_t rate_sec[10];

@@ -852,6 +852,6 @@ int cleave_command_stats_get(cleave_engine *e, int i, cleave_command_stats *out)
 	out->conflict = s->conflict;
 	out->failed = s->failed;
 	out->replayed = s->replayed;
-	out->latency_us = s->latency;
+	cleave_hist_copy(&out->latency_us, &s->latency);
 	return 0;
 }
