@@ -1,8 +1,8 @@
 /*
  * cli.h — the `cleave` program's subcommands.  Each lives in its own file
- * (serve.c, status.c, rebuild.c, verify.c, events.c, trace.c) and is listed
- * in main.c's table.  Exit codes: 0 success, 1 failure (or drift found),
- * 2 usage error.
+ * (serve.c, status.c, rebuild.c, verify.c, events.c, trace.c, watch.c) and
+ * is listed in cli_main.c's table.  Exit codes: 0 success, 1 failure (or
+ * drift found), 2 usage error.
  */
 #ifndef CL_CLI_H
 #define CL_CLI_H
@@ -19,5 +19,6 @@ int cl_cmd_rebuild(int argc, char **argv);
 int cl_cmd_verify(int argc, char **argv);
 int cl_cmd_events(int argc, char **argv);
 int cl_cmd_trace(int argc, char **argv);
+int cl_cmd_watch(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
  * response is bounded in size: a server that stalls or floods gives a
  * clear error, never a hung or exhausted operator shell.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -340,6 +341,48 @@ static char *find_blank_line(char *p, size_t n, size_t *hlen)
 	return NULL;
 }
 
+/* The request's line and headers, for `accept`, with `extra` (header
+ * lines, each ending in CRLF; may be NULL) added.  The connection is
+ * closed after the answer.  Returns the length, or -1 with a message. */
+static int format_request(char *req, size_t cap, const url *u,
+                          const char *method, const char *target,
+                          const char *bearer, const char *accept,
+                          const char *extra, const char *body, size_t body_len,
+                          char *err, size_t errcap)
+{
+	bool v6 = strchr(u->host, ':') != NULL;
+	size_t xl = extra ? strlen(extra) : 0;
+	int n = snprintf(req, cap,
+	                 "%s %s%s HTTP/1.1\r\n"
+	                 "Host: %s%s%s:%s\r\n"
+	                 "User-Agent: cleave-cli/" CLEAVE_VERSION "\r\n"
+	                 "Accept: %s\r\n"
+	                 "Connection: close\r\n",
+	                 method, u->prefix, target, v6 ? "[" : "", u->host,
+	                 v6 ? "]" : "", u->port, accept);
+	if (n < 0 || (size_t)n + xl >= cap - 700)
+		return fail(err, errcap, "request target too long");
+	if (bearer) {
+		if (strlen(bearer) > 512 || strpbrk(bearer, "\r\n"))
+			return fail(err, errcap,
+			            "the auth token is not one line of "
+			            "at most 512 bytes");
+		n += snprintf(req + n, cap - (size_t)n,
+		              "Authorization: Bearer %s\r\n", bearer);
+	}
+	if (xl) {
+		memcpy(req + n, extra, xl);
+		n += (int)xl;
+	}
+	if (body || strcmp(method, "GET"))
+		n += snprintf(req + n, cap - (size_t)n,
+		              "Content-Type: application/json\r\n"
+		              "Content-Length: %zu\r\n",
+		              body ? body_len : 0);
+	n += snprintf(req + n, cap - (size_t)n, "\r\n");
+	return n;
+}
+
 int cli_http_request(const char *base_url, const char *method,
                      const char *target, const char *bearer, const char *body,
                      size_t body_len, int timeout_ms, cli_http_resp *out,
@@ -356,35 +399,11 @@ int cli_http_request(const char *base_url, const char *method,
 		return -1;
 
 	char req[3072];
-	bool v6 = strchr(u.host, ':') != NULL;
-	int n = snprintf(req, sizeof(req),
-	                 "%s %s%s HTTP/1.1\r\n"
-	                 "Host: %s%s%s:%s\r\n"
-	                 "User-Agent: cleave-cli/" CLEAVE_VERSION "\r\n"
-	                 "Accept: application/json\r\n"
-	                 "Connection: close\r\n",
-	                 method, u.prefix, target, v6 ? "[" : "", u.host,
-	                 v6 ? "]" : "", u.port);
-	if (n < 0 || (size_t)n >= sizeof(req) - 700) {
-		fail(err, errcap, "request target too long");
+	int n = format_request(req, sizeof(req), &u, method, target, bearer,
+	                       "application/json", NULL, body, body_len, err,
+	                       errcap);
+	if (n < 0)
 		goto out;
-	}
-	if (bearer) {
-		if (strlen(bearer) > 512 || strpbrk(bearer, "\r\n")) {
-			fail(err, errcap,
-			     "the auth token is not one line of "
-			     "at most 512 bytes");
-			goto out;
-		}
-		n += snprintf(req + n, sizeof(req) - (size_t)n,
-		              "Authorization: Bearer %s\r\n", bearer);
-	}
-	if (body || strcmp(method, "GET"))
-		n += snprintf(req + n, sizeof(req) - (size_t)n,
-		              "Content-Type: application/json\r\n"
-		              "Content-Length: %zu\r\n",
-		              body ? body_len : 0);
-	n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
 	int64_t deadline = mono_ms() + timeout_ms;
 	if (send_all(fd, req, (size_t)n, deadline) ||
 	    (body && send_all(fd, body, body_len, deadline))) {
@@ -499,6 +518,267 @@ out:
 		close(fd);
 	free(in.p);
 	free(dec.p);
+	return rc;
+}
+
+/* ---- streaming (cleave watch) ---------------------------------------------
+ */
+
+/* A chunked body decoded as it arrives: fed what has come, it hands out
+ * the body's pieces. */
+enum { U_SIZE, U_DATA, U_DATA_END, U_TRAILER, U_DONE };
+
+typedef struct unchunk {
+	int st;
+	uint64_t left; /* U_DATA: the chunk's bytes still to come */
+} unchunk;
+
+/* One step over b[0..n): 1 with *used bytes taken (and *piece, *plen the
+ * body bytes among them, plen 0 when none), 0 when more bytes are needed,
+ * 2 at the end of the body, -1 when it is malformed. */
+static int unchunk_step(unchunk *u, const char *b, size_t n, size_t *used,
+                        const char **piece, size_t *plen)
+{
+	const char *nl;
+	*used = *plen = 0;
+	*piece = NULL;
+	switch (u->st) {
+	case U_SIZE: {
+		if (!(nl = memchr(b, '\n', n)))
+			return n > 1024 ? -1 : 0;
+		uint64_t sz = 0;
+		size_t i = 0;
+		for (; b + i < nl && isxdigit((unsigned char)b[i]); i++) {
+			int d = b[i] <= '9'   ? b[i] - '0'
+			        : b[i] <= 'F' ? b[i] - 'A' + 10
+			                      : b[i] - 'a' + 10;
+			sz = sz * 16 + (uint64_t)d;
+			if (sz > CLI_HTTP_BODY_MAX)
+				return -1;
+		}
+		if (i == 0 || (b[i] != '\r' && b[i] != ';' && b[i] != '\n'))
+			return -1;
+		*used = (size_t)(nl - b) + 1;
+		u->st = sz ? U_DATA : U_TRAILER;
+		u->left = sz;
+		return 1;
+	}
+	case U_DATA: {
+		if (!n)
+			return 0;
+		size_t take = n < u->left ? n : (size_t)u->left;
+		*piece = b;
+		*plen = *used = take;
+		u->left -= take;
+		if (!u->left)
+			u->st = U_DATA_END;
+		return 1;
+	}
+	case U_DATA_END:
+		if (!n || (b[0] == '\r' && n < 2))
+			return 0;
+		if (b[0] == '\n')
+			*used = 1;
+		else if (b[0] == '\r' && b[1] == '\n')
+			*used = 2;
+		else
+			return -1;
+		u->st = U_SIZE;
+		return 1;
+	case U_TRAILER:
+		if (!(nl = memchr(b, '\n', n)))
+			return n > CLI_HTTP_HEAD_MAX ? -1 : 0;
+		*used = (size_t)(nl - b) + 1;
+		if (nl == b || (nl == b + 1 && b[0] == '\r')) {
+			u->st = U_DONE;
+			return 2;
+		}
+		return 1;
+	}
+	return 2;
+}
+
+/* Waits up to timeout_ms for the stream's next bytes, asking fn (when not
+ * NULL) with no bytes once a second meanwhile whether to stop: 0 when
+ * bytes came, 1 when fn said stop, -1 (errno) otherwise. */
+static int wait_stream(int fd, int timeout_ms, cli_http_body_fn fn, void *arg)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+	for (;;) {
+		int64_t slice = mono_ms() + 1000;
+		if (!wait_fd(fd, POLLIN, slice < deadline ? slice : deadline))
+			return 0;
+		if (errno != ETIMEDOUT || mono_ms() >= deadline)
+			return -1;
+		if (fn && fn(arg, NULL, 0))
+			return 1;
+	}
+}
+
+int cli_http_stream(const char *base_url, const char *target,
+                    const char *bearer, const char *accept, const char *extra,
+                    int timeout_ms, cli_http_body_fn fn, void *arg,
+                    cli_http_resp *out, char *err, size_t errcap)
+{
+	url u;
+	rbuf in = {0}, body = {0};
+	int fd = -1, rc = -1;
+	memset(out, 0, sizeof(*out));
+	out->position = -1;
+	if (parse_url(base_url, &u, err, errcap))
+		return -1;
+	if ((fd = dial(&u, timeout_ms, err, errcap)) < 0)
+		return -1;
+	/* a query's parameters may be long: room for a request as large as
+	 * the server's default header limit */
+	char req[16384];
+	int n = format_request(req, sizeof(req), &u, "GET", target, bearer,
+	                       accept, extra, NULL, 0, err, errcap);
+	if (n < 0)
+		goto out;
+	if (send_all(fd, req, (size_t)n, mono_ms() + timeout_ms)) {
+		fail(err, errcap, "sending to %s:%s: %s", u.host, u.port,
+		     errno == ETIMEDOUT ? "timed out" : strerror(errno));
+		goto out;
+	}
+
+	head h = {0};
+	bool have_head = false, ok = false, ended = false;
+	unchunk uc = {U_SIZE, 0};
+	int64_t got = 0; /* body bytes so far */
+	size_t off = 0;  /* bytes of `in` taken */
+	for (;;) {
+		if (!have_head) {
+			size_t hlen;
+			if (in.len && find_blank_line(in.p, in.len, &hlen)) {
+				if (parse_head(in.p, hlen, &h, err, errcap))
+					goto out;
+				if (h.status < 200) { /* 100 Continue etc. */
+					memmove(in.p, in.p + hlen,
+					        in.len - hlen);
+					in.len -= hlen;
+					continue;
+				}
+				have_head = true;
+				ok = h.status <= 299;
+				out->status = h.status;
+				out->position = h.position;
+				off = hlen;
+				ended = h.status == 204 || h.status == 304 ||
+				        h.clen == 0;
+			} else if (in.len > CLI_HTTP_HEAD_MAX) {
+				fail(err, errcap,
+				     "response headers larger than %u bytes",
+				     CLI_HTTP_HEAD_MAX);
+				goto out;
+			}
+		}
+		/* hand out the body that came: to fn while the answer is a
+		 * 2xx, into `body` otherwise */
+		while (have_head && !ended) {
+			const char *piece;
+			size_t plen, used;
+			int st;
+			if (h.chunked) {
+				st = unchunk_step(&uc, in.p + off, in.len - off,
+				                  &used, &piece, &plen);
+				if (st < 0) {
+					fail(err, errcap,
+					     "malformed chunked response");
+					goto out;
+				}
+			} else {
+				size_t avail = in.len - off;
+				if (h.clen >= 0 &&
+				    (int64_t)avail > h.clen - got)
+					avail = (size_t)(h.clen - got);
+				piece = in.p + off;
+				plen = used = avail;
+				st = h.clen >= 0 &&
+				             got + (int64_t)avail >= h.clen
+				         ? 2
+				         : avail != 0;
+			}
+			off += used;
+			if (plen) {
+				got += (int64_t)plen;
+				if (ok && fn(arg, piece, plen)) {
+					ended = true;
+					break;
+				}
+				if (!ok) {
+					if (body.len + plen >
+					        CLI_HTTP_BODY_MAX ||
+					    rbuf_reserve(&body, plen)) {
+						fail(err, errcap,
+						     "response too large");
+						goto out;
+					}
+					memcpy(body.p + body.len, piece, plen);
+					body.len += plen;
+				}
+			}
+			if (st == 2)
+				ended = true;
+			if (st != 1)
+				break;
+		}
+		if (ended)
+			break;
+		if (have_head && off) {
+			memmove(in.p, in.p + off, in.len - off);
+			in.len -= off;
+			off = 0;
+		}
+		if (rbuf_reserve(&in, 65536)) {
+			fail(err, errcap, "out of memory");
+			goto out;
+		}
+		ssize_t r = recv(fd, in.p + in.len, in.cap - in.len - 1, 0);
+		if (r > 0) {
+			in.len += (size_t)r;
+			continue;
+		}
+		if (r == 0) {
+			if (have_head && !h.chunked && h.clen < 0)
+				break; /* a body delimited by the close */
+			fail(err, errcap, "%s:%s closed the connection%s",
+			     u.host, u.port,
+			     have_head ? "" : " before answering");
+			goto out;
+		}
+		if (errno == EINTR && !cli_interrupted)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			int w =
+			    wait_stream(fd, timeout_ms, ok ? fn : NULL, arg);
+			if (w == 0)
+				continue;
+			if (w > 0)
+				break; /* fn stopped it while it was quiet */
+		}
+		fail(err, errcap, "reading from %s:%s: %s", u.host, u.port,
+		     errno == ETIMEDOUT ? "nothing came for the timeout"
+		     : errno == EINTR   ? "interrupted"
+		                        : strerror(errno));
+		goto out;
+	}
+	if (!ok) {
+		if (rbuf_reserve(&body, 0)) {
+			fail(err, errcap, "out of memory");
+			goto out;
+		}
+		body.p[body.len] = 0;
+		out->body = body.p;
+		out->len = body.len;
+		body.p = NULL;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(in.p);
+	free(body.p);
 	return rc;
 }
 

@@ -19,6 +19,7 @@ static const cl_subcommand subcommands[] = {
     {"verify", cl_cmd_verify, "compare a projection with a fresh rebuild"},
     {"events", cl_cmd_events, "print the log, one JSON event per line"},
     {"trace", cl_cmd_trace, "follow a trace or command id to the models"},
+    {"watch", cl_cmd_watch, "print a query's answer each time it changes"},
     {NULL, NULL, NULL},
 };
 

@@ -71,6 +71,26 @@ static const struct option common_opts[] = {
     {"help", no_argument, NULL, OPT_HELP},
 };
 
+/* The help of a tool that talks only to a server (spec->server_only). */
+static void print_server_help(void)
+{
+	printf("\nWhere to look:\n"
+	       "      --server URL       a running server, http://HOST:PORT "
+	       "(env\n"
+	       "                         CLEAVE_SERVER; "
+	       "default " CLI_DEFAULT_SERVER ")\n"
+	       "      --auth-token-file PATH\n"
+	       "                         the server's token, from a file (env\n"
+	       "                         CLEAVE_AUTH_TOKEN_FILE, or the token "
+	       "itself in\n"
+	       "                         CLEAVE_AUTH_TOKEN or --auth-token "
+	       "TOKEN)\n"
+	       "      --http-timeout S   give up on a silent server after S "
+	       "seconds (default 30)\n"
+	       "  -h, --help             this help\n"
+	       "\nExit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
 static void print_help(const cli_cmd_spec *s)
 {
 	printf("Usage: cleave %s [OPTIONS]%s%s\n\n%s\n", s->name,
@@ -78,6 +98,10 @@ static void print_help(const cli_cmd_spec *s)
 	       s->description);
 	if (s->options_help)
 		printf("\nOptions:\n%s", s->options_help);
+	if (s->server_only) {
+		print_server_help();
+		return;
+	}
 	printf("\nWhere to look (one of):\n"
 	       "      --data DIR         the data directory (default "
 	       "./cleave-data;\n"
@@ -249,6 +273,12 @@ int cli_parse(const cli_cmd_spec *spec, cli_common *c, int argc, char **argv,
 	}
 	if (data && server)
 		return cli_usage_error(c, "give --data or --server, not both");
+	if (data && spec->server_only)
+		return cli_usage_error(c,
+		                       "asks a running server: give --server "
+		                       "URL, not --data");
+	if (!server && spec->server_only)
+		server = env_or("CLEAVE_SERVER", CLI_DEFAULT_SERVER);
 	if (!data && !server) {
 		/* the environment only fills what the command line left */
 		server = env_or("CLEAVE_SERVER", NULL);

@@ -65,7 +65,13 @@ typedef struct cli_cmd_spec {
 	cli_opt_fn on_opt;
 	void *arg;
 	int min_args, max_args; /* positional arguments; max -1: any */
+	/* talks only to a running server: --data is a usage error, and
+	 * without --server (or CLEAVE_SERVER) the server is
+	 * CLI_DEFAULT_SERVER, where `cleave serve` listens by default */
+	bool server_only;
 } cli_cmd_spec;
+
+#define CLI_DEFAULT_SERVER "http://127.0.0.1:8080"
 
 /* Parses argv (argv[0] is the subcommand) with getopt_long: the common
  * options, then spec's.  Returns -1 to go on with *first_arg the index of
@@ -120,6 +126,23 @@ int cli_http_request(const char *base_url, const char *method,
                      size_t body_len, int timeout_ms, cli_http_resp *out,
                      char *err, size_t errcap);
 void cli_http_resp_free(cli_http_resp *r);
+
+/* Receives a piece of a streamed body as it arrives (p borrowed for the
+ * call), and n == 0 about once a second while nothing comes; nonzero
+ * stops the stream. */
+typedef int (*cli_http_body_fn)(void *arg, const char *p, size_t n);
+/* GET base_url+target asking for `accept`, with the header lines `extra`
+ * (each ending in CRLF; may be NULL), reading the answer as it arrives.
+ * A 2xx answer's body goes to fn a piece at a time (dechunked) until the
+ * server ends it or fn returns nonzero; any other answer is read whole
+ * into out->body.  timeout_ms bounds connecting and each wait for data:
+ * a stream silent for longer fails.  Returns 0 with out->status (and
+ * out->body, cli_http_resp_free, unless 2xx), or -1 with a message in err
+ * (out->status is set when the failure came after the answer's head). */
+int cli_http_stream(const char *base_url, const char *target,
+                    const char *bearer, const char *accept, const char *extra,
+                    int timeout_ms, cli_http_body_fn fn, void *arg,
+                    cli_http_resp *out, char *err, size_t errcap);
 /* Checks that url is one cli_http_request can use; -1 with a message. */
 int cli_url_check(const char *url, char *err, size_t errcap);
 
