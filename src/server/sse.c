@@ -321,13 +321,9 @@ static void evaluate(cl_sse *x)
 {
 	cleave_answer a;
 	int64_t t0 = atomic_load_explicit(&x->woken_us, memory_order_relaxed);
-	pthread_mutex_lock(&x->runmu);
-	if (!x->live) {
-		pthread_mutex_unlock(&x->runmu);
+	if (!x->live)
 		return;
-	}
 	int rc = cleave_live_run(x->live, &a);
-	pthread_mutex_unlock(&x->runmu);
 	if (rc) {
 		atomic_store(&x->retry_at_us, cl_mono_now_us() + RETRY_US);
 		return;
@@ -337,7 +333,7 @@ static void evaluate(cl_sse *x)
 		/* a copy behind what this stream already showed (a query
 		 * node before it followed a switch): wait for it */
 		cleave_answer_free(&a);
-		watch(x, x->last_id, x->s->cfg->wait_max_ms);
+		watch(x, x->last_id, REWATCH_MS);
 		return;
 	}
 	const char *body;
@@ -378,8 +374,8 @@ static void evaluate(cl_sse *x)
 	             status >= 500 ? cl_mono_now_us() + RETRY_US : 0);
 }
 
-/* The worker: a query stream's turn. */
-static void work(cl_sse *x)
+/* runmu held. */
+static void work_locked(cl_sse *x)
 {
 	pthread_mutex_lock(&x->mu);
 	bool closing = x->closing, watching = x->watching;
@@ -406,7 +402,7 @@ static void work(cl_sse *x)
 			         behind);
 			push_error(x, now, cleave_errname(CLEAVE_ETIMEDOUT),
 			           msg);
-			watch(x, x->need_pos, x->s->cfg->wait_max_ms);
+			watch(x, x->need_pos, REWATCH_MS);
 			return;
 		} else if (wrc == CLEAVE_EPARKED) {
 			if (!x->waited_once) {
@@ -429,12 +425,22 @@ static void work(cl_sse *x)
 			return;
 		} else {
 			watch(x, x->need_pos,
-			      x->waited_once ? x->s->cfg->wait_max_ms
+			      x->waited_once ? REWATCH_MS
 			                     : x->wait_ms);
 			return;
 		}
 	}
 	evaluate(x);
+}
+
+/* The worker: a query stream's turn.  runmu makes it one worker's at a
+ * time (a stream queued again while a worker runs it may be taken by
+ * another) and keeps sse_free from closing the subscription under it. */
+static void work(cl_sse *x)
+{
+	pthread_mutex_lock(&x->runmu);
+	work_locked(x);
+	pthread_mutex_unlock(&x->runmu);
 }
 
 static void *worker_main(void *arg)

@@ -14,6 +14,9 @@
  * Last-Event-ID) */
 #define SSE_BUF_MAX (8u << 20)
 #define RETRY_US    1000000 /* an answer that was a 5xx is tried again */
+/* a watch after the first (whose deadline is wait_ms) is only re-armed:
+ * a fixed period, whatever --wait-max-ms says (0 would spin) */
+#define REWATCH_MS  10000
 
 enum { K_QUERY, K_STATS };
 enum { ST_WAIT, ST_LIVE };
