@@ -192,12 +192,24 @@ static void *follow_main(void *arg)
 {
 	cleave_engine *e = arg;
 	cl_thread_name("cl-follow");
+	bool head_failing = false;
 	for (unsigned tick = 0; !atomic_load(&e->sync->follower_stop); tick++) {
 		int64_t head;
-		if (e->wm->head(e->ws, &head) == 0 &&
-		    head != cl_log_head(e)) {
+		int rc = e->wm->head(e->ws, &head);
+		if (rc == 0 && head != cl_log_head(e))
 			cl_log_publish(e, NULL, head); /* wakes the runners */
-		}
+		/* a log that cannot be read is said, once, and so is its
+		 * return: the store reconnects by itself */
+		if (rc && !head_failing)
+			cl_log(e, CLEAVE_LOG_ERROR, NULL, NULL, cl_log_head(e),
+			       "query node: cannot read the writer's log "
+			       "head: %s; retrying",
+			       cleave_errmsg());
+		else if (!rc && head_failing)
+			cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, head,
+			       "query node: the writer's log head is readable "
+			       "again");
+		head_failing = rc != 0;
 		if (tick % CATALOG_EVERY == 0 || !e->sync->catalog_current)
 			follow_catalog(e);
 		if (follow_checkpoints(e))

@@ -316,6 +316,14 @@ static int read_head(cl_pgc *c, bool empty_ok, int64_t *out)
 static int pg_head(cl_wstore *base, int64_t *out)
 {
 	pg_store *s = (pg_store *)base;
+	/* a query node's head reader (the follower's) connects again after
+	 * a lost connection (a PostgreSQL restart), as readers do; the
+	 * writer's own connection is recover()'s */
+	if (s->read_only && cl_pgc_lost(s->c)) {
+		int rc = cl_pgc_reconnect(s->c);
+		if (rc)
+			return rc;
+	}
 	int rc = read_head(s->c, s->read_only, out);
 	if (!rc)
 		s->head = *out;

@@ -89,11 +89,19 @@ class Postgres:
             self.port = ct.free_port()
             opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on "
                     "-c max_connections=100" % (self.port, self.dir))
+            self.opts = opts
             if self.run(os.path.join(self.bin, "pg_ctl"), "start", "-D",
                         self.data, "-l", os.path.join(self.dir, "server.log"),
                         "-w", "-t", "60", "-o", opts) == 0:
                 return self
         raise AssertionError("pg_ctl start failed:\n" + self.logs())
+
+    def restart(self):
+        """pg_ctl restart -m fast: every connection is cut."""
+        if self.run(os.path.join(self.bin, "pg_ctl"), "restart", "-D",
+                    self.data, "-l", os.path.join(self.dir, "server.log"),
+                    "-m", "fast", "-w", "-t", "60", "-o", self.opts):
+            raise AssertionError("pg_ctl restart failed:\n" + self.logs())
 
     def stop(self):
         if self.watchdog:
@@ -308,6 +316,30 @@ class PostgresWriteStore(unittest.TestCase):
                 self.assertEqual(got.status, 200, got)
                 self.assertEqual(got.json()["stock"], 3 + i + 1)
                 self.assertGreaterEqual(got.json()["position"], p)
+            # PostgreSQL restarts: the writer and the node reconnect by
+            # themselves — the node's log head and its own SQL read model
+            # (search) move on, nothing restarted
+            self.pg.restart()
+            deadline = time.time() + 30
+            while True:
+                r = cw.command("Restock", {"productId": "p1",
+                                           "quantity": 1})
+                if r.status == 200 or time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(r.status, 200, r)
+            p = r.json()["position"]
+            r = cw.command("ChangePrice", {"productId": "p1",
+                                           "price_cents": 777})
+            self.assertEqual(r.status, 200, r)
+            p = r.json()["position"]
+            for path in ["/queries/product?productId=p1",
+                         "/queries/search_products?q=espresso"]:
+                got = cq.get("%s&min_position=%d&wait_ms=10000" % (path, p))
+                self.assertEqual(got.status, 200, (path, got))
+                self.assertGreaterEqual(got.json()["position"], p)
+            self.assertEqual(got.json()["items"][0]["price_cents"], 777,
+                             got.json())
             ct.check_error(cq.command("Restock", {"productId": "p1",
                                                   "quantity": 1}),
                            421, "read_only")
