@@ -853,6 +853,12 @@ typedef struct cleave_answer {
 int cleave_query_run(cleave_engine *e, const char *name,
 		     const cleave_param *params, int nparams,
 		     cleave_answer *out);
+/* 1 when query `name` reads a projection whose store is reached over the
+ * network (the Redis read store): its run may block up to the store's
+ * timeouts, so a server runs it off the threads that must never wait
+ * (commands, health).  0 when every store it reads is embedded;
+ * CLEAVE_ENOTFOUND for an unknown query. */
+int cleave_query_remote(cleave_engine *e, const char *name);
 /* Frees the body of an answer of cleave_query_run.  Safe on NULL. */
 void cleave_answer_free(cleave_answer *a);
 /* Position that every projection read by query `name` has applied.

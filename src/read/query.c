@@ -298,6 +298,19 @@ int cl_query_run_rec(cleave_engine *e, int qi, const cleave_param *params,
 	return 0;
 }
 
+int cleave_query_remote(cleave_engine *e, const char *name)
+{
+	int qi = name ? cl_nametab_get(&e->query_idx, name) : -1;
+	if (qi < 0)
+		return cl_err(CLEAVE_ENOTFOUND, "unknown query '%s'",
+			      name ? name : "");
+	const int *idx = &e->query_reads[qi * e->query_maxreads];
+	for (int i = 0; i < e->query_nreads[qi]; i++)
+		if (cl_proj_remote(cl_proj_at(e, idx[i])))
+			return 1;
+	return 0;
+}
+
 void cleave_answer_free(cleave_answer *a)
 {
 	if (a) {

@@ -87,6 +87,11 @@ static const flag flags[] = {
      "10000"},
     {"live-threads", "CLEAVE_LIVE_THREADS", F_INT, OFF(live_threads), S, 1,
      64, "N", "threads that re-run woken live queries", "1"},
+    {"query-threads", "CLEAVE_QUERY_THREADS", F_INT, OFF(query_threads), S,
+     1, 256, "N",
+     "threads that run queries on a network read store (Redis), off the "
+     "HTTP threads",
+     "4"},
     {"idle-timeout", "CLEAVE_IDLE_TIMEOUT", F_INT, OFF(idle_timeout), S, 1,
      86400, "SECONDS", "close a connection idle (or trickling) this long",
      "30"},
@@ -350,6 +355,7 @@ int cl_server_config_init(cl_server_config *c, unsigned scope)
 	c->max_connections = 16384;
 	c->max_subscribers = 10000;
 	c->live_threads = 1;
+	c->query_threads = 4;
 	c->idle_timeout = 30;
 	c->queue_max = 65536;
 	c->lmdb_map_size = (size_t)64 << 30;

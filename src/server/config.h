@@ -59,6 +59,7 @@ typedef struct cl_server_config {
 	int max_connections;          /* --max-connections, 16384 */
 	int max_subscribers;          /* --max-subscribers, 10000 */
 	int live_threads;             /* --live-threads, 1 */
+	int query_threads;            /* --query-threads, 4 */
 	int idle_timeout;             /* --idle-timeout seconds, 30 */
 	int queue_max;                /* --queue-max, 65536 */
 	size_t lmdb_map_size;         /* --lmdb-map-size, 64 GiB */

@@ -156,6 +156,13 @@ struct cl_req {
 	int wait_ms;
 	cl_req *wprev, *wnext;
 	bool waiting;
+	/* a query run by the pool (qpool.c): the network read store */
+	bool remote;
+	cl_req *pnext;
+	int pool_rc;                /* cleave_query_run's return */
+	cleave_answer pool_answer;  /* its answer (rc 0) */
+	char pool_msg[512];         /* its error (rc != 0) */
+	int64_t pool_us;
 };
 
 /* Per-command counters the engine cannot see: submits refused on the
@@ -213,6 +220,8 @@ struct cl_srv {
 	int64_t header_deadline_us;
 	/* server-sent event streams (sse.c, private) */
 	struct cl_sse_hub *sse;
+	/* the threads that run queries on a network read store (qpool.c) */
+	struct cl_qpool *qpool;
 };
 
 /* ---- answering (http.c) ----------------------------------------------- */
@@ -371,6 +380,17 @@ enum MHD_Result cl_h_ui(cl_req *r);
 enum MHD_Result cl_h_ui_file(cl_req *r);
 enum MHD_Result cl_h_ui_stream(cl_req *r);
 
+/* ---- queries on a network read store (qpool.c) ------------------------- */
+
+typedef struct cl_qpool cl_qpool;
+int cl_qpool_start(cl_srv *s);
+/* After MHD stopped: runs what is queued, joins the threads. */
+void cl_qpool_stop(cl_srv *s);
+/* Suspends r and queues its query (r->name, r->params) for a pool
+ * thread, which fills r->pool_rc, r->pool_answer (or r->pool_msg) and
+ * resumes r into `then`; or answers 503 when the queue is full. */
+enum MHD_Result cl_qpool_submit(cl_req *r, cl_handler_fn then);
+
 /* ---- server-sent event streams (sse.c) --------------------------------- */
 
 typedef struct cl_sse_hub cl_sse_hub;
@@ -386,6 +406,11 @@ bool cl_wants_sse(cl_req *r);
 /* GET /queries/<name> as a live stream (queries.c hands it over once the
  * parameters, min_position and wait_ms are read). */
 enum MHD_Result cl_h_query_live(cl_req *r);
+/* Starts the stream once its first run (the check that its parameters
+ * are good) gave rc, a (rc 0) or msg: run on the HTTP thread, or on the
+ * pool for a network store. */
+enum MHD_Result cl_h_query_live_checked(cl_req *r, int rc, cleave_answer *a,
+                                        const char *msg);
 /* The streams' figures for /metrics. */
 void cl_sse_metrics(cl_srv *s, cleave_buf *b);
 /* metrics.c: one histogram of microseconds, in seconds, with its HELP. */

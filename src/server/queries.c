@@ -30,36 +30,57 @@ static void free_answer_body(void *p)
 	cleave_answer_free(&a);
 }
 
-static enum MHD_Result run_query(cl_req *r)
+/* Answers r with a query's run: rc and msg when it could not run, else
+ * the answer a (taken). */
+static enum MHD_Result send_answer(cl_req *r, int rc, cleave_answer *a,
+                                   const char *msg, int64_t us)
 {
 	cl_srv *s = r->s;
-	cleave_answer a;
-	int64_t t0 = cl_mono_now_us();
-	int rc = cleave_query_run(s->e, r->name, r->params, r->nparams, &a);
 	if (rc)
-		return cl_send_error(
-		    r, cl_status_of(rc), cleave_errname(rc), "%s",
-		    *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
+		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
+		                     "%s", msg);
 	cleave_hist_add(&s->qhist[r->qindex], cleave_hist_bounds_us,
-	                (uint64_t)(cl_mono_now_us() - t0));
-	unsigned status = cl_status_of(a.rc);
+	                (uint64_t)us);
+	unsigned status = cl_status_of(a->rc);
 	struct MHD_Response *resp =
 	    MHD_create_response_from_buffer_with_free_callback(
-	        a.body_len, a.body, free_answer_body);
+	        a->body_len, a->body, free_answer_body);
 	if (!resp) {
-		cleave_answer_free(&a);
+		cleave_answer_free(a);
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                        "application/json");
 	char p[24];
-	snprintf(p, sizeof(p), "%lld", (long long)a.position);
+	snprintf(p, sizeof(p), "%lld", (long long)a->position);
 	MHD_add_response_header(resp, "X-Cleave-Position", p);
 	if (status >= 500)
-		cl_logf(CLEAVE_LOG_ERROR, r->trace_id, NULL, a.position,
+		cl_logf(CLEAVE_LOG_ERROR, r->trace_id, NULL, a->position,
 		        "query %s failed: %u %.*s", r->name, status,
-		        (int)(a.body_len > 400 ? 400 : a.body_len), a.body);
+		        (int)(a->body_len > 400 ? 400 : a->body_len), a->body);
 	return cl_send(r, status, resp);
+}
+
+/* Resumed by the pool (qpool.c) with the answer. */
+static enum MHD_Result after_pool(cl_req *r)
+{
+	return send_answer(r, r->pool_rc, &r->pool_answer, r->pool_msg,
+	                   r->pool_us);
+}
+
+static enum MHD_Result run_query(cl_req *r)
+{
+	cl_srv *s = r->s;
+	if (r->remote) /* never on an HTTP thread: it may block */
+		return cl_qpool_submit(r, after_pool);
+	cleave_answer a;
+	int64_t t0 = cl_mono_now_us();
+	int rc = cleave_query_run(s->e, r->name, r->params, r->nparams, &a);
+	return send_answer(r, rc, &a,
+	                   rc ? (*cleave_errmsg() ? cleave_errmsg()
+	                                          : cleave_strerror(rc))
+	                      : NULL,
+	                   cl_mono_now_us() - t0);
 }
 
 static int64_t current_position(cl_req *r)
@@ -172,6 +193,7 @@ enum MHD_Result cl_h_query(cl_req *r)
 	if (r->qindex < 0)
 		return cl_send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 		                     "unknown query '%s'", r->name);
+	r->remote = s->qpool && cleave_query_remote(s->e, r->name) == 1;
 	if (!cl_parse_params(r, &ret))
 		return ret;
 	int64_t min_pos, wait_ms;

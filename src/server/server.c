@@ -233,7 +233,7 @@ int cl_server_run(const cl_server_config *cfg)
 		        cleave_errmsg());
 		goto out;
 	}
-	if (cl_sse_start(&s)) {
+	if (cl_qpool_start(&s) || cl_sse_start(&s)) {
 		cl_logf(CLEAVE_LOG_ERROR, NULL, NULL, -1,
 		        "cannot start the live-query threads");
 		goto out_engine;
@@ -292,6 +292,7 @@ int cl_server_run(const cl_server_config *cfg)
 	code = 0;
 out_engine:
 	cl_sse_stop(&s); /* after MHD: no stream is left */
+	cl_qpool_stop(&s);
 	cleave_engine_close(s.e);
 	if (code == 0)
 		cl_logf(CLEAVE_LOG_INFO, NULL, NULL, -1, "stopped cleanly");

@@ -735,10 +735,16 @@ bool cl_sse_admit(cl_req *r, enum MHD_Result *ret)
 	return true;
 }
 
+/* Resumed by the pool (qpool.c) with the first run. */
+static enum MHD_Result live_after_pool(cl_req *r)
+{
+	return cl_h_query_live_checked(r, r->pool_rc, &r->pool_answer,
+	                               r->pool_msg);
+}
+
 enum MHD_Result cl_h_query_live(cl_req *r)
 {
 	cl_srv *s = r->s;
-	enum MHD_Result ret;
 	int64_t need = r->min_pos;
 	const char *lei = cl_header(r, "Last-Event-ID");
 	if (lei && *lei) {
@@ -754,22 +760,36 @@ enum MHD_Result cl_h_query_live(cl_req *r)
 		if (v > need)
 			need = v;
 	}
+	r->min_pos = need;
 	/* errors the log cannot change (bad parameters) are plain answers:
-	 * one run tells */
+	 * one run tells (on the pool for a network store: it may block) */
+	if (r->remote)
+		return cl_qpool_submit(r, live_after_pool);
 	cleave_answer a;
 	int rc = cleave_query_run(s->e, r->name, r->params, r->nparams, &a);
+	return cl_h_query_live_checked(
+	    r, rc, &a,
+	    rc ? (*cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc))
+	       : NULL);
+}
+
+enum MHD_Result cl_h_query_live_checked(cl_req *r, int rc, cleave_answer *a,
+                                        const char *msg)
+{
+	cl_srv *s = r->s;
+	enum MHD_Result ret;
+	int64_t need = r->min_pos;
 	if (rc)
-		return cl_send_error(
-		    r, cl_status_of(rc), cleave_errname(rc), "%s",
-		    *cleave_errmsg() ? cleave_errmsg() : cleave_strerror(rc));
-	unsigned status = cl_status_of(a.rc);
+		return cl_send_error(r, cl_status_of(rc), cleave_errname(rc),
+		                     "%s", msg);
+	unsigned status = cl_status_of(a->rc);
 	if (status == MHD_HTTP_BAD_REQUEST ||
 	    status == MHD_HTTP_CONTENT_TOO_LARGE) {
 		struct MHD_Response *resp =
-		    cl_resp("application/json", a.body, a.body_len, true);
+		    cl_resp("application/json", a->body, a->body_len, true);
 		return cl_send(r, status, resp);
 	}
-	cleave_answer_free(&a);
+	cleave_answer_free(a);
 	if (!cl_sse_admit(r, &ret))
 		return ret;
 	struct MHD_Response *resp;

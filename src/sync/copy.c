@@ -21,6 +21,11 @@ const cl_rstore_methods *cl_copy_methods(cleave_engine *e, const char *kind)
 	return m;
 }
 
+bool cl_proj_remote(cl_proj *p)
+{
+	return cl_rs_has(cl_copy_methods(p->e, p->def->store), CL_RS_SHARED);
+}
+
 /* Where copies of that store live: DATA/read, or the shared store's
  * root. */
 const char *cl_copy_root(cleave_engine *e, const cl_rstore_methods *m)

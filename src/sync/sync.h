@@ -47,6 +47,9 @@ int64_t cl_copy_applied(const cl_copy *c);
 cl_rstore *cl_copy_store(const cl_copy *c);
 /* The live copy's position. */
 int64_t cl_proj_position(cl_proj *p);
+/* p's copies live in a server reached over the network (a shared store:
+ * Redis), whose calls may block up to their timeouts. */
+bool cl_proj_remote(cl_proj *p);
 
 /* follow.c: a query node follows the log head and the copies another
  * engine writes in a shared store (their checkpoints, their switches). */

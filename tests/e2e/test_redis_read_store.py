@@ -835,11 +835,52 @@ class RedisReadStore(unittest.TestCase):
                           r.json()["error"]["message"])
             self.assertEqual(c.get("/health").status, 200)
             ok(c.command("Restock", {"productId": "p1", "quantity": 1}))
+            # the bulkhead: 8 clients keep querying the hung store (each
+            # query holds a pool thread for its timeout, never an HTTP
+            # thread), and meanwhile commands and /health answer at once
+            stop = threading.Event()
+            answers = []
+
+            def querier():
+                qc = self.srv.client()
+                while not stop.is_set():
+                    t = time.time()
+                    r = qc.get("/queries/product?productId=p1")
+                    answers.append((r.status, time.time() - t))
+
+            qs = [threading.Thread(target=querier) for _ in range(8)]
+            for t in qs:
+                t.start()
+            try:
+                time.sleep(0.3)
+                slow = []
+                for i in range(20):
+                    t = time.time()
+                    ok(c.command("Restock", {"productId": "p1",
+                                             "quantity": 1}))
+                    h = c.get("/health")
+                    took = time.time() - t
+                    self.assertEqual(h.status, 200, h)
+                    if took > 0.5:
+                        slow.append(took)
+                    model_restocks = i + 1
+                self.assertEqual(slow, [], "commands or /health waited "
+                                 "on the hung Redis")
+            finally:
+                stop.set()
+                for t in qs:
+                    t.join()
+            self.assertTrue(answers)
+            self.assertTrue(all(st == 503 for st, _ in answers), answers)
+            # each query gives up within its store's timeout (1 s), or
+            # waits for a pool thread behind others: bounded either way
+            self.assertLess(max(w for _, w in answers), 8.0, answers)
         finally:
             os.kill(self.redis.proc.pid, signal.SIGCONT)
         head = ct.wait_caught_up(c)
         got = self.query(c, "/queries/product?productId=p1", head)
-        self.assertEqual(got["stock"], model.card("p1")["stock"] + 1)
+        self.assertEqual(got["stock"],
+                         model.card("p1")["stock"] + 1 + model_restocks)
         phases.append(("Redis hung (SIGSTOP): 503, the server answers",
                        time.time() - t5))
 
