@@ -271,6 +271,17 @@ int cl_query_run_rec(cleave_engine *e, int qi, const cleave_param *params,
 		rc = q.def->handle(&q);
 		if (q.fail_rc)
 			rc = q.fail_rc;
+		if (rc == CLEAVE_EIO && !q.fail_rc) {
+			/* a store that cannot be reached now (a Redis that
+			 * hangs or restarts): the answer may come on a
+			 * retry, as when the read could not begin */
+			char msg[512];
+			snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
+			rc = cl_err(CLEAVE_EBUSY,
+				    "a read model this query reads is "
+				    "unavailable: %s; retry",
+				    msg);
+		}
 		if (rc)
 			error_answer(out, rc,
 				     q.fail_rc ? q.fail_code : cleave_errname(rc),

@@ -3,8 +3,9 @@
  * server: errors, a pool of connections per store, timeouts, and the
  * URIs and paths that name a server, a database and a copy's keys.
  *
- * Every command has a timeout (RD_READ_TIMEOUT_MS in read transactions,
- * which hold an HTTP thread; RD_TIMEOUT_S otherwise); a connection that
+ * Every command has a timeout (RD_TIMEOUT_S in write transactions; a read
+ * transaction — a query's — has RD_READ_TIMEOUT_MS in all, its commands
+ * the time left of it); a connection that
  * failed is closed, not pooled, and the next transaction connects again.
  * Errors are CLEAVE_EIO naming the server, except Redis's OOM (maxmemory),
  * which is CLEAVE_ENOSPC.
@@ -18,8 +19,6 @@
 #include "core/util.h"
 #include "read/rstore_redis_int.h"
 
-#define RD_TIMEOUT_S       10   /* writers, maintenance */
-#define RD_READ_TIMEOUT_MS 1000 /* queries: they hold an HTTP thread */
 
 /* ---- errors and connections -------------------------------------------- */
 
@@ -49,8 +48,23 @@ int cl_rd_reply_err(rd_store *s, const redisReply *r, const char *what)
 int cl_rd_cmd(rd_tx *t, int argc, const char **argv, const size_t *argl,
               const char *what, redisReply **out)
 {
-	redisReply *r = redisCommandArgv(t->c, argc, argv, argl);
 	*out = NULL;
+	if (t->deadline_us) {
+		int64_t left = t->deadline_us - cl_mono_us();
+		if (left <= 0)
+			return cl_err(CLEAVE_EIO,
+			              "redis %s:%d: %s: no answer within the "
+			              "timeout (%d ms for a query)",
+			              t->s->host, t->s->port, what,
+			              RD_READ_TIMEOUT_MS);
+		struct timeval tv = {(time_t)(left / 1000000),
+		                     (suseconds_t)(left % 1000000)};
+		if (redisSetTimeout(t->c, tv) != REDIS_OK) {
+			t->broken = true;
+			return cl_rd_ctx_err(t->s, t->c, what);
+		}
+	}
+	redisReply *r = redisCommandArgv(t->c, argc, argv, argl);
 	if (!r) {
 		t->broken = true;
 		return cl_rd_ctx_err(t->s, t->c, what);

@@ -60,6 +60,10 @@ typedef struct rd_tx {
 	rd_store *s;
 	redisContext *c;
 	bool broken; /* c failed: do not pool it */
+	/* a read transaction (a query's) ends by this time (monotonic µs):
+	 * however many commands it sends, a hung Redis costs it at most
+	 * RD_READ_TIMEOUT_MS */
+	int64_t deadline_us;
 	/* overlay (write transactions) */
 	rd_op *ops;
 	size_t nops, capops;
@@ -71,6 +75,9 @@ typedef struct rd_tx {
 } rd_tx;
 
 /* ---- rstore_redis_conn.c ----------------------------------------------- */
+
+#define RD_TIMEOUT_S       10   /* writers, maintenance */
+#define RD_READ_TIMEOUT_MS 1000 /* a query's transaction, in all */
 
 /* CLEAVE_EIO naming the server and `what`: c's error, or no answer within
  * the timeout. */

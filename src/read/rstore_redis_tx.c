@@ -273,6 +273,8 @@ int cl_rd_begin(cl_rstore *base, bool write, cleave_rtx **out)
 		              "on this thread",
 		              s->prefix);
 	}
+	if (!write)
+		t->deadline_us = cl_mono_us() + RD_READ_TIMEOUT_MS * 1000;
 	int rc = cl_rd_conn_get(s, write, &t->c);
 	if (rc) {
 		if (write)
