@@ -774,6 +774,20 @@ const cleave_domain *cleave_engine_domain(const cleave_engine *e);
  * because what the failed commit left on disk is only known after the
  * store's recovery at the next open.  Queries go on. */
 int cleave_engine_health(cleave_engine *e, char *reason, size_t cap);
+/* Readiness: whether this engine can serve what it is for (a load
+ * balancer's question).  A query node is not ready when its view of the
+ * log head is stale (not read for 5 s), when the writer's heartbeat (in
+ * the shared read store, each second) stopped for 5 s, or when its read
+ * store cannot be reached; a parked or failing projection makes an
+ * engine degraded (a node not ready: it cannot serve that read model).
+ * reasons: "; "-separated, "" when none. */
+typedef struct cleave_readiness {
+	const char *role; /* "writer" or "query_node" (static) */
+	bool ready;
+	bool degraded;
+	char reasons[1024];
+} cleave_readiness;
+void cleave_engine_readiness(cleave_engine *e, cleave_readiness *out);
 
 /* ------------------------------------------------------------------------
  * Submitting commands.

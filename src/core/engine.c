@@ -360,6 +360,8 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 	}
 	if (cfg->query_node && (rc = cl_follow_start(e)))
 		goto fail_stop;
+	if ((rc = cl_beat_start(e)))
+		goto fail_stop;
 	if ((rc = cl_watch_start(e)))
 		goto fail_stop;
 	cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, head,
@@ -370,6 +372,7 @@ int cleave_engine_open(const cleave_config *cfg, cleave_engine **out)
 fail_stop : {
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s", cleave_errmsg());
+	cl_beat_stop(e);
 	cl_follow_stop(e);
 	cl_writer_stop(e);
 	cl_sync_stop(e);
@@ -385,6 +388,7 @@ void cleave_engine_close(cleave_engine *e)
 {
 	if (!e)
 		return;
+	cl_beat_stop(e);
 	cl_follow_stop(e);
 	cl_writer_stop(e);
 	cl_sync_stop(e);

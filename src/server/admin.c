@@ -193,53 +193,82 @@ enum MHD_Result cl_h_resume(cl_req *r)
 	return status_answer(r, MHD_HTTP_OK, "resumed");
 }
 
+/* "reasons": the readiness reasons as a JSON array. */
+static void add_reasons(cleave_buf *b, const char *reasons)
+{
+	cleave_buf_adds(b, ",\"reasons\":[");
+	const char *p = reasons;
+	for (int n = 0; *p; n++) {
+		const char *q = strstr(p, "; ");
+		size_t len = q ? (size_t)(q - p) : strlen(p);
+		if (n)
+			cleave_buf_addc(b, ',');
+		cleave_buf_add_jstr(b, p, len);
+		p += len + (q ? 2 : 0);
+	}
+	cleave_buf_addc(b, ']');
+}
+
 enum MHD_Result cl_h_health(cl_req *r)
 {
 	cl_srv *s = r->s;
+	enum MHD_Result ret;
+	cleave_readiness rd;
 	if (atomic_load(&s->stopping))
 		return cl_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		                     "shutting_down", "shutting down");
+	if (!cl_parse_params(r, &ret))
+		return ret;
+	bool live_only = cl_param(r, "live") != NULL;
+	cleave_engine_readiness(s->e, &rd);
+	cleave_buf b;
+	cleave_buf_init(&b);
+	unsigned status = MHD_HTTP_OK;
 	char reason[256];
-	if (cleave_engine_health(s->e, reason, sizeof(reason))) {
+	if (live_only) {
+		/* liveness alone: the process answers */
+		cleave_buf_adds(&b, "{\"status\":\"alive\"");
+	} else if (cleave_engine_health(s->e, reason, sizeof(reason))) {
 		/* a supervisor should restart us: commands are refused */
-		char *fb = NULL;
-		cleave_buf jb;
-		cleave_buf_init(&jb);
-		cleave_buf_adds(&jb, "{\"status\":\"failed\",\"reason\":");
-		cleave_buf_add_jstr(&jb, reason, strlen(reason));
-		cleave_buf_adds(&jb, ",\"head\":");
-		cleave_buf_add_i64(&jb, cleave_log_head(s->e));
-		cleave_buf_addc(&jb, '}');
-		size_t flen;
-		fb = cleave_buf_steal(&jb, &flen);
-		if (!fb)
-			return MHD_NO;
-		return cl_send_json(r, MHD_HTTP_SERVICE_UNAVAILABLE, fb, flen);
+		cleave_buf_adds(&b, "{\"status\":\"failed\",\"reason\":");
+		cleave_buf_add_jstr(&b, reason, strlen(reason));
+		status = MHD_HTTP_SERVICE_UNAVAILABLE;
+	} else {
+		const char *st = !rd.ready     ? "unavailable"
+		                 : rd.degraded ? "degraded"
+		                               : "ok";
+		cleave_buf_addf(&b, "{\"status\":\"%s\"", st);
+		if (!rd.ready)
+			status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		add_reasons(&b, rd.reasons);
+		int n = cleave_projection_count(s->e), live = 0, parked = 0,
+		    rebuilding = 0, failing = 0;
+		for (int i = 0; i < n; i++) {
+			cleave_proj_status ps;
+			if (cleave_projection_status(s->e, i, &ps))
+				continue;
+			if (ps.state == CLEAVE_PROJ_PARKED)
+				parked++;
+			else
+				live++; /* a rebuilding projection serves */
+			if (ps.state == CLEAVE_PROJ_REBUILDING)
+				rebuilding++;
+			if (ps.failing)
+				failing++;
+		}
+		cleave_buf_addf(&b,
+		                ",\"projections\":{\"live\":%d,\"parked\":%d,"
+		                "\"rebuilding\":%d,\"failing\":%d}",
+		                live, parked, rebuilding, failing);
 	}
-	int n = cleave_projection_count(s->e), live = 0, parked = 0,
-	    rebuilding = 0, failing = 0;
-	for (int i = 0; i < n; i++) {
-		cleave_proj_status st;
-		if (cleave_projection_status(s->e, i, &st))
-			continue;
-		if (st.state == CLEAVE_PROJ_PARKED)
-			parked++;
-		else
-			live++; /* a rebuilding projection still serves */
-		if (st.state == CLEAVE_PROJ_REBUILDING)
-			rebuilding++;
-		if (st.failing)
-			failing++;
-	}
-	char *body = NULL;
-	int len = asprintf(&body,
-	                   "{\"status\":\"%s\",\"head\":%lld,\"projections\":{"
-	                   "\"live\":%d,\"parked\":%d,\"rebuilding\":%d,"
-	                   "\"failing\":%d}}",
-	                   parked || failing ? "degraded" : "ok",
-	                   (long long)cleave_log_head(s->e), live, parked,
-	                   rebuilding, failing);
-	if (len < 0)
+	cleave_buf_addf(&b, ",\"role\":\"%s\",\"head\":%lld}", rd.role,
+	                (long long)cleave_log_head(s->e));
+	size_t len;
+	char *body = cleave_buf_steal(&b, &len);
+	if (!body)
 		return MHD_NO;
-	return cl_send_json(r, MHD_HTTP_OK, body, (size_t)len);
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		return cl_send(r, status,
+		               cl_resp("application/json", body, len, true));
+	return cl_send_json(r, status, body, len);
 }

@@ -193,9 +193,15 @@ static void *follow_main(void *arg)
 	cleave_engine *e = arg;
 	cl_thread_name("cl-follow");
 	bool head_failing = false;
+	int64_t beat_at = 0;
 	for (unsigned tick = 0; !atomic_load(&e->sync->follower_stop); tick++) {
 		int64_t head;
 		int rc = e->wm->head(e->ws, &head);
+		cl_beat_head(e, rc == 0);
+		if (cl_mono_us() - beat_at >= 1000000) {
+			cl_beat_follow(e); /* the writer's heartbeat */
+			beat_at = cl_mono_us();
+		}
 		if (rc == 0 && head != cl_log_head(e))
 			cl_log_publish(e, NULL, head); /* wakes the runners */
 		/* a log that cannot be read is said, once, and so is its

@@ -26,6 +26,7 @@ int cl_sync_init(cleave_engine *e, const cleave_domain *d)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
 	pthread_mutex_init(&s->catmu, NULL);
 	pthread_mutex_init(&s->appmu, NULL);
+	pthread_mutex_init(&s->why_mu, NULL);
 	pthread_cond_init(&s->appcond, NULL);
 	e->sync = s;
 	while (d->projections[ndefs].name)
@@ -83,6 +84,7 @@ void cl_sync_free(cleave_engine *e)
 	free(s->catalog_seen);
 	pthread_mutex_destroy(&s->catmu);
 	pthread_mutex_destroy(&s->appmu);
+	pthread_mutex_destroy(&s->why_mu);
 	pthread_cond_destroy(&s->appcond);
 	free(s);
 	e->sync = NULL;

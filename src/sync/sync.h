@@ -55,6 +55,10 @@ bool cl_proj_remote(cl_proj *p);
  * engine writes in a shared store (their checkpoints, their switches). */
 int cl_follow_start(cleave_engine *e);
 void cl_follow_stop(cleave_engine *e);
+/* beat.c: a writer's heartbeat in the shared store (for nodes' readiness);
+ * start notes when the engine opened. */
+int cl_beat_start(cleave_engine *e);
+void cl_beat_stop(cleave_engine *e);
 
 /* wait.c */
 int cl_watch_start(cleave_engine *e);

@@ -162,7 +162,28 @@ struct cl_sync {
 	atomic_bool follower_stop;
 	char *catalog_seen;   /* the writer's catalog text last applied */
 	bool catalog_current; /* every switch in it followed */
+
+	/* readiness (beat.c): a writer with a shared store writes a
+	 * heartbeat there each second ("cl-beat"); a query node's follower
+	 * notes when it last read the log head and the writer's beat, and
+	 * why the root could not be read */
+	pthread_t beat;
+	bool beat_running;
+	atomic_bool beat_stop;
+	atomic_int_fast64_t opened_us;  /* monotonic */
+	atomic_int_fast64_t head_ok_us; /* last log-head read (monotonic) */
+	atomic_int_fast64_t beat_ms;    /* the writer's last beat (wall) */
+	atomic_int_fast64_t beat_seen_us; /* when it was read (monotonic) */
+	pthread_mutex_t why_mu;
+	char head_err[256], root_err[256];
 };
+
+/* ---- readiness (beat.c) ------------------------------------------------ */
+
+/* The follower, once a second: reads the writer's beat. */
+void cl_beat_follow(cleave_engine *e);
+/* The follower's head read: ok, or failed with the store's message. */
+void cl_beat_head(cleave_engine *e, bool ok);
 
 /* ---- copies (copy.c) ----------------------------------------------- */
 

@@ -898,6 +898,64 @@ class QueryNode(unittest.TestCase):
                                  last)
         return self.caught_up_both(cw, cq)
 
+    def test_readiness(self):
+        """/health is readiness: a node answers 200 with its role while it
+        can serve, 503 with the reasons once the writer is gone (its
+        heartbeat stopped) or Redis cannot be reached, and 200 again by
+        itself when they are back; ?live is liveness alone."""
+        w = self.writer()
+        cw = w.client()
+        h = cw.get("/health")
+        self.assertEqual((h.status, h.json()["role"]), (200, "writer"), h)
+        self.ok(cw.command("AddProduct", {"productId": "r1", "name": "R",
+                                          "category": "c",
+                                          "price_cents": 100, "stock": 1}))
+        q = self.query_node(w)
+        cq = q.client()
+
+        def wait_health(c, status, why=None, timeout=20):
+            deadline = time.time() + timeout
+            while True:
+                r = c.get("/health")
+                body = r.json()
+                if r.status == status and (why is None or any(
+                        why in x for x in body.get("reasons", []))):
+                    return body
+                if time.time() > deadline:
+                    self.fail("health: wanted %d %r, got %r" %
+                              (status, why, r))
+                time.sleep(0.2)
+
+        body = wait_health(cq, 200)
+        self.assertEqual(body["role"], "query_node")
+        self.assertEqual(body["status"], "ok", body)
+        # the writer goes away: within its 5 s the node says it cannot
+        # serve, and why; liveness is still fine
+        w.stop(expect=0)
+        t = time.time()
+        body = wait_health(cq, 503, "heartbeat stopped")
+        self.assertLess(time.time() - t, 15)
+        self.assertEqual(body["status"], "unavailable", body)
+        live = cq.get("/health?live")
+        self.assertEqual((live.status, live.json()["status"]),
+                         (200, "alive"), live)
+        # back
+        w.start()
+        cw = w.client()
+        wait_health(cq, 200)
+        # Redis hangs: the node cannot read its read store
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            body = wait_health(cq, 503)
+            self.assertTrue(body["reasons"], body)
+            # the writer still takes commands meanwhile
+            self.ok(cw.command("Restock", {"productId": "r1",
+                                           "quantity": 1}))
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        wait_health(cq, 200, timeout=40)
+        self.ok_run = True
+
     def test_misconfiguration(self):
         data = ct.tmpdir("qn-bad")
         wdata = ct.tmpdir("qn-bad-writer")

@@ -522,10 +522,12 @@ class RedisReadStore(unittest.TestCase):
         # ... and Redis holds them: one generation each, data + checkpoint
         keys = self.redis.keys("*")
         self.assertTrue(keys, "no keys in Redis")
-        # besides the copies, the root's records: the catalog published
-        # for query nodes and the writing engine's claim
+        # besides the copies, the root's records: the writer's heartbeat
+        # and the catalog published for query nodes, and the writing
+        # engine's claim
         self.assertEqual([k for k in keys if not k.startswith(PREFIX + "/")],
-                         [PREFIX + "|catalog", PREFIX + "|owner"],
+                         [PREFIX + "|beat", PREFIX + "|catalog",
+                          PREFIX + "|owner"],
                          "keys outside the prefix")
         for name in KV:
             self.assertEqual(self.redis.gens(name), {1}, name)
