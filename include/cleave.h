@@ -751,6 +751,10 @@ typedef struct cleave_config {
 				 rebuilt from the log at open. */
 	cleave_log_fn log;
 	void *log_arg;
+	const char *advertise_url; /* a writer with a shared read store: the
+				      URL clients reach it at, published
+				      with its heartbeat so query nodes can
+				      name it (421 to commands); NULL: none */
 } cleave_config;
 
 /* Opens (creating when absent) the data directory (mode 0700), the write
@@ -786,6 +790,8 @@ typedef struct cleave_readiness {
 	bool ready;
 	bool degraded;
 	char reasons[1024];
+	char writer_url[256]; /* a query node: the writer's advertised URL
+				 from its heartbeat, "" when unknown */
 } cleave_readiness;
 void cleave_engine_readiness(cleave_engine *e, cleave_readiness *out);
 

@@ -41,6 +41,7 @@ static void count_submit_error(cl_srv *s, const char *name, int rc)
 			        ? &c->invalid
 			    : rc == CLEAVE_EBUSY     ? &c->overloaded
 			    : rc == CLEAVE_ESHUTDOWN ? &c->shutting_down
+			    : rc == CLEAVE_EREADONLY ? &c->misdirected
 			                             : &c->other,
 			    1);
 			return;
@@ -121,6 +122,31 @@ static void cmd_done(void *arg, const cleave_outcome *o)
 	cl_req_unref(r);
 }
 
+/* 421 on a query node: the error names the writer's URL when its
+ * heartbeat carries one (--advertise-url), so a client can go there. */
+static struct MHD_Response *misdirected(cl_req *r, const char *msg)
+{
+	cleave_readiness rd;
+	cleave_engine_readiness(r->s->e, &rd);
+	if (!rd.writer_url[0])
+		return cl_error_resp(cleave_errname(CLEAVE_EREADONLY), msg);
+	cleave_buf b = CLEAVE_BUF_INIT;
+	cleave_buf_adds(&b, "{\"error\":{\"code\":");
+	const char *code = cleave_errname(CLEAVE_EREADONLY);
+	cleave_buf_add_jstr(&b, code, strlen(code));
+	cleave_buf_adds(&b, ",\"message\":");
+	cleave_buf_add_jstr(&b, msg, strlen(msg));
+	/* in the error object and beside it: either way a client reads it */
+	cleave_buf_adds(&b, ",\"writer\":");
+	cleave_buf_add_jstr(&b, rd.writer_url, strlen(rd.writer_url));
+	cleave_buf_adds(&b, "},\"writer\":");
+	cleave_buf_add_jstr(&b, rd.writer_url, strlen(rd.writer_url));
+	cleave_buf_addc(&b, '}');
+	size_t len;
+	char *body = cleave_buf_steal(&b, &len);
+	return body ? cl_resp("application/json", body, len, true) : NULL;
+}
+
 enum MHD_Result cl_h_command(cl_req *r)
 {
 	cl_srv *s = r->s;
@@ -156,7 +182,11 @@ enum MHD_Result cl_h_command(cl_req *r)
 	atomic_fetch_sub(&s->inflight_cmds, 1);
 	cl_req_unref(r);
 	count_submit_error(s, r->name, rc);
-	struct MHD_Response *resp = cl_error_resp(cleave_errname(rc), msg);
+	struct MHD_Response *resp;
+	if (rc == CLEAVE_EREADONLY)
+		resp = misdirected(r, msg);
+	else
+		resp = cl_error_resp(cleave_errname(rc), msg);
 	if (resp)
 		MHD_add_response_header(resp, "X-Trace-Id", r->trace_id);
 	unsigned status = cl_status_of(rc);

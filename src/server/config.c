@@ -67,6 +67,11 @@ static const flag flags[] = {
      "serve queries beside a writer sharing the log (--write-store "
      "sqlite:DIR or postgres://…) and the Redis read store",
      NULL},
+    {"advertise-url", "CLEAVE_ADVERTISE_URL", F_STR, OFF(advertise_url), S, 0,
+     0, "URL",
+     "a writer: the URL clients reach it at, which query nodes name in "
+     "their 421 to commands",
+     NULL},
     {"read-sync", "CLEAVE_READ_SYNC", F_BOOL, OFF(read_sync), S, 0, 0, NULL,
      "fsync every read-model commit (else: rebuilt after a machine crash)",
      NULL},

@@ -65,6 +65,7 @@ typedef struct cl_server_config {
 	size_t lmdb_map_size;         /* --lmdb-map-size, 64 GiB */
 	bool read_sync;               /* --read-sync */
 	bool query_node;              /* --query-node */
+	const char *advertise_url;    /* --advertise-url */
 	int batch_max;                /* --batch-max, 4096 */
 	int wait_max_ms;              /* --wait-max-ms, 10000 */
 	int shutdown_grace_ms;        /* --shutdown-grace-ms, 10000 */

@@ -168,7 +168,8 @@ struct cl_req {
 /* Per-command counters the engine cannot see: submits refused on the
  * caller's thread (bad JSON or fields, queue full, shutting down). */
 typedef struct cl_cmd_counts {
-	atomic_uint_fast64_t invalid, overloaded, shutting_down, other;
+	atomic_uint_fast64_t invalid, overloaded, shutting_down, misdirected,
+	    other;
 } cl_cmd_counts;
 
 /* The names and origins a request may come with (guard.c). */

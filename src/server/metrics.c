@@ -68,6 +68,7 @@ static void commands(cleave_buf *b, cl_srv *s)
 		    {"replayed", st.replayed},
 		    {"overloaded", atomic_load(&c->overloaded)},
 		    {"shutting_down", atomic_load(&c->shutting_down)},
+		    {"misdirected", atomic_load(&c->misdirected)},
 		};
 		for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++)
 			cleave_buf_addf(b,

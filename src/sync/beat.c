@@ -2,7 +2,8 @@
  * beat.c — readiness: can this engine serve what it is for?
  *
  * A writer with a shared store (Redis) writes its heartbeat there each
- * second, as the root's record "beat" (the wall-clock time in ms).  A
+ * second, as the root's record "beat": {"time_ms": wall clock, "url": its
+ * --advertise-url or null}.  A
  * query node's follower reads it once a second and notes when it last
  * read the log head; from those, cleave_engine_readiness() tells a load
  * balancer whether the node can serve: not when its view of the log head
@@ -16,6 +17,8 @@
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "sync/sync_int.h"
 
@@ -35,9 +38,19 @@ static void *beat_main(void *arg)
 	cl_thread_name("cl-beat");
 	bool failing = false;
 	while (!atomic_load(&s->beat_stop)) {
-		char v[32];
-		snprintf(v, sizeof(v), "%lld", (long long)wall_ms());
-		int rc = s->shared->meta_set(s->root_store, "beat", v);
+		cleave_buf v = CLEAVE_BUF_INIT;
+		cleave_buf_addf(&v, "{\"time_ms\":%lld,\"url\":",
+		                (long long)wall_ms());
+		const char *url = e->cfg.advertise_url;
+		if (url)
+			cleave_buf_add_jstr(&v, url, strlen(url));
+		else
+			cleave_buf_adds(&v, "null");
+		cleave_buf_addc(&v, '}');
+		int rc = v.oom ? CLEAVE_ENOMEM
+		               : s->shared->meta_set(s->root_store, "beat",
+		                                     v.p);
+		cleave_buf_free(&v);
 		if (rc && !failing)
 			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
 			       "writing the heartbeat query nodes follow in "
@@ -90,11 +103,19 @@ void cl_beat_follow(cleave_engine *e)
 		s->root_err[0] = 0;
 	pthread_mutex_unlock(&s->why_mu);
 	if (!rc && v) {
-		int64_t ms = strtoll(v, NULL, 10);
-		if (ms != atomic_load(&s->beat_ms)) {
+		cJSON *j = cJSON_Parse(v);
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "time_ms");
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "url");
+		int64_t ms = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : 0;
+		if (ms && ms != atomic_load(&s->beat_ms)) {
 			atomic_store(&s->beat_ms, ms);
 			atomic_store(&s->beat_seen_us, cl_mono_us());
 		}
+		pthread_mutex_lock(&s->why_mu);
+		snprintf(s->writer_url, sizeof(s->writer_url), "%s",
+		         cJSON_IsString(u) ? u->valuestring : "");
+		pthread_mutex_unlock(&s->why_mu);
+		cJSON_Delete(j);
 	}
 	free(v);
 }
@@ -136,6 +157,10 @@ void cleave_engine_readiness(cleave_engine *e, cleave_readiness *out)
 	int64_t now = cl_mono_us();
 	int64_t since = atomic_load(&s->opened_us);
 	if (e->cfg.query_node) {
+		pthread_mutex_lock(&s->why_mu);
+		snprintf(out->writer_url, sizeof(out->writer_url), "%s",
+		         s->writer_url);
+		pthread_mutex_unlock(&s->why_mu);
 		int64_t h = atomic_load(&s->head_ok_us);
 		int64_t age = now - (h ? h : since);
 		if (age > STALE_MS * 1000) {

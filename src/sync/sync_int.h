@@ -176,6 +176,7 @@ struct cl_sync {
 	atomic_int_fast64_t beat_seen_us; /* when it was read (monotonic) */
 	pthread_mutex_t why_mu;
 	char head_err[256], root_err[256];
+	char writer_url[256]; /* from the writer's beat (why_mu) */
 };
 
 /* ---- readiness (beat.c) ------------------------------------------------ */

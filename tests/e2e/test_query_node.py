@@ -902,8 +902,13 @@ class QueryNode(unittest.TestCase):
         """/health is readiness: a node answers 200 with its role while it
         can serve, 503 with the reasons once the writer is gone (its
         heartbeat stopped) or Redis cannot be reached, and 200 again by
-        itself when they are back; ?live is liveness alone."""
-        w = self.writer()
+        itself when they are back; ?live is liveness alone.  Its 421 to a
+        command names the writer's --advertise-url."""
+        w = ct.Server("--read-store", self.uri, "--advertise-url",
+                      "http://writer.example:8080", name="qn-writer")
+        w.role = "writer"
+        self.servers.append(w)
+        w.start()
         cw = w.client()
         h = cw.get("/health")
         self.assertEqual((h.status, h.json()["role"]), (200, "writer"), h)
@@ -929,6 +934,17 @@ class QueryNode(unittest.TestCase):
         body = wait_health(cq, 200)
         self.assertEqual(body["role"], "query_node")
         self.assertEqual(body["status"], "ok", body)
+        r = cq.command("Restock", {"productId": "r1", "quantity": 1})
+        self.assertEqual(r.status, 421, r)
+        e = r.json()["error"]
+        self.assertEqual(e["code"], "read_only", r)
+        self.assertEqual(e["writer"], "http://writer.example:8080", r)
+        self.assertEqual(r.json()["writer"], "http://writer.example:8080")
+        m = cq.get("/metrics").body.decode()
+        self.assertIn('cleave_commands_total{command="Restock",'
+                      'outcome="misdirected"} 1', m)
+        self.assertIn('cleave_commands_total{command="Restock",'
+                      'outcome="failed"} 0', m)
         # the writer goes away: within its 5 s the node says it cannot
         # serve, and why; liveness is still fine
         w.stop(expect=0)
