@@ -32,6 +32,11 @@ typedef struct cl_rstore_opts {
 	uint64_t map_size;   /* lmdb: bytes of address space; 0 → 64 GiB */
 	const char *owner;   /* redis: the writing engine's identity; a copy
 				claimed by another owner is refused */
+	bool lazy;           /* a shared store that cannot be reached is
+				opened anyway: what open checks (the claim,
+				the checkpoint) is done at its first
+				connection, and calls fail (CLEAVE_EIO)
+				until then */
 } cl_rstore_opts;
 
 typedef struct cl_docs cl_docs;

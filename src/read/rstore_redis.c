@@ -44,6 +44,8 @@ void cl_rd_close(cl_rstore *base)
 		redisFree(s->idle[i]);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->wmu);
+	pthread_mutex_destroy(&s->pmu);
+	free(s->owner);
 	free(s->base.path);
 	free(s);
 }
@@ -55,6 +57,7 @@ int cl_rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 	if (!s)
 		return cl_err(CLEAVE_ENOMEM, "redis: out of memory");
 	cl_rstore_locks_init(&s->mu, &s->wmu);
+	pthread_mutex_init(&s->pmu, NULL);
 	s->base.m = &cl_rstore_redis;
 	s->read_only = o && o->read_only;
 	int rc;
@@ -64,10 +67,20 @@ int cl_rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 	}
 	if ((rc = cl_rd_parse_path(s, s->base.path)))
 		goto fail;
-	/* reachable now, or the open fails with why */
+	/* reachable now, or the open fails with why — unless lazy: then the
+	 * claim and the checkpoint wait for the first connection */
 	redisContext *c;
-	if ((rc = cl_rd_connect(s, true, &c)))
-		goto fail;
+	if ((rc = cl_rd_connect(s, true, &c))) {
+		if (rc != CLEAVE_EIO || !o || !o->lazy || s->read_only)
+			goto fail;
+		if (o->owner && !(s->owner = cl_strdup(o->owner))) {
+			rc = cl_err(CLEAVE_ENOMEM, "redis: out of memory");
+			goto fail;
+		}
+		atomic_store(&s->pending, true);
+		*out = &s->base;
+		return 0;
+	}
 	s->idle[s->nidle++] = c;
 	if (!s->read_only && o && o->owner &&
 	    (rc = cl_rd_claim(s, c, o->owner)))

@@ -120,8 +120,38 @@ int cl_rd_connect(rd_store *s, bool write, redisContext **out)
 /* A pooled connection, or a new one, with the timeout of its use: a
  * Redis that hangs (not refuses) must not hold a query's HTTP thread for
  * long, while a writer's large MULTI/EXEC may take a while. */
+/* What a lazy open owes (rstore_redis.c): the claim and the checkpoint,
+ * on the first connection that works. */
+static int settle_pending(rd_store *s, redisContext *c)
+{
+	int rc = 0;
+	pthread_mutex_lock(&s->pmu);
+	if (atomic_load(&s->pending)) {
+		if (s->owner)
+			rc = cl_rd_claim(s, c, s->owner);
+		if (!rc)
+			rc = cl_rd_ckpt_read(s, c, false, &s->ckpt);
+		if (!rc)
+			atomic_store(&s->pending, false);
+	}
+	pthread_mutex_unlock(&s->pmu);
+	return rc;
+}
+
 int cl_rd_conn_get(rd_store *s, bool write, redisContext **out)
 {
+	if (atomic_load(&s->pending)) {
+		redisContext *c;
+		int rc = cl_rd_connect(s, write, &c);
+		if (rc)
+			return rc;
+		if ((rc = settle_pending(s, c))) {
+			redisFree(c);
+			return rc;
+		}
+		*out = c;
+		return 0;
+	}
 	pthread_mutex_lock(&s->mu);
 	redisContext *c = s->nidle ? s->idle[--s->nidle] : NULL;
 	pthread_mutex_unlock(&s->mu);

@@ -16,6 +16,7 @@
 #define CL_RSTORE_REDIS_INT_H
 
 #include <hiredis/hiredis.h>
+#include <stdatomic.h>
 #include <pthread.h>
 
 #include "read/rstore.h"
@@ -39,6 +40,12 @@ typedef struct rd_store {
 	redisContext *idle[RD_IDLE_MAX];
 	int nidle;
 	pthread_mutex_t wmu; /* one writer; dump */
+	/* opened lazily (cl_rstore_opts.lazy) while Redis was unreachable:
+	 * the claim and the checkpoint read are owed to the first
+	 * connection (pmu) */
+	pthread_mutex_t pmu;
+	atomic_bool pending;
+	char *owner;
 } rd_store;
 
 /* A write of the overlay: a put (val) or a delete. */

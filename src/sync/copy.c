@@ -55,6 +55,9 @@ cl_rstore_opts cl_store_opts(cleave_engine *e)
 	    !e->cfg.read_sync || e->cfg.durability == CLEAVE_DURABILITY_OS;
 	o.map_size = e->cfg.lmdb_map_size;
 	o.owner = e->sync->owner;
+	/* a writer starts while its shared store is down: the copies there
+	 * catch up once it is back (runner.c), commands work meanwhile */
+	o.lazy = !e->cfg.read_only && !e->cfg.query_node;
 	return o;
 }
 
@@ -77,6 +80,51 @@ static int copy_setup(cl_copy *c)
 int cl_copy_new(cl_proj *p, int gen, int version, cl_copy **out)
 {
 	return cl_copy_open(p, gen, version, false, out);
+}
+
+/* The copy's checkpoint and dead letters, as its store holds them. */
+static int copy_position(cl_copy *c, int64_t *pos)
+{
+	const cl_rstore_methods *m = c->store->m;
+	cleave_rtx *tx;
+	int rc = m->begin(c->store, false, &tx);
+	if (rc)
+		return rc;
+	rc = m->checkpoint_get(tx, pos);
+	if (!rc)
+		rc = m->dead_letter_count(tx, &c->dead_letters);
+	cl_rtx_abort(tx);
+	return rc;
+}
+
+bool cl_copy_settle(cl_copy *c)
+{
+	cl_proj *p = c->proj;
+	cleave_engine *e = p->e;
+	int tries = 0;
+	while (!atomic_load(&c->stop)) {
+		int64_t pos = 0;
+		int rc = copy_position(c, &pos);
+		if (!rc) {
+			atomic_store(&c->applied, pos);
+			pthread_mutex_lock(&p->mu);
+			c->unsettled = false;
+			c->reopening = false;
+			pthread_mutex_unlock(&p->mu);
+			cl_copy_set_failing(c, false, NULL);
+			cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, pos,
+			       "projection %s: its store is reachable; at "
+			       "position %lld",
+			       p->def->name, (long long)pos);
+			cl_catalog_save(e); /* nodes read it there */
+			return true;
+		}
+		if (tries++ % 30 == 0)
+			cl_copy_set_failing(c, true, cleave_errmsg());
+		if (!cl_wait_backoff(c, 1000))
+			break;
+	}
+	return false;
 }
 
 /* Opens generation gen of p at version.  A foreign copy (a query node's
@@ -112,16 +160,23 @@ int cl_copy_open(cl_proj *p, int gen, int version, bool foreign, cl_copy **out)
 		goto fail;
 	if (!foreign && (rc = copy_setup(c)))
 		goto fail;
-	cleave_rtx *tx;
 	int64_t pos = 0;
-	if ((rc = m->begin(c->store, false, &tx)))
-		goto fail;
-	rc = m->checkpoint_get(tx, &pos);
-	if (!rc)
-		rc = m->dead_letter_count(tx, &c->dead_letters);
-	cl_rtx_abort(tx);
-	if (rc)
-		goto fail;
+	if ((rc = copy_position(c, &pos))) {
+		if (rc != CLEAVE_EIO || foreign || !o.lazy ||
+		    !cl_rs_has(m, CL_RS_SHARED))
+			goto fail;
+		/* its server is down: served (503) and applied once it is
+		 * back and the position is known (cl_copy_settle) */
+		c->unsettled = true;
+		c->reopening = true;
+		c->failing = true;
+		snprintf(c->last_error, sizeof(c->last_error), "%s",
+		         cleave_errmsg());
+		cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+		       "projection %s: its store cannot be reached (%s); it "
+		       "is served and applied once it can",
+		       p->def->name, c->last_error);
+	}
 	atomic_store(&c->applied, pos);
 	*out = c;
 	return 0;

@@ -269,6 +269,8 @@ static void *runner_main(void *arg)
 	cl_wreader *rd = NULL;
 	cl_thread_name("cl-run:%s", c->def->name);
 	cl_evlist l = {0};
+	if (c->unsettled && !cl_copy_settle(c))
+		return NULL; /* stopped before its store came back */
 	while (!atomic_load(&c->stop)) {
 		pthread_mutex_lock(&p->mu);
 		while (c->parked && !atomic_load(&c->stop))

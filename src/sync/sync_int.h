@@ -82,6 +82,8 @@ typedef struct cl_copy {
 	bool fresh;          /* reopened once before its switch */
 	bool foreign;        /* a query node's view of a copy
 	                        another engine writes */
+	bool unsettled;      /* opened while its shared store was down:
+	                        position unknown until cl_copy_settle */
 	pthread_mutex_t cmu; /* held over each commit and its
 	                        note; the switch freezes the old
 	                        copy under it */
@@ -209,6 +211,9 @@ cl_rstore_opts cl_store_opts(cleave_engine *e);
 int cl_copy_new(cl_proj *p, int gen, int version, cl_copy **out);
 /* Closes and reopens c's store after a failure (not while lent). */
 int cl_copy_reopen(cl_copy *c);
+/* An unsettled copy's runner, first: reads its position once its store
+ * answers (failing meanwhile); false when stopped first. */
+bool cl_copy_settle(cl_copy *c);
 
 /* ---- the catalog (catalog.c) --------------------------------------- */
 

@@ -896,6 +896,60 @@ class RedisReadStore(unittest.TestCase):
         print("  outage answers seen: " + "; ".join(seen))
 
 
+
+class StartWithoutRedis(unittest.TestCase):
+    def test_writer_starts_while_redis_is_down(self):
+        """A writer starts while its Redis is down: commands work, queries
+        of the read models held there answer 503, /health is 200
+        degraded with the reasons; once Redis is up the read models catch
+        up by themselves and answer."""
+        port = ct.free_port()
+        uri = "redis://127.0.0.1:%d/0/%s" % (port, PREFIX)
+        srv = ct.Server("--read-store", uri, name="redis-late")
+        redis = Redis()
+        ok_run = False
+        try:
+            srv.start()
+            c = srv.client()
+            r = c.command("AddProduct", {"productId": "late1", "name": "L",
+                                         "category": "c",
+                                         "price_cents": 100, "stock": 3})
+            self.assertEqual(r.status, 200, r)
+            pos = r.json()["position"]
+            q = c.get("/queries/product?productId=late1")
+            ct.check_error(q, 503, "overloaded")
+            h = c.get("/health")
+            self.assertEqual((h.status, h.json()["status"]),
+                             (200, "degraded"), h)
+            self.assertTrue(any("catalog" in x for x in
+                                h.json()["reasons"]), h)
+            redis.start(port)
+            deadline = time.time() + 30
+            while True:
+                q = c.get("/queries/product?productId=late1&min_position="
+                          "%d&wait_ms=2000" % pos)
+                if q.status == 200 or time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(q.status, 200, q)
+            self.assertEqual(q.json()["stock"], 3)
+            deadline = time.time() + 20
+            while c.get("/health").json()["status"] != "ok":
+                self.assertLess(time.time(), deadline,
+                                c.get("/health").json())
+                time.sleep(0.2)
+            srv.stop(expect=0)
+            ok_run = True
+        finally:
+            if srv.proc:
+                srv.stop(expect=None)
+            redis.stop()
+            if ok_run:
+                srv.cleanup()
+                redis.cleanup()
+            else:
+                print("--- server log ---\n" + srv.logs()[-6000:])
+
 if __name__ == "__main__":
     if not REDIS_SERVER:
         print("SKIPPED: redis-server is not installed "
