@@ -78,6 +78,8 @@ int cl_rd_cmd(rd_tx *t, int argc, const char **argv, const size_t *argl,
 	return 0;
 }
 
+static int creds_auth(rd_store *s, redisContext *c);
+
 static struct timeval timeout_for(bool write)
 {
 	struct timeval tv = {RD_TIMEOUT_S, 0};
@@ -101,6 +103,11 @@ int cl_rd_connect(rd_store *s, bool write, redisContext **out)
 		return rc;
 	}
 	redisSetTimeout(c, tv);
+	int arc = creds_auth(s, c);
+	if (arc) {
+		redisFree(c);
+		return arc;
+	}
 	redisReply *r = s->db ? redisCommand(c, "SELECT %d", s->db)
 	                      : redisCommand(c, "PING");
 	if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -183,25 +190,137 @@ void cl_rd_conn_put(rd_store *s, redisContext *c, bool broken)
 
 /* ---- paths ------------------------------------------------------------- */
 
-/* Parses "redis://HOST[:PORT][/DB]" at uri into host, port, db; *rest
- * points past it (at "/..." or the end).  0 or CLEAVE_EINVAL. */
+/* ---- credentials -------------------------------------------------------- */
+
+/* "redis://[[USER]:PASSWORD@]HOST…": the credentials are kept here, by
+ * server, never in a store's path (paths are logged and published to
+ * query nodes): every connection to that server authenticates with them. */
+#define CREDS_MAX 16
+static struct {
+	char host[256];
+	int port;
+	char *user, *pass;
+} creds[CREDS_MAX];
+static int ncreds;
+static pthread_mutex_t creds_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void creds_set(const char *host, int port, const char *user,
+                      const char *pass)
+{
+	pthread_mutex_lock(&creds_mu);
+	int i;
+	for (i = 0; i < ncreds; i++)
+		if (creds[i].port == port && !strcmp(creds[i].host, host))
+			break;
+	if (i == ncreds && ncreds < CREDS_MAX)
+		ncreds++;
+	if (i < ncreds) {
+		snprintf(creds[i].host, sizeof(creds[i].host), "%s", host);
+		creds[i].port = port;
+		free(creds[i].user);
+		free(creds[i].pass);
+		creds[i].user = user && *user ? cl_strdup(user) : NULL;
+		creds[i].pass = cl_strdup(pass);
+	}
+	pthread_mutex_unlock(&creds_mu);
+}
+
+/* AUTH on a new connection when the server has credentials. */
+static int creds_auth(rd_store *s, redisContext *c)
+{
+	char user[256] = "", pass[512] = "";
+	bool have = false;
+	pthread_mutex_lock(&creds_mu);
+	for (int i = 0; i < ncreds; i++)
+		if (creds[i].port == s->port && !strcmp(creds[i].host, s->host)) {
+			have = creds[i].pass != NULL;
+			snprintf(user, sizeof(user), "%s",
+			         creds[i].user ? creds[i].user : "");
+			snprintf(pass, sizeof(pass), "%s",
+			         creds[i].pass ? creds[i].pass : "");
+		}
+	pthread_mutex_unlock(&creds_mu);
+	if (!have)
+		return 0;
+	/* AUTH PASSWORD (the default user), or AUTH USER PASSWORD (ACL) */
+	const char *av[3] = {"AUTH", user, pass};
+	size_t al[3] = {4, strlen(user), strlen(pass)};
+	if (!user[0]) {
+		av[1] = pass;
+		al[1] = al[2];
+	}
+	redisReply *r = redisCommandArgv(c, user[0] ? 3 : 2, av, al);
+	memset(pass, 0, sizeof(pass));
+	int rc = 0;
+	if (!r)
+		rc = cl_rd_ctx_err(s, c, "AUTH");
+	else if (r->type == REDIS_REPLY_ERROR)
+		rc = cl_err(CLEAVE_EIO, "redis %s:%d: AUTH%s%s refused: %s",
+		            s->host, s->port, user[0] ? " as " : "", user,
+		            r->str);
+	if (r)
+		freeReplyObject(r);
+	return rc;
+}
+
+/* Decodes %XX in s[0..n) into out (cap); false when bad or too long. */
+static bool pct_copy(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (ch == '%') {
+			unsigned v;
+			if (i + 2 >= n || sscanf(s + i + 1, "%2x", &v) != 1)
+				return false;
+			ch = (char)v;
+			i += 2;
+		}
+		if (j + 1 >= cap || ch == 0)
+			return false;
+		out[j++] = ch;
+	}
+	out[j] = 0;
+	return true;
+}
+
+/* ---- paths ------------------------------------------------------------- */
+
+/* Parses "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]" at uri into host,
+ * port, db (credentials: kept for that server, see above); *rest points
+ * past it (at "/..." or the end).  0 or CLEAVE_EINVAL, whose message never
+ * repeats a password. */
 int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port, int *db,
                    const char **rest)
 {
 	static const char scheme[] = "redis://";
 	if (!uri || strncmp(uri, scheme, sizeof(scheme) - 1))
 		return cl_err(CLEAVE_EINVAL,
-		              "redis: '%s' is not redis://HOST"
-		              "[:PORT][/DB]",
-		              uri ? uri : "(null)");
+		              "redis: a read store URI must be "
+		              "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]/PREFIX");
 	const char *p = uri + sizeof(scheme) - 1;
+	char user[256] = "", pass[512] = "";
+	bool auth = false;
+	const char *at = strchr(p, '@'), *slash = strchr(p, '/');
+	if (at && (!slash || at < slash)) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		if (!colon || !pct_copy(p, (size_t)(colon - p), user,
+		                        sizeof(user)) ||
+		    !pct_copy(colon + 1, (size_t)(at - colon - 1), pass,
+		              sizeof(pass)) || !pass[0])
+			return cl_err(CLEAVE_EINVAL,
+			              "redis: the credentials of a read store "
+			              "URI must be [USER]:PASSWORD@ "
+			              "(percent-encoded)");
+		auth = true;
+		p = at + 1;
+	}
 	size_t hl = strcspn(p, ":/?#@");
 	if (hl == 0 || hl >= hcap || p[hl] == '@' || p[hl] == '?' ||
 	    p[hl] == '#')
 		return cl_err(CLEAVE_EINVAL,
-		              "redis: '%s': expected redis://HOST[:PORT][/DB] "
-		              "(no user, password or options)",
-		              uri);
+		              "redis: expected redis://[[USER]:PASSWORD@]HOST"
+		              "[:PORT][/DB] (no options)");
 	memcpy(host, p, hl);
 	host[hl] = 0;
 	p += hl;
@@ -211,8 +330,7 @@ int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port, int *db,
 		char *end;
 		long v = strtol(p + 1, &end, 10);
 		if (end == p + 1 || v < 1 || v > 65535)
-			return cl_err(CLEAVE_EINVAL, "redis: '%s': bad port",
-			              uri);
+			return cl_err(CLEAVE_EINVAL, "redis %s: bad port", host);
 		*port = (int)v;
 		p = end;
 	}
@@ -221,15 +339,18 @@ int cl_redis_parse(const char *uri, char *host, size_t hcap, int *port, int *db,
 		long v = strtol(p + 1, &end, 10);
 		if (v < 0 || v > 1000000 || (*end && *end != '/'))
 			return cl_err(CLEAVE_EINVAL,
-			              "redis: '%s': bad database number", uri);
+			              "redis %s: bad database number", host);
 		*db = (int)v;
 		p = end;
 	}
 	if (*p && *p != '/')
 		return cl_err(CLEAVE_EINVAL,
-		              "redis: '%s': unexpected '%s' (expected "
-		              "redis://HOST[:PORT][/DB])",
-		              uri, p);
+		              "redis %s: unexpected '%s' (expected "
+		              "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])",
+		              host, p);
+	if (auth)
+		creds_set(host, *port, user, pass);
+	memset(pass, 0, sizeof(pass));
 	*rest = p;
 	return 0;
 }

@@ -950,6 +950,72 @@ class StartWithoutRedis(unittest.TestCase):
             else:
                 print("--- server log ---\n" + srv.logs()[-6000:])
 
+
+class RedisCredentials(unittest.TestCase):
+    def test_password_and_acl_user(self):
+        """redis://:PASSWORD@… (the default user) and redis://USER:PASSWORD@…
+        (an ACL user) against a redis-server that requires them; a wrong
+        password is refused with a message, and no password is ever
+        written to the log."""
+        d = ct.tmpdir("redis-auth")
+        port = ct.free_port()
+        proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", d,
+             "--requirepass", "def-pw-1",
+             "--user", "alice", "on", ">alice-pw-2", "~*", "&*", "+@all"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        servers = []
+        try:
+            deadline = time.time() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 1).close()
+                    break
+                except OSError:
+                    self.assertLess(time.time(), deadline)
+                    time.sleep(0.05)
+            for cred, prefix in (("", "nopw"), (":wrong-pw-3@", "bad"),
+                                 (":def-pw-1@", "dflt"),
+                                 ("alice:alice-pw-2@", "acl")):
+                uri = "redis://%s127.0.0.1:%d/0/%s" % (cred, port, prefix)
+                srv = ct.Server("--read-store", uri, name="redis-" + prefix)
+                servers.append(srv)
+                srv.start()
+                c = srv.client()
+                r = c.command("AddProduct", {"productId": "a1",
+                                             "name": "A", "category": "c",
+                                             "price_cents": 1, "stock": 2})
+                self.assertEqual(r.status, 200, r)
+                pos = r.json()["position"]
+                q = c.get("/queries/product?productId=a1&min_position=%d"
+                          "&wait_ms=3000" % pos)
+                if prefix in ("dflt", "acl"):
+                    self.assertEqual(q.status, 200, (prefix, q))
+                    self.assertEqual(q.json()["stock"], 2)
+                else:
+                    self.assertIn(q.status, (503, 504), (prefix, q))
+                    h = c.get("/health").json()
+                    why = " ".join(h["reasons"])
+                    self.assertTrue("AUTH" in why or "NOAUTH" in why or
+                                    "auth" in why, h)
+                srv.stop(expect=0)
+                log = srv.logs()
+                for secret in ("def-pw-1", "alice-pw-2", "wrong-pw-3"):
+                    self.assertNotIn(secret, log, prefix)
+            for srv in servers:
+                srv.cleanup()
+            servers = []
+        finally:
+            for srv in servers:
+                if srv.proc:
+                    srv.stop(expect=None)
+                print("--- %s log ---\n%s" % (srv.data, srv.logs()[-3000:]))
+            proc.terminate()
+            proc.wait(30)
+            shutil.rmtree(d, ignore_errors=True)
+
 if __name__ == "__main__":
     if not REDIS_SERVER:
         print("SKIPPED: redis-server is not installed "

@@ -60,11 +60,14 @@ static void test_parse(void **state)
 	parses("redis://h:7000/3", "h", 7000, 3, "");
 	parses("redis://h:7000/3/shop/a", "h", 7000, 3, "/shop/a");
 	parses("redis://h/shop", "h", 6379, 0, "/shop");
+	/* credentials are taken out (kept for the server, never in paths) */
+	parses("redis://u:p@h:7000/2/x", "h", 7000, 2, "/x");
+	parses("redis://:p%40ss@h", "h", 6379, 0, "");
 	static const char *const bad[] = {
 	    "http://h",       "redis://",         "redis://:1",
-	    "redis://h:0",    "redis://h:99999",  "redis://u:p@h",
-	    "redis://h?db=1", "redis://h:12x",    "redis://h/1x",
-	    NULL,
+	    "redis://h:0",    "redis://h:99999",  "redis://u@h",
+	    "redis://u:@h",   "redis://:p%4@h",   "redis://h?db=1",
+	    "redis://h:12x",  "redis://h/1x",     NULL,
 	};
 	for (int i = 0; bad[i]; i++) {
 		char h[256];
@@ -73,6 +76,8 @@ static void test_parse(void **state)
 		if (cl_redis_parse(bad[i], h, sizeof(h), &p, &d, &r) !=
 		    CLEAVE_EINVAL)
 			fail_msg("%s parsed", bad[i]);
+		/* a password is never repeated in a message */
+		assert_null(strstr(cleave_errmsg(), ":p"));
 	}
 	/* a store needs a prefix, and a server */
 	cl_rstore *s = NULL;
