@@ -59,7 +59,8 @@ static const flag flags[] = {
      "sqlite"},
     {"read-store", "CLEAVE_READ_STORE", F_STR, OFF(read_store), S, 0, 0, "URI",
      "read stores: embedded (LMDB + SQLite in DIR/read), or "
-     "redis://HOST[:PORT][/DB][/PREFIX] for the key/value read models",
+     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][/PREFIX] for the key/value "
+     "read models",
      "embedded"},
     {"durability", "CLEAVE_DURABILITY", F_DUR, OFF(durability), S, 0, 0, "MODE",
      "fsync (ack after fdatasync) or os (ack after write)", "fsync"},
