@@ -351,6 +351,29 @@ class PostgresWriteStore(unittest.TestCase):
             redis.stop()
             redis.cleanup()
 
+    def test_multi_host_uri(self):
+        """A PostgreSQL URI with several hosts (the first one down) and
+        target_session_attrs=read-write, sslmode: libpq picks the writable
+        server, and the writer works there."""
+        self.pg.sql("postgres", "CREATE DATABASE shop_mh")
+        dead = ct.free_port()
+        uri = ("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/shop_mh"
+               "?target_session_attrs=read-write&sslmode=disable"
+               % (dead, self.pg.port))
+        srv = ct.Server("--write-store", uri, name="pg-mh", env=clean_env())
+        srv.start()
+        try:
+            c = srv.client()
+            r = c.command("AddProduct", {"productId": "m1", "name": "M",
+                                         "category": "c", "price_cents": 5,
+                                         "stock": 1})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(self.pg.sql("shop_mh",
+                                         "SELECT count(*) FROM events"), "1")
+        finally:
+            srv.stop(expect=0)
+        srv.cleanup()
+
     def test_unreachable_server(self):
         bad = "postgres://postgres:secret@127.0.0.1:%d/shop" % ct.free_port()
         d = ct.tmpdir("pg-bad")
