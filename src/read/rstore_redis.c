@@ -71,9 +71,10 @@ int cl_rd_open(const char *path, const cl_rstore_opts *o, cl_rstore **out)
 	 * claim and the checkpoint wait for the first connection */
 	redisContext *c;
 	if ((rc = cl_rd_connect(s, true, &c))) {
-		if (rc != CLEAVE_EIO || !o || !o->lazy || s->read_only)
+		if (rc != CLEAVE_EIO || !o || !o->lazy)
 			goto fail;
-		if (o->owner && !(s->owner = cl_strdup(o->owner))) {
+		if (!s->read_only && o->owner &&
+		    !(s->owner = cl_strdup(o->owner))) {
 			rc = cl_err(CLEAVE_ENOMEM, "redis: out of memory");
 			goto fail;
 		}

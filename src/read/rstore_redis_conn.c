@@ -136,7 +136,7 @@ static int settle_pending(rd_store *s, redisContext *c)
 	if (atomic_load(&s->pending)) {
 		if (s->owner)
 			rc = cl_rd_claim(s, c, s->owner);
-		if (!rc)
+		if (!rc && !s->read_only)
 			rc = cl_rd_ckpt_read(s, c, false, &s->ckpt);
 		if (!rc)
 			atomic_store(&s->pending, false);

@@ -57,7 +57,7 @@ cl_rstore_opts cl_store_opts(cleave_engine *e)
 	o.owner = e->sync->owner;
 	/* a writer starts while its shared store is down: the copies there
 	 * catch up once it is back (runner.c), commands work meanwhile */
-	o.lazy = !e->cfg.read_only && !e->cfg.query_node;
+	o.lazy = !e->cfg.read_only;
 	return o;
 }
 

@@ -56,17 +56,60 @@ static int catalog_gen(const char *text, const char *name, int *gen,
 	return rc;
 }
 
+/* A followed copy that does not exist yet: lent to no query (reopening,
+ * so they answer 503), its checkpoint never read. */
+static int placeholder(cl_proj *p, cl_copy **out)
+{
+	cl_copy *c = calloc(1, sizeof(*c));
+	if (!c)
+		return cl_err(CLEAVE_ENOMEM, "out of memory");
+	c->proj = p;
+	c->def = p->def;
+	c->version = p->def->version;
+	c->gen = 0;
+	atomic_init(&c->refs, 1);
+	pthread_mutex_init(&c->cmu, NULL);
+	c->foreign = true;
+	c->unsettled = true;
+	c->reopening = true;
+	c->failing = true;
+	snprintf(c->last_error, sizeof(c->last_error),
+	         "the writer's catalog cannot be read yet");
+	*out = c;
+	return 0;
+}
+
 /* Opens the writer's live copy of p, as its catalog names it (read once
  * for all the projections, and kept as the catalog followed). */
 int cl_follow_open(cleave_engine *e, cl_proj *p)
 {
 	cl_sync *s = e->sync;
 	int gen = 0, version = 0, rc;
-	if (!s->catalog_seen) {
-		if ((rc = s->shared->meta_get(s->root_store, "catalog",
-		                              &s->catalog_seen)))
+	if (!s->catalog_seen && !s->catalog_unread) {
+		rc = s->shared->meta_get(s->root_store, "catalog",
+		                         &s->catalog_seen);
+		if (rc == CLEAVE_EIO) {
+			/* the store is down: the node starts, serving these
+			 * read models (503) once the catalog can be read */
+			cl_log(e, CLEAVE_LOG_WARN, NULL, NULL, -1,
+			       "query node: cannot read the writer's catalog "
+			       "in %s (%s); its read models are served once "
+			       "it can",
+			       s->shared_root, cleave_errmsg());
+			s->catalog_unread = true;
+		} else if (rc) {
 			return rc;
-		s->catalog_current = true;
+		} else {
+			s->catalog_current = true;
+		}
+	}
+	if (s->catalog_unread) {
+		/* a stand-in that serves nothing until follow_catalog
+		 * opens the copy the catalog names */
+		if ((rc = placeholder(p, &p->live)))
+			return rc;
+		p->followed = true;
+		return 0;
 	}
 	if (!s->catalog_seen ||
 	    catalog_gen(s->catalog_seen, p->def->name, &gen, &version))
@@ -99,6 +142,7 @@ static void follow_catalog(cleave_engine *e)
 	char *text = NULL;
 	if (s->shared->meta_get(s->root_store, "catalog", &text) || !text)
 		return;
+	s->catalog_unread = false;
 	if (s->catalog_seen && !strcmp(text, s->catalog_seen)) {
 		free(text);
 		return;
@@ -155,6 +199,8 @@ static bool follow_checkpoints(cleave_engine *e)
 		if (!p->followed)
 			continue;
 		cl_copy *c = p->live; /* only this thread replaces it */
+		if (c->unsettled)
+			continue; /* a stand-in: no store yet */
 		cleave_rtx *tx;
 		int64_t pos = 0;
 		int rc = c->store->m->begin(c->store, false, &tx);

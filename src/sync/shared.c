@@ -67,7 +67,8 @@ int cl_sync_shared_open(cleave_engine *e)
 	 * a second writing engine off this prefix */
 	cl_rstore_opts ro = {.read_only = e->cfg.read_only || e->cfg.query_node,
 	                     .owner = s->owner};
-	/* a writer starts while the store is down (claimed once it is up) */
-	ro.lazy = !ro.read_only;
+	/* a writer or a node starts while the store is down (a writer's
+	 * claim waits for it) */
+	ro.lazy = !e->cfg.read_only;
 	return s->shared->open(s->shared_root, &ro, &s->root_store);
 }

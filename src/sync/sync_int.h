@@ -164,6 +164,8 @@ struct cl_sync {
 	atomic_bool follower_stop;
 	char *catalog_seen;   /* the writer's catalog text last applied */
 	bool catalog_current; /* every switch in it followed */
+	bool catalog_unread;  /* the store was down at open: followed
+	                         projections are stand-ins until read */
 
 	/* readiness (beat.c): a writer with a shared store writes a
 	 * heartbeat there each second ("cl-beat"); a query node's follower

@@ -899,17 +899,35 @@ class RedisReadStore(unittest.TestCase):
 
 class StartWithoutRedis(unittest.TestCase):
     def test_writer_starts_while_redis_is_down(self):
-        """A writer starts while its Redis is down: commands work, queries
-        of the read models held there answer 503, /health is 200
-        degraded with the reasons; once Redis is up the read models catch
-        up by themselves and answer."""
+        """A writer and a query node start while their Redis is down:
+        commands work, queries of the read models held there answer 503
+        (the node's own SQL read model answers), the writer's /health is
+        200 degraded with the reasons and the node's 503; once Redis is up
+        the read models catch up by themselves and answer on both."""
         port = ct.free_port()
         uri = "redis://127.0.0.1:%d/0/%s" % (port, PREFIX)
         srv = ct.Server("--read-store", uri, name="redis-late")
+        node = None
         redis = Redis()
         ok_run = False
         try:
             srv.start()
+            # a query node starts too, serving its own SQL read model
+            # at once and the writer's Redis ones once Redis is up
+            node = ct.Server("--query-node", "--write-store",
+                             "sqlite:" + srv.data, "--read-store", uri,
+                             name="redis-late-node")
+            node.start(wait=False)  # not ready (503) until Redis is up
+            cn = node.client()
+            deadline = time.time() + 20
+            while True:
+                try:
+                    if cn.get("/health?live").status == 200:
+                        break
+                except OSError:
+                    pass
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
             c = srv.client()
             r = c.command("AddProduct", {"productId": "late1", "name": "L",
                                          "category": "c",
@@ -918,6 +936,12 @@ class StartWithoutRedis(unittest.TestCase):
             pos = r.json()["position"]
             q = c.get("/queries/product?productId=late1")
             ct.check_error(q, 503, "overloaded")
+            ct.check_error(cn.get("/queries/product?productId=late1"), 503,
+                           "overloaded")
+            s_ = cn.get("/queries/search_products?q=L&min_position=%d"
+                        "&wait_ms=10000" % pos)
+            self.assertEqual(s_.status, 200, s_)
+            self.assertEqual(cn.get("/health").status, 503)
             h = c.get("/health")
             self.assertEqual((h.status, h.json()["status"]),
                              (200, "degraded"), h)
@@ -933,6 +957,21 @@ class StartWithoutRedis(unittest.TestCase):
                 time.sleep(0.2)
             self.assertEqual(q.status, 200, q)
             self.assertEqual(q.json()["stock"], 3)
+            deadline = time.time() + 30
+            while True:
+                q = cn.get("/queries/product?productId=late1&min_position="
+                           "%d&wait_ms=2000" % pos)
+                if q.status == 200 or time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(q.status, 200, q)
+            self.assertEqual(q.json()["stock"], 3)
+            deadline = time.time() + 20
+            while cn.get("/health").status != 200:
+                self.assertLess(time.time(), deadline,
+                                cn.get("/health").json())
+                time.sleep(0.2)
+            node.stop(expect=0)
             deadline = time.time() + 20
             while c.get("/health").json()["status"] != "ok":
                 self.assertLess(time.time(), deadline,
@@ -941,14 +980,18 @@ class StartWithoutRedis(unittest.TestCase):
             srv.stop(expect=0)
             ok_run = True
         finally:
-            if srv.proc:
-                srv.stop(expect=None)
+            for x in (node, srv):
+                if x and x.proc:
+                    x.stop(expect=None)
             redis.stop()
             if ok_run:
                 srv.cleanup()
+                node.cleanup()
                 redis.cleanup()
             else:
                 print("--- server log ---\n" + srv.logs()[-6000:])
+                if node:
+                    print("--- node log ---\n" + node.logs()[-6000:])
 
 
 class RedisCredentials(unittest.TestCase):
