@@ -21,8 +21,9 @@
  * Scenarios
  *   --req 'METHOD PATH [BODY]'  (repeatable; one is picked at random per
  *     request).  Templates expand ${id} (unique per request), ${conn},
- *     ${seq}, ${rnd:N} (1..N), ${pick:a|b|c}.  With --resp the template is a
- *     Redis command line split on spaces ("GET product:p${rnd:1000}").
+ *     ${seq}, ${rnd:N} (1..N), ${rnd:A-B} (A..B), ${pick:a|b|c}.  With
+ *     --resp the template is a Redis command line split on spaces
+ *     ("GET product:p${rnd:1000}").
  *   --scenario checkout: per connection, AddToCart x3 on a new cart of one
  *     user, then Checkout (some with --promo, some carts holding a product
  *     whose stock is 0 so their checkout fails with 422).
@@ -262,9 +263,13 @@ static void expand(worker *w, conn *c, const char *t, size_t tn, buf *b)
 			buf_printf(b, "%d", c->id);
 		else if (kn == 3 && !memcmp(k, "seq", 3))
 			buf_printf(b, "%" PRIu64, c->seq);
-		else if (kn > 4 && !memcmp(k, "rnd:", 4))
-			buf_printf(b, "%d", rnd_n(w, atoi(k + 4)));
-		else if (kn > 5 && !memcmp(k, "pick:", 5)) {
+		else if (kn > 4 && !memcmp(k, "rnd:", 4)) {
+			/* ${rnd:N}: 1..N; ${rnd:A-B}: A..B */
+			const char *dash = memchr(k + 4, '-', kn - 4);
+			int lo = dash ? atoi(k + 4) : 1;
+			int hi = atoi(dash ? dash + 1 : k + 4);
+			buf_printf(b, "%d", lo - 1 + rnd_n(w, hi - lo + 1));
+		} else if (kn > 5 && !memcmp(k, "pick:", 5)) {
 			const char *opts[64];
 			size_t lens[64];
 			int n = 0;

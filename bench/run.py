@@ -11,8 +11,9 @@ definitions and what limits them: docs/performance.md.
 
 Programs used (built by CMake in BUILD/bench): loadgen (HTTP and Redis RESP
 load), inproc (library API; naive SQLite loop; seeding), rebuild (log
-generator, rebuild timing).  The social workload installs BUILD into a
-temporary prefix and serves examples/social built against it.  Baselines:
+generator, rebuild timing), sseload (live-query streams held open and
+timed).  The social workload installs BUILD into a temporary prefix and
+serves examples/social built against it.  Baselines:
 PostgreSQL 15 (own cluster, pgbench with bench/pg/*.sql), Redis 7 (own
 instance), naive SQLite, Emmett (npm).
 """
@@ -22,6 +23,7 @@ import json
 import os
 import platform
 import re
+import select
 import shutil
 import signal
 import socket
@@ -44,6 +46,16 @@ QUICK_KEYS = [
     "postgres_write_only_tps", "postgres_write_under_read_load_tps",
     "fanout_100k_visible_ms", "fanout_100k_post_p50_ms",
     "fanout_100k_post_p99_ms", "timeline_rps",
+    "sse_subscribers", "sse_push_p50_ms", "sse_push_p99_ms",
+    "sse_push_from_send_p50_ms", "sse_push_from_send_p99_ms",
+    "sse_push_1k_p50_ms", "sse_push_1k_p99_ms",
+    "sse_server_push_p50_ms", "sse_server_push_p99_ms",
+    "commands_per_s_with_subscribers", "commands_per_s_without_subscribers",
+    "commands_per_s_with_subscribers_on_written_keys",
+    "sse_cpu_us_per_command_with_subscribers",
+    "sse_cpu_us_per_command_without_subscribers",
+    "sse_event_cost_ratio", "sse_wakes_other_keys",
+    "sse_rss_per_subscriber_kb",
     "machine", "git_commit",
 ]
 PROJECTIONS = ["catalog", "search", "orders", "revenue", "bestsellers"]
@@ -193,6 +205,28 @@ class Server:
         parts = f.split()
         return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
+    def status(self):
+        """VmRSS (kB) and threads of the server process, now."""
+        out = {}
+        for line in open("/proc/%d/status" % self.proc.pid):
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "Threads"):
+                out[k] = int(v.split()[0])
+        return {"rss_kb": out.get("VmRSS"), "threads": out.get("Threads")}
+
+    def metrics(self):
+        """GET /metrics: {family or family{labels}: value}."""
+        out = {}
+        for line in http("GET", self.url + "/metrics")[1].decode() \
+                .splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+        return out
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -259,6 +293,61 @@ def quantiles_ms(xs):
     q = lambda f: round(xs[min(len(xs) - 1, int(f * len(xs)))] * 1e3, 3)
     return {"n": len(xs), "p50_ms": q(0.5), "p99_ms": q(0.99),
             "max_ms": round(xs[-1] * 1e3, 3)}
+
+
+def hist_quantiles_ms(before, after, family, qs=(0.5, 0.99)):
+    """Quantiles (ms) of what a Prometheus histogram of seconds counted
+    between two /metrics samples: the upper bound of the bucket holding
+    each (what the server's own figure can tell)."""
+    pre = family + '_bucket{le="'
+    b = sorted((float(k[len(pre):-2]) if k[len(pre):-2] != "+Inf" else
+                float("inf"), after[k] - before.get(k, 0))
+               for k in after if k.startswith(pre))
+    n = b[-1][1] if b else 0
+    out = {"n": int(n)}
+    for q in qs:
+        v = None
+        for le, c in b:
+            if n and c >= q * n:
+                v = le * 1e3
+                break
+        out["p%g_ms" % (q * 100)] = v
+    return out
+
+
+class SseLoad:
+    """bench/sseload holding live-query streams, driven over its stdin
+    (see the top of bench/sseload.c)."""
+
+    def __init__(self, binary, port, logpath, *args):
+        self.log = open(logpath, "a")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(port)] + [str(a) for a in args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            text=True, bufsize=1)
+        self.ready = self.line(300)
+
+    def line(self, timeout):
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not r:
+            raise RuntimeError("sseload said nothing for %d s" % timeout)
+        text = self.proc.stdout.readline()
+        if not text:
+            raise RuntimeError("sseload ended (%s)" % self.proc.wait())
+        return json.loads(text)
+
+    def cmd(self, text, timeout=600):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return self.line(timeout)
+
+    def quit(self):
+        try:
+            return self.cmd("quit", 60)
+        finally:
+            self.proc.stdin.close()
+            self.proc.wait(30)
+            self.log.close()
 
 
 class Bench:
@@ -705,6 +794,199 @@ class Bench:
         self.r["timeline_rps"] = r["rps"]
         self.r["timeline_p99_ms"] = r["p99_ms"]
 
+    # ---- live queries: 10,000 server-sent event streams -----------------
+    LIVE_PRODUCTS = 10500   # p1..p1000 written by the command load,
+    #                         p1001..p1500 probed (2 streams each),
+    #                         p1501..p10500 held (1 stream each)
+
+    def live(self):
+        """Live queries (GET /queries/product with Accept:
+        text/event-stream) held open by bench/sseload on their own server
+        and data (10,500 products): 1,000 streams (2 on each of p1001..
+        p1500), then the same 1,000 plus 9,000 on p1501..p10500 (one each).
+        In each: push latency of one Restock every 50 ms on a random probed
+        key, client-side (from the command's answer, and from its send, to
+        each of the key's streams) and the server's own
+        cleave_live_push_latency_seconds over the same probes; server RSS
+        and threads. With the 10,000 held: the W1 Restock load on p1..p1000
+        (keys no stream reads: the wakes counter must not move) and on
+        p1001..p10500 (every key written has streams), beside the same
+        load with no stream before and after (same run: the ratio is the
+        figure)."""
+        res = {}
+        self.r["raw"]["live"] = res
+        srv = None
+        start = time.time()
+        try:
+            d = os.path.join(self.tmp, "live")
+            run_json_or_none([os.path.join(self.bin, "inproc"), "seed",
+                              "--data", d, "--products",
+                              str(self.LIVE_PRODUCTS)])
+            srv = Server(self.build, d)
+            self.live_run(srv, res)
+        except Exception as e:  # what failed is the result
+            res["error"] = str(e)[-800:]
+            log("live: %s" % res["error"])
+        finally:
+            if srv:
+                srv.stop()
+            res["seconds"] = round(time.time() - start, 1)
+            log("live: %.1f s in all" % res["seconds"])
+
+    def live_drained(self, srv, res, key):
+        """Waits until the server has let go of the closed streams (it
+        notices a closed one when it next writes to it: a keep-alive)."""
+        t = time.time()
+        while time.time() - t < 60:
+            if srv.metrics().get("cleave_live_streams", 0) == 0:
+                break
+            time.sleep(0.2)
+        res[key] = round(time.time() - t, 1)
+
+    def live_run(self, srv, res):
+        sl_bin = os.path.join(self.bin, "sseload")
+        sl_log = os.path.join(self.tmp, "sseload.log")
+        probes = 200 if self.quick else 1000
+        other = ('POST /commands/Restock {"productId":"p${rnd:1000}",'
+                 '"quantity":1}')
+        written = ('POST /commands/Restock {"productId":'
+                   '"p${rnd:1001-%d}","quantity":1}' % self.LIVE_PRODUCTS)
+        srv.wait_caught_up()
+        lg = lambda label, req: self.lg(srv.port, "--conns", "64", "--req",
+                                        req, label=label, srv=srv)
+
+        def load(label, req):
+            m0 = srv.metrics()
+            r = lg(label, req)
+            m1 = srv.metrics()
+            srv.wait_caught_up()
+            m2 = srv.metrics()
+            r["live_wakes"] = int(m2.get("cleave_live_wakes_total", 0) -
+                                  m0.get("cleave_live_wakes_total", 0))
+            r["live_messages"] = int(
+                m2.get("cleave_live_messages_total", 0) -
+                m0.get("cleave_live_messages_total", 0))
+            r["live_coalesced"] = int(
+                m1.get("cleave_live_coalesced_total", 0) -
+                m0.get("cleave_live_coalesced_total", 0))
+            r["live_dropped"] = int(m2.get("cleave_live_dropped_total", 0) -
+                                    m0.get("cleave_live_dropped_total", 0))
+            log("live %-26s %8.0f commands/s, %s us server CPU/command, "
+                "wakes %d, messages %d%s" % (
+                    label, r["rps"], r.get("server_cpu_us_per_request"),
+                    r["live_wakes"], r["live_messages"],
+                    " STALLED" if r.get("stalled") else ""))
+            return r
+
+        res["none_before"] = load("no streams", other)
+        res["idle"] = srv.status()
+        for n, idle in ((1000, 0), (10000, 9000)):
+            ph = {}
+            res["s%d" % n] = ph
+            sl = SseLoad(sl_bin, srv.port, sl_log, "--conns", "1000",
+                         "--keys", "500", "--key-first", "1001",
+                         "--idle-conns", idle, "--idle-key-first", "1501")
+            try:
+                ph["ready"] = sl.ready
+                time.sleep(1)
+                ph["server"] = srv.status()
+                log("live %5d streams: %d with their first message, %d "
+                    "refused %s, open in %.1f s (first message p50 %.1f "
+                    "p99 %.1f ms); server RSS %.0f MB, %d threads" % (
+                        n, sl.ready["first"], sl.ready["failed"],
+                        sl.ready["statuses"], sl.ready["open_s"],
+                        sl.ready["first_message"]["p50_ms"],
+                        sl.ready["first_message"]["p99_ms"],
+                        ph["server"]["rss_kb"] / 1024.0,
+                        ph["server"]["threads"]))
+                m0 = srv.metrics()
+                ph["probe"] = pr = sl.cmd("probe 50 %d" % probes)
+                m1 = srv.metrics()
+                ph["server_push"] = hist_quantiles_ms(
+                    m0, m1, "cleave_live_push_latency_seconds")
+                log("live %5d streams: push (answer -> message) p50 %.2f "
+                    "p99 %.2f ms, (send -> message) p50 %.2f p99 %.2f ms, "
+                    "server wake -> socket p50 <= %s p99 <= %s ms; %d of %d "
+                    "delivered, %d before the answer; Restock p50 %.2f ms"
+                    % (n, pr["from_answer"]["p50_ms"],
+                       pr["from_answer"]["p99_ms"],
+                       pr["from_send"]["p50_ms"], pr["from_send"]["p99_ms"],
+                       fmt(ph["server_push"]["p50_ms"]),
+                       fmt(ph["server_push"]["p99_ms"]), pr["deliveries"],
+                       pr["expected"], pr["before_answer"],
+                       pr["command"]["p50_ms"]))
+                if not idle:
+                    res["other_keys_1k"] = load("1,000 streams, other keys",
+                                                other)
+                if idle:
+                    s0 = sl.cmd("stats")
+                    res["other_keys"] = load("10,000 streams, other keys",
+                                             other)
+                    s1 = sl.cmd("stats")
+                    res["written_keys"] = load(
+                        "10,000 streams, keys written", written)
+                    s2 = sl.cmd("stats")
+                    res["other_keys"]["stream_messages"] = (
+                        s1["messages"] - s0["messages"])
+                    res["written_keys"]["stream_messages"] = (
+                        s2["messages"] - s1["messages"])
+                    ph["after_loads"] = s2
+                    ph["server_after_loads"] = srv.status()
+            finally:
+                ph["quit"] = sl.quit()
+            self.live_drained(srv, ph, "drained_s")
+        res["none_after"] = load("no streams (after)", other)
+        res["idle_after"] = srv.status()
+
+        # the figures
+        s1k, s10k = res["s1000"], res["s10000"]
+        held = (s10k["after_loads"]["first"] -
+                s10k["after_loads"]["closed_after_first"])
+        none = [res["none_before"], res["none_after"]]
+        mean = lambda xs: sum(xs) / len(xs) if all(
+            x is not None for x in xs) else None
+        none_rps = mean([x["rps"] for x in none])
+        none_cpu = mean([x.get("server_cpu_us_per_request") for x in none])
+        oth = res["other_keys"]
+        self.r["sse_subscribers"] = held
+        self.r["sse_push_p50_ms"] = s10k["probe"]["from_answer"]["p50_ms"]
+        self.r["sse_push_p99_ms"] = s10k["probe"]["from_answer"]["p99_ms"]
+        self.r["sse_push_from_send_p50_ms"] = \
+            s10k["probe"]["from_send"]["p50_ms"]
+        self.r["sse_push_from_send_p99_ms"] = \
+            s10k["probe"]["from_send"]["p99_ms"]
+        self.r["sse_push_1k_p50_ms"] = s1k["probe"]["from_answer"]["p50_ms"]
+        self.r["sse_push_1k_p99_ms"] = s1k["probe"]["from_answer"]["p99_ms"]
+        self.r["sse_server_push_p50_ms"] = s10k["server_push"]["p50_ms"]
+        self.r["sse_server_push_p99_ms"] = s10k["server_push"]["p99_ms"]
+        self.r["commands_per_s_with_subscribers"] = oth["rps"]
+        self.r["commands_per_s_without_subscribers"] = none_rps
+        self.r["commands_per_s_with_subscribers_on_written_keys"] = \
+            res["written_keys"]["rps"]
+        cpu = oth.get("server_cpu_us_per_request")
+        self.r["sse_cpu_us_per_command_with_subscribers"] = cpu
+        self.r["sse_cpu_us_per_command_without_subscribers"] = (
+            round(none_cpu, 1) if none_cpu else None)
+        self.r["sse_event_cost_ratio"] = (round(cpu / none_cpu, 3)
+                                          if cpu and none_cpu else None)
+        self.r["sse_wakes_other_keys"] = oth["live_wakes"]
+        self.r["sse_rss_per_subscriber_kb"] = round(
+            (s10k["server"]["rss_kb"] - res["idle"]["rss_kb"]) /
+            max(1, s10k["ready"]["first"]), 1)
+        res["rss_per_subscriber_kb_1k"] = round(
+            (s1k["server"]["rss_kb"] - res["idle"]["rss_kb"]) /
+            max(1, s1k["ready"]["first"]), 1)
+        log("live: %d streams held; push p50 %s p99 %s ms (1,000: %s / %s); "
+            "Restock %s/s beside them on other keys, %s/s with none "
+            "(CPU per command x%s, wakes %s), %s/s on their keys; %s KB "
+            "per stream" % (
+                held, self.r["sse_push_p50_ms"], self.r["sse_push_p99_ms"],
+                self.r["sse_push_1k_p50_ms"], self.r["sse_push_1k_p99_ms"],
+                fmt(oth["rps"]), fmt(none_rps),
+                self.r["sse_event_cost_ratio"], oth["live_wakes"],
+                fmt(res["written_keys"]["rps"]),
+                self.r["sse_rss_per_subscriber_kb"]))
+
     # ---- baselines -----------------------------------------------------
     def redis_start(self):
         rs = shutil.which("redis-server")
@@ -938,6 +1220,8 @@ class Bench:
                 self.redis.wait()
         if want("social"):
             self.social()
+        if want("live"):
+            self.live()
         if want("w2"):
             self.w2_inprocess()
         if want("pg"):
@@ -1007,6 +1291,20 @@ def table(r):
         ("lag at 50% of peak, p50 ms", r.get("lag_p50_ms"), "", None, ""),
         ("lag at 50% of peak, p99 ms", r.get("lag_p99_ms"), "", None,
          "≤ 10 ms"),
+        ("live queries: streams held, each with its first message",
+         r.get("sse_subscribers"), "", None, ""),
+        ("… push, a command's answer → the message on its key's streams, "
+         "p99 ms", r.get("sse_push_p99_ms"), "with 1,000 streams",
+         r.get("sse_push_1k_p99_ms"), ""),
+        ("… HTTP Restock commands/s beside them (other keys)",
+         r.get("commands_per_s_with_subscribers"), "no streams, same run",
+         r.get("commands_per_s_without_subscribers"), ""),
+        ("… server CPU per Restock beside them (other keys: no wake), µs",
+         r.get("sse_cpu_us_per_command_with_subscribers"),
+         "no streams, same run",
+         r.get("sse_cpu_us_per_command_without_subscribers"), ""),
+        ("… server memory per stream, KB", r.get("sse_rss_per_subscriber_kb"),
+         "", None, ""),
         ("checkout-mix writes, no reads, commands/s",
          r.get("write_only_commands_per_s"), "PostgreSQL, txn/s",
          r.get("postgres_write_only_tps"), ""),
@@ -1143,6 +1441,58 @@ def detail_tables(r):
                         so["followers"]), so["register_s"], "{:,}".format(
                         so["followers"]), so["follow_s"], so["catch_up_s"],
                        so.get("posts_s"), so.get("seconds"))]
+    lv = raw.get("live")
+    if lv:
+        out += ["", "Live queries (10,500 products; 2 streams on each of "
+                "p1001..p1500, probed; 9,000 more, one on each of "
+                "p1501..p10500):", ""]
+        if lv.get("error"):
+            out.append("- failed: `%s`" % lv["error"].strip()
+                       .replace("\n", " ")[:400])
+        rows = [(n, lv.get("s%d" % n)) for n in (1000, 10000)]
+        if any(x and "probe" in x for _, x in rows):
+            out += ["| streams | with first message | refused | open s | "
+                    "push p50 / p99 / max ms (answer → message) | send → "
+                    "message p50 / p99 ms | server wake → socket p50 / p99 "
+                    "ms (bucket bound) | probe Restock p50 ms | server RSS MB "
+                    "| threads | closed streams let go after s |",
+                    "|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|"]
+            for n, x in rows:
+                if not x or "probe" not in x:
+                    continue
+                pr, rd = x["probe"], x["ready"]
+                out.append("| %s | %s | %s | %s | %s / %s / %s | %s / %s | "
+                           "≤ %s / ≤ %s | %s | %s | %s | %s |" % (
+                               fmt(n), fmt(rd["first"]), fmt(rd["failed"]),
+                               fmt(rd["open_s"]),
+                               fmt(pr["from_answer"]["p50_ms"]),
+                               fmt(pr["from_answer"]["p99_ms"]),
+                               fmt(pr["from_answer"]["max_ms"]),
+                               fmt(pr["from_send"]["p50_ms"]),
+                               fmt(pr["from_send"]["p99_ms"]),
+                               fmt(x["server_push"]["p50_ms"]),
+                               fmt(x["server_push"]["p99_ms"]),
+                               fmt(pr["command"]["p50_ms"]),
+                               fmt(x["server"]["rss_kb"] / 1024.0),
+                               fmt(x["server"]["threads"]),
+                               fmt(x.get("drained_s"))))
+        loads = [("no streams", lv.get("none_before")),
+                 ("1,000 streams, other keys", lv.get("other_keys_1k")),
+                 ("10,000 streams, other keys", lv.get("other_keys")),
+                 ("10,000 streams, the keys written",
+                  lv.get("written_keys")),
+                 ("no streams, after", lv.get("none_after"))]
+        if any(x for _, x in loads):
+            out += ["", "| Restock, 64 conns | commands/s | p99 ms | server "
+                    "CPU µs/command | live wakes | messages to streams |",
+                    "|---|---:|---:|---:|---:|---:|"]
+            for label, x in loads:
+                if x:
+                    out.append("| %s | %s | %s | %s | %s | %s |" % (
+                        label, fmt(x["rps"]), fmt(x["p99_ms"]),
+                        fmt(x.get("server_cpu_us_per_request")),
+                        fmt(x.get("live_wakes")),
+                        fmt(x.get("live_messages"))))
     w6 = raw.get("w6")
     pg = raw.get("postgres")
     if w6:
@@ -1221,6 +1571,8 @@ def plot(r, png):
                        ("timeline query", "timeline_rps"),
                        ("Redis GET", "redis_get_rps"),
                        ("rebuild ev/s", "rebuild_events_per_s"),
+                       ("Restock + 10k streams",
+                        "commands_per_s_with_subscribers"),
                        ("writes alone", "write_only_commands_per_s"),
                        ("writes+reads", "write_under_read_load_commands_per_s"),
                        ("PG writes alone", "postgres_write_only_tps"),
@@ -1245,6 +1597,7 @@ def plot(r, png):
            ("Post, 100k followers", r.get("fanout_100k_post_p99_ms")),
            ("Post → last follower sees it",
             r.get("fanout_100k_visible_p99_ms")),
+           ("push, 10k streams", r.get("sse_push_p99_ms")),
            ("lag 10%", g(w5, 10).get("lag_p99_ms")),
            ("lag 50%", g(w5, 50).get("lag_p99_ms")),
            ("lag 90%", g(w5, 90).get("lag_p99_ms")),
@@ -1323,7 +1676,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--only", help="comma list: w1,w2,w3,w4,w5,w6,social,"
-                    "pg,emmett")
+                    "live,pg,emmett")
     ap.add_argument("--social-followers", type=int, default=100000,
                     metavar="F", help="the social workload's author's "
                     "followers (default 100,000, in bench-quick too)")
