@@ -216,8 +216,17 @@ static bool follow_checkpoints(cleave_engine *e)
 			cl_copy_set_failing(c, true, cleave_errmsg());
 			continue;
 		}
-		if (c->failing)
+		if (c->failing) {
+			/* followed again: said once, and the error that was
+			 * is no longer this copy's state */
+			cl_log(e, CLEAVE_LOG_INFO, NULL, NULL, pos,
+			       "projection %s: following %s again",
+			       p->def->name, c->path);
 			cl_copy_set_failing(c, false, NULL);
+			pthread_mutex_lock(&p->mu);
+			c->last_error[0] = 0;
+			pthread_mutex_unlock(&p->mu);
+		}
 		/* forward only: a copy that went back (retired and deleted
 		 * before this node followed the switch, or a Redis that lost
 		 * data) keeps its position, so queries refuse to answer from
