@@ -3,7 +3,10 @@ a live query, one JSON per line as they change; errors the stream carries
 on stderr while watching goes on; resuming after the server restarts
 (Last-Event-ID) without printing the same answer twice; plain HTTP errors
 (unknown query, bad parameters, a missing token) exit 1; usage errors
-exit 2; SIGTERM exits 0.  Python standard library only."""
+exit 2; SIGTERM exits 0.  A stand-in server writes the event-stream forms
+the real one does not (CR and CRLF line ends, data over several lines,
+unknown events, a body that ends at the close).  Python standard library
+only."""
 import json
 import os
 import select
@@ -267,6 +270,94 @@ class WatchResume(unittest.TestCase):
                                "top_products", "limit=3")
             self.assertEqual(rc, 0, err)
             self.assertIn("items", json.loads(out))
+
+
+class FakeStreams:
+    """A stand-in server that writes server-sent events the way the spec
+    allows and Cleave does not (CR and CRLF line ends, data over several
+    lines, comments, a retry field, an unknown event, a body that ends at
+    the close instead of chunked), and records each request's
+    Last-Event-ID."""
+
+    def __init__(self, bodies):
+        import socket
+        import threading
+        self.bodies = list(bodies)  # one per connection: (chunked, bytes)
+        self.last_event_ids = []
+        self.targets = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    def serve(self):
+        while self.bodies:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                d = c.recv(4096)
+                if not d:
+                    break
+                head += d
+            lei = None
+            for line in head.decode().split("\r\n"):
+                if line.lower().startswith("last-event-id:"):
+                    lei = line.split(":", 1)[1].strip()
+            self.last_event_ids.append(lei)
+            self.targets.append(head.split(b" ")[1].decode())
+            chunked, body = self.bodies.pop(0)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
+                      b"\r\n" + (b"Transfer-Encoding: chunked\r\n" if
+                                  chunked else b"") + b"\r\n")
+            for i in range(0, len(body), 7):  # in small pieces
+                piece = body[i:i + 7]
+                c.sendall(b"%x\r\n%s\r\n" % (len(piece), piece)
+                          if chunked else piece)
+                time.sleep(0.002)
+            if not self.bodies:
+                time.sleep(5)  # the last stays open: --count ends it
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+class WatchParser(unittest.TestCase):
+
+    def test_event_stream_variants_and_resume(self):
+        first = (b"retry: 100\r\n: hello\r\nid: 5\r\nevent: answer\r\n"
+                 b"data: {\"position\":5,\r\ndata: \"a\":1}\r\n\r\n"
+                 b"event: ping\ndata: x\n\n"
+                 b"id: 6\revent: error\rdata: {\"error\":{\"code\":\"x\"}}"
+                 b"\r\r"
+                 b"id: 7\r\nevent: answer\r\ndata: {\"position\":7,\"a\":1}"
+                 b"\r\n\r\n")
+        # resumed: its first answer is the one shown last (position
+        # aside), not shown again; its id still counts
+        second = (b"id: 8\nevent: answer\ndata: {\"position\":8,\"a\":1}"
+                  b"\n\n")
+        third = (b"id: 9\nevent: answer\ndata: {\"position\":9,\"a\":2}"
+                 b"\n\n")
+        fake = FakeStreams([(False, first), (True, second), (True, third)])
+        try:
+            rc, out, err = cli("watch", "--server", "http://127.0.0.1:%d" %
+                               fake.port, "-n", "3", "q", "k=v w&x",
+                               timeout=30)
+        finally:
+            fake.close()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([json.loads(x) for x in out.splitlines()],
+                         [{"position": 5, "a": 1}, {"position": 7, "a": 1},
+                          {"position": 9, "a": 2}])
+        self.assertEqual(fake.last_event_ids, [None, "7", "8"])
+        self.assertEqual(fake.targets, ["/queries/q?k=v%20w%26x"] * 3)
+        self.assertIn('{"error":{"code":"x"}}\n', err)
+        self.assertIn("again in 0.1 s from position 7", err)
 
 
 class WatchUsage(unittest.TestCase):
