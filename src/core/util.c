@@ -321,3 +321,21 @@ void cl_thread_name(const char *fmt, ...)
 	va_end(ap);
 	pthread_setname_np(pthread_self(), name);
 }
+
+void cl_uri_redact(const char *uri, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s", uri ? uri : "");
+	char *p = strstr(out, "://");
+	if (!p)
+		return;
+	p += 3;
+	char *at = strchr(p, '@'), *slash = strchr(p, '/');
+	if (!at || (slash && slash < at))
+		return;
+	char *colon = memchr(p, ':', (size_t)(at - p));
+	if (!colon)
+		return;
+	char rest[1024];
+	snprintf(rest, sizeof(rest), "%s", at);
+	snprintf(colon + 1, cap - (size_t)(colon + 1 - out), "***%s", rest);
+}

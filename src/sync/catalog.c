@@ -55,6 +55,15 @@ static int catalog_save_locked(cleave_engine *e)
 		pthread_mutex_unlock(&p->mu);
 		cJSON_AddItemToObject(ps, p->def->name, o);
 	}
+	/* where the log and the read models are: a tool or server opened on
+	 * this directory without the same stores is told (cl_sync_open) */
+	char uri[1024];
+	cl_uri_redact(e->cfg.write_store ? e->cfg.write_store : "sqlite", uri,
+	              sizeof(uri));
+	cJSON_AddStringToObject(root, "write_store", uri);
+	cJSON_AddStringToObject(root, "read_store",
+	                        e->sync->shared ? e->sync->shared_root
+	                                        : "embedded");
 	char *text = cJSON_Print(root);
 	cJSON_Delete(root);
 	if (!text)
@@ -239,6 +248,36 @@ static void drop_all_copies(cleave_engine *e)
 	closedir(d);
 }
 
+static bool is_postgres(const char *uri)
+{
+	return uri && (!strncmp(uri, "postgres://", 11) ||
+	               !strncmp(uri, "postgresql://", 13));
+}
+
+/* The stores this directory's catalog was written with, against the ones
+ * given now: a read model in Redis opened without --read-store, or a log
+ * in PostgreSQL opened on the embedded write store (whose empty log would
+ * make every read model look ahead of it, and rebuilt), is refused with
+ * the flag to give. */
+static int stores_check(cleave_engine *e, const cJSON *cat)
+{
+	const char *rs = cleave_json_str(cat, "read_store");
+	const char *ws = cleave_json_str(cat, "write_store");
+	if (rs && strcmp(rs, "embedded") && !e->sync->shared)
+		return cl_err(CLEAVE_EINVAL,
+		              "the read models of %s are in %s: give "
+		              "--read-store %s (with its password, if it needs "
+		              "one) as the server that wrote them had",
+		              e->data_dir, rs, rs);
+	if (!e->cfg.query_node && is_postgres(ws) &&
+	    !is_postgres(e->cfg.write_store))
+		return cl_err(CLEAVE_EINVAL,
+		              "the log of %s is in PostgreSQL (%s): give "
+		              "--write-store %s as the server that wrote it had",
+		              e->data_dir, ws, ws);
+	return 0;
+}
+
 int cl_sync_open(cleave_engine *e)
 {
 	cl_sync *s = e->sync;
@@ -254,6 +293,11 @@ int cl_sync_open(cleave_engine *e)
 		unlink(path);
 	}
 	cJSON *cat = catalog_load(e);
+	int src = stores_check(e, cat);
+	if (src) {
+		cJSON_Delete(cat);
+		return src;
+	}
 	cJSON *ps = cJSON_GetObjectItemCaseSensitive(cat, "projections");
 	int rc = 0;
 	bool dirty = false;

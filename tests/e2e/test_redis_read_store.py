@@ -972,6 +972,13 @@ class StartWithoutRedis(unittest.TestCase):
                                 cn.get("/health").json())
                 time.sleep(0.2)
             node.stop(expect=0)
+            # a tool on the writer's directory without --read-store is told
+            # which one to give (it never takes the copies for missing)
+            out = subprocess.run([ct.BIN, "status", "--data", srv.data],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, timeout=60)
+            self.assertNotEqual(out.returncode, 0, out)
+            self.assertIn(b"give --read-store " + uri.encode(), out.stderr)
             deadline = time.time() + 20
             while c.get("/health").json()["status"] != "ok":
                 self.assertLess(time.time(), deadline,
