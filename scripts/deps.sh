@@ -10,7 +10,7 @@ pkgs="cmake ninja-build pkg-config gcc make libsqlite3-dev liblmdb-dev
 for w in $want; do
   case "$w" in
     build) ;;
-    test) pkgs="$pkgs postgresql redis-server nats-server valgrind" ;;
+    test) pkgs="$pkgs postgresql redis-server nats-server valgrind chromium" ;;
     bench) pkgs="$pkgs postgresql postgresql-contrib redis-server wrk gnuplot-nox nodejs npm
                  g++ linux-perf valgrind" ;;
     fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
