@@ -10,13 +10,13 @@
  *
  * The race a wake must not lose: a run's snapshot is older than a commit
  * that writes a key it read, and that commit's publish runs before the run
- * registers the key.  So a run holds `lk` for reading from before its
- * snapshot until its tokens are registered, and a publish holds it for
- * writing: a commit published while the run is under way waits for the
+ * registers the key.  So a run holds `lk` shared from before its
+ * snapshot until its tokens are registered, and a publish holds it
+ * exclusively: a commit published while the run is under way waits for the
  * registration and then sees it; one published before the run took the
  * lock was committed before the snapshot, which sees it.  The lock prefers
- * writers, so runs cannot starve a publish; runs share it, and `tmu`
- * orders their changes to the table.
+ * publishes, so runs cannot starve them; runs share it, and `tmu` orders
+ * their changes to the table.
  *
  * `fired` makes a subscription's wakes one per run: the first publish that
  * finds it calls fn, later ones until the next run do nothing.
@@ -41,8 +41,72 @@ typedef struct bucket {
 	lnode *head;  /* circular list's sentinel */
 } bucket;
 
+/* The registry's lock: shared by runs, exclusive for publishes, which
+ * go first (a waiting publish holds off new runs, so a stream of runs
+ * cannot starve the runners).  Written out with a mutex and a condition
+ * rather than glibc's writer-preferring rwlock: a deadlock with every
+ * thread waiting on that lock and none holding it was seen once in
+ * development and could not be explained or reproduced; this one has
+ * nothing to get wrong. */
+typedef struct reglock {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int readers, writers_waiting;
+	bool writer;
+} reglock;
+
+static void rl_init(reglock *l)
+{
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	l->readers = l->writers_waiting = 0;
+	l->writer = false;
+}
+
+static void rl_destroy(reglock *l)
+{
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cond);
+}
+
+static void rl_rdlock(reglock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	while (l->writer || l->writers_waiting)
+		pthread_cond_wait(&l->cond, &l->mu);
+	l->readers++;
+	pthread_mutex_unlock(&l->mu);
+}
+
+static void rl_rdunlock(reglock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	if (--l->readers == 0)
+		pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+}
+
+static void rl_wrlock(reglock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->writers_waiting++;
+	while (l->writer || l->readers)
+		pthread_cond_wait(&l->cond, &l->mu);
+	l->writers_waiting--;
+	l->writer = true;
+	pthread_mutex_unlock(&l->mu);
+}
+
+static void rl_wrunlock(reglock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->writer = false;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+}
+
 struct cl_live_reg {
-	pthread_rwlock_t lk;
+	reglock lk;
 	pthread_mutex_t tmu;
 	bucket *tab;
 	size_t cap, used; /* used counts buckets, empty lists included */
@@ -213,12 +277,7 @@ int cl_live_init(cleave_engine *e)
 	cl_live_reg *g = calloc(1, sizeof(*g));
 	if (!g)
 		return cl_err(CLEAVE_ENOMEM, "out of memory");
-	pthread_rwlockattr_t a;
-	pthread_rwlockattr_init(&a);
-	pthread_rwlockattr_setkind_np(
-	    &a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&g->lk, &a);
-	pthread_rwlockattr_destroy(&a);
+	rl_init(&g->lk);
 	pthread_mutex_init(&g->tmu, NULL);
 	e->live = g;
 	return 0;
@@ -233,7 +292,7 @@ void cl_live_free(cleave_engine *e)
 		if (g->tab[i].tok)
 			free(g->tab[i].head);
 	free(g->tab);
-	pthread_rwlock_destroy(&g->lk);
+	rl_destroy(&g->lk);
 	pthread_mutex_destroy(&g->tmu);
 	free(g);
 	e->live = NULL;
@@ -251,13 +310,13 @@ void cl_live_publish(cleave_engine *e, int proj, cl_keyrec *rec)
 	if (!g || (!rec->all && !rec->n))
 		return;
 	cl_keyrec_finish(rec);
-	pthread_rwlock_wrlock(&g->lk);
+	rl_wrlock(&g->lk);
 	if (rec->all)
 		wake_tok(g, cl_tok(proj, CL_TOK_PROJ, NULL, NULL));
 	else
 		for (size_t i = 0; i < rec->n; i++)
 			wake_tok(g, rec->tok[i]);
-	pthread_rwlock_unlock(&g->lk);
+	rl_wrunlock(&g->lk);
 }
 
 void cl_live_publish_proj(cleave_engine *e, int proj)
@@ -265,9 +324,9 @@ void cl_live_publish_proj(cleave_engine *e, int proj)
 	cl_live_reg *g = e->live;
 	if (!cl_live_any(e))
 		return;
-	pthread_rwlock_wrlock(&g->lk);
+	rl_wrlock(&g->lk);
 	wake_tok(g, cl_tok(proj, CL_TOK_PROJ, NULL, NULL));
-	pthread_rwlock_unlock(&g->lk);
+	rl_wrunlock(&g->lk);
 }
 
 /* ---- subscriptions ------------------------------------------------------- */
@@ -327,7 +386,7 @@ int cleave_live_run(cleave_live *l, cleave_answer *out)
 	pthread_mutex_lock(&l->rmu);
 	atomic_store(&l->fired, false);
 	cl_keyrec_reset(&l->rec);
-	pthread_rwlock_rdlock(&g->lk);
+	rl_rdlock(&g->lk);
 	int rc = cl_query_run_rec(e, l->qi, l->params, l->nparams, out,
 	                          &l->rec);
 	if (rc == 0) {
@@ -354,7 +413,7 @@ int cleave_live_run(cleave_live *l, cleave_answer *out)
 			/* keeps the old registration: no worse than before */
 		}
 	}
-	pthread_rwlock_unlock(&g->lk);
+	rl_rdunlock(&g->lk);
 	pthread_mutex_unlock(&l->rmu);
 	return rc;
 }
@@ -364,9 +423,9 @@ void cleave_live_close(cleave_live *l)
 	if (!l)
 		return;
 	cl_live_reg *g = l->e->live;
-	pthread_rwlock_wrlock(&g->lk);
+	rl_wrlock(&g->lk);
 	unlink_all(l);
-	pthread_rwlock_unlock(&g->lk);
+	rl_wrunlock(&g->lk);
 	atomic_fetch_sub(&g->count, 1);
 	cl_keyrec_free(&l->rec);
 	pthread_mutex_destroy(&l->rmu);

@@ -36,10 +36,12 @@
  * Lock order: hub->mu, then x->mu; MHD is resumed with no lock of ours
  * but hub->mu held.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -112,7 +114,7 @@ void cl_sse_push(cl_sse *x, char *msg, size_t len, int64_t t0)
 }
 
 /* Ends the stream (shutdown, or a reader dropped). */
-static void sse_end(cl_sse *x, bool dropped)
+void cl_sse_end(cl_sse *x, bool dropped)
 {
 	bool resume = false;
 	pthread_mutex_lock(&x->mu);
@@ -421,7 +423,7 @@ static void work_locked(cl_sse *x)
 			             cl_mono_now_us() + RETRY_US);
 			return;
 		} else if (wrc == CLEAVE_ESHUTDOWN) {
-			sse_end(x, false);
+			cl_sse_end(x, false);
 			return;
 		} else {
 			watch(x, x->need_pos,
@@ -468,6 +470,19 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* x is suspended (x->mu held, so it stays so): whether its client has
+ * closed the connection.  A suspended connection is not watched by
+ * libmicrohttpd, which would otherwise notice only at the next write. */
+static bool peer_closed(cl_sse *x)
+{
+	char c;
+	if (x->fd < 0)
+		return false;
+	ssize_t n = recv(x->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	                  errno != EINTR);
+}
+
 static void tick(cl_srv *s, int64_t keepalive_us)
 {
 	cl_sse_hub *h = s->sse;
@@ -510,9 +525,20 @@ static void tick(cl_srv *s, int64_t keepalive_us)
 			enqueue(x);
 		}
 		pthread_mutex_lock(&x->mu);
+		/* each stream's period is shortened by its own jitter, so
+		 * streams opened together do not all write (and resume) in
+		 * the same tick, every period, for ever */
 		bool idle = !x->pend && x->out_off == x->out_len &&
-		            now - x->last_out_us >= keepalive_us;
+		            now - x->last_out_us >=
+		                keepalive_us - keepalive_us * x->jitter / 2000;
+		bool gone = x->suspended && peer_closed(x);
 		pthread_mutex_unlock(&x->mu);
+		if (gone) {
+			/* the reader hung up: its slot and memory go now, not
+			 * at the keep-alive that would find out */
+			cl_sse_end(x, false);
+			continue;
+		}
 		if (idle) {
 			char *k = strdup(": keep-alive\n\n");
 			if (k) {
@@ -590,7 +616,7 @@ void cl_sse_close_all(cl_srv *s)
 	pthread_mutex_lock(&h->mu);
 	atomic_store(&h->closed, true);
 	for (cl_sse *x = h->streams; x; x = x->next)
-		sse_end(x, false);
+		cl_sse_end(x, false);
 	pthread_mutex_unlock(&h->mu);
 }
 
@@ -686,7 +712,15 @@ cl_sse *cl_sse_new(cl_req *r, int kind, struct MHD_Response **resp)
 	x->last_id = -1;
 	x->last_out_us = cl_mono_now_us();
 	snprintf(x->trace_id, sizeof(x->trace_id), "%s", r->trace_id);
-	*resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192,
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+	    r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	x->fd = ci ? ci->connect_fd : -1;
+	/* up to half the keep-alive period taken off, per stream */
+	x->jitter = (int)(((uintptr_t)x >> 4) % 1000);
+	/* the response's own buffer: small, as a stream's messages are (a
+	 * longer one goes out in several pieces) — a stream costs this
+	 * besides its connection's pool */
+	*resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024,
 	                                          sse_read, x, sse_free);
 	if (!*resp) {
 		cl_sse_unref(x);

@@ -33,6 +33,9 @@ struct cl_sse {
 	size_t out_len, out_off, pend_len;
 	int64_t out_t0_us, pend_t0_us; /* the wake each message answers */
 	bool suspended, closing, dropped, gone;
+	int fd;             /* the connection's socket (peer_closed) */
+	int jitter;         /* 0..999: its keep-alive period is shortened
+	                       by jitter/2000 of it */
 	int64_t last_out_us; /* last message or keep-alive queued */
 	cl_sse *prev, *next; /* hub->streams (hub->mu) */
 	cl_sse *qnext;       /* the work queue (hub->qmu) */
@@ -95,6 +98,8 @@ void cl_sse_unref(cl_sse *x);
  * written, replacing one waiting there.  t0: the engine wake it answers
  * (0: none). */
 void cl_sse_push(cl_sse *x, char *msg, size_t len, int64_t t0);
+/* Ends the stream (shutdown, a reader gone or dropped). */
+void cl_sse_end(cl_sse *x, bool dropped);
 /* A stream on r with its response (not yet queued), or NULL. */
 cl_sse *cl_sse_new(cl_req *r, int kind, struct MHD_Response **resp);
 /* Lists x among the hub's streams (keep-alive, figures, shutdown). */
