@@ -33,8 +33,9 @@
  * one.  x->runmu guards x->live: sse_free() closes the subscription under
  * it, so a worker never runs a closed one and the engine never wakes a
  * freed stream (cleave_live_close returns only when no wake is under way).
- * Lock order: hub->mu, then x->mu; MHD is resumed with no lock of ours
- * but hub->mu held.
+ * Lock order: hub->mu, then x->mu; libmicrohttpd is called (resumed)
+ * with no lock of ours held: the timer and the shutdown sweep take
+ * references to the streams under hub->mu and write to them after.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -483,6 +484,25 @@ static bool peer_closed(cl_sse *x)
 	                  errno != EINTR);
 }
 
+/* The hub's streams, each with a reference taken, so that they can be
+ * written to (and libmicrohttpd called) without hub->mu: MHD may call
+ * sse_free, which takes hub->mu, while holding locks of its own. */
+static cl_sse **snapshot(cl_sse_hub *h, int *n)
+{
+	pthread_mutex_lock(&h->mu);
+	int cap = 0;
+	for (cl_sse *x = h->streams; x; x = x->next)
+		cap++;
+	cl_sse **v = malloc(((size_t)cap + 1) * sizeof(*v));
+	*n = 0;
+	for (cl_sse *x = h->streams; v && x; x = x->next) {
+		cl_sse_ref(x);
+		v[(*n)++] = x;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return v;
+}
+
 static void tick(cl_srv *s, int64_t keepalive_us)
 {
 	cl_sse_hub *h = s->sse;
@@ -504,7 +524,11 @@ static void tick(cl_srv *s, int64_t keepalive_us)
 		if (h->nsamples < SAMPLES)
 			h->nsamples++;
 	}
-	for (cl_sse *x = h->streams; x; x = x->next) {
+	pthread_mutex_unlock(&h->mu);
+	int n;
+	cl_sse **v = snapshot(h, &n);
+	for (int i = 0; v && i < n; i++) {
+		cl_sse *x = v[i];
 		if (x->kind == K_STATS && !stats.oom) {
 			size_t len;
 			cleave_buf m;
@@ -548,7 +572,9 @@ static void tick(cl_srv *s, int64_t keepalive_us)
 			}
 		}
 	}
-	pthread_mutex_unlock(&h->mu);
+	for (int i = 0; v && i < n; i++)
+		cl_sse_unref(v[i]);
+	free(v);
 	cleave_buf_free(&stats);
 }
 
@@ -613,11 +639,21 @@ void cl_sse_close_all(cl_srv *s)
 	cl_sse_hub *h = s->sse;
 	if (!h)
 		return;
-	pthread_mutex_lock(&h->mu);
 	atomic_store(&h->closed, true);
-	for (cl_sse *x = h->streams; x; x = x->next)
-		cl_sse_end(x, false);
-	pthread_mutex_unlock(&h->mu);
+	int n;
+	cl_sse **v = snapshot(h, &n);
+	if (!v) { /* out of memory: every stream must end all the same */
+		pthread_mutex_lock(&h->mu);
+		for (cl_sse *x = h->streams; x; x = x->next)
+			cl_sse_end(x, false);
+		pthread_mutex_unlock(&h->mu);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		cl_sse_end(v[i], false);
+		cl_sse_unref(v[i]);
+	}
+	free(v);
 }
 
 void cl_sse_stop(cl_srv *s)
@@ -743,6 +779,9 @@ void cl_sse_register(cl_sse *x)
 		h->streams->prev = x;
 	h->streams = x;
 	pthread_mutex_unlock(&h->mu);
+	/* registered as the shutdown sweep ran: ended here instead */
+	if (atomic_load(&h->closed))
+		cl_sse_end(x, false);
 }
 
 /* 503 when the limit is reached or the server stops; counts the stream
