@@ -18,8 +18,14 @@ static uint64_t mix(uint64_t h, const char *s)
 
 uint64_t cl_tok(int proj, int kind, const char *ns, const char *key)
 {
-	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)proj;
-	h = (h ^ (uint64_t)kind) * 1099511628211ULL;
+	/* each field is multiplied in on its own: (proj 0, 'P') and (proj 3,
+	 * 'S') must not meet as 0 ^ 'P' == 3 ^ 'S' would */
+	uint64_t h = 1469598103934665603ULL;
+	for (int i = 0; i < 4; i++) {
+		h ^= ((uint32_t)proj >> (8 * i)) & 0xff;
+		h *= 1099511628211ULL;
+	}
+	h = (h ^ (uint64_t)(unsigned char)kind) * 1099511628211ULL;
 	h = mix(h, ns);
 	h = mix(h, key);
 	/* splitmix64's finalizer: the table takes the low bits */

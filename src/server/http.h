@@ -400,8 +400,11 @@ int cl_sse_start(cl_srv *s);
 /* Shutdown: ends every stream (their connections complete) and admits no
  * new one. */
 void cl_sse_close_all(cl_srv *s);
-/* After MHD stopped: joins the threads, frees the hub. */
+/* After MHD stopped: joins the threads (the hub stays: the engine's
+ * watches may still call back until it closes); cl_sse_free after the
+ * engine closed. */
 void cl_sse_stop(cl_srv *s);
+void cl_sse_free(cl_srv *s);
 /* r is a GET that asks for text/event-stream. */
 bool cl_wants_sse(cl_req *r);
 /* GET /queries/<name> as a live stream (queries.c hands it over once the

@@ -319,6 +319,7 @@ out_engine:
 	cl_sse_stop(&s); /* after MHD: no stream is left */
 	cl_qpool_stop(&s);
 	cleave_engine_close(s.e);
+	cl_sse_free(&s); /* after the engine: its watches called back */
 	if (code == 0)
 		cl_logf(CLEAVE_LOG_INFO, NULL, NULL, -1, "stopped cleanly");
 out:

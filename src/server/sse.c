@@ -670,7 +670,28 @@ void cl_sse_stop(cl_srv *s)
 		pthread_join(h->workers[i], NULL);
 	if (h->timer_running)
 		pthread_join(h->timer, NULL);
+	pthread_mutex_lock(&h->qmu);
 	while (h->qhead) {
+		cl_sse *x = h->qhead;
+		h->qhead = x->qnext;
+		if (!h->qhead)
+			h->qtail = NULL;
+		pthread_mutex_unlock(&h->qmu);
+		cl_sse_unref(x);
+		pthread_mutex_lock(&h->qmu);
+	}
+	pthread_mutex_unlock(&h->qmu);
+}
+
+/* After the engine closed: its watches have called back (a stream waiting
+ * for a position is answered at the engine's close, after MHD stopped),
+ * so the hub can go. */
+void cl_sse_free(cl_srv *s)
+{
+	cl_sse_hub *h = s->sse;
+	if (!h)
+		return;
+	while (h->qhead) { /* queued by watches that ended at the close */
 		cl_sse *x = h->qhead;
 		h->qhead = x->qnext;
 		cl_sse_unref(x);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "read/keyrec.h"
 #include "tdomain.h"
 #include "testutil.h"
 
@@ -239,9 +240,48 @@ static void test_bad_open(void **state)
 	tu_rmdir(dir);
 }
 
+/* Tokens of different projections, kinds and names are different: a
+ * collision wakes a subscription for nothing (its answer is compared, so
+ * nothing is pushed, but the work is done).  (proj 0, 'P') and (proj 3,
+ * 'S') once met, by XOR-ing both into one byte. */
+static void test_tokens_distinct(void **state)
+{
+	(void)state;
+	static const int kinds[] = {CL_TOK_KEY, CL_TOK_LIST, CL_TOK_NS,
+	                            CL_TOK_STORE, CL_TOK_PROJ};
+	static const char *const names[] = {NULL, "", "a", "b", "ab", "ba",
+	                                    "cards", "p1", "p2"};
+	uint64_t seen[64 * 5 * 9 * 9];
+	int n = 0;
+	for (int p = 0; p < 64; p++)
+		for (int k = 0; k < 5; k++)
+			for (int a = 0; a < 9; a++)
+				for (int b = 0; b < 9; b++) {
+					/* "" and NULL name the same field */
+					if ((a == 1) || (b == 1))
+						continue;
+					uint64_t t = cl_tok(p, kinds[k], names[a],
+					                    names[b]);
+					for (int i = 0; i < n; i++)
+						if (seen[i] == t)
+							fail_msg("token of (%d,%c,%s,%s) "
+							         "met another",
+							         p, kinds[k],
+							         names[a] ? names[a]
+							                  : "NULL",
+							         names[b] ? names[b]
+							                  : "NULL");
+					seen[n++] = t;
+				}
+	/* names split differently are different fields */
+	assert_true(cl_tok(0, CL_TOK_KEY, "ab", "c") !=
+	            cl_tok(0, CL_TOK_KEY, "a", "bc"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_tokens_distinct),
 	    cmocka_unit_test(test_keys),
 	    cmocka_unit_test(test_no_lost_wake),
 	    cmocka_unit_test(test_bad_open),
