@@ -131,7 +131,7 @@ bench-quick: build
 # Any report fails the test (the server exits 66 on SIGTERM after one).
 # test_crash is left out: its SIGKILL timing assumes a child that opens the
 # engine within 30 ms, which TSan's slowdown breaks (docs/reliability.md).
-TSAN_TESTS ?= ^(unit/test_(engine|rstore|rstore_gen|rstore_sqlite|rstore_redis|bank|shop)|e2e/test_(http|hostile|redis_read_store|query_node|torture_stops)|fuzz/http)$$
+TSAN_TESTS ?= ^(unit/test_(engine|live|rstore|rstore_gen|rstore_sqlite|rstore_redis|bank|shop)|e2e/test_(http|hostile|redis_read_store|query_node|torture_stops)|fuzz/http)$$
 check-tsan: tsan
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 exitcode=66" \
 	  ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'
