@@ -73,18 +73,42 @@ void cl_sse_unref(cl_sse *x)
 /* Hands msg (owned) to the stream: written next, or next after the one
  * being written (replacing one waiting there).  t0: the wake it answers
  * (0: none, for the push-latency figure). */
+static void push(cl_sse *x, char *msg, size_t len, int64_t t0,
+                 bool idle_only);
+
 void cl_sse_push(cl_sse *x, char *msg, size_t len, int64_t t0)
+{
+	push(x, msg, len, t0, false);
+}
+
+/* A keep-alive comment, only if x still has nothing to write: decided
+ * under the same hold of x->mu as the push, or it could take the place
+ * of an answer pushed meanwhile. */
+static void push_keepalive(cl_sse *x)
+{
+	char *k = strdup(": keep-alive\n\n");
+	if (k)
+		push(x, k, strlen(k), 0, true);
+}
+
+static void push(cl_sse *x, char *msg, size_t len, int64_t t0, bool idle_only)
 {
 	cl_sse_hub *h = x->s->sse;
 	bool resume = false;
 	int64_t now = cl_mono_now_us();
 	pthread_mutex_lock(&x->mu);
-	if (x->closing) {
+	if (x->closing ||
+	    (idle_only && (x->pend || x->out_off < x->out_len))) {
 		pthread_mutex_unlock(&x->mu);
 		free(msg);
 		return;
 	}
-	if (x->out_off == x->out_len) {
+	if (idle_only)
+		atomic_fetch_add_explicit(&h->keepalives, 1,
+		                          memory_order_relaxed);
+	/* into `out` only when nothing waits in `pend`: an older message
+	 * there must not be written after this one (ids never go back) */
+	if (x->out_off == x->out_len && !x->pend) {
 		free(x->out);
 		x->out = msg;
 		x->out_len = len;
@@ -563,14 +587,8 @@ static void tick(cl_srv *s, int64_t keepalive_us)
 			cl_sse_end(x, false);
 			continue;
 		}
-		if (idle) {
-			char *k = strdup(": keep-alive\n\n");
-			if (k) {
-				cl_sse_push(x, k, strlen(k), 0);
-				atomic_fetch_add_explicit(&h->keepalives, 1,
-				                          memory_order_relaxed);
-			}
-		}
+		if (idle)
+			push_keepalive(x);
 	}
 	for (int i = 0; v && i < n; i++)
 		cl_sse_unref(v[i]);

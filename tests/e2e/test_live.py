@@ -75,11 +75,9 @@ Also /metrics: the cleave_live_* families and their values.
 
 Environment: CLEAVE_BIN, CLEAVE_TEST_TMP (cleave_test.py);
 CLEAVE_LIVE_STREAMS (test 10's stream count; 10000 for a long run),
-CLEAVE_LIVE_ORDER_SECONDS, CLEAVE_LIVE_STRICT=1 (known server bugs fail
-instead of being expected: see "known server bugs" below).
+CLEAVE_LIVE_ORDER_SECONDS.
 Python standard library only."""
 import codecs
-import functools
 import json
 import os
 import re
@@ -112,49 +110,6 @@ def uid(prefix):
 
 def mono():
     return time.monotonic()
-
-
-# ---- known server bugs ----------------------------------------------------
-#
-# Found by this file, not fixed when it was committed (HEAD 2c1d2d9, which
-# fixed two others it found: tokens of two projections that were equal,
-# and SIGTERM with streams waiting for a position).  CLEAVE_LIVE_STRICT=1
-# runs their tests as plain tests.  Remove the markers with the fixes.
-#
-# 1. test_order_under_load, test_many_subscribers (a race: reported as a
-#    skip, naming it, when it shows).  cl_sse_push() (src/server/sse.c)
-#    puts a new message in `out` whenever `out` has been handed to MHD in
-#    full, even while `pend` still holds an older message: the newer one
-#    is written first, then the older one — the id goes back and the
-#    stream's last message is an older state (the latest is lost until the
-#    next change).  `if (x->out_off == x->out_len && !x->pend)` fixes it:
-#    a build with that line changed passed test_order_under_load 18 runs
-#    in a row; without it, 1 run in 2 to 6 shows the reordering.
-
-STRICT = os.environ.get("CLEAVE_LIVE_STRICT") == "1"
-
-
-def known_race(signature, what):
-    """A test that a known race of the server (above) may fail: a
-    failure whose message holds signature is reported as a skip naming
-    the bug, loudly; any other failure fails."""
-    def deco(fn):
-        @functools.wraps(fn)
-        def run(self):
-            try:
-                fn(self)
-            except AssertionError as e:
-                if STRICT or signature not in str(e):
-                    raise
-                print("\nKNOWN BUG reproduced (%s): %s" % (what,
-                                                          str(e)[:800]),
-                      file=sys.stderr, flush=True)
-                self.skipTest("KNOWN BUG reproduced: " + what)
-        return run
-    return deco
-
-
-REORDER = "messages of one stream reordered (cl_sse_push, known bug 1)"
 
 
 # ---- the SSE client -------------------------------------------------------
@@ -1385,7 +1340,6 @@ class LiveRebuild(LiveCase):
 # ---- 10 -----------------------------------------------------------------
 
 class LiveMany(LiveCase):
-    @known_race("id went back", REORDER)
     def test_many_subscribers(self):
         n = STREAMS
         raise_nofile(2 * n + 1000)
@@ -1600,7 +1554,6 @@ class LiveMany(LiveCase):
 
 
 class LiveOrder(LiveCase):
-    @known_race("id went back", REORDER)
     def test_order_under_load(self):
         """Many streams on keys that change at every order (top_products,
         user_orders) while two clients place and cancel orders as fast as
