@@ -393,8 +393,12 @@ int cleave_live_run(cleave_live *l, cleave_answer *out)
 		const int *idx = &e->query_reads[l->qi * e->query_maxreads];
 		int n = e->query_nreads[l->qi];
 		bool all = l->rec.all;
-		if (all)
+		/* the P (and S) tokens must fit: a read set that filled the
+		 * recorder wakes on any write of what it reads instead */
+		if (all || l->rec.n + 2 * (size_t)n > CL_KEYREC_MAX) {
+			all = true;
 			l->rec.n = 0;
+		}
 		l->rec.all = false;
 		for (int i = 0; i < n; i++) {
 			cl_keyrec_add(&l->rec,

@@ -91,6 +91,10 @@ void cl_keyrec_finish(cl_keyrec *r)
 
 void cl_rec_read(cleave_rtx *tx, int kind, const char *ns, const char *key)
 {
+	/* what a projection's handler only reads does not change: the
+	 * batch's tokens are what it writes */
+	if (tx->write)
+		return;
 	cl_keyrec_add(tx->rec, cl_tok(tx->rec_proj, kind, ns, key));
 }
 

@@ -385,7 +385,10 @@ enum MHD_Result cl_h_ui_stream(cl_req *r);
 
 typedef struct cl_qpool cl_qpool;
 int cl_qpool_start(cl_srv *s);
-/* After MHD stopped: runs what is queued, joins the threads. */
+/* Shutdown, before MHD stops: answers what is queued "shutting down",
+ * lets what runs finish, joins the threads; submits are 503 from then. */
+void cl_qpool_close(cl_srv *s);
+/* After MHD stopped: frees the pool (closing it first if need be). */
 void cl_qpool_stop(cl_srv *s);
 /* Suspends r and queues its query (r->name, r->params) for a pool
  * thread, which fills r->pool_rc, r->pool_answer (or r->pool_msg) and

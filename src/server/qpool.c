@@ -29,6 +29,7 @@ struct cl_qpool {
 	bool stop;
 	pthread_t th[256];
 	int nth;
+	bool joined;
 };
 
 static void *pool_main(void *arg)
@@ -89,17 +90,42 @@ int cl_qpool_start(cl_srv *s)
 	return 0;
 }
 
+/* Shutdown, before MHD stops (it must not stop with the pool's requests
+ * suspended): takes no more, answers what waits in the queue with
+ * "shutting down", lets the queries under way finish (a store's timeout
+ * at most) and joins the threads. */
+void cl_qpool_close(cl_srv *s)
+{
+	cl_qpool *p = s->qpool;
+	if (!p || p->joined)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	cl_req *q = p->head;
+	p->head = p->tail = NULL;
+	p->n = 0;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->mu);
+	while (q) {
+		cl_req *r = q;
+		q = r->pnext;
+		r->pool_rc = CLEAVE_ESHUTDOWN;
+		snprintf(r->pool_msg, sizeof(r->pool_msg), "shutting down");
+		memset(&r->pool_answer, 0, sizeof(r->pool_answer));
+		cl_req_resume(r, 0);
+		cl_req_unref(r);
+	}
+	for (int i = 0; i < p->nth; i++)
+		pthread_join(p->th[i], NULL);
+	p->joined = true;
+}
+
 void cl_qpool_stop(cl_srv *s)
 {
 	cl_qpool *p = s->qpool;
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->stop = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->mu);
-	for (int i = 0; i < p->nth; i++)
-		pthread_join(p->th[i], NULL);
+	cl_qpool_close(s);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cond);
 	free(p);

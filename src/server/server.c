@@ -301,6 +301,7 @@ int cl_server_run(const cl_server_config *cfg)
 	cleave_engine_stop_accepting(s.e);
 	cl_waiters_close(&s);
 	cl_sse_close_all(&s);
+	cl_qpool_close(&s); /* its requests are suspended: before MHD stops */
 	drain(&s, sfd, &s.inflight_cmds, -1, "command(s)");
 	/* a verify or trace cannot be cancelled, and MHD must not stop
 	 * while their connections are suspended */

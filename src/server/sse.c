@@ -198,6 +198,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 	return 0;
 }
 
+static bool enqueue(cl_sse *x);
+
 /* MHD's thread: the connection is gone (or the daemon stops). */
 static void sse_free(void *cls)
 {
@@ -215,19 +217,29 @@ static void sse_free(void *cls)
 	pthread_mutex_lock(&x->mu);
 	x->closing = x->gone = true;
 	pthread_mutex_unlock(&x->mu);
-	pthread_mutex_lock(&x->runmu);
-	cleave_live_close(x->live);
-	x->live = NULL;
-	pthread_mutex_unlock(&x->runmu);
+	/* the subscription is closed by a worker (work): closing waits for
+	 * the run under way and for the registry's lock, which an HTTP
+	 * thread must not (a run may wait for a hung Redis) */
+	if (x->kind == K_QUERY && !enqueue(x)) {
+		pthread_mutex_lock(&x->runmu); /* stopping: no worker left */
+		cleave_live_close(x->live);
+		x->live = NULL;
+		pthread_mutex_unlock(&x->runmu);
+	}
 	atomic_fetch_sub(&h->n, 1);
 	cl_sse_unref(x);
 }
 
-static void enqueue(cl_sse *x)
+/* Queues x for a worker; false when the workers are stopping (it was not
+ * queued and will not be). */
+static bool enqueue(cl_sse *x)
 {
 	cl_sse_hub *h = x->s->sse;
+	bool ok = true;
 	pthread_mutex_lock(&h->qmu);
-	if (!x->queued && !h->stop) {
+	if (h->stop)
+		ok = false;
+	else if (!x->queued) {
 		x->queued = true;
 		cl_sse_ref(x);
 		x->qnext = NULL;
@@ -239,6 +251,7 @@ static void enqueue(cl_sse *x)
 		pthread_cond_signal(&h->qcond);
 	}
 	pthread_mutex_unlock(&h->qmu);
+	return ok;
 }
 
 /* An engine thread, under the subscription registry's lock: queue only. */
@@ -356,7 +369,18 @@ static void evaluate(cl_sse *x)
 		return;
 	}
 	unsigned status = cl_status_of(a.rc);
-	if (a.position < x->last_id) {
+	int64_t id = a.position;
+	if (status != 200) {
+		/* an error that came before every read model was read (one
+		 * reopening, a store down) states the log head or a partial
+		 * minimum: its id is no more than what the read models reached,
+		 * and never less than what the stream showed */
+		int64_t qp = query_position(x);
+		if (qp < id)
+			id = qp;
+		if (id < x->last_id)
+			id = x->last_id;
+	} else if (a.position < x->last_id) {
 		/* a copy behind what this stream already showed (a query
 		 * node before it followed a switch): wait for it */
 		cleave_answer_free(&a);
@@ -376,7 +400,7 @@ static void evaluate(cl_sse *x)
 	}
 	char *copy = malloc(len + 1);
 	size_t mlen;
-	char *m = copy ? message(a.position, status == 200 ? "answer" : "error",
+	char *m = copy ? message(id, status == 200 ? "answer" : "error",
 	                         a.body, a.body_len, &mlen)
 	               : NULL;
 	if (!m) {
@@ -391,7 +415,7 @@ static void evaluate(cl_sse *x)
 	x->last_len = len;
 	x->last_status = status;
 	x->sent = true;
-	x->last_id = a.position;
+	x->last_id = id;
 	cleave_answer_free(&a);
 	cl_sse_push(x, m, mlen, t0);
 	atomic_fetch_add_explicit(&x->s->sse->pushed, 1, memory_order_relaxed);
@@ -405,12 +429,26 @@ static void evaluate(cl_sse *x)
 static void work_locked(cl_sse *x)
 {
 	pthread_mutex_lock(&x->mu);
-	bool closing = x->closing, watching = x->watching;
+	bool closing = x->closing, watching = x->watching, gone = x->gone;
 	int wrc = x->watch_rc;
 	x->watch_rc = 0;
 	pthread_mutex_unlock(&x->mu);
+	if (gone) {
+		/* its connection went (sse_free): the subscription is
+		 * closed here, off the HTTP thread, under runmu */
+		cleave_live_close(x->live);
+		x->live = NULL;
+		return;
+	}
 	if (closing || x->kind != K_QUERY || watching)
 		return;
+	if (x->state == ST_LIVE && wrc == CLEAVE_EPARKED) {
+		/* waiting for a read model parked before the last id: ask
+		 * again in a while, not at once (the watch would end at once
+		 * again) */
+		atomic_store(&x->retry_at_us, cl_mono_now_us() + RETRY_US);
+		return;
+	}
 	if (x->state == ST_WAIT) {
 		char msg[1024], behind[768];
 		int64_t now = query_position(x);
@@ -695,6 +733,12 @@ void cl_sse_stop(cl_srv *s)
 		if (!h->qhead)
 			h->qtail = NULL;
 		pthread_mutex_unlock(&h->qmu);
+		/* MHD has stopped: every stream is gone; what the workers did
+		 * not get to is closed here, while the engine is open */
+		pthread_mutex_lock(&x->runmu);
+		cleave_live_close(x->live);
+		x->live = NULL;
+		pthread_mutex_unlock(&x->runmu);
 		cl_sse_unref(x);
 		pthread_mutex_lock(&h->qmu);
 	}
@@ -921,15 +965,20 @@ enum MHD_Result cl_h_query_live_checked(cl_req *r, int rc, cleave_answer *a,
 		                     "%s", cleave_errmsg());
 	}
 	cl_sse_register(x);
-	/* suspended connections do not time out: only a stream that is
-	 * written to can be closed by the idle timeout */
+	x->state = need >= 0 && query_position(x) < need ? ST_WAIT : ST_LIVE;
+	/* a reference of our own across cl_send: if MHD does not take the
+	 * response (it is stopping), sse_free runs inside it */
+	cl_sse_ref(x);
 	ret = cl_send(r, MHD_HTTP_OK, resp);
-	if (need >= 0 && query_position(x) < need) {
-		x->state = ST_WAIT;
-		watch(x, need, x->wait_ms);
-	} else {
-		x->state = ST_LIVE;
-		enqueue(x);
+	pthread_mutex_lock(&x->mu);
+	bool gone = x->gone;
+	pthread_mutex_unlock(&x->mu);
+	if (ret == MHD_YES && !gone) {
+		if (x->state == ST_WAIT)
+			watch(x, need, x->wait_ms);
+		else
+			enqueue(x);
 	}
+	cl_sse_unref(x);
 	return ret;
 }

@@ -143,6 +143,7 @@ int cleave_projection_verify(cleave_engine *e, const char *name,
 	const cleave_projection_def *def = live->def;
 	cleave_rtx *ltx = NULL;
 	cl_copy scratch = {0};
+	scratch.building = true; /* serves nobody: records nothing */
 	vctx x = {0};
 	cl_evlist l = {0};
 	cl_wreader *rd = NULL;
@@ -268,6 +269,7 @@ out:
 	cl_reader_put(e, rd);
 	if (scratch.store)
 		m->close(scratch.store);
+	cl_keyrec_free(&scratch.rec);
 	if (path[0])
 		m->drop(path);
 	for (size_t i = 0; i < x.t.cap; i++)
