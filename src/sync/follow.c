@@ -233,7 +233,9 @@ static bool follow_checkpoints(cleave_engine *e)
 		 * it (read/query.c) until the catalog or the writer moves on */
 		if (pos > atomic_load(&c->applied)) {
 			atomic_store(&c->applied, pos);
+			pthread_mutex_lock(&p->mu); /* status reads it so */
 			c->applied_total++;
+			pthread_mutex_unlock(&p->mu);
 			moved = true;
 			/* another engine wrote it: which keys, this one
 			 * cannot tell, so every reader looks again */
