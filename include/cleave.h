@@ -778,6 +778,11 @@ const cleave_domain *cleave_engine_domain(const cleave_engine *e);
  * because what the failed commit left on disk is only known after the
  * store's recovery at the next open.  Queries go on. */
 int cleave_engine_health(cleave_engine *e, char *reason, size_t cap);
+/* uri with the password of its userinfo ("scheme://user:PASSWORD@…")
+ * replaced by "***", into out (cap bytes, NUL-terminated): for logs and
+ * messages, which never show a password. */
+void cleave_uri_redact(const char *uri, char *out, size_t cap);
+
 /* Readiness: whether this engine can serve what it is for (a load
  * balancer's question).  A query node is not ready when its view of the
  * log head is stale (not read for 5 s), when the writer's heartbeat (in

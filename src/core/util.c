@@ -322,7 +322,7 @@ void cl_thread_name(const char *fmt, ...)
 	pthread_setname_np(pthread_self(), name);
 }
 
-void cl_uri_redact(const char *uri, char *out, size_t cap)
+void cleave_uri_redact(const char *uri, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s", uri ? uri : "");
 	char *p = strstr(out, "://");

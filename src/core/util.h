@@ -48,9 +48,6 @@ void cl_random_hex(char *out, size_t nbytes);
 
 /* Duplicates (NULL-safe). */
 char *cl_strdup(const char *s);
-/* uri with the password of its userinfo ("scheme://user:PASSWORD@…")
- * replaced by "***", into out (cap); for logs and hints. */
-void cl_uri_redact(const char *uri, char *out, size_t cap);
 char *cl_strndup(const char *s, size_t n);
 
 /* Validation of names. */

@@ -157,26 +157,6 @@ static bool drain(cl_srv *s, int sfd, atomic_int *counter, int limit_ms,
 	return true;
 }
 
-/* A store URI for a log line: a password in it ("scheme://user:pass@…")
- * becomes "***"; credentials are never logged. */
-static void redact(const char *uri, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s", uri);
-	char *p = strstr(out, "://");
-	if (!p)
-		return;
-	p += 3;
-	char *at = strchr(p, '@'), *slash = strchr(p, '/');
-	if (!at || (slash && slash < at))
-		return;
-	char *colon = memchr(p, ':', (size_t)(at - p));
-	if (!colon)
-		return;
-	char rest[256];
-	snprintf(rest, sizeof(rest), "%s", at);
-	snprintf(colon + 1, cap - (size_t)(colon + 1 - out), "***%s", rest);
-}
-
 int cl_server_run(const cl_server_config *cfg)
 {
 	cl_srv s;
@@ -278,8 +258,8 @@ int cl_server_run(const cl_server_config *cfg)
 		        "cannot write --port-file %s: %s", cfg->port_file,
 		        strerror(errno));
 	char ws[256], rs[256];
-	redact(cfg->write_store ? cfg->write_store : "sqlite", ws, sizeof(ws));
-	redact(cfg->read_store ? cfg->read_store : "embedded", rs, sizeof(rs));
+	cleave_uri_redact(cfg->write_store ? cfg->write_store : "sqlite", ws, sizeof(ws));
+	cleave_uri_redact(cfg->read_store ? cfg->read_store : "embedded", rs, sizeof(rs));
 	cl_logf(CLEAVE_LOG_INFO, NULL, NULL, cleave_log_head(s.e),
 	        "listening on http://%s%s%s:%u (%s, domain %s, data %s, write "
 	        "store %s, read store %s, %d HTTP threads, durability %s)",

@@ -58,7 +58,7 @@ static int catalog_save_locked(cleave_engine *e)
 	/* where the log and the read models are: a tool or server opened on
 	 * this directory without the same stores is told (cl_sync_open) */
 	char uri[1024];
-	cl_uri_redact(e->cfg.write_store ? e->cfg.write_store : "sqlite", uri,
+	cleave_uri_redact(e->cfg.write_store ? e->cfg.write_store : "sqlite", uri,
 	              sizeof(uri));
 	cJSON_AddStringToObject(root, "write_store", uri);
 	cJSON_AddStringToObject(root, "read_store",
