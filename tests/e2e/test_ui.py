@@ -610,6 +610,11 @@ class Shop(Base):
         page.wait("!!%s && %s.dataset.state === 'live' && %s.dataset.status"
                   " === 'placed'" % (card, card, card), "the order live",
                   WAIT)
+        # the stream may bring the order before the command's own answer
+        # is logged: wait for both
+        page.wait("/Checkout → 200, position \\d+/.test(document."
+                  "getElementById('log').textContent)",
+                  "the Checkout's answer logged", WAIT)
         seen = page.eval("window.__seen")
         log = page.eval("document.getElementById('log').textContent")
         m = re.search(r"Checkout → 200, position (\d+)", log)
@@ -641,6 +646,9 @@ class Shop(Base):
         page.wait("%s.dataset.state === 'live' && %s.dataset.status === "
                   "'cancelled'" % (card, card), "the cancelled order live",
                   WAIT)
+        page.wait("/CancelOrder → 200, position \\d+/.test(document."
+                  "getElementById('log').textContent)",
+                  "the CancelOrder's answer logged", WAIT)
         log = page.eval("document.getElementById('log').textContent")
         cpos = int(re.search(r"CancelOrder → 200, position (\d+)",
                              log).group(1))
